@@ -1,0 +1,281 @@
+"""The ``certward`` command line.
+
+Exit codes: 0 success, 1 the material has error problems or cannot be read (or a
+refusal), 2 usage errors. ``main(argv)`` returns the code, so tests call it directly.
+Passwords come only from files or standard input, never from arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from certward.clock import SystemClock
+from certward.errors import MaterialError
+from certward.pki.checks import Purpose, judge
+from certward.pki.convert import Pkcs12Profile, to_java_truststore, to_pem, to_pkcs12
+from certward.pki.inspect import describe_certificate
+from certward.pki.material import combine, load_material
+from certward.pki.problems import Problem, ProblemCode, Severity
+from certward.pki.report import Inspection, inspect_material
+from certward.trust import public_roots
+
+app = typer.Typer(
+    name="certward",
+    help="certward: the certificate control plane of an application hosting platform.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_PKCS12_SUFFIXES = {".p12", ".pfx"}
+
+
+class OutputFormat(StrEnum):
+    PKCS12 = "pkcs12"
+    PEM = "pem"
+    JAVA_TRUSTSTORE = "java-truststore"
+
+
+def _console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def _usage_error(message: str) -> typer.Exit:
+    """Say what is wrong with the command line; the caller raises the result (exit 2)."""
+    _console(stderr=True).print(Text(f"Error: {message}", style="red"))
+    return typer.Exit(2)
+
+
+def _read_password(path: Path | None, from_stdin: bool, what: str) -> bytes | None:
+    if path is not None and from_stdin:
+        raise _usage_error(f"give the {what} either as a file or on standard input, not both")
+    if from_stdin:
+        raw = sys.stdin.buffer.read()
+    elif path is not None:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise _usage_error(f"cannot read the {what} file {path}: {exc.strerror}") from exc
+    else:
+        return None
+    # One trailing line break is the file's, not the password's.
+    for ending in (b"\r\n", b"\n"):
+        if raw.endswith(ending):
+            return raw[: -len(ending)]
+    return raw
+
+
+def _read_input(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise _usage_error(f"cannot read {path}: {exc.strerror}") from exc
+
+
+@app.command("inspect")
+def inspect_command(
+    file: Annotated[Path, typer.Argument(help="PKCS12, PEM, DER or PKCS7 file.")],
+    password_file: Annotated[
+        Path | None, typer.Option("--password-file", help="File holding the password.")
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    purpose: Annotated[
+        Purpose | None, typer.Option("--as", help="Judge the material for this purpose.")
+    ] = None,
+    hostname: Annotated[
+        list[str] | None,
+        typer.Option("--hostname", help="Host name a TLS certificate must cover (repeatable)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Read certificate material, describe it and list every problem found."""
+    password = _read_password(password_file, password_stdin, "password")
+    data = _read_input(file)
+    inspection = inspect_material(
+        data,
+        at=SystemClock().now(),
+        password=password,
+        purpose=purpose,
+        hostnames=hostname or (),
+        known_roots=public_roots(),
+        expect_pkcs12=file.suffix.lower() in _PKCS12_SUFFIXES,
+    )
+    if as_json:
+        typer.echo(json.dumps(inspection.to_dict(), indent=2))
+    else:
+        _print_inspection(inspection, file, purpose)
+    raise typer.Exit(0 if inspection.ok else 1)
+
+
+@app.command("convert")
+def convert_command(
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Certificate, key and chain files, in any format.")
+    ],
+    to: Annotated[OutputFormat, typer.Option("--to", help="Format to write.")],
+    out: Annotated[Path, typer.Option("--out", help="File to write.")],
+    password_file: Annotated[
+        Path | None, typer.Option("--password-file", help="Password of the inputs.")
+    ] = None,
+    profile: Annotated[
+        Pkcs12Profile, typer.Option("--profile", help="PKCS12 encryption to write.")
+    ] = Pkcs12Profile.MODERN,
+    out_password_file: Annotated[
+        Path | None,
+        typer.Option("--out-password-file", help="Password for the file written."),
+    ] = None,
+) -> None:
+    """Convert material to PKCS12 (modern or legacy), PEM, or a Java truststore."""
+    password = _read_password(password_file, False, "password")
+    out_password = _read_password(out_password_file, False, "output password")
+    if to is not OutputFormat.PEM and not out_password:
+        raise _usage_error(f"--to {to.value} needs --out-password-file")
+    err = _console(stderr=True)
+    try:
+        material = combine([load_material(_read_input(p), password=password) for p in inputs])
+    except MaterialError as exc:
+        _print_problems(err, exc.problems)
+        raise typer.Exit(1) from exc
+    judgement = judge(material, at=SystemClock().now(), known_roots=public_roots())
+    chain = judgement.chain
+    blocking = [p for p in judgement.problems if p.code is ProblemCode.KEY_MISMATCH]
+    if to is OutputFormat.JAVA_TRUSTSTORE:
+        blocking = []
+        written = to_java_truststore(
+            material.certificates, password=out_password or b"", profile=profile
+        )
+        summary = f"a Java truststore with {len(material.certificates)} trusted certificate(s)"
+    elif to is OutputFormat.PKCS12:
+        if material.private_key is None or judgement.leaf is None:
+            blocking.append(
+                Problem.error(
+                    ProblemCode.NO_PRIVATE_KEY,
+                    "A PKCS12 container needs a certificate and its private key; give the "
+                    "key file as an input too.",
+                )
+            )
+            written, summary = b"", ""
+        else:
+            written = to_pkcs12(
+                private_key=material.private_key,
+                certificate=judgement.leaf,
+                chain=[c for c in chain if c is not judgement.leaf],
+                password=out_password or b"",
+                profile=profile,
+            )
+            summary = f"a {profile.value} PKCS12 container with {len(chain)} certificate(s)"
+    else:
+        written = to_pem(chain, private_key=material.private_key, key_password=out_password)
+        summary = f"PEM with {len(chain)} certificate(s)" + (
+            " and the private key" if material.private_key is not None else ""
+        )
+    if blocking:
+        _print_problems(err, blocking)
+        raise typer.Exit(1)
+    _write_private_file(out, written)
+    _print_problems(err, [p for p in judgement.problems if p.severity is Severity.WARNING])
+    _console().print(Text(f"Wrote {summary} to {out}."))
+
+
+def _write_private_file(path: Path, data: bytes) -> None:
+    """Write ``data`` atomically, readable by the owner only (it may hold a key)."""
+    directory = path.parent if str(path.parent) else Path()
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _print_inspection(inspection: Inspection, file: Path, purpose: Purpose | None) -> None:
+    console = _console()
+    kind = inspection.kind.value.upper() if inspection.kind else "unrecognised"
+    header = Text(f"{file}: ", style="bold")
+    header.append(f"{kind} file")
+    judgement = inspection.judgement
+    if judgement is not None:
+        has_key = judgement.material.private_key is not None
+        header.append(", with a private key" if has_key else ", no private key")
+    console.print(header)
+    if inspection.pkcs12 is not None:
+        details = inspection.pkcs12
+        console.print(
+            Text(
+                f"PKCS12: encryption {details.encryption.value}"
+                f" ({', '.join(details.algorithms) or 'none'}), MAC "
+                f"{details.mac_algorithm or 'none'}, {details.mac_iterations or 0} iterations"
+            )
+        )
+    if judgement is not None and judgement.chain:
+        table = Table(title="Certificates, leaf to root", title_justify="left")
+        for column in ("#", "Subject", "Issuer", "Valid", "Key", "Signature", "SHA-256"):
+            table.add_column(column, overflow="fold")
+        for number, certificate in enumerate(judgement.chain, start=1):
+            info = describe_certificate(certificate)
+            size = f" {info.key.key_size}" if info.key.key_size else ""
+            table.add_row(
+                Text(str(number)),
+                Text(info.subject + ("  [CA]" if info.is_ca else "")),
+                Text(info.issuer),
+                Text(f"{info.not_before:%Y-%m-%d} → {info.not_after:%Y-%m-%d}"),
+                Text(f"{info.key.key_type}{size}"),
+                Text(info.signature_algorithm),
+                Text(info.sha256_fingerprint[:16] + "…"),
+            )
+        console.print(table)
+    _print_problems(console, inspection.problems)
+    purpose_text = f" as {purpose.value}" if purpose else ""
+    if inspection.ok:
+        console.print(Text(f"OK{purpose_text}: no errors.", style="bold green"))
+    else:
+        errors = sum(1 for p in inspection.problems if p.is_error)
+        console.print(Text(f"Refused{purpose_text}: {errors} error(s).", style="bold red"))
+
+
+def _print_problems(console: Console, problems: Sequence[Problem]) -> None:
+    for problem in problems:
+        style = "red" if problem.is_error else "yellow"
+        line = Text(f"{problem.severity.value} ", style=f"bold {style}")
+        line.append(f"[{problem.code.value}] ", style=style)
+        line.append(problem.message)
+        console.print(line)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default: the process arguments); return the exit code."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="certward",
+            standalone_mode=True,
+        )
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

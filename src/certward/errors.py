@@ -1,0 +1,51 @@
+"""The one exception tree of certward.
+
+::
+
+    CertwardError
+    ├── MaterialError          certificate material could not be read at all
+    │                          (carries the problems that say why)
+    ├── ConfigurationError     settings or files on disk are wrong (start-up)
+    └── SecretError            a stored secret cannot be decrypted: unknown key id,
+                               tampered ciphertext, or copied to another row
+
+Rule failures of material that *could* be read are not exceptions: they are
+`Problem` values collected by `certward.pki.checks.judge`, all of them, not the
+first only. An exception from a dependency is translated once, at the boundary
+where it happens, and chained with ``from exc``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from certward.pki.problems import Problem
+
+
+class CertwardError(Exception):
+    """Base of every error certward raises on purpose."""
+
+
+class MaterialError(CertwardError):
+    """Certificate material that cannot be read; ``problems`` says why, with stable codes."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        if not self.problems:
+            raise ValueError("MaterialError needs at least one problem")
+        super().__init__("; ".join(p.message for p in self.problems))
+
+    @property
+    def code(self) -> str:
+        """The code of the first (most important) problem."""
+        return self.problems[0].code.value
+
+
+class ConfigurationError(CertwardError):
+    """A setting, key file or data directory is missing or wrong."""
+
+
+class SecretError(CertwardError):
+    """A ciphertext that cannot be decrypted; the message never contains secret bytes."""

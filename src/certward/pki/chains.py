@@ -1,0 +1,219 @@
+"""Put certificates in leaf-to-root order, find what is missing, and verify the path.
+
+Ordering only follows names and signatures (which certificate issued which); the
+trust decision itself is left to ``cryptography.x509.verification``. Nothing here
+fetches a URL found inside a certificate (AIA, CRL, OCSP): a missing intermediate is
+explained, never downloaded.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+from certward.pki.inspect import is_self_signed
+from certward.pki.names import is_ip
+
+
+class VerifyAs(StrEnum):
+    """The role the leaf plays in the TLS handshake being checked."""
+
+    SERVER = "server"
+    CLIENT = "client"
+
+
+class RootStore:
+    """Trust anchors looked up by subject, e.g. the public web roots (pure value)."""
+
+    __slots__ = ("_by_subject",)
+
+    def __init__(self, roots: Iterable[x509.Certificate] = ()) -> None:
+        self._by_subject: dict[bytes, list[x509.Certificate]] = {}
+        for root in roots:
+            self._by_subject.setdefault(root.subject.public_bytes(), []).append(root)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_subject.values())
+
+    def issuer_of(self, certificate: x509.Certificate) -> x509.Certificate | None:
+        """The anchor that signed ``certificate``, if any."""
+        for candidate in self._by_subject.get(certificate.issuer.public_bytes(), ()):
+            if issued_by(certificate, candidate):
+                return candidate
+        return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Chain:
+    """The leaf and its issuers in order, as far as the material reaches.
+
+    ``anchor`` is a known root outside the upload that issued the last certificate;
+    ``missing_issuer`` names the issuer nobody has when the path stops short;
+    ``unrelated`` are uploaded certificates that belong to no path from the leaf.
+    """
+
+    certificates: tuple[x509.Certificate, ...]
+    anchor: x509.Certificate | None
+    missing_issuer: x509.Name | None
+    unrelated: tuple[x509.Certificate, ...]
+    reordered: bool
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        return self.certificates[0]
+
+    @property
+    def ends_at_root(self) -> bool:
+        return self.anchor is not None or is_self_signed(self.certificates[-1])
+
+
+def issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    """Whether ``parent``'s key signed ``child`` and the names link."""
+    if child.issuer != parent.subject:
+        return False
+    try:
+        child.verify_directly_issued_by(parent)
+    except (ValueError, TypeError, UnsupportedAlgorithm, InvalidSignature):
+        return False
+    return True
+
+
+def key_matches(certificate: x509.Certificate, private_key: PrivateKeyTypes) -> bool:
+    """Whether ``private_key`` belongs to ``certificate``."""
+    try:
+        public = certificate.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return False
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    try:
+        return bool(public.public_bytes(*spki) == private_key.public_key().public_bytes(*spki))
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+
+
+def pick_leaf(
+    certificates: Sequence[x509.Certificate], private_key: PrivateKeyTypes | None
+) -> x509.Certificate | None:
+    """The end-entity: the one the key belongs to, else the one that issued nothing."""
+    if not certificates:
+        return None
+    if private_key is not None:
+        for certificate in certificates:
+            if key_matches(certificate, private_key):
+                return certificate
+    issuers = {
+        id(parent)
+        for child in certificates
+        for parent in certificates
+        if parent is not child and issued_by(child, parent)
+    }
+    candidates = [c for c in certificates if id(c) not in issuers]
+    return candidates[0] if candidates else certificates[0]
+
+
+def build_chain(
+    leaf: x509.Certificate,
+    certificates: Sequence[x509.Certificate],
+    *,
+    known_roots: RootStore,
+    order_matters: bool = True,
+) -> Chain:
+    """Order ``certificates`` from ``leaf`` upwards and report what is missing."""
+    remaining = [c for c in certificates if c is not leaf and c != leaf]
+    path = [leaf]
+    while not is_self_signed(path[-1]):
+        parent = next((c for c in remaining if issued_by(path[-1], c)), None)
+        if parent is None:
+            break
+        path.append(parent)
+        remaining.remove(parent)
+    top = path[-1]
+    anchor = None if is_self_signed(top) else known_roots.issuer_of(top)
+    missing = None if is_self_signed(top) or anchor is not None else top.issuer
+    given = [c for c in certificates if c in path]
+    return Chain(
+        certificates=tuple(path),
+        anchor=anchor,
+        missing_issuer=missing,
+        unrelated=tuple(remaining),
+        reordered=order_matters and given != path,
+    )
+
+
+def verify_chain(
+    chain: Chain,
+    *,
+    at: datetime,
+    verify_as: VerifyAs,
+    hostname: str | None = None,
+) -> str | None:
+    """Run ``cryptography.x509.verification`` over ``chain``; the failure reason or None.
+
+    The root (or, when the upload stops at an intermediate, the topmost uploaded
+    certificate) is the trust anchor: this checks that the uploaded path is sound
+    (signatures, CA flags, path lengths, name constraints, validity, key usages),
+    not whether anybody trusts its root.
+    """
+    if chain.anchor is not None:
+        anchor = chain.anchor
+        intermediates = list(chain.certificates[1:])
+    elif len(chain.certificates) > 1:
+        anchor = chain.certificates[-1]
+        intermediates = list(chain.certificates[1:-1])
+    else:
+        return None  # a lone certificate: nothing to verify it against
+    builder = (
+        PolicyBuilder()
+        .store(Store([anchor]))
+        .time(at)
+        .max_chain_depth(max(len(chain.certificates), 2))
+    )
+    try:
+        if verify_as is VerifyAs.SERVER:
+            subject: x509.verification.Subject = (
+                x509.IPAddress(ipaddress.ip_address(hostname))
+                if hostname and is_ip(hostname)
+                else x509.DNSName(hostname or _any_dns_name(chain.leaf))
+            )
+            builder.build_server_verifier(subject).verify(chain.leaf, intermediates)
+        else:
+            # Client certificates without a SAN are common in corporate PKI.
+            ee_policy = ExtensionPolicy.webpki_defaults_ee().may_be_present(
+                x509.SubjectAlternativeName, Criticality.AGNOSTIC, None
+            )
+            builder = builder.extension_policies(
+                ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee_policy
+            )
+            builder.build_client_verifier().verify(chain.leaf, intermediates)
+    except VerificationError as exc:
+        return str(exc)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        return f"the chain cannot be checked ({exc})"
+    return None
+
+
+def _any_dns_name(certificate: x509.Certificate) -> str:
+    try:
+        sans = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return "invalid.invalid"
+    names = [n for n in sans.get_values_for_type(x509.DNSName) if "*" not in n]
+    wildcards = [
+        n.replace("*", "certward-check", 1) for n in sans.get_values_for_type(x509.DNSName)
+    ]
+    return (names or wildcards or ["invalid.invalid"])[0]
