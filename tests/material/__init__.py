@@ -1,0 +1,1 @@
+"""Test material: a small PKI, OpenSSL-made variants, hostile files and external tools."""

@@ -1,0 +1,394 @@
+"""Hostile PKCS12 files: small uploads that cost a naive loader minutes, or memory.
+
+Builders (a)-(c) take a small valid PKCS12 (EC P-256 key, ~1.2 KB, made by the factory;
+``base_pkcs12``) and rewrite it at the ASN.1 level with ``asn1crypto``; (d) and (e)
+assemble new files around the shrouded key bag of such a file. The iteration counts a
+PKCS12 file carries sit *outside* its MAC, so nothing stops an uploader from writing
+``2**31 - 1`` into them; only a pre-parse cap does.
+
+Where a builder can, it recomputes the MAC (RFC 7292 appendix B key derivation,
+``pkcs12_kdf`` below) with ``HOSTILE_PASSWORD``, so that a loader which checks the MAC
+first still reaches the expensive part: the only defence left is the iteration cap.
+
+The inspection helpers at the end (``mac_iterations``, ``pbe_iterations``,
+``safe_contents_depth``, ``certificate_bag_count``, ``mac_verifies``) read the same
+structures back, so tests can prove each file is what it claims to be.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+
+from asn1crypto import algos, cms, core, pkcs12
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
+
+from tests.material.factory import DEFAULT_NOT_AFTER, DEFAULT_NOT_BEFORE, IssuedCert, TestCA
+
+HOSTILE_PASSWORD = "hostile"
+MAX_ITERATIONS = 2**31 - 1
+"""The largest iteration count a signed 32-bit integer holds, as OpenSSL reads them."""
+
+
+def base_pkcs12(password: str = HOSTILE_PASSWORD) -> bytes:
+    """A valid, small PKCS12 to start from: EC P-256 key and its certificate, no chain.
+
+    Made by ``cryptography``: certificate bag in PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC)
+    encrypted data, key in a PBES2 shrouded key bag, HMAC-SHA256 MAC, 2048 iterations
+    everywhere. About 1.2 KB.
+    """
+    leaf = TestCA.root(name="certward hostile root").issue_leaf("hostile.example.test")
+    return leaf.pkcs12(password, include_chain=False, iterations=2048)
+
+
+def huge_mac_iterations(
+    pfx: bytes | None = None, *, iterations: int = MAX_ITERATIONS, password: str = HOSTILE_PASSWORD
+) -> bytes:
+    """(a) The MAC's iteration count set to ``iterations`` (default ``2**31 - 1``).
+
+    Only the ``MacData.iterations`` integer changes, so the file stays ~1.2 KB. The MAC
+    no longer verifies (recomputing it would itself take ``iterations`` hash rounds), but
+    a loader that verifies MACs runs all those rounds before noticing. ``password`` only
+    matters when ``pfx`` is ``None`` (it protects the freshly made base file).
+    """
+    parsed = pkcs12.Pfx.load(pfx if pfx is not None else base_pkcs12(password))
+    mac_data = parsed["mac_data"]
+    rewritten: bytes = pkcs12.Pfx(
+        {
+            "version": "v3",
+            "auth_safe": parsed["auth_safe"],
+            "mac_data": pkcs12.MacData(
+                {
+                    "mac": mac_data["mac"],
+                    "mac_salt": mac_data["mac_salt"],
+                    "iterations": iterations,
+                }
+            ),
+        }
+    ).dump()
+    return rewritten
+
+
+def huge_key_bag_iterations(
+    pfx: bytes | None = None, *, iterations: int = MAX_ITERATIONS, password: str = HOSTILE_PASSWORD
+) -> bytes:
+    """(b) The PBKDF2 iteration count of every shrouded key bag's PBES2 set to ``iterations``.
+
+    The MAC is recomputed with ``password`` and verifies, so a loader gets past it and
+    then derives the key-bag decryption key with ``iterations`` PBKDF2 rounds. (The key
+    was encrypted with 2048 rounds, so decryption would fail at the end anyway.)
+    """
+    parsed = pkcs12.Pfx.load(pfx if pfx is not None else base_pkcs12(password))
+    contents = []
+    for content_info in parsed.authenticated_safe:
+        if content_info["content_type"].native != "data":
+            contents.append(content_info)
+            continue
+        safe_contents = pkcs12.SafeContents.load(content_info["content"].native)
+        for bag in safe_contents:
+            if bag["bag_id"].native == "pkcs8_shrouded_key_bag":
+                _set_pbkdf2_iterations(bag["bag_value"]["encryption_algorithm"], iterations)
+        contents.append(_data_content_info(safe_contents))
+    return assemble_pfx(contents, password=password, like=parsed)
+
+
+def huge_cert_bag_iterations(
+    pfx: bytes | None = None, *, iterations: int = MAX_ITERATIONS, password: str = HOSTILE_PASSWORD
+) -> bytes:
+    """(c) The PBKDF2 iteration count of the encrypted certificate content set to ``iterations``.
+
+    Same as (b) for the ``EncryptedData`` content info holding the certificate bags; the
+    MAC is recomputed and verifies.
+    """
+    parsed = pkcs12.Pfx.load(pfx if pfx is not None else base_pkcs12(password))
+    contents = []
+    for content_info in parsed.authenticated_safe:
+        if content_info["content_type"].native == "encrypted_data":
+            encrypted = content_info["content"]["encrypted_content_info"]
+            _set_pbkdf2_iterations(encrypted["content_encryption_algorithm"], iterations)
+        contents.append(cms.ContentInfo.load(content_info.dump(force=True)))
+    return assemble_pfx(contents, password=password, like=parsed)
+
+
+def deeply_nested_safe_contents(depth: int = 50, *, password: str = HOSTILE_PASSWORD) -> bytes:
+    """(d) The key and certificate bags wrapped in ``depth`` nested safeContentsBags.
+
+    RFC 7292 lets a ``safeContentsBag`` (OID 1.2.840.113549.1.12.10.1.6) hold another
+    ``SafeContents``; this file nests ``depth`` of them in one unencrypted ``data``
+    content info, with the real (shrouded) key bag and a plain certificate bag sharing a
+    localKeyId at the bottom. The MAC is computed and verifies. A recursive loader
+    without a depth cap walks all the way down (or overflows its stack for large depths).
+    """
+    leaf, parsed, key_bag = _leaf_with_key_bag(password)
+    level = pkcs12.SafeContents([_certificate_bag(leaf.cert_der(), key_bag), key_bag])
+    for _ in range(depth):
+        level = pkcs12.SafeContents(
+            [pkcs12.SafeBag({"bag_id": "safe_contents", "bag_value": level})]
+        )
+    return assemble_pfx([_data_content_info(level)], password=password, like=parsed)
+
+
+def many_certificates(count: int = 500, *, password: str = HOSTILE_PASSWORD) -> bytes:
+    """(e) ``count`` certificate bags, unencrypted, plus the shrouded key of the first.
+
+    The first bag is a factory leaf matching the key; the others are bare certificates
+    (CN ``h<N>``, no extensions, the leaf's public key, signed by the same root). The
+    bags sit in a plain ``data`` content info, the key in a PBES2 shrouded key bag; the
+    MAC is computed and verifies, so ``cryptography`` loads all ``count`` of them.
+    500 certificates make ~170 KB: under a 256 KiB byte cap, so only a certificate
+    count cap refuses it.
+    """
+    root = TestCA.root(name="certward hostile root")
+    leaf, parsed, key_bag = _leaf_with_key_bag(password, root)
+    bags = [_certificate_bag(leaf.cert_der(), key_bag)]
+    for index in range(1, count):
+        bags.append(_certificate_bag(_bare_certificate(root, leaf, index), None))
+    return assemble_pfx(
+        [_data_content_info(pkcs12.SafeContents(bags)), _data_content_info([key_bag])],
+        password=password,
+        like=parsed,
+    )
+
+
+def assemble_pfx(
+    contents: list[cms.ContentInfo],
+    *,
+    password: str | None,
+    like: pkcs12.Pfx | None = None,
+    mac_iterations: int = 2048,
+    mac_hash: str = "sha256",
+) -> bytes:
+    """A PFX whose AuthenticatedSafe holds ``contents``, MACed with ``password``.
+
+    ``like`` reuses another PFX's MAC algorithm, salt and iteration count. ``password``
+    ``None`` writes no MAC at all.
+    """
+    authenticated_safe = pkcs12.AuthenticatedSafe(contents).dump()
+    pfx: dict[str, object] = {
+        "version": "v3",
+        "auth_safe": cms.ContentInfo({"content_type": "data", "content": authenticated_safe}),
+    }
+    if password is not None:
+        if like is not None and like["mac_data"].native is not None:
+            mac_hash = like["mac_data"]["mac"]["digest_algorithm"]["algorithm"].native
+            salt = like["mac_data"]["mac_salt"].native
+            mac_iterations = like["mac_data"]["iterations"].native
+        else:
+            salt = os.urandom(8)
+        digest = compute_mac(authenticated_safe, password, mac_hash, salt, mac_iterations)
+        pfx["mac_data"] = pkcs12.MacData(
+            {
+                "mac": algos.DigestInfo(
+                    {"digest_algorithm": {"algorithm": mac_hash}, "digest": digest}
+                ),
+                "mac_salt": salt,
+                "iterations": mac_iterations,
+            }
+        )
+    assembled: bytes = pkcs12.Pfx(pfx).dump()
+    return assembled
+
+
+def pkcs12_kdf(
+    hash_name: str, password: bytes, salt: bytes, purpose: int, iterations: int, length: int
+) -> bytes:
+    """RFC 7292 appendix B.2 key derivation (purpose 1: key, 2: IV, 3: MAC key).
+
+    ``password`` is already the BMPString form with its two zero bytes (``bmp_password``).
+    """
+    block = hashlib.new(hash_name).block_size
+    diversifier = bytes([purpose]) * block
+    salt_part = _fill(salt, block)
+    password_part = _fill(password, block)
+    material = salt_part + password_part
+    output = b""
+    while len(output) < length:
+        a = hashlib.new(hash_name, diversifier + material).digest()
+        for _ in range(iterations - 1):
+            a = hashlib.new(hash_name, a).digest()
+        output += a
+        b = int.from_bytes(_fill(a, block)[:block], "big") + 1
+        material = b"".join(
+            ((int.from_bytes(material[i : i + block], "big") + b) % (1 << (8 * block))).to_bytes(
+                block, "big"
+            )
+            for i in range(0, len(material), block)
+        )
+    return output[:length]
+
+
+def _fill(data: bytes, block: int) -> bytes:
+    """``data`` repeated to the next multiple of ``block`` bytes (empty stays empty)."""
+    if not data:
+        return b""
+    size = block * -(-len(data) // block)
+    return (data * (size // len(data) + 1))[:size]
+
+
+def bmp_password(password: str | None) -> bytes:
+    """The password as RFC 7292 wants it: UTF-16BE plus two zero bytes; ``None`` is empty."""
+    if password is None:
+        return b""
+    return password.encode("utf-16-be") + b"\x00\x00"
+
+
+def compute_mac(
+    authenticated_safe: bytes, password: str, hash_name: str, salt: bytes, iterations: int
+) -> bytes:
+    """The PKCS12 HMAC over the AuthenticatedSafe octets."""
+    size = hashlib.new(hash_name).digest_size
+    key = pkcs12_kdf(hash_name, bmp_password(password), salt, 3, iterations, size)
+    return hmac.new(key, authenticated_safe, hash_name).digest()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PbeIterations:
+    """Iteration counts of a PFX's encryption: shrouded key bags and encrypted contents."""
+
+    key_bags: tuple[int, ...]
+    encrypted_contents: tuple[int, ...]
+
+
+def mac_iterations(pfx: bytes) -> int | None:
+    """The MAC iteration count, ``None`` without a MAC."""
+    mac_data = pkcs12.Pfx.load(pfx)["mac_data"]
+    return None if mac_data.native is None else int(mac_data["iterations"].native)
+
+
+def mac_verifies(pfx: bytes, password: str) -> bool:
+    """True when the MAC checks out with ``password`` (runs the file's MAC iterations)."""
+    parsed = pkcs12.Pfx.load(pfx)
+    mac_data = parsed["mac_data"]
+    expected = compute_mac(
+        parsed["auth_safe"]["content"].native,
+        password,
+        mac_data["mac"]["digest_algorithm"]["algorithm"].native,
+        mac_data["mac_salt"].native,
+        mac_data["iterations"].native,
+    )
+    return hmac.compare_digest(expected, mac_data["mac"]["digest"].native)
+
+
+def pbe_iterations(pfx: bytes) -> PbeIterations:
+    """Iteration counts of every shrouded key bag (any depth) and encrypted content."""
+    parsed = pkcs12.Pfx.load(pfx)
+    key_bags: list[int] = []
+    encrypted: list[int] = []
+    for content_info in parsed.authenticated_safe:
+        if content_info["content_type"].native == "encrypted_data":
+            algorithm = content_info["content"]["encrypted_content_info"][
+                "content_encryption_algorithm"
+            ]
+            encrypted.append(_iterations_of(algorithm))
+        elif content_info["content_type"].native == "data":
+            for bag, _ in _walk(pkcs12.SafeContents.load(content_info["content"].native), 0):
+                if bag["bag_id"].native == "pkcs8_shrouded_key_bag":
+                    key_bags.append(_iterations_of(bag["bag_value"]["encryption_algorithm"]))
+    return PbeIterations(key_bags=tuple(key_bags), encrypted_contents=tuple(encrypted))
+
+
+def safe_contents_depth(pfx: bytes) -> int:
+    """How many safeContentsBags deep the deepest bag of the unencrypted contents sits."""
+    parsed = pkcs12.Pfx.load(pfx)
+    depth = 0
+    for content_info in parsed.authenticated_safe:
+        if content_info["content_type"].native == "data":
+            for _, level in _walk(pkcs12.SafeContents.load(content_info["content"].native), 0):
+                depth = max(depth, level)
+    return depth
+
+
+def certificate_bag_count(pfx: bytes) -> int:
+    """Certificate bags in the unencrypted contents, at any depth."""
+    parsed = pkcs12.Pfx.load(pfx)
+    count = 0
+    for content_info in parsed.authenticated_safe:
+        if content_info["content_type"].native == "data":
+            safe_contents = pkcs12.SafeContents.load(content_info["content"].native)
+            count += sum(bag["bag_id"].native == "cert_bag" for bag, _ in _walk(safe_contents, 0))
+    return count
+
+
+def _walk(safe_contents: pkcs12.SafeContents, level: int) -> list[tuple[pkcs12.SafeBag, int]]:
+    found = []
+    for bag in safe_contents:
+        found.append((bag, level))
+        if bag["bag_id"].native == "safe_contents":
+            found.extend(_walk(bag["bag_value"], level + 1))
+    return found
+
+
+def _iterations_of(algorithm: algos.EncryptionAlgorithm) -> int:
+    if algorithm["algorithm"].native == "pbes2":
+        return int(algorithm["parameters"]["key_derivation_func"]["parameters"]["iteration_count"])
+    return int(algorithm["parameters"]["iterations"].native)
+
+
+def _set_pbkdf2_iterations(algorithm: algos.EncryptionAlgorithm, iterations: int) -> None:
+    if algorithm["algorithm"].native != "pbes2":
+        raise ValueError(f"expected PBES2, found {algorithm['algorithm'].native}")
+    kdf_parameters = algorithm["parameters"]["key_derivation_func"]["parameters"]
+    kdf_parameters["iteration_count"] = iterations
+
+
+def _data_content_info(
+    safe_contents: pkcs12.SafeContents | list[pkcs12.SafeBag],
+) -> cms.ContentInfo:
+    if not isinstance(safe_contents, pkcs12.SafeContents):
+        safe_contents = pkcs12.SafeContents(safe_contents)
+    return cms.ContentInfo({"content_type": "data", "content": safe_contents.dump(force=True)})
+
+
+def _bare_certificate(root: TestCA, leaf: IssuedCert, index: int) -> bytes:
+    """A minimal certificate (no extensions), small so that hundreds fit under 256 KiB."""
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"h{index}")]))
+        .issuer_name(root.certificate.subject)
+        .public_key(leaf.certificate.public_key())
+        .serial_number(index)
+        .not_valid_before(DEFAULT_NOT_BEFORE)
+        .not_valid_after(DEFAULT_NOT_AFTER)
+        .sign(root.private_key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.DER)
+
+
+def _first_bag(parsed: pkcs12.Pfx, bag_id: str) -> pkcs12.SafeBag:
+    for content_info in parsed.authenticated_safe:
+        if content_info["content_type"].native == "data":
+            for bag, _ in _walk(pkcs12.SafeContents.load(content_info["content"].native), 0):
+                if bag["bag_id"].native == bag_id:
+                    return pkcs12.SafeBag.load(bag.dump())
+    raise ValueError(f"no {bag_id} in the PFX")
+
+
+def _leaf_with_key_bag(
+    password: str, root: TestCA | None = None
+) -> tuple[IssuedCert, pkcs12.Pfx, pkcs12.SafeBag]:
+    """A leaf, its ``cryptography``-made PFX and that PFX's shrouded key bag."""
+    issuer = root if root is not None else TestCA.root(name="certward hostile root")
+    leaf = issuer.issue_leaf("hostile.example.test")
+    parsed = pkcs12.Pfx.load(leaf.pkcs12(password, include_chain=False, iterations=2048))
+    return leaf, parsed, _first_bag(parsed, "pkcs8_shrouded_key_bag")
+
+
+def _certificate_bag(certificate_der: bytes, key_bag: pkcs12.SafeBag | None) -> pkcs12.SafeBag:
+    bag: dict[str, object] = {
+        "bag_id": "cert_bag",
+        "bag_value": pkcs12.CertBag(
+            {"cert_id": "x509", "cert_value": core.ParsableOctetString(certificate_der)}
+        ),
+    }
+    if key_bag is not None:
+        local_key_ids = [
+            attribute
+            for attribute in key_bag["bag_attributes"]
+            if attribute["type"].native == "local_key_id"
+        ]
+        bag["bag_attributes"] = pkcs12.Attributes(local_key_ids)
+    return pkcs12.SafeBag(bag)
