@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from cryptography import x509
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -226,23 +228,9 @@ def _print_inspection(inspection: Inspection, file: Path, purpose: Purpose | Non
                 f"{details.mac_algorithm or 'none'}, {details.mac_iterations or 0} iterations"
             )
         )
-    if judgement is not None and judgement.chain:
-        table = Table(title="Certificates, leaf to root", title_justify="left")
-        for column in ("#", "Subject", "Issuer", "Valid", "Key", "Signature", "SHA-256"):
-            table.add_column(column, overflow="fold")
+    if judgement is not None:
         for number, certificate in enumerate(judgement.chain, start=1):
-            info = describe_certificate(certificate)
-            size = f" {info.key.key_size}" if info.key.key_size else ""
-            table.add_row(
-                Text(str(number)),
-                Text(info.subject + ("  [CA]" if info.is_ca else "")),
-                Text(info.issuer),
-                Text(f"{info.not_before:%Y-%m-%d} → {info.not_after:%Y-%m-%d}"),
-                Text(f"{info.key.key_type}{size}"),
-                Text(info.signature_algorithm),
-                Text(info.sha256_fingerprint[:16] + "…"),
-            )
-        console.print(table)
+            console.print(_certificate_table(number, certificate, certificate is judgement.leaf))
     _print_problems(console, inspection.problems)
     purpose_text = f" as {purpose.value}" if purpose else ""
     if inspection.ok:
@@ -250,6 +238,41 @@ def _print_inspection(inspection: Inspection, file: Path, purpose: Purpose | Non
     else:
         errors = sum(1 for p in inspection.problems if p.is_error)
         console.print(Text(f"Refused{purpose_text}: {errors} error(s).", style="bold red"))
+
+
+def _certificate_table(number: int, certificate: x509.Certificate, is_leaf: bool) -> Table:
+    info = describe_certificate(certificate)
+    role = "leaf" if is_leaf else ("CA" if info.is_ca else "certificate")
+    if info.self_signed:
+        role += ", self-signed"
+    table = Table(
+        title=Text(f"{number}. {info.subject}  ({role})", style="bold"),
+        title_justify="left",
+        show_header=False,
+        box=box.SIMPLE,
+        pad_edge=False,
+    )
+    table.add_column("field", style="dim", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    key = info.key.key_type + (f" {info.key.key_size}" if info.key.key_size else "")
+    if info.key.curve:
+        key += f" ({info.key.curve})"
+    rows = [
+        ("issuer", info.issuer),
+        ("valid", f"{info.not_before:%Y-%m-%d %H:%M} → {info.not_after:%Y-%m-%d %H:%M} UTC"),
+        ("key", f"{key}, signed with {info.signature_algorithm}"),
+        ("serial", info.serial),
+        ("SANs", ", ".join(info.san) or "none"),
+        ("key usage", ", ".join(info.key_usage + info.eku) or "not stated"),
+        ("SHA-256", info.sha256_fingerprint),
+    ]
+    if info.is_ca:
+        rows.insert(
+            4, ("path length", "unlimited" if info.path_length is None else str(info.path_length))
+        )
+    for field, value in rows:
+        table.add_row(field, Text(value))
+    return table
 
 
 def _print_problems(console: Console, problems: Sequence[Problem]) -> None:

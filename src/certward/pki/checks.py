@@ -23,8 +23,8 @@ from certward.pki.chains import (
     RootStore,
     VerifyAs,
     build_chain,
-    issued_by,
-    key_matches,
+    key_owner,
+    names_link,
     pick_leaf,
     verify_chain,
 )
@@ -139,11 +139,13 @@ class _Judge:
                     else "upload the key file as well."
                 ),
             )
-        leaf = pick_leaf(material.certificates, material.private_key)
+        owner = None
+        if material.private_key is not None:
+            owner = key_owner(material.certificates, material.private_key)
+            self.key_problems(material.private_key, owner, material.certificates)
+        leaf = owner or pick_leaf(material.certificates)
         if leaf is None:
             return None, ()
-        if material.private_key is not None:
-            self.key_problems(material.private_key, leaf)
         chain = build_chain(
             leaf,
             material.certificates,
@@ -159,12 +161,17 @@ class _Judge:
             self.tls_problems(chain, hostnames)
         return leaf, chain.certificates + chain.unrelated
 
-    def key_problems(self, private_key: PrivateKeyTypes, leaf: x509.Certificate) -> None:
-        if not key_matches(leaf, private_key):
+    def key_problems(
+        self,
+        private_key: PrivateKeyTypes,
+        owner: x509.Certificate | None,
+        certificates: Sequence[x509.Certificate],
+    ) -> None:
+        if owner is None:
+            subjects = "; ".join(subject_of(c) for c in certificates)
             self.error(
                 ProblemCode.KEY_MISMATCH,
-                "The private key does not belong to any certificate in the upload"
-                f" (the certificate found is {subject_of(leaf)}).",
+                f"The private key does not belong to any certificate in the upload ({subjects}).",
             )
         info = key_info(private_key)
         weakness = self.key_weakness(info.key_type, info.key_size)
@@ -220,13 +227,12 @@ class _Judge:
 
     def client_problems(self, chain: Chain) -> None:
         leaf = chain.leaf
-        name = subject_of(leaf)
         if _is_ca(leaf):
             self.warning(
                 ProblemCode.CA_AS_LEAF,
                 "The client certificate is itself a CA certificate; partners usually expect "
                 "an end-entity certificate.",
-                certificate=name,
+                certificate=subject_of(leaf),
             )
         usages = _ekus(leaf)
         if usages is None:
@@ -234,7 +240,7 @@ class _Judge:
                 ProblemCode.MISSING_CLIENT_AUTH,
                 "The certificate does not state that it is meant for client authentication "
                 "(no extended key usage); most servers accept that, strict ones do not.",
-                certificate=name,
+                certificate=subject_of(leaf),
             )
         elif not usages & {
             ExtendedKeyUsageOID.CLIENT_AUTH,
@@ -244,7 +250,7 @@ class _Judge:
                 ProblemCode.MISSING_CLIENT_AUTH,
                 "The certificate's extended key usage does not include client authentication "
                 "(clientAuth); servers that check it will refuse the certificate.",
-                certificate=name,
+                certificate=subject_of(leaf),
             )
         if not self.has_validity_errors():
             reason = verify_chain(chain, at=self.at, verify_as=VerifyAs.CLIENT)
@@ -252,7 +258,7 @@ class _Judge:
                 self.warning(
                     ProblemCode.CHAIN_INVALID,
                     f"Strict verification of the chain failed: {reason}.",
-                    certificate=name,
+                    certificate=subject_of(leaf),
                 )
 
     def tls_problems(self, chain: Chain, hostnames: Sequence[str]) -> None:
@@ -356,22 +362,24 @@ class _Judge:
     # -- every certificate ---------------------------------------------------------------
 
     def certificate_problems(self, certificate: x509.Certificate) -> None:
-        name = subject_of(certificate)
         not_before = certificate.not_valid_before_utc
         not_after = certificate.not_valid_after_utc
         if self.at > not_after:
+            name = subject_of(certificate)
             self.error(
                 ProblemCode.EXPIRED,
                 f"{name} expired on {not_after:%Y-%m-%d %H:%M} UTC.",
                 certificate=name,
             )
         elif self.at < not_before:
+            name = subject_of(certificate)
             self.error(
                 ProblemCode.NOT_YET_VALID,
                 f"{name} is not valid before {not_before:%Y-%m-%d %H:%M} UTC.",
                 certificate=name,
             )
         elif not_after - self.at < self.policy.expires_soon:
+            name = subject_of(certificate)
             days = (not_after - self.at).days
             self.warning(
                 ProblemCode.EXPIRES_SOON,
@@ -380,6 +388,7 @@ class _Judge:
             )
         info = certificate_key_info(certificate)
         if info.key_type == "unsupported":
+            name = subject_of(certificate)
             self.error(
                 ProblemCode.WEAK_KEY,
                 f"The public key of {name} cannot be used: it uses explicit or unnamed curve "
@@ -389,16 +398,18 @@ class _Judge:
         else:
             weakness = self.key_weakness(info.key_type, info.key_size)
             if weakness:
+                name = subject_of(certificate)
                 self.error(
                     ProblemCode.WEAK_KEY, f"The key of {name} is {weakness}.", certificate=name
                 )
         if not is_self_signed(certificate):
-            self.signature_problems(certificate, name)
+            self.signature_problems(certificate)
 
-    def signature_problems(self, certificate: x509.Certificate, name: str) -> None:
+    def signature_problems(self, certificate: x509.Certificate) -> None:
         try:
             algorithm = certificate.signature_hash_algorithm
         except UnsupportedAlgorithm:
+            name = subject_of(certificate)
             self.error(
                 ProblemCode.UNSUPPORTED_ALGORITHM,
                 f"{name} is signed with an algorithm certward does not know "
@@ -407,6 +418,7 @@ class _Judge:
             )
             return
         if isinstance(algorithm, _WEAK_HASHES):
+            name = subject_of(certificate)
             self.error(
                 ProblemCode.WEAK_SIGNATURE,
                 f"{name} is signed with {algorithm.name.upper()}, which is broken for "
@@ -450,7 +462,10 @@ def _lowest_first(certificates: Sequence[x509.Certificate]) -> list[x509.Certifi
     """CAs that issued none of the others first, then the rest, self-signed roots last."""
 
     def issues_another(parent: x509.Certificate) -> bool:
-        return any(c is not parent and issued_by(c, parent) for c in certificates)
+        return any(
+            c is not parent and not is_self_signed(c) and names_link(c, parent)
+            for c in certificates
+        )
 
     return sorted(certificates, key=lambda c: (issues_another(c), is_self_signed(c)))
 

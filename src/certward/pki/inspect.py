@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
@@ -138,14 +138,19 @@ def signature_algorithm_name(certificate: x509.Certificate) -> str:
 
 
 def is_self_signed(certificate: x509.Certificate) -> bool:
-    """Issuer equals subject and the certificate's own key verifies its signature."""
+    """Issuer equals subject and the key identifiers, where present, agree.
+
+    Decided from names and key identifiers, not by checking the signature: a root's
+    self-signature carries no trust (anchors are trusted as they are), and the
+    signatures that do matter are checked by `certward.pki.chains.verify_chain`.
+    """
     if certificate.issuer != certificate.subject:
         return False
-    try:
-        certificate.verify_directly_issued_by(certificate)
-    except (ValueError, TypeError, UnsupportedAlgorithm, InvalidSignature):
-        return False
-    return True
+    authority = extension_value(certificate, x509.AuthorityKeyIdentifier)
+    subject_key = extension_value(certificate, x509.SubjectKeyIdentifier)
+    if authority is None or authority.key_identifier is None or subject_key is None:
+        return True
+    return authority.key_identifier == subject_key.digest
 
 
 def subject_alternative_names(certificate: x509.Certificate) -> tuple[str, ...]:

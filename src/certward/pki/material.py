@@ -343,9 +343,8 @@ def _readable(certificate: x509.Certificate, where: str) -> x509.Certificate:
     """Parse the lazily-read parts now, so damage surfaces here as a typed error."""
     try:
         certificate.extensions  # noqa: B018 - parsing is the point
-        certificate.subject.rfc4514_string()
-        certificate.issuer.rfc4514_string()
-        certificate.not_valid_after_utc  # noqa: B018
+        certificate.subject  # noqa: B018
+        certificate.issuer  # noqa: B018
     except _PARSE_ERRORS as exc:
         raise _refuse(
             ProblemCode.CORRUPTED, f"A certificate in {where} has unreadable fields ({exc})."

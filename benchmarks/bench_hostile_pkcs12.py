@@ -1,0 +1,69 @@
+"""Time to refuse hostile PKCS12 files vs what pyca alone would spend opening them.
+
+Each file is ~1 KB and claims 2^31-1 iterations in one place (the MAC, the key bag's
+PBKDF2, the certificate safe's PBKDF2). certward's guard must refuse it in < 50 ms.
+pyca's cost is measured on the same file rewritten to a count it can finish
+(2^18), then extrapolated linearly to 2^31-1: the work is one hash chain per count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from collections.abc import Callable
+
+from cryptography.hazmat.primitives.serialization import pkcs12
+from tests.material import hostile
+
+from _harness import per_call_seconds
+from certward.errors import MaterialError
+from certward.pki.material import load_material
+
+PROBE = 2**18
+TARGET_SECONDS = 0.050
+
+
+def refuse_seconds(data: bytes) -> float:
+    def attempt() -> None:
+        try:
+            load_material(data, password=hostile.HOSTILE_PASSWORD.encode())
+        except MaterialError as exc:
+            if exc.code != "too-expensive":
+                raise AssertionError(f"refused as {exc.code}, not too-expensive") from exc
+        else:
+            raise AssertionError("the hostile file was accepted")
+
+    return statistics.median(per_call_seconds(attempt, 20) for _ in range(5))
+
+
+def pyca_seconds(data: bytes) -> float:
+    start = time.perf_counter()
+    # The rewritten MAC no longer verifies; the rounds are spent all the same.
+    with contextlib.suppress(ValueError):
+        pkcs12.load_pkcs12(data, hostile.HOSTILE_PASSWORD.encode())
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    print(__doc__.splitlines()[0])
+    base = hostile.base_pkcs12()
+    builders: list[tuple[str, Callable[..., bytes]]] = [
+        ("MAC iterations", hostile.huge_mac_iterations),
+        ("key bag PBKDF2 iterations", hostile.huge_key_bag_iterations),
+        ("certificate safe PBKDF2 iterations", hostile.huge_cert_bag_iterations),
+    ]
+    for label, build in builders:
+        data = build(base, iterations=hostile.MAX_ITERATIONS)
+        refused = refuse_seconds(data)
+        probe = pyca_seconds(build(base, iterations=PROBE))
+        extrapolated = probe * hostile.MAX_ITERATIONS / PROBE
+        verdict = "ok" if refused < TARGET_SECONDS else f"ABOVE {TARGET_SECONDS * 1e3:.0f} ms"
+        print(
+            f"{label:<36} {len(data):5d} B  refused in {refused * 1e3:7.3f} ms ({verdict}); "
+            f"pyca alone: ~{extrapolated / 60:5.1f} min (2^18 took {probe * 1e3:.0f} ms)"
+        )
+
+
+if __name__ == "__main__":
+    main()
