@@ -1,0 +1,290 @@
+"""The database tables, as typed SQLAlchemy 2 models.
+
+Public material (certificates, chains) is stored in clear; secrets (private keys,
+passwords) only as `certward.secrets` envelopes bound to their row, with the id of
+the key that sealed them in a ``key_id`` column: every table that has one holds
+secrets (`certward.db.stored_key_ids` checks them at start; rotation rewrites them).
+
+Nothing here reads the clock: callers pass every timestamp. Conflicts the product
+promises to refuse (a pin or call name used twice in one environment, a second
+version with the same number) are also enforced by the database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Dialect,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy import DateTime as _DateTime
+from sqlalchemy import Enum as _Enum
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from certward.pki.convert import Pkcs12Profile
+from certward.vocabulary import Plan, Role
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+KEY_ID_LENGTH = 16
+
+
+def new_id() -> str:
+    """A fresh random row id (UUID text)."""
+    return str(uuid.uuid4())
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always returned tz-aware, on SQLite too."""
+
+    impl = _DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("certward stores tz-aware datetimes only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def enum_type(enum: type[StrEnum], name: str) -> _Enum:
+    """A portable enum column: VARCHAR plus a CHECK constraint, storing the values."""
+    return _Enum(
+        enum,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        validate_strings=True,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class Base(DeclarativeBase):
+    """Base of every table; constraint names follow `NAMING_CONVENTION`."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime()}  # noqa: RUF012
+
+
+class App(Base):
+    """An app: a DNS-label ``name`` and a plan."""
+
+    __tablename__ = "apps"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    plan: Mapped[Plan] = mapped_column(enum_type(Plan, "plan"))
+    created_at: Mapped[datetime]
+
+    environments: Mapped[list[Environment]] = relationship(
+        back_populates="app", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Environment(Base):
+    """One environment of an app, with its default ``hostname`` and applied version."""
+
+    __tablename__ = "environments"
+    __table_args__ = (
+        UniqueConstraint("app_id", "name"),
+        UniqueConstraint("id", "app_id"),  # target of tokens' (environment, app) reference
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    upstream: Mapped[str] = mapped_column(String(2048))
+    hostname: Mapped[str] = mapped_column(String(253), unique=True)
+    pkcs12_profile: Mapped[Pkcs12Profile] = mapped_column(
+        enum_type(Pkcs12Profile, "pkcs12_profile"),
+        default=Pkcs12Profile.MODERN,
+        server_default=Pkcs12Profile.MODERN.value,
+    )
+    applied_version: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+
+    app: Mapped[App] = relationship(back_populates="environments")
+
+
+class ClientCertificate(Base):
+    """An outgoing client certificate of one environment (staged until restart).
+
+    Its material never changes (replacing uploads a new row); a staged removal sets
+    ``deleted_at`` and keeps the row while applied versions may still refer to it.
+    """
+
+    __tablename__ = "client_certificates"
+    __table_args__ = (
+        # NULL call names never collide, on SQLite and PostgreSQL alike.
+        UniqueConstraint("environment_id", "call_name"),
+        UniqueConstraint("id", "environment_id"),  # target of the pins' reference
+        CheckConstraint(f"length(key_id) = {KEY_ID_LENGTH}", name="key_id_length"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    environment_id: Mapped[str] = mapped_column(
+        ForeignKey("environments.id", ondelete="CASCADE"), index=True
+    )
+    description: Mapped[str] = mapped_column(String(1000), default="", server_default="")
+    call_name: Mapped[str | None] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(Text)
+    issuer: Mapped[str] = mapped_column(Text)
+    serial: Mapped[str] = mapped_column(String(64))
+    not_before: Mapped[datetime]
+    not_after: Mapped[datetime]
+    sha256_fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    certificate_pem: Mapped[str] = mapped_column(Text)
+    chain_pem: Mapped[str] = mapped_column(Text, default="", server_default="")
+    private_key_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    password_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(KEY_ID_LENGTH), index=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]
+
+    pins: Mapped[list[ClientCertificatePin]] = relationship(
+        back_populates="client_certificate",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="ClientCertificatePin.pin",
+    )
+
+
+class ClientCertificatePin(Base):
+    """A host or ``Module.Service`` name a client certificate is presented for.
+
+    ``environment_id`` repeats the certificate's (kept equal by a composite foreign
+    key) so that one pin per environment is a database constraint.
+    """
+
+    __tablename__ = "client_certificate_pins"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["client_certificate_id", "environment_id"],
+            ["client_certificates.id", "client_certificates.environment_id"],
+            name="fk_client_certificate_pins_client_certificates",  # the default is too long
+            ondelete="CASCADE",
+        ),
+        UniqueConstraint("environment_id", "pin"),
+    )
+
+    client_certificate_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    pin: Mapped[str] = mapped_column(String(255), primary_key=True)
+    environment_id: Mapped[str] = mapped_column(String(36))
+
+    client_certificate: Mapped[ClientCertificate] = relationship(back_populates="pins")
+
+
+class CertificateAuthority(Base):
+    """An upload of CA certificates that outgoing calls of one environment trust."""
+
+    __tablename__ = "certificate_authorities"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    environment_id: Mapped[str] = mapped_column(
+        ForeignKey("environments.id", ondelete="CASCADE"), index=True
+    )
+    certificates_pem: Mapped[str] = mapped_column(Text)
+    subjects: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]
+
+
+class EnvironmentVersion(Base):
+    """An applied, immutable version of an environment's outgoing configuration.
+
+    ``snapshot`` holds no secret: it names client certificates by id and digest.
+    """
+
+    __tablename__ = "environment_versions"
+
+    environment_id: Mapped[str] = mapped_column(
+        ForeignKey("environments.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
+    applied_at: Mapped[datetime]
+    actor: Mapped[str | None] = mapped_column(String(255))
+
+
+class Token(Base):
+    """A bearer token, stored as the SHA-256 of its value; scope depends on ``role``."""
+
+    __tablename__ = "tokens"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["environment_id", "app_id"],
+            ["environments.id", "environments.app_id"],
+            ondelete="CASCADE",
+        ),
+        CheckConstraint(
+            "(role = 'admin' AND app_id IS NULL AND environment_id IS NULL)"
+            " OR (role IN ('member', 'viewer') AND app_id IS NOT NULL AND environment_id IS NULL)"
+            " OR (role = 'runtime' AND app_id IS NOT NULL AND environment_id IS NOT NULL)",
+            name="scope",
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[Role] = mapped_column(enum_type(Role, "role"))
+    app_id: Mapped[str | None] = mapped_column(
+        ForeignKey("apps.id", ondelete="CASCADE"), index=True
+    )
+    environment_id: Mapped[str | None] = mapped_column(String(36))
+    description: Mapped[str] = mapped_column(String(1000), default="", server_default="")
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class AuditEvent(Base):
+    """Who changed what, when; digests before and after, never secret values."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index(None, "app_id", "id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor_token_id: Mapped[str | None] = mapped_column(String(36))
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str] = mapped_column(String(255))
+    app_id: Mapped[str | None] = mapped_column(String(36))  # no FK: outlives deleted apps
+    before_digest: Mapped[str | None] = mapped_column(String(64))
+    after_digest: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,0 +1,208 @@
+"""Typed settings, read once at start from ``CERTWARD_*`` environment variables.
+
+=================================  ==========================================
+``CERTWARD_DATA_DIR``              data directory (``./certward-data``)
+``CERTWARD_DATABASE_URL``          SQLAlchemy URL (SQLite file in the data dir)
+``CERTWARD_LISTEN``                ``host:port`` of the API (``127.0.0.1:8700``)
+``CERTWARD_PLATFORM_DOMAIN``       parent of default hostnames (``apps.localhost``)
+``CERTWARD_ADMIN_TOKEN``           bootstrap admin token (optional)
+``CERTWARD_MASTER_KEY_FILE``       keyring file (``<data dir>/master.key``)
+``CERTWARD_MASTER_KEY``            base64 master key(s), instead of the file:
+                                   ``new,old`` -- the first encrypts, all decrypt
+``CERTWARD_MAX_UPLOAD_BYTES``      cap on one upload (262144)
+``CERTWARD_MAX_PKCS12_ITERATIONS`` cap on each PKCS12 iteration count (1000000)
+=================================  ==========================================
+
+An empty variable counts as unset. A wrong value raises `ConfigurationError`
+with one sentence naming the variable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from certward.errors import ConfigurationError
+
+MASTER_KEY_BYTES = 32
+MIN_ADMIN_TOKEN_LENGTH = 16
+
+DEFAULT_DATA_DIR = "./certward-data"
+DEFAULT_LISTEN = "127.0.0.1:8700"
+DEFAULT_PLATFORM_DOMAIN = "apps.localhost"
+DEFAULT_MAX_UPLOAD_BYTES = 256 * 1024
+DEFAULT_MAX_PKCS12_ITERATIONS = 1_000_000
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything certward reads from its environment; secrets never shown in ``repr``."""
+
+    data_dir: Path
+    database_url: str
+    listen_host: str
+    listen_port: int
+    platform_domain: str
+    admin_token: str | None = field(default=None, repr=False)
+    master_key_file: Path
+    master_keys: tuple[bytes, ...] = field(default=(), repr=False)
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_pkcs12_iterations: int = DEFAULT_MAX_PKCS12_ITERATIONS
+
+    def __repr__(self) -> str:
+        shown = {
+            "data_dir": str(self.data_dir),
+            "database_url": _hide_password(self.database_url),
+            "listen": self.listen,
+            "platform_domain": self.platform_domain,
+            "admin_token": "<set>" if self.admin_token else None,
+            "master_key": "<from environment>" if self.master_keys else str(self.master_key_file),
+            "max_upload_bytes": self.max_upload_bytes,
+            "max_pkcs12_iterations": self.max_pkcs12_iterations,
+        }
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+    @property
+    def listen(self) -> str:
+        """``host:port`` as given (IPv6 hosts in brackets)."""
+        host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
+        return f"{host}:{self.listen_port}"
+
+    @property
+    def admin_token_file(self) -> Path:
+        """Where a generated bootstrap admin token is written."""
+        return self.data_dir / "admin-token"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Read and check every ``CERTWARD_*`` variable of ``environ``."""
+        env = {k: v for k, v in environ.items() if k.startswith("CERTWARD_") and v != ""}
+        data_dir = Path(env.get("CERTWARD_DATA_DIR", DEFAULT_DATA_DIR))
+        host, port = parse_listen(env.get("CERTWARD_LISTEN", DEFAULT_LISTEN))
+        key_file = env.get("CERTWARD_MASTER_KEY_FILE")
+        key_b64 = env.get("CERTWARD_MASTER_KEY")
+        if key_file is not None and key_b64 is not None:
+            raise ConfigurationError(
+                "Set either CERTWARD_MASTER_KEY or CERTWARD_MASTER_KEY_FILE, not both."
+            )
+        return cls(
+            data_dir=data_dir,
+            database_url=_database_url(env.get("CERTWARD_DATABASE_URL"), data_dir),
+            listen_host=host,
+            listen_port=port,
+            platform_domain=_platform_domain(
+                env.get("CERTWARD_PLATFORM_DOMAIN", DEFAULT_PLATFORM_DOMAIN)
+            ),
+            admin_token=_admin_token(env.get("CERTWARD_ADMIN_TOKEN")),
+            master_key_file=Path(key_file) if key_file else data_dir / "master.key",
+            master_keys=() if key_b64 is None else decode_master_keys(key_b64),
+            max_upload_bytes=_positive_int(
+                env, "CERTWARD_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES
+            ),
+            max_pkcs12_iterations=_positive_int(
+                env, "CERTWARD_MAX_PKCS12_ITERATIONS", DEFAULT_MAX_PKCS12_ITERATIONS
+            ),
+        )
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split ``host:port`` (``[v6]:port`` for IPv6) into its parts."""
+    host, sep, port_text = value.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        host = ""  # an unbracketed IPv6 address is ambiguous
+    if (
+        not sep
+        or not host
+        or not (port_text.isascii() and port_text.isdigit())
+        or not 0 <= int(port_text) <= 65535
+    ):
+        raise ConfigurationError(
+            f"CERTWARD_LISTEN must be host:port (e.g. 127.0.0.1:8700 or [::1]:8700), not {value!r}."
+        )
+    return host, int(port_text)
+
+
+def decode_master_keys(value: str) -> tuple[bytes, ...]:
+    """Decode comma-separated base64 master keys (active first) and check their length."""
+    keys = []
+    for part in value.split(","):
+        try:
+            key = base64.b64decode(part.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigurationError("CERTWARD_MASTER_KEY is not valid base64.") from None
+        if len(key) != MASTER_KEY_BYTES:
+            raise ConfigurationError(
+                f"CERTWARD_MASTER_KEY must hold base64 keys of {MASTER_KEY_BYTES} bytes each, "
+                f"not {len(key)}."
+            )
+        keys.append(key)
+    return tuple(keys)
+
+
+def _database_url(value: str | None, data_dir: Path) -> str:
+    if value is None:
+        return f"sqlite:///{(data_dir / 'certward.db').absolute()}"
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ConfigurationError(
+            "CERTWARD_DATABASE_URL is not a database URL (e.g. postgresql+psycopg://user@host/db)."
+        ) from None
+    if url.get_backend_name() not in {"sqlite", "postgresql"}:
+        raise ConfigurationError(
+            f"CERTWARD_DATABASE_URL must point to SQLite or PostgreSQL, "
+            f"not {url.get_backend_name()!r}."
+        )
+    return value
+
+
+def _platform_domain(value: str) -> str:
+    domain = value.strip().rstrip(".").lower()
+    labels = domain.split(".")
+    if len(domain) > 253 or len(labels) < 2 or not all(_LABEL.match(x) for x in labels):
+        raise ConfigurationError(
+            f"CERTWARD_PLATFORM_DOMAIN must be a DNS name such as apps.example.net, not {value!r}."
+        )
+    return domain
+
+
+def _admin_token(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if len(value) < MIN_ADMIN_TOKEN_LENGTH or any(c.isspace() for c in value):
+        raise ConfigurationError(
+            f"CERTWARD_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_LENGTH} characters "
+            f"without spaces."
+        )
+    return value
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name)
+    if text is None:
+        return default
+    try:
+        number = int(text.strip())
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ConfigurationError(f"{name} must be a positive whole number, not {text!r}.")
+    return number
+
+
+def _hide_password(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid>"

@@ -1,0 +1,156 @@
+"""Settings: defaults, parsing of every variable, one-sentence errors, no secret in repr."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from certward.errors import ConfigurationError
+from certward.settings import Settings, parse_listen
+
+KEY = base64.b64encode(bytes(range(32))).decode()
+OTHER_KEY = base64.b64encode(bytes(32)).decode()
+
+
+def test_defaults_need_no_configuration() -> None:
+    """With no variable set, certward runs from ./certward-data on 127.0.0.1:8700."""
+    settings = Settings.from_env({})
+    assert settings.data_dir == Path("certward-data")
+    assert settings.database_url == f"sqlite:///{Path('certward-data/certward.db').absolute()}"
+    assert (settings.listen_host, settings.listen_port) == ("127.0.0.1", 8700)
+    assert settings.listen == "127.0.0.1:8700"
+    assert settings.platform_domain == "apps.localhost"
+    assert settings.admin_token is None
+    assert settings.master_key_file == Path("certward-data/master.key")
+    assert settings.master_keys == ()
+    assert settings.admin_token_file == Path("certward-data/admin-token")
+    assert (settings.max_upload_bytes, settings.max_pkcs12_iterations) == (262144, 1_000_000)
+
+
+def test_every_variable_is_read(tmp_path: Path) -> None:
+    """Each ``CERTWARD_*`` variable sets its field."""
+    settings = Settings.from_env(
+        {
+            "CERTWARD_DATA_DIR": str(tmp_path),
+            "CERTWARD_DATABASE_URL": "postgresql+psycopg://certward@db/certward",
+            "CERTWARD_LISTEN": "0.0.0.0:9000",
+            "CERTWARD_PLATFORM_DOMAIN": "Apps.Example.NET.",
+            "CERTWARD_ADMIN_TOKEN": "cw_0123456789abcdef",
+            "CERTWARD_MASTER_KEY": f"{KEY},{OTHER_KEY}",
+            "CERTWARD_MAX_UPLOAD_BYTES": "1024",
+            "CERTWARD_MAX_PKCS12_ITERATIONS": "2048",
+            "UNRELATED": "ignored",
+        }
+    )
+    assert settings.data_dir == tmp_path
+    assert settings.database_url == "postgresql+psycopg://certward@db/certward"
+    assert settings.listen == "0.0.0.0:9000"
+    assert settings.platform_domain == "apps.example.net"
+    assert settings.admin_token == "cw_0123456789abcdef"
+    assert settings.master_keys == (bytes(range(32)), bytes(32))
+    assert settings.master_key_file == tmp_path / "master.key"
+    assert (settings.max_upload_bytes, settings.max_pkcs12_iterations) == (1024, 2048)
+
+
+def test_the_database_follows_the_data_directory(tmp_path: Path) -> None:
+    """The default SQLite file lives in the data directory."""
+    settings = Settings.from_env({"CERTWARD_DATA_DIR": str(tmp_path)})
+    assert settings.database_url == f"sqlite:///{tmp_path / 'certward.db'}"
+
+
+def test_a_key_file_can_live_elsewhere(tmp_path: Path) -> None:
+    """``CERTWARD_MASTER_KEY_FILE`` moves the keyring out of the data directory."""
+    settings = Settings.from_env({"CERTWARD_MASTER_KEY_FILE": str(tmp_path / "k")})
+    assert settings.master_key_file == tmp_path / "k"
+
+
+def test_empty_variables_count_as_unset() -> None:
+    """``CERTWARD_LISTEN=`` means the default, not an error."""
+    assert Settings.from_env({"CERTWARD_LISTEN": "", "CERTWARD_ADMIN_TOKEN": ""}).listen == (
+        "127.0.0.1:8700"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("127.0.0.1:8700", ("127.0.0.1", 8700)),
+        ("localhost:80", ("localhost", 80)),
+        ("[::1]:8700", ("::1", 8700)),
+        ("[::]:0", ("::", 0)),
+    ],
+)
+def test_listen_addresses(value: str, expected: tuple[str, int]) -> None:
+    """``host:port`` and ``[v6]:port`` are understood."""
+    assert parse_listen(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value", ["8700", "localhost", ":8700", "host:", "host:http", "host:70000", "::1:8700", "h:٣"]
+)
+def test_bad_listen_addresses_say_what_is_expected(value: str) -> None:
+    """A listen address that is not host:port gets one sentence naming the variable."""
+    with pytest.raises(ConfigurationError, match=r"^CERTWARD_LISTEN must be host:port .*\.$"):
+        Settings.from_env({"CERTWARD_LISTEN": value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("CERTWARD_DATABASE_URL", "not a url", "not a database URL"),
+        ("CERTWARD_DATABASE_URL", "mysql://db/certward", "SQLite or PostgreSQL"),
+        ("CERTWARD_PLATFORM_DOMAIN", "localhost", "DNS name"),
+        ("CERTWARD_PLATFORM_DOMAIN", "apps..example", "DNS name"),
+        ("CERTWARD_PLATFORM_DOMAIN", "-apps.example", "DNS name"),
+        ("CERTWARD_PLATFORM_DOMAIN", "apps_x.example", "DNS name"),
+        ("CERTWARD_ADMIN_TOKEN", "short", "at least 16"),
+        ("CERTWARD_ADMIN_TOKEN", "has a space in it, long", "without spaces"),
+        ("CERTWARD_MASTER_KEY", "not base64!", "not valid base64"),
+        ("CERTWARD_MASTER_KEY", base64.b64encode(bytes(16)).decode(), "32 bytes"),
+        ("CERTWARD_MASTER_KEY", f"{KEY},", "32 bytes"),
+        ("CERTWARD_MAX_UPLOAD_BYTES", "0", "positive whole number"),
+        ("CERTWARD_MAX_UPLOAD_BYTES", "-5", "positive whole number"),
+        ("CERTWARD_MAX_PKCS12_ITERATIONS", "1e6", "positive whole number"),
+    ],
+)
+def test_bad_values_fail_with_one_sentence(name: str, value: str, message: str) -> None:
+    """Each wrong value raises `ConfigurationError` naming the variable, in one sentence."""
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        Settings.from_env({name: value})
+    text = str(caught.value)
+    assert text.startswith(name)
+    assert text.endswith(".")
+    assert "\n" not in text
+
+
+def test_a_key_in_the_environment_and_a_key_file_conflict(tmp_path: Path) -> None:
+    """Two master key sources at once are refused rather than guessed between."""
+    with pytest.raises(ConfigurationError, match="not both"):
+        Settings.from_env(
+            {"CERTWARD_MASTER_KEY": KEY, "CERTWARD_MASTER_KEY_FILE": str(tmp_path / "k")}
+        )
+
+
+def test_repr_never_shows_secrets() -> None:
+    """The admin token, master keys and database password stay out of ``repr``."""
+    settings = Settings.from_env(
+        {
+            "CERTWARD_ADMIN_TOKEN": "cw_super-secret-admin-token",
+            "CERTWARD_MASTER_KEY": KEY,
+            "CERTWARD_DATABASE_URL": "postgresql+psycopg://certward:db-password-42@db/certward",
+        }
+    )
+    shown = repr(settings)
+    for secret in ("super-secret-admin-token", KEY, "db-password-42", repr(bytes(range(32)))):
+        assert secret not in shown
+    assert "admin_token='<set>'" in shown
+    assert "postgresql+psycopg://certward:***@db/certward" in shown
+
+
+def test_settings_are_frozen() -> None:
+    """Settings are read once and never change afterwards."""
+    settings = Settings.from_env({})
+    with pytest.raises(AttributeError):
+        settings.listen_port = 1  # type: ignore[misc]
