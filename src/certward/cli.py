@@ -157,37 +157,36 @@ def convert_command(
     blocking = [p for p in judgement.problems if p.code is ProblemCode.KEY_MISMATCH]
     if to is OutputFormat.JAVA_TRUSTSTORE:
         blocking = []
+    elif to is OutputFormat.PKCS12 and material.private_key is None:
+        blocking.append(
+            Problem.error(
+                ProblemCode.NO_PRIVATE_KEY,
+                "A PKCS12 container needs a certificate and its private key; give the key "
+                "file as an input too.",
+            )
+        )
+    if blocking:
+        _print_problems(err, blocking)
+        raise typer.Exit(1)
+    if to is OutputFormat.JAVA_TRUSTSTORE:
         written = to_java_truststore(
             material.certificates, password=out_password or b"", profile=profile
         )
         summary = f"a Java truststore with {len(material.certificates)} trusted certificate(s)"
-    elif to is OutputFormat.PKCS12:
-        if material.private_key is None or judgement.leaf is None:
-            blocking.append(
-                Problem.error(
-                    ProblemCode.NO_PRIVATE_KEY,
-                    "A PKCS12 container needs a certificate and its private key; give the "
-                    "key file as an input too.",
-                )
-            )
-            written, summary = b"", ""
-        else:
-            written = to_pkcs12(
-                private_key=material.private_key,
-                certificate=judgement.leaf,
-                chain=[c for c in chain if c is not judgement.leaf],
-                password=out_password or b"",
-                profile=profile,
-            )
-            summary = f"a {profile.value} PKCS12 container with {len(chain)} certificate(s)"
+    elif to is OutputFormat.PKCS12 and material.private_key and judgement.leaf:
+        written = to_pkcs12(
+            private_key=material.private_key,
+            certificate=judgement.leaf,
+            chain=[c for c in chain if c is not judgement.leaf],
+            password=out_password or b"",
+            profile=profile,
+        )
+        summary = f"a {profile.value} PKCS12 container with {len(chain)} certificate(s)"
     else:
         written = to_pem(chain, private_key=material.private_key, key_password=out_password)
         summary = f"PEM with {len(chain)} certificate(s)" + (
             " and the private key" if material.private_key is not None else ""
         )
-    if blocking:
-        _print_problems(err, blocking)
-        raise typer.Exit(1)
     _write_private_file(out, written)
     _print_problems(err, [p for p in judgement.problems if p.severity is Severity.WARNING])
     _console().print(Text(f"Wrote {summary} to {out}."))

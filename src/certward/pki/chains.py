@@ -186,13 +186,15 @@ def verify_chain(
     at: datetime,
     verify_as: VerifyAs,
     hostname: str | None = None,
+    check_usage: bool = True,
 ) -> str | None:
     """Run ``cryptography.x509.verification`` over ``chain``; the failure reason or None.
 
     The root (or, when the upload stops at an intermediate, the topmost uploaded
     certificate) is the trust anchor: this checks that the uploaded path is sound
     (signatures, CA flags, path lengths, name constraints, validity, key usages),
-    not whether anybody trusts its root.
+    not whether anybody trusts its root. ``check_usage=False`` leaves a client leaf's
+    extended key usage to the caller (who reports it as its own problem).
     """
     if chain.anchor is not None:
         anchor = chain.anchor
@@ -221,6 +223,10 @@ def verify_chain(
             ee_policy = ExtensionPolicy.webpki_defaults_ee().may_be_present(
                 x509.SubjectAlternativeName, Criticality.AGNOSTIC, None
             )
+            if not check_usage:
+                ee_policy = ee_policy.may_be_present(
+                    x509.ExtendedKeyUsage, Criticality.AGNOSTIC, None
+                )
             builder = builder.extension_policies(
                 ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee_policy
             )

@@ -253,7 +253,7 @@ class _Judge:
                 certificate=subject_of(leaf),
             )
         if not self.has_validity_errors():
-            reason = verify_chain(chain, at=self.at, verify_as=VerifyAs.CLIENT)
+            reason = verify_chain(chain, at=self.at, verify_as=VerifyAs.CLIENT, check_usage=False)
             if reason:
                 self.warning(
                     ProblemCode.CHAIN_INVALID,

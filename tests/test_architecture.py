@@ -1,0 +1,90 @@
+"""Import rules that keep the pure core pure (see docs/architecture.md)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "certward"
+PURE_PACKAGES = ["pki"]
+IO_MODULES = {
+    "os",
+    "pathlib",
+    "io",
+    "socket",
+    "ssl",
+    "subprocess",
+    "shutil",
+    "tempfile",
+    "time",
+    "urllib",
+    "http",
+    "httpx",
+    "requests",
+    "certifi",
+    "sqlalchemy",
+    "alembic",
+    "certward.db",
+    "certward.model",
+    "certward.settings",
+    "certward.clock",
+    "certward.trust",
+    "certward.cli",
+}
+CLOCK_CALLS = {"now", "utcnow", "today", "time", "monotonic", "perf_counter"}
+
+
+def modules(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.py"))
+
+
+def imported_names(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for package in PURE_PACKAGES for p in modules(PACKAGE / package)],
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
+def test_pure_modules_import_nothing_that_does_io(path: Path) -> None:
+    """certward.pki takes bytes and returns values: no files, network, clock or database."""
+    forbidden = {
+        name
+        for name in imported_names(path)
+        if any(name == io or name.startswith(io + ".") for io in IO_MODULES)
+    }
+    assert not forbidden, f"{path.name} imports {sorted(forbidden)}"
+
+
+@pytest.mark.parametrize("path", modules(PACKAGE), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_only_the_clock_module_reads_the_clock(path: Path) -> None:
+    """datetime.now() and friends appear only in certward/clock.py."""
+    if path.name == "clock.py":
+        return
+    tree = ast.parse(path.read_text(), filename=str(path))
+    calls = [
+        f"{node.func.value.id}.{node.func.attr}"  # type: ignore[attr-defined]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in CLOCK_CALLS
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id in {"datetime", "date", "time"}
+    ]
+    assert not calls, f"{path.name} reads the clock: {calls}"
+
+
+def test_no_grab_bag_modules() -> None:
+    """Modules are named after what they do, never utils/helpers/manager."""
+    vague = {"utils.py", "helpers.py", "manager.py", "misc.py", "common.py"}
+    assert not [p for p in modules(PACKAGE) if p.name in vague]
