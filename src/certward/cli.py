@@ -168,25 +168,28 @@ def convert_command(
     if blocking:
         _print_problems(err, blocking)
         raise typer.Exit(1)
-    if to is OutputFormat.JAVA_TRUSTSTORE:
-        written = to_java_truststore(
-            material.certificates, password=out_password or b"", profile=profile
-        )
-        summary = f"a Java truststore with {len(material.certificates)} trusted certificate(s)"
-    elif to is OutputFormat.PKCS12 and material.private_key and judgement.leaf:
-        written = to_pkcs12(
-            private_key=material.private_key,
-            certificate=judgement.leaf,
-            chain=[c for c in chain if c is not judgement.leaf],
-            password=out_password or b"",
-            profile=profile,
-        )
-        summary = f"a {profile.value} PKCS12 container with {len(chain)} certificate(s)"
-    else:
-        written = to_pem(chain, private_key=material.private_key, key_password=out_password)
-        summary = f"PEM with {len(chain)} certificate(s)" + (
-            " and the private key" if material.private_key is not None else ""
-        )
+    try:
+        if to is OutputFormat.JAVA_TRUSTSTORE:
+            written = to_java_truststore(
+                material.certificates, password=out_password or b"", profile=profile
+            )
+            summary = f"a Java truststore with {len(material.certificates)} trusted certificate(s)"
+        elif to is OutputFormat.PKCS12 and material.private_key and judgement.leaf:
+            written = to_pkcs12(
+                private_key=material.private_key,
+                certificate=judgement.leaf,
+                chain=[c for c in chain if c is not judgement.leaf],
+                password=out_password or b"",
+                profile=profile,
+            )
+            summary = f"a {profile.value} PKCS12 container with {len(chain)} certificate(s)"
+        else:
+            written = to_pem(chain, private_key=material.private_key, key_password=out_password)
+            summary = f"PEM with {len(chain)} certificate(s)" + (
+                " and the private key" if material.private_key is not None else ""
+            )
+    except ValueError as exc:  # e.g. a password the PKCS12 format cannot carry
+        raise _usage_error(f"cannot write {out}: {exc}") from exc
     _write_private_file(out, written)
     _print_problems(err, [p for p in judgement.problems if p.severity is Severity.WARNING])
     _console().print(Text(f"Wrote {summary} to {out}."))
@@ -228,7 +231,7 @@ def _print_inspection(inspection: Inspection, file: Path, purpose: Purpose | Non
             )
         )
     if judgement is not None:
-        for number, certificate in enumerate(judgement.chain, start=1):
+        for number, certificate in enumerate(judgement.chain + judgement.unrelated, start=1):
             console.print(_certificate_table(number, certificate, certificate is judgement.leaf))
     _print_problems(console, inspection.problems)
     purpose_text = f" as {purpose.value}" if purpose else ""

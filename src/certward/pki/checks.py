@@ -66,7 +66,8 @@ class Judgement:
     """The verdict on material: the leaf, the ordered chain, and every problem found.
 
     ``chain`` is leaf-to-root for a leaf; for an authority upload each hierarchy is
-    listed from its lowest CA upwards.
+    listed from its lowest CA upwards. ``unrelated`` holds uploaded certificates that
+    belong to no path from the leaf (left out of ``chain``).
     """
 
     purpose: Purpose | None
@@ -74,6 +75,7 @@ class Judgement:
     leaf: x509.Certificate | None
     chain: tuple[x509.Certificate, ...]
     problems: tuple[Problem, ...]
+    unrelated: tuple[x509.Certificate, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -98,16 +100,18 @@ def judge(
         raise ValueError("at must be timezone-aware")
     judge_ = _Judge(at=at, policy=policy or Policy(), known_roots=known_roots or RootStore())
     judge_.problems.extend(material.problems)
+    unrelated: tuple[x509.Certificate, ...] = ()
     if purpose is Purpose.AUTHORITY:
         leaf, chain = None, judge_.authority(material)
     else:
-        leaf, chain = judge_.leaf_and_chain(material, purpose, hostnames)
+        leaf, chain, unrelated = judge_.leaf_and_chain(material, purpose, hostnames)
     return Judgement(
         purpose=purpose,
         material=material,
         leaf=leaf,
         chain=chain,
         problems=tuple(_unique(judge_.problems)),
+        unrelated=unrelated,
     )
 
 
@@ -122,11 +126,13 @@ class _Judge:
 
     def leaf_and_chain(
         self, material: Material, purpose: Purpose | None, hostnames: Sequence[str]
-    ) -> tuple[x509.Certificate | None, tuple[x509.Certificate, ...]]:
+    ) -> tuple[
+        x509.Certificate | None, tuple[x509.Certificate, ...], tuple[x509.Certificate, ...]
+    ]:
         needs_key = purpose in (Purpose.CLIENT_CERTIFICATE, Purpose.TLS_CERTIFICATE)
         if not material.certificates:
             self.error(ProblemCode.NO_CERTIFICATE, "The upload holds no certificate.")
-            return None, ()
+            return None, (), ()
         if needs_key and material.private_key is None:
             what = "client" if purpose is Purpose.CLIENT_CERTIFICATE else "TLS"
             self.error(
@@ -145,7 +151,7 @@ class _Judge:
             self.key_problems(material.private_key, owner, material.certificates)
         leaf = owner or pick_leaf(material.certificates)
         if leaf is None:
-            return None, ()
+            return None, (), ()
         chain = build_chain(
             leaf,
             material.certificates,
@@ -159,7 +165,7 @@ class _Judge:
             self.client_problems(chain)
         elif purpose is Purpose.TLS_CERTIFICATE:
             self.tls_problems(chain, hostnames)
-        return leaf, chain.certificates + chain.unrelated
+        return leaf, chain.certificates, chain.unrelated
 
     def key_problems(
         self,

@@ -43,6 +43,9 @@ def _encryption(
 ) -> serialization.KeySerializationEncryption:
     if not password:
         raise ValueError("a PKCS12 file written by certward always has a password")
+    if b"\x00" in password:
+        # OpenSSL takes PKCS12 passwords as C strings: such a file could never be opened.
+        raise ValueError("a PKCS12 password cannot contain a NUL character")
     builder = serialization.PrivateFormat.PKCS12.encryption_builder().kdf_rounds(PKCS12_ITERATIONS)
     if profile is Pkcs12Profile.MODERN:
         builder = builder.key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC).hmac_hash(
@@ -83,7 +86,11 @@ def to_java_truststore(
     password: bytes,
     profile: Pkcs12Profile = Pkcs12Profile.MODERN,
 ) -> bytes:
-    """A PKCS12 keystore whose entries are trusted certificates, as Java expects."""
+    """A PKCS12 keystore whose entries are trusted certificates, as Java expects.
+
+    Java 17 opens PKCS12 files only with ASCII passwords; with any other password the
+    file is still written (OpenSSL and certward read it) but Java refuses it.
+    """
     if not certificates:
         raise ValueError("a truststore needs at least one certificate")
     entries = [

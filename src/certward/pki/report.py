@@ -31,7 +31,7 @@ class Inspection:
 
     def to_dict(self) -> dict[str, object]:
         judgement = self.judgement
-        certificates = judgement.chain if judgement else ()
+        certificates = judgement.chain + judgement.unrelated if judgement else ()
         return {
             "kind": self.kind.value if self.kind else None,
             "certificates": [describe_certificate(c).to_dict() for c in certificates],
