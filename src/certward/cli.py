@@ -24,13 +24,14 @@ from rich.table import Table
 from rich.text import Text
 
 from certward.clock import SystemClock
-from certward.errors import MaterialError
+from certward.errors import ConfigurationError, MaterialError
 from certward.pki.checks import Purpose, judge
 from certward.pki.convert import Pkcs12Profile, to_java_truststore, to_pem, to_pkcs12
 from certward.pki.inspect import describe_certificate
 from certward.pki.material import combine, load_material
 from certward.pki.problems import Problem, ProblemCode, Severity
 from certward.pki.report import Inspection, inspect_material
+from certward.settings import Settings
 from certward.trust import public_roots
 
 app = typer.Typer(
@@ -284,6 +285,79 @@ def _print_problems(console: Console, problems: Sequence[Problem]) -> None:
         line.append(f"[{problem.code.value}] ", style=style)
         line.append(problem.message)
         console.print(line)
+
+
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+keys_app = typer.Typer(help="Master key.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env(os.environ)
+    except ConfigurationError as exc:
+        raise _config_error(exc) from exc
+
+
+def _config_error(exc: ConfigurationError) -> typer.Exit:
+    _console(stderr=True).print(Text(f"certward cannot start: {exc}", style="red"))
+    return typer.Exit(1)
+
+
+@app.command("serve")
+def serve_command() -> None:
+    """Run the API on CERTWARD_LISTEN (default 127.0.0.1:8700) with embedded defaults."""
+    from certward.server import serve
+
+    try:
+        serve(_settings())
+    except ConfigurationError as exc:
+        raise _config_error(exc) from exc
+
+
+@db_app.command("upgrade")
+def db_upgrade_command() -> None:
+    """Apply the database migrations (also done by serve at start)."""
+    from certward.db import head_revision, upgrade_database
+
+    settings = _settings()
+    try:
+        upgrade_database(settings.database_url)
+    except ConfigurationError as exc:
+        raise _config_error(exc) from exc
+    _console().print(Text(f"Database at revision {head_revision()}."))
+
+
+@keys_app.command("rotate")
+def keys_rotate_command(
+    retire: Annotated[
+        bool, typer.Option("--retire", help="Remove keys no secret uses any more.")
+    ] = False,
+) -> None:
+    """Add a new master key and re-encrypt every stored secret with it, in one transaction."""
+    from certward.platform import open_platform
+    from certward.services.keys import rotate
+
+    settings = _settings()
+    try:
+        platform = open_platform(settings, bootstrap=False)
+    except ConfigurationError as exc:
+        raise _config_error(exc) from exc
+    try:
+        result = rotate(
+            settings, platform.context.database, platform.context.secrets.keyring, retire=retire
+        )
+    except ConfigurationError as exc:
+        raise _config_error(exc) from exc
+    finally:
+        platform.close()
+    _console().print(
+        Text(
+            f"Active key {result.active_key_id}; {result.secrets_reencrypted} secret(s) "
+            f"re-encrypted; retired: {', '.join(result.retired_key_ids) or 'none'}."
+        )
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

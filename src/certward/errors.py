@@ -6,8 +6,14 @@
     ├── MaterialError          certificate material could not be read at all
     │                          (carries the problems that say why)
     ├── ConfigurationError     settings or files on disk are wrong (start-up)
-    └── SecretError            a stored secret cannot be decrypted: unknown key id,
-                               tampered ciphertext, or copied to another row
+    ├── SecretError            a stored secret cannot be decrypted: unknown key id,
+    │                          tampered ciphertext, or copied to another row
+    └── Refusal                a use case refused a request; carries the HTTP status
+        ├── Unauthorized       401: no token, or an unknown or revoked one
+        ├── Forbidden          403: allowed to see, not to do (e.g. a free plan)
+        ├── NotFound           404: absent, or outside the caller's scope
+        ├── Conflict           409: clashes with what exists (pins, names, in use)
+        └── InvalidRequest     422: well-formed but wrong (judged material, bad values)
 
 Rule failures of material that *could* be read are not exceptions: they are
 `Problem` values collected by `certward.pki.checks.judge`, all of them, not the
@@ -49,3 +55,49 @@ class ConfigurationError(CertwardError):
 
 class SecretError(CertwardError):
     """A ciphertext that cannot be decrypted; the message never contains secret bytes."""
+
+
+class Refusal(CertwardError):
+    """A use case said no. ``code`` is stable; ``problems`` lists judged material's problems."""
+
+    status = 400
+    default_code = "refused"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        problems: Iterable[Problem] = (),
+        detail: dict[str, object] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        self.detail: dict[str, object] = detail or {}
+
+
+class Unauthorized(Refusal):
+    status = 401
+    default_code = "unauthorized"
+
+
+class Forbidden(Refusal):
+    status = 403
+    default_code = "forbidden"
+
+
+class NotFound(Refusal):
+    status = 404
+    default_code = "not-found"
+
+
+class Conflict(Refusal):
+    status = 409
+    default_code = "conflict"
+
+
+class InvalidRequest(Refusal):
+    status = 422
+    default_code = "invalid"

@@ -126,9 +126,7 @@ class _Judge:
 
     def leaf_and_chain(
         self, material: Material, purpose: Purpose | None, hostnames: Sequence[str]
-    ) -> tuple[
-        x509.Certificate | None, tuple[x509.Certificate, ...], tuple[x509.Certificate, ...]
-    ]:
+    ) -> tuple[x509.Certificate | None, tuple[x509.Certificate, ...], tuple[x509.Certificate, ...]]:
         needs_key = purpose in (Purpose.CLIENT_CERTIFICATE, Purpose.TLS_CERTIFICATE)
         if not material.certificates:
             self.error(ProblemCode.NO_CERTIFICATE, "The upload holds no certificate.")

@@ -1,0 +1,33 @@
+"""The REST API (FastAPI): `create_app(context)` builds it around an opened platform."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from certward import __version__
+from certward.api import problems
+from certward.api.limits import BodySizeLimit
+from certward.api.routes import healthz, router
+from certward.services.context import Context
+
+# Room for a certificate, key and chain at the upload cap, plus multipart framing.
+_BODY_OVERHEAD = 64 * 1024
+
+
+def create_app(context: Context) -> FastAPI:
+    app = FastAPI(
+        title="certward",
+        version=__version__,
+        description="The certificate control plane of an application hosting platform.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+    app.state.context = context
+    problems.install(app)
+    app.include_router(router)
+    app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=3 * context.settings.max_upload_bytes + _BODY_OVERHEAD
+    )
+    return app

@@ -1,0 +1,153 @@
+"""What routes receive: the context, the caller's principal, and parsed multipart uploads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+
+from certward.access import Principal
+from certward.errors import InvalidRequest, Refusal
+from certward.services import tokens
+from certward.services.context import Context
+from certward.services.uploads import Upload
+
+MAX_PASSWORD_BYTES = 1024
+MAX_TEXT_FIELD_BYTES = 8 * 1024
+
+
+class TooLarge(Refusal):
+    status = 413
+    default_code = "too-large"
+
+
+class UnsupportedMediaType(Refusal):
+    status = 415
+    default_code = "unsupported-media-type"
+
+
+class MalformedRequest(Refusal):
+    status = 400
+    default_code = "malformed-request"
+
+
+def context(request: Request) -> Context:
+    ctx: Context = request.app.state.context
+    return ctx
+
+
+ContextDep = Annotated[Context, Depends(context)]
+
+
+def principal(request: Request, ctx: ContextDep) -> Principal:
+    """The principal of the ``Authorization: Bearer`` token; 401 without a valid one."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    token = value.strip() if scheme.lower() == "bearer" else None
+    return tokens.authenticate(ctx, token)
+
+
+PrincipalDep = Annotated[Principal, Depends(principal)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UploadForm:
+    """A parsed multipart upload: files by field, text fields (repeatable ones as lists)."""
+
+    files: dict[str, Upload]
+    fields: dict[str, list[str]]
+    password: bytes | None = field(default=None, repr=False)
+
+    def text(self, name: str) -> str | None:
+        values = self.fields.get(name)
+        return values[0] if values else None
+
+
+async def read_upload_form(
+    request: Request,
+    ctx: Context,
+    *,
+    files: frozenset[str],
+    fields: frozenset[str],
+    repeatable: frozenset[str] = frozenset(),
+    required_files: frozenset[str] = frozenset({"file"}),
+) -> UploadForm:
+    """Parse ``multipart/form-data`` with caps; unknown fields and oversize files refused."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise UnsupportedMediaType(
+            "Uploads are multipart/form-data, with the certificate in the field 'file'."
+        )
+    try:
+        form = await request.form(
+            max_files=len(files) + 1, max_fields=200, max_part_size=MAX_TEXT_FIELD_BYTES
+        )
+    except MultiPartException as exc:
+        raise MalformedRequest(f"The multipart body cannot be read: {exc.message}") from exc
+    except (ValueError, KeyError, UnicodeDecodeError) as exc:
+        raise MalformedRequest("The multipart body cannot be read.") from exc
+    try:
+        return await _collect(form.multi_items(), ctx, files, fields, repeatable, required_files)
+    finally:
+        await form.close()
+
+
+async def _collect(
+    items: list[tuple[str, str | UploadFile]],
+    ctx: Context,
+    files: frozenset[str],
+    fields: frozenset[str],
+    repeatable: frozenset[str],
+    required_files: frozenset[str],
+) -> UploadForm:
+    limit = ctx.settings.max_upload_bytes
+    uploads: dict[str, Upload] = {}
+    texts: dict[str, list[str]] = {}
+    password: bytes | None = None
+    for name, value in items:
+        if name == "password" and "password" in fields:
+            if password is not None:
+                raise InvalidRequest("The field 'password' is given twice.", code="duplicate-field")
+            password = await _password(value)
+        elif name in files:
+            if not isinstance(value, UploadFile):
+                raise InvalidRequest(
+                    f"The field {name!r} must be a file upload.", code="invalid-field"
+                )
+            if name in uploads:
+                raise InvalidRequest(f"The file {name!r} is given twice.", code="duplicate-field")
+            data = await value.read(limit + 1)
+            if len(data) > limit:
+                raise TooLarge(
+                    f"The file {name!r} is larger than the allowed {limit:,} bytes; certificate "
+                    "material is never that large."
+                )
+            uploads[name] = Upload(filename=value.filename or name, data=data)
+        elif name in fields:
+            if isinstance(value, UploadFile):
+                raise InvalidRequest(f"The field {name!r} must be text.", code="invalid-field")
+            if name in texts and name not in repeatable:
+                raise InvalidRequest(f"The field {name!r} is given twice.", code="duplicate-field")
+            texts.setdefault(name, []).append(value)
+        else:
+            raise InvalidRequest(f"Unknown field {name!r}.", code="unknown-field")
+    for name in required_files - uploads.keys():
+        raise InvalidRequest(f"The file {name!r} is required.", code="missing-field")
+    return UploadForm(files=uploads, fields=texts, password=password)
+
+
+async def _password(value: str | UploadFile) -> bytes:
+    if isinstance(value, UploadFile):
+        data = await value.read(MAX_PASSWORD_BYTES + 1)
+        if data.endswith(b"\r\n"):
+            data = data[:-2]
+        elif data.endswith(b"\n"):
+            data = data[:-1]
+    else:
+        data = value.encode("utf-8")
+    if len(data) > MAX_PASSWORD_BYTES:
+        raise InvalidRequest("The password is longer than 1024 bytes.", code="invalid-field")
+    return data

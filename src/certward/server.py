@@ -1,0 +1,59 @@
+"""``certward serve``: open the platform, say where it listens, run the API."""
+
+from __future__ import annotations
+
+import os
+
+import uvicorn
+from rich.console import Console
+from rich.text import Text
+
+from certward import __version__
+from certward.api import create_app
+from certward.platform import Platform, open_platform
+from certward.settings import Settings
+
+
+def banner(platform: Platform) -> list[str]:
+    """What an operator needs to know on start: where, and how to authenticate."""
+    settings = platform.context.settings
+    base = f"http://{settings.listen}"
+    lines = [
+        f"certward {__version__}",
+        f"  API:       {base}/api/v1   (OpenAPI: {base}/api/v1/openapi.json,"
+        f" docs: {base}/api/v1/docs)",
+        f"  health:    {base}/healthz",
+        f"  data:      {settings.data_dir.resolve()}  (database: "
+        f"{platform.engine.url.render_as_string(hide_password=True)})",
+    ]
+    if platform.admin_token_file is not None:
+        lines.append(
+            f"  admin:     a new admin token was written to {platform.admin_token_file.resolve()}"
+            " (mode 0600)"
+        )
+    elif settings.admin_token:
+        lines.append("  admin:     the admin token is the value of CERTWARD_ADMIN_TOKEN")
+    else:
+        lines.append(
+            f"  admin:     use the admin token created at first start ({settings.admin_token_file})"
+        )
+    lines.append('  authenticate with the header "Authorization: Bearer <token>"')
+    return lines
+
+
+def serve(settings: Settings) -> None:
+    os.umask(0o077)  # the database, its journal and every file certward writes: owner only
+    platform = open_platform(settings)
+    console = Console(highlight=False, soft_wrap=True)
+    for line in banner(platform):
+        console.print(Text(line))
+    try:
+        uvicorn.run(
+            create_app(platform.context),
+            host=settings.listen_host,
+            port=settings.listen_port,
+            log_level="info",
+            server_header=False,
+        )
+    finally:
+        platform.close()

@@ -1,0 +1,60 @@
+"""Looking up an app or environment on behalf of a principal, with the 404 rule applied."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from certward.access import Action, Decision, Principal, decide, visible
+from certward.errors import Forbidden, NotFound
+from certward.model import App, Environment
+from certward.vocabulary import Plan
+
+
+def require(
+    principal: Principal, action: Action, app_id: str | None = None, env_id: str | None = None
+) -> None:
+    """Raise unless ``principal`` may do ``action``; 404 when it may not even know."""
+    decision = decide(principal, action, app_id, env_id)
+    if decision is Decision.NOT_FOUND:
+        raise NotFound("No such app or environment.")
+    if decision is Decision.FORBIDDEN:
+        raise Forbidden(f"This token may not {action.value.replace('-', ' ')} here.")
+
+
+def find_app(session: Session, principal: Principal, name: str, action: Action) -> App:
+    """The app called ``name``, if ``principal`` may do ``action`` on it."""
+    app = session.scalar(select(App).where(App.name == name))
+    if app is None or not visible(principal, app.id):
+        raise NotFound(f"No app called {name!r}.", code="app-not-found")
+    require(principal, action, app.id)
+    return app
+
+
+def find_environment(
+    session: Session, principal: Principal, app_name: str, env_name: str, action: Action
+) -> tuple[App, Environment]:
+    """The app and its environment ``env_name``, if ``principal`` may do ``action``."""
+    app = session.scalar(select(App).where(App.name == app_name))
+    if app is None or not visible(principal, app.id):
+        raise NotFound(f"No app called {app_name!r}.", code="app-not-found")
+    environment = session.scalar(
+        select(Environment).where(Environment.app_id == app.id, Environment.name == env_name)
+    )
+    if environment is None or not visible(principal, app.id, environment.id):
+        raise NotFound(
+            f"App {app_name!r} has no environment called {env_name!r}.",
+            code="environment-not-found",
+        )
+    require(principal, action, app.id, environment.id)
+    return app, environment
+
+
+def require_licensed(app: App) -> None:
+    """Custom certificates are a licensed-plan feature: say so, do not hide it."""
+    if app.plan is not Plan.LICENSED:
+        raise Forbidden(
+            f"App {app.name!r} is on the free plan: custom certificates (client "
+            "certificates, certificate authorities, custom domains) need a licensed plan.",
+            code="plan-required",
+        )

@@ -1,0 +1,288 @@
+"""Apps and their environments."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from certward.access import Action, Principal, visible
+from certward.errors import Conflict, InvalidRequest
+from certward.model import App, Environment
+from certward.pki.convert import Pkcs12Profile
+from certward.services import audit
+from certward.services.access import find_app, find_environment, require
+from certward.services.context import Context
+from certward.vocabulary import Plan
+
+_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppView:
+    name: str
+    plan: Plan
+    created_at: datetime
+    environments: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnvironmentView:
+    app: str
+    name: str
+    hostname: str
+    upstream: str
+    pkcs12_profile: Pkcs12Profile
+    applied_version: int | None
+    created_at: datetime
+
+
+def check_label(value: str, what: str) -> str:
+    """A DNS label: lower-case letters, digits and hyphens, 1-63, no hyphen at either end."""
+    if not _DNS_LABEL.match(value):
+        raise InvalidRequest(
+            f"The {what} {value!r} is not a DNS label: use 1-63 lower-case letters, digits "
+            "and hyphens, not starting or ending with a hyphen.",
+            code="invalid-name",
+        )
+    return value
+
+
+def check_upstream(value: str) -> str:
+    """An http(s) URL with a host: where the gateway forwards the environment's traffic."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"The upstream {value!r} is not a URL.", code="invalid-upstream"
+        ) from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        raise InvalidRequest(
+            f"The upstream {value!r} must be an http:// or https:// URL with a host.",
+            code="invalid-upstream",
+        )
+    return value
+
+
+def create_app(ctx: Context, principal: Principal, *, name: str, plan: Plan) -> AppView:
+    require(principal, Action.ADMINISTER)
+    check_label(name, "app name")
+    with ctx.database.transaction() as session:
+        if session.scalar(select(App.id).where(App.name == name)):
+            raise Conflict(f"An app called {name!r} already exists.", code="app-exists")
+        app = App(name=name, plan=plan, created_at=ctx.clock.now())
+        session.add(app)
+        _flush(session, f"An app called {name!r} already exists.")
+        audit.record(
+            session,
+            ctx,
+            principal,
+            action="app.create",
+            object_type="app",
+            object_id=app.id,
+            app_id=app.id,
+            after={"name": name, "plan": plan.value},
+        )
+        return _app_view(session, app)
+
+
+def list_apps(ctx: Context, principal: Principal) -> list[AppView]:
+    with ctx.database.reading() as session:
+        apps = session.scalars(select(App).order_by(App.name))
+        return [_app_view(session, a) for a in apps if visible(principal, a.id)]
+
+
+def get_app(ctx: Context, principal: Principal, name: str) -> AppView:
+    with ctx.database.reading() as session:
+        return _app_view(session, find_app(session, principal, name, Action.READ))
+
+
+def update_app(ctx: Context, principal: Principal, name: str, *, plan: Plan | None) -> AppView:
+    with ctx.database.transaction() as session:
+        app = find_app(session, principal, name, Action.ADMINISTER)
+        before = {"name": app.name, "plan": app.plan.value}
+        if plan is not None:
+            app.plan = plan
+        audit.record(
+            session,
+            ctx,
+            principal,
+            action="app.update",
+            object_type="app",
+            object_id=app.id,
+            app_id=app.id,
+            before=before,
+            after={"name": app.name, "plan": app.plan.value},
+        )
+        return _app_view(session, app)
+
+
+def delete_app(ctx: Context, principal: Principal, name: str) -> None:
+    with ctx.database.transaction() as session:
+        app = find_app(session, principal, name, Action.ADMINISTER)
+        audit.record(
+            session,
+            ctx,
+            principal,
+            action="app.delete",
+            object_type="app",
+            object_id=app.id,
+            app_id=app.id,
+            before={"name": app.name, "plan": app.plan.value},
+        )
+        session.delete(app)
+
+
+def create_environment(
+    ctx: Context, principal: Principal, app_name: str, *, name: str, upstream: str
+) -> EnvironmentView:
+    check_label(name, "environment name")
+    check_upstream(upstream)
+    with ctx.database.transaction() as session:
+        app = find_app(session, principal, app_name, Action.MANAGE)
+        label = f"{name}-{app.name}"
+        if len(label) > 63:
+            raise InvalidRequest(
+                f"The default hostname label {label!r} would be longer than 63 characters; "
+                "choose a shorter environment name.",
+                code="invalid-name",
+            )
+        hostname = f"{label}.{ctx.settings.platform_domain}"
+        exists = select(Environment.id).where(
+            (Environment.app_id == app.id) & (Environment.name == name)
+            | (Environment.hostname == hostname)
+        )
+        if session.scalar(exists):
+            raise Conflict(
+                f"App {app_name!r} already has an environment called {name!r}, or its "
+                f"hostname {hostname} is taken.",
+                code="environment-exists",
+            )
+        environment = Environment(
+            app_id=app.id,
+            name=name,
+            upstream=upstream,
+            hostname=hostname,
+            pkcs12_profile=Pkcs12Profile.MODERN,
+            created_at=ctx.clock.now(),
+        )
+        session.add(environment)
+        _flush(session, f"App {app_name!r} already has an environment called {name!r}.")
+        audit.record(
+            session,
+            ctx,
+            principal,
+            action="environment.create",
+            object_type="environment",
+            object_id=environment.id,
+            app_id=app.id,
+            after={"name": name, "upstream": upstream, "hostname": hostname},
+        )
+        return _environment_view(app, environment)
+
+
+def list_environments(ctx: Context, principal: Principal, app_name: str) -> list[EnvironmentView]:
+    with ctx.database.reading() as session:
+        app = find_app(session, principal, app_name, Action.READ)
+        rows = session.scalars(
+            select(Environment).where(Environment.app_id == app.id).order_by(Environment.name)
+        )
+        return [_environment_view(app, e) for e in rows]
+
+
+def get_environment(
+    ctx: Context, principal: Principal, app_name: str, env_name: str
+) -> EnvironmentView:
+    with ctx.database.reading() as session:
+        app, environment = find_environment(session, principal, app_name, env_name, Action.READ)
+        return _environment_view(app, environment)
+
+
+def update_environment(
+    ctx: Context,
+    principal: Principal,
+    app_name: str,
+    env_name: str,
+    *,
+    upstream: str | None = None,
+    pkcs12_profile: Pkcs12Profile | None = None,
+) -> EnvironmentView:
+    """Change the upstream (live) or the PKCS12 profile (staged until restart)."""
+    if upstream is not None:
+        check_upstream(upstream)
+    with ctx.database.transaction() as session:
+        app, environment = find_environment(session, principal, app_name, env_name, Action.MANAGE)
+        before = {
+            "upstream": environment.upstream,
+            "pkcs12_profile": environment.pkcs12_profile.value,
+        }
+        if upstream is not None:
+            environment.upstream = upstream
+        if pkcs12_profile is not None:
+            environment.pkcs12_profile = pkcs12_profile
+        audit.record(
+            session,
+            ctx,
+            principal,
+            action="environment.update",
+            object_type="environment",
+            object_id=environment.id,
+            app_id=app.id,
+            before=before,
+            after={
+                "upstream": environment.upstream,
+                "pkcs12_profile": environment.pkcs12_profile.value,
+            },
+        )
+        return _environment_view(app, environment)
+
+
+def delete_environment(ctx: Context, principal: Principal, app_name: str, env_name: str) -> None:
+    with ctx.database.transaction() as session:
+        app, environment = find_environment(session, principal, app_name, env_name, Action.MANAGE)
+        audit.record(
+            session,
+            ctx,
+            principal,
+            action="environment.delete",
+            object_type="environment",
+            object_id=environment.id,
+            app_id=app.id,
+            before={"name": environment.name, "hostname": environment.hostname},
+        )
+        session.delete(environment)
+
+
+def _flush(session: Session, conflict_message: str) -> None:
+    """Turn a unique-constraint race into the same 409 the pre-check gives."""
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise Conflict(conflict_message) from exc
+
+
+def _app_view(session: Session, app: App) -> AppView:
+    names = session.scalars(
+        select(Environment.name).where(Environment.app_id == app.id).order_by(Environment.name)
+    )
+    return AppView(
+        name=app.name, plan=app.plan, created_at=app.created_at, environments=tuple(names)
+    )
+
+
+def _environment_view(app: App, environment: Environment) -> EnvironmentView:
+    return EnvironmentView(
+        app=app.name,
+        name=environment.name,
+        hostname=environment.hostname,
+        upstream=environment.upstream,
+        pkcs12_profile=environment.pkcs12_profile,
+        applied_version=environment.applied_version,
+        created_at=environment.created_at,
+    )

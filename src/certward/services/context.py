@@ -1,0 +1,30 @@
+"""What every use case needs, built once at start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from certward.clock import Clock
+from certward.db import Database
+from certward.pki.chains import RootStore
+from certward.pki.limits import Limits
+from certward.secrets import SecretBox
+from certward.settings import Settings
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Context:
+    """The database, the secret box, the clock and the settings of one certward process."""
+
+    database: Database
+    secrets: SecretBox
+    clock: Clock
+    settings: Settings
+    known_roots: RootStore
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_bytes=self.settings.max_upload_bytes,
+            max_iterations=self.settings.max_pkcs12_iterations,
+        )

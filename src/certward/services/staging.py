@@ -1,0 +1,360 @@
+"""Staged versus applied: snapshots, pending changes, restart, rollback and versions.
+
+Rows in the database are the staged state. A restart validates everything again,
+freezes the staged state into a new numbered version (with its digest) and makes it
+the applied one; a failed validation changes nothing. Rollback stages the content of
+an earlier version and applies it as a new version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from certward.access import Action, Principal
+from certward.errors import InvalidRequest, NotFound, SecretError
+from certward.model import (
+    App,
+    CertificateAuthority,
+    ClientCertificate,
+    ClientCertificatePin,
+    Environment,
+    EnvironmentVersion,
+)
+from certward.pki.checks import Purpose, judge
+from certward.pki.convert import Pkcs12Profile
+from certward.pki.material import Material, MaterialKind, load_stored_private_key
+from certward.pki.problems import Problem, ProblemCode
+from certward.secrets import associated_data
+from certward.services import audit
+from certward.services.access import find_environment
+from certward.services.context import Context
+from certward.snapshot import (
+    AuthorityState,
+    Change,
+    ClientCertificateState,
+    EnvironmentSnapshot,
+    diff,
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VersionView:
+    version: int
+    digest: str
+    applied_at: datetime
+    actor: str | None
+    current: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChangesView:
+    applied_version: int | None
+    applied_digest: str | None
+    staged_digest: str
+    changes: tuple[Change, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestartView:
+    version: int
+    digest: str
+    applied_at: datetime
+    changed: bool
+    problems: tuple[Problem, ...]
+
+
+def key_aad(certificate_id: str) -> bytes:
+    """Binds a client certificate's encrypted key to its row."""
+    return associated_data("client_certificates", certificate_id, "private_key")
+
+
+def password_aad(certificate_id: str) -> bytes:
+    """Binds a client certificate's encrypted upload password to its row."""
+    return associated_data("client_certificates", certificate_id, "password")
+
+
+def client_certificate_state(row: ClientCertificate) -> ClientCertificateState:
+    return ClientCertificateState(
+        id=row.id,
+        subject=row.subject,
+        sha256_fingerprint=row.sha256_fingerprint,
+        not_after=row.not_after.isoformat(),
+        pins=tuple(sorted(p.pin for p in row.pins)),
+        call_name=row.call_name,
+        description=row.description,
+    )
+
+
+def authority_state(row: CertificateAuthority) -> AuthorityState:
+    return AuthorityState(
+        id=row.id,
+        certificates=tuple(s["sha256_fingerprint"] for s in row.subjects),
+        subjects=tuple(s["subject"] for s in row.subjects),
+    )
+
+
+def staged_snapshot(session: Session, environment: Environment) -> EnvironmentSnapshot:
+    """What a restart would apply now."""
+    certificates = session.scalars(
+        select(ClientCertificate).where(
+            ClientCertificate.environment_id == environment.id,
+            ClientCertificate.deleted_at.is_(None),
+        )
+    ).all()
+    authorities = session.scalars(
+        select(CertificateAuthority).where(
+            CertificateAuthority.environment_id == environment.id,
+            CertificateAuthority.deleted_at.is_(None),
+        )
+    ).all()
+    return EnvironmentSnapshot(
+        pkcs12_profile=environment.pkcs12_profile.value,
+        client_certificates=tuple(client_certificate_state(c) for c in certificates),
+        authorities=tuple(authority_state(a) for a in authorities),
+    )
+
+
+def applied_snapshot(session: Session, environment: Environment) -> EnvironmentSnapshot | None:
+    """The snapshot of the applied version, or None before the first restart."""
+    if environment.applied_version is None:
+        return None
+    version = session.get(EnvironmentVersion, (environment.id, environment.applied_version))
+    return EnvironmentSnapshot.from_json(version.snapshot) if version else None
+
+
+def pending_changes(
+    ctx: Context, principal: Principal, app_name: str, env_name: str
+) -> ChangesView:
+    with ctx.database.reading() as session:
+        _, environment = find_environment(session, principal, app_name, env_name, Action.READ)
+        applied = applied_snapshot(session, environment)
+        staged = staged_snapshot(session, environment)
+        return ChangesView(
+            applied_version=environment.applied_version,
+            applied_digest=applied.digest() if applied else None,
+            staged_digest=staged.digest(),
+            changes=tuple(diff(applied, staged)),
+        )
+
+
+def list_versions(
+    ctx: Context, principal: Principal, app_name: str, env_name: str
+) -> list[VersionView]:
+    with ctx.database.reading() as session:
+        _, environment = find_environment(session, principal, app_name, env_name, Action.READ)
+        rows = session.scalars(
+            select(EnvironmentVersion)
+            .where(EnvironmentVersion.environment_id == environment.id)
+            .order_by(EnvironmentVersion.version.desc())
+        )
+        return [_version_view(environment, row) for row in rows]
+
+
+def restart(ctx: Context, principal: Principal, app_name: str, env_name: str) -> RestartView:
+    """Validate the staged state and apply it as a new version; nothing changes on failure."""
+    with ctx.database.transaction() as session:
+        app, environment = find_environment(session, principal, app_name, env_name, Action.MANAGE)
+        return _apply(session, ctx, principal, app, environment, action="environment.restart")
+
+
+def rollback(
+    ctx: Context, principal: Principal, app_name: str, env_name: str, *, version: int
+) -> RestartView:
+    """Stage the content of ``version`` and apply it, in one transaction."""
+    with ctx.database.transaction() as session:
+        app, environment = find_environment(session, principal, app_name, env_name, Action.MANAGE)
+        target = session.get(EnvironmentVersion, (environment.id, version))
+        if target is None:
+            raise NotFound(
+                f"Environment {env_name!r} has no version {version}.", code="version-not-found"
+            )
+        _stage(session, environment, EnvironmentSnapshot.from_json(target.snapshot), ctx)
+        return _apply(
+            session,
+            ctx,
+            principal,
+            app,
+            environment,
+            action="environment.rollback",
+            detail={"to_version": version},
+        )
+
+
+def _stage(
+    session: Session, environment: Environment, target: EnvironmentSnapshot, ctx: Context
+) -> None:
+    """Make the rows say what ``target`` says (certificates back, pins, call names, profile)."""
+    now = ctx.clock.now()
+    wanted = {c.id: c for c in target.client_certificates}
+    certificates = session.scalars(
+        select(ClientCertificate).where(ClientCertificate.environment_id == environment.id)
+    ).all()
+    missing = wanted.keys() - {c.id for c in certificates}
+    if missing:
+        raise InvalidRequest(
+            "That version refers to client certificates that no longer exist.",
+            code="version-incomplete",
+        )
+    for row in certificates:  # free every name first: the target may move them around
+        row.call_name = None
+        row.pins = []
+    session.flush()
+    for row in certificates:
+        state = wanted.get(row.id)
+        if state is None:
+            if row.deleted_at is None:
+                row.deleted_at = now
+            continue
+        row.deleted_at = None
+        row.call_name = state.call_name
+        row.description = state.description
+        row.pins = [ClientCertificatePin(pin=p, environment_id=environment.id) for p in state.pins]
+        row.updated_at = now
+    wanted_authorities = {a.id for a in target.authorities}
+    for authority in session.scalars(
+        select(CertificateAuthority).where(CertificateAuthority.environment_id == environment.id)
+    ):
+        if authority.id in wanted_authorities:
+            authority.deleted_at = None
+        elif authority.deleted_at is None:
+            authority.deleted_at = now
+    environment.pkcs12_profile = Pkcs12Profile(target.pkcs12_profile)
+    session.flush()
+
+
+def _apply(
+    session: Session,
+    ctx: Context,
+    principal: Principal,
+    app: App,
+    environment: Environment,
+    *,
+    action: str,
+    detail: dict[str, Any] | None = None,
+) -> RestartView:
+    staged = staged_snapshot(session, environment)
+    problems = validate(session, ctx, environment)
+    errors = [p for p in problems if p.is_error]
+    if errors:
+        raise InvalidRequest(
+            f"The restart was refused: {errors[0].message} Nothing was applied.",
+            code="apply-refused",
+            problems=problems,
+        )
+    applied = applied_snapshot(session, environment)
+    if (
+        applied is not None
+        and applied.digest() == staged.digest()
+        and action != "environment.rollback"
+    ):
+        current = session.get(EnvironmentVersion, (environment.id, environment.applied_version))
+        if current is not None:
+            return RestartView(
+                version=current.version,
+                digest=current.digest,
+                applied_at=current.applied_at,
+                changed=False,
+                problems=tuple(problems),
+            )
+    latest = session.scalar(
+        select(func.max(EnvironmentVersion.version)).where(
+            EnvironmentVersion.environment_id == environment.id
+        )
+    )
+    row = EnvironmentVersion(
+        environment_id=environment.id,
+        version=(latest or 0) + 1,
+        digest=staged.digest(),
+        snapshot=staged.to_json(),
+        applied_at=ctx.clock.now(),
+        actor=principal.token_id,
+    )
+    session.add(row)
+    environment.applied_version = row.version
+    session.flush()
+    audit.record(
+        session,
+        ctx,
+        principal,
+        action=action,
+        object_type="environment",
+        object_id=environment.id,
+        app_id=app.id,
+        before={"digest": applied.digest()} if applied else None,
+        after={"digest": row.digest, "version": row.version},
+        detail={"version": row.version, **(detail or {})},
+    )
+    return RestartView(
+        version=row.version,
+        digest=row.digest,
+        applied_at=row.applied_at,
+        changed=True,
+        problems=tuple(problems),
+    )
+
+
+def validate(session: Session, ctx: Context, environment: Environment) -> list[Problem]:
+    """Judge every staged certificate again, now, with its stored key."""
+    problems: list[Problem] = []
+    at = ctx.clock.now()
+    certificates = session.scalars(
+        select(ClientCertificate).where(
+            ClientCertificate.environment_id == environment.id,
+            ClientCertificate.deleted_at.is_(None),
+        )
+    ).all()
+    for row in certificates:
+        try:
+            key_der = ctx.secrets.decrypt(row.private_key_ciphertext, aad=key_aad(row.id))
+        except SecretError:
+            problems.append(
+                Problem.error(
+                    ProblemCode.CORRUPTED,
+                    f"The stored private key of client certificate {row.id} cannot be "
+                    "decrypted with the master key.",
+                    certificate=row.subject,
+                )
+            )
+            continue
+        certificates_ = x509.load_pem_x509_certificates(
+            (row.certificate_pem + row.chain_pem).encode("ascii")
+        )
+        material = Material(
+            kind=MaterialKind.PEM,
+            certificates=tuple(certificates_),
+            private_key=load_stored_private_key(key_der),
+        )
+        judgement = judge(
+            material, at=at, purpose=Purpose.CLIENT_CERTIFICATE, known_roots=ctx.known_roots
+        )
+        problems += judgement.problems
+    for authority in session.scalars(
+        select(CertificateAuthority).where(
+            CertificateAuthority.environment_id == environment.id,
+            CertificateAuthority.deleted_at.is_(None),
+        )
+    ):
+        material = Material(
+            kind=MaterialKind.PEM,
+            certificates=tuple(
+                x509.load_pem_x509_certificates(authority.certificates_pem.encode())
+            ),
+        )
+        problems += judge(material, at=at, purpose=Purpose.AUTHORITY).problems
+    return problems
+
+
+def _version_view(environment: Environment, row: EnvironmentVersion) -> VersionView:
+    return VersionView(
+        version=row.version,
+        digest=row.digest,
+        applied_at=row.applied_at,
+        actor=row.actor,
+        current=row.version == environment.applied_version,
+    )

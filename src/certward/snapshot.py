@@ -1,0 +1,187 @@
+"""The outgoing configuration of an environment as one frozen, comparable value.
+
+A snapshot is what a restart applies: the client certificates (by id and
+fingerprint, with their pins, call names and descriptions), the certificate
+authorities, and the PKCS12 profile runtimes read. It holds no secret. Its canonical
+JSON has a SHA-256 digest that names an applied version; `diff` lists what a restart
+would change. Pure: no database, no clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class ChangeKind(StrEnum):
+    ADDED = "added"
+    REMOVED = "removed"
+    MODIFIED = "modified"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientCertificateState:
+    id: str
+    subject: str
+    sha256_fingerprint: str
+    not_after: str
+    pins: tuple[str, ...]
+    call_name: str | None
+    description: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "subject": self.subject,
+            "sha256_fingerprint": self.sha256_fingerprint,
+            "not_after": self.not_after,
+            "pins": sorted(self.pins),
+            "call_name": self.call_name,
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthorityState:
+    id: str
+    certificates: tuple[str, ...]  # SHA-256 fingerprints, lowest CA first
+    subjects: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "certificates": list(self.certificates),
+            "subjects": list(self.subjects),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Change:
+    """One difference between the applied and the staged configuration."""
+
+    object_type: str
+    object_id: str
+    change: ChangeKind
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "object_type": self.object_type,
+            "object_id": self.object_id,
+            "change": self.change.value,
+            "before": self.before,
+            "after": self.after,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnvironmentSnapshot:
+    """Everything a restart applies to one environment's outgoing connections."""
+
+    pkcs12_profile: str
+    client_certificates: tuple[ClientCertificateState, ...]
+    authorities: tuple[AuthorityState, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "client_certificates", tuple(sorted(self.client_certificates, key=_by_id))
+        )
+        object.__setattr__(self, "authorities", tuple(sorted(self.authorities, key=_by_id)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pkcs12_profile": self.pkcs12_profile,
+            "client_certificates": [c.to_json() for c in self.client_certificates],
+            "authorities": [a.to_json() for a in self.authorities],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EnvironmentSnapshot:
+        return cls(
+            pkcs12_profile=str(data["pkcs12_profile"]),
+            client_certificates=tuple(
+                ClientCertificateState(
+                    id=c["id"],
+                    subject=c["subject"],
+                    sha256_fingerprint=c["sha256_fingerprint"],
+                    not_after=c["not_after"],
+                    pins=tuple(c["pins"]),
+                    call_name=c["call_name"],
+                    description=c["description"],
+                )
+                for c in data["client_certificates"]
+            ),
+            authorities=tuple(
+                AuthorityState(
+                    id=a["id"], certificates=tuple(a["certificates"]), subjects=tuple(a["subjects"])
+                )
+                for a in data["authorities"]
+            ),
+        )
+
+    def canonical_json(self) -> bytes:
+        return json.dumps(
+            self.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode("utf-8")
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of the canonical JSON: equal snapshots, equal digests."""
+        return hashlib.sha256(self.canonical_json()).hexdigest()
+
+
+def diff(applied: EnvironmentSnapshot | None, staged: EnvironmentSnapshot) -> list[Change]:
+    """What applying ``staged`` over ``applied`` (None: nothing applied yet) changes."""
+    before = applied or EnvironmentSnapshot(
+        pkcs12_profile=staged.pkcs12_profile, client_certificates=(), authorities=()
+    )
+    changes: list[Change] = []
+    if applied is not None and applied.pkcs12_profile != staged.pkcs12_profile:
+        changes.append(
+            Change(
+                object_type="environment",
+                object_id="pkcs12_profile",
+                change=ChangeKind.MODIFIED,
+                before={"pkcs12_profile": applied.pkcs12_profile},
+                after={"pkcs12_profile": staged.pkcs12_profile},
+            )
+        )
+    changes += _diff_items(
+        "client_certificate",
+        {c.id: c.to_json() for c in before.client_certificates},
+        {c.id: c.to_json() for c in staged.client_certificates},
+    )
+    changes += _diff_items(
+        "certificate_authority",
+        {a.id: a.to_json() for a in before.authorities},
+        {a.id: a.to_json() for a in staged.authorities},
+    )
+    return changes
+
+
+def _diff_items(
+    object_type: str, before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]
+) -> list[Change]:
+    changes: list[Change] = []
+    for object_id in sorted(before.keys() | after.keys()):
+        old, new = before.get(object_id), after.get(object_id)
+        if old == new:
+            continue
+        kind = (
+            ChangeKind.ADDED
+            if old is None
+            else ChangeKind.REMOVED
+            if new is None
+            else ChangeKind.MODIFIED
+        )
+        changes.append(
+            Change(object_type=object_type, object_id=object_id, change=kind, before=old, after=new)
+        )
+    return changes
+
+
+def _by_id(item: ClientCertificateState | AuthorityState) -> str:
+    return item.id
