@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run inspect-sample test lint typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +13,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-## run: inspect the sample client certificate (later: start the service)
+## run: start certward on its embedded defaults (./certward-data, 127.0.0.1:8700)
 run: $(VENV)/.installed
+	$(BIN)/certward serve
+
+## inspect-sample: judge the sample client certificate with the CLI
+inspect-sample: $(VENV)/.installed
 	$(BIN)/certward inspect samples/partner-client.p12 \
 		--password-file samples/partner-client.password --as client-certificate
 

@@ -151,12 +151,11 @@ class ClientCertificate(Base):
         UniqueConstraint("environment_id", "call_name"),
         UniqueConstraint("id", "environment_id"),  # target of the pins' reference
         CheckConstraint(f"length(key_id) = {KEY_ID_LENGTH}", name="key_id_length"),
+        Index(None, "environment_id", "id"),  # an environment's certificates, paged by id
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    environment_id: Mapped[str] = mapped_column(
-        ForeignKey("environments.id", ondelete="CASCADE"), index=True
-    )
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
     description: Mapped[str] = mapped_column(String(1000), default="", server_default="")
     call_name: Mapped[str | None] = mapped_column(String(255))
     subject: Mapped[str] = mapped_column(Text)

@@ -12,11 +12,12 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -35,6 +36,7 @@ from certward.services.staging import (
     applied_snapshot,
     client_certificate_state,
     key_aad,
+    load_pins,
     password_aad,
 )
 from certward.services.uploads import Upload, judge_uploads
@@ -69,6 +71,10 @@ class ClientCertificateView:
 def normalize_pin(pin: str) -> str:
     """A host name in lower-case A-label form, or a ``Module.Service`` name as given."""
     text = pin.strip()
+    if any(c.isspace() or not c.isprintable() for c in text):  # e.g. "a\n.example.com"
+        raise InvalidRequest(
+            f"The pin {pin!r} contains spaces or control characters.", code="invalid-pin"
+        )
     if _SERVICE_NAME.match(text) and not text.islower():
         return text
     try:
@@ -203,6 +209,7 @@ def list_certificates(
         if after is not None:
             query = query.where(ClientCertificate.id > after)
         rows = session.scalars(query.order_by(ClientCertificate.id).limit(limit)).all()
+        load_pins(session, rows)
         applied = _applied_states(session, environment)
         return [_view(session, app, environment, row, applied=applied) for row in rows]
 
@@ -329,43 +336,55 @@ def _check_conflicts(
         wanted.setdefault(call_name.lower(), ("call name", call_name))
     if not wanted:
         return
-    others = session.scalars(
-        select(ClientCertificate).where(
-            ClientCertificate.environment_id == environment.id,
-            ClientCertificate.deleted_at.is_(None),
+    taken_pins = session.execute(
+        select(ClientCertificatePin.pin, ClientCertificatePin.client_certificate_id).where(
+            ClientCertificatePin.environment_id == environment.id,
+            func.lower(ClientCertificatePin.pin).in_(wanted),
         )
     ).all()
-    conflicts: list[dict[str, str]] = []
-    for other in others:
-        if row is not None and other.id == row.id:
-            continue
-        taken = {p.pin.lower(): p.pin for p in other.pins}
-        if other.call_name:
-            taken.setdefault(other.call_name.lower(), other.call_name)
-        for key in wanted.keys() & taken.keys():
-            kind, value = wanted[key]
-            conflicts.append(
-                {
-                    "field": kind,
-                    "value": value,
-                    "client_certificate_id": other.id,
-                    "client_certificate_subject": other.subject,
-                }
+    taken_call_names = session.execute(
+        select(ClientCertificate.call_name, ClientCertificate.id).where(
+            ClientCertificate.environment_id == environment.id,
+            ClientCertificate.deleted_at.is_(None),
+            func.lower(ClientCertificate.call_name).in_(wanted),
+        )
+    ).all()
+    clashes = [
+        (str(name), holder)
+        for name, holder in [*taken_pins, *taken_call_names]
+        if row is None or holder != row.id
+    ]
+    if not clashes:
+        return
+    subjects = dict(
+        session.execute(
+            select(ClientCertificate.id, ClientCertificate.subject).where(
+                ClientCertificate.id.in_({holder for _, holder in clashes})
             )
-    if conflicts:
-        first = conflicts[0]
-        this = (
-            f"client certificate {row.id} ({subject})"
-            if row
-            else f"the uploaded certificate ({subject})"
-        )
-        raise Conflict(
-            f"The {first['field']} {first['value']!r} of {this} is already used by client "
-            f"certificate {first['client_certificate_id']} ({first['client_certificate_subject']}) "
-            "in this environment; each pin and call name may name one certificate only.",
-            code="pin-conflict",
-            detail={"conflicts": conflicts},
-        )
+        ).all()
+    )
+    conflicts = [
+        {
+            "field": wanted[name.lower()][0],
+            "value": wanted[name.lower()][1],
+            "client_certificate_id": holder,
+            "client_certificate_subject": subjects.get(holder, ""),
+        }
+        for name, holder in clashes
+    ]
+    first = conflicts[0]
+    this = (
+        f"client certificate {row.id} ({subject})"
+        if row
+        else f"the uploaded certificate ({subject})"
+    )
+    raise Conflict(
+        f"The {first['field']} {first['value']!r} of {this} is already used by client "
+        f"certificate {first['client_certificate_id']} ({first['client_certificate_subject']}) "
+        "in this environment; each pin and call name may name one certificate only.",
+        code="pin-conflict",
+        detail={"conflicts": conflicts},
+    )
 
 
 def _flush_or_conflict(session: Session) -> None:
@@ -397,7 +416,7 @@ def _view(
     if applied is None:
         applied = _applied_states(session, environment)
     state = client_certificate_state(row)
-    chain = tuple(_chain_summary(row.chain_pem))
+    chain = _chain_summary(row.chain_pem)
     return ClientCertificateView(
         id=row.id,
         app=app.name,
@@ -419,10 +438,12 @@ def _view(
     )
 
 
-def _chain_summary(chain_pem: str) -> Iterable[dict[str, str]]:
+@lru_cache(maxsize=256)
+def _chain_summary(chain_pem: str) -> tuple[dict[str, str], ...]:
+    """Subjects and fingerprints of a stored chain; many certificates share one chain."""
     if not chain_pem:
-        return []
-    return [
+        return ()
+    return tuple(
         {"subject": info.subject, "sha256_fingerprint": info.sha256_fingerprint}
         for info in map(describe_certificate, x509.load_pem_x509_certificates(chain_pem.encode()))
-    ]
+    )

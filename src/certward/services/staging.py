@@ -8,6 +8,7 @@ an earlier version and applies it as a new version.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from cryptography import x509
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from certward.access import Action, Principal
 from certward.errors import InvalidRequest, NotFound, SecretError
@@ -99,6 +101,25 @@ def authority_state(row: CertificateAuthority) -> AuthorityState:
     )
 
 
+def load_pins(session: Session, rows: Sequence[ClientCertificate]) -> None:
+    """Fill every row's pins with one indexed query.
+
+    (The relationship's own eager loading joins through the composite key, which
+    SQLite plans as a scan of every pin in the environment.)
+    """
+    by_certificate: dict[str, list[ClientCertificatePin]] = {row.id: [] for row in rows}
+    if by_certificate:
+        pins = session.scalars(
+            select(ClientCertificatePin).where(
+                ClientCertificatePin.client_certificate_id.in_(by_certificate)
+            )
+        )
+        for pin in pins:
+            by_certificate[pin.client_certificate_id].append(pin)
+    for row in rows:
+        set_committed_value(row, "pins", sorted(by_certificate[row.id], key=lambda p: p.pin))
+
+
 def staged_snapshot(session: Session, environment: Environment) -> EnvironmentSnapshot:
     """What a restart would apply now."""
     certificates = session.scalars(
@@ -107,6 +128,7 @@ def staged_snapshot(session: Session, environment: Environment) -> EnvironmentSn
             ClientCertificate.deleted_at.is_(None),
         )
     ).all()
+    load_pins(session, certificates)
     authorities = session.scalars(
         select(CertificateAuthority).where(
             CertificateAuthority.environment_id == environment.id,

@@ -96,7 +96,9 @@ def upgrade() -> None:
         ),
     )
     op.create_index(
-        "ix_client_certificates_environment_id", "client_certificates", ["environment_id"]
+        "ix_client_certificates_environment_id_id",
+        "client_certificates",
+        ["environment_id", "id"],
     )
     op.create_index("ix_client_certificates_key_id", "client_certificates", ["key_id"])
     op.create_index(
