@@ -16,12 +16,12 @@ a bare load never performs, which is where the chain rows spend their extra time
 from __future__ import annotations
 
 from cryptography.hazmat.primitives.serialization import pkcs12
-from tests.material.factory import NOW, TestCA
 
 from _harness import compare, row
 from certward.pki.checks import Purpose, judge
 from certward.pki.convert import Pkcs12Profile, to_pkcs12
 from certward.pki.material import load_material
+from tests.material.factory import NOW, TestCA
 
 PASSWORD = b"benchmark password"
 

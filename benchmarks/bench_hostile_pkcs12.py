@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable
 
 from cryptography.hazmat.primitives.serialization import pkcs12
-from tests.material import hostile
 
 from _harness import per_call_seconds
 from certward.errors import MaterialError
 from certward.pki.material import load_material
+from tests.material import hostile
 
 PROBE = 2**18
 TARGET_SECONDS = 0.050
