@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
 from certward.pki.chains import RootStore
+from certward.pki.lenient import tolerating_lenient_encodings
 
 
 @cache
@@ -24,4 +25,5 @@ def public_roots() -> RootStore:
     with warnings.catch_warnings():
         # A few old roots carry non-positive serial numbers; they are still roots.
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-        return RootStore(x509.load_pem_x509_certificates(pem))
+        with tolerating_lenient_encodings():
+            return RootStore(x509.load_pem_x509_certificates(pem))

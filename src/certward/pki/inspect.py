@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from certward.pki.lenient import tolerating_lenient_encodings
+
 _E = TypeVar("_E", bound=x509.ExtensionType)
 
 _EKU_NAMES = {
@@ -86,7 +88,7 @@ def describe_certificate(certificate: x509.Certificate) -> CertInfo:
     return CertInfo(
         subject=subject_of(certificate),
         issuer=certificate.issuer.rfc4514_string(),
-        serial=format(certificate.serial_number, "x"),
+        serial=serial_of(certificate),
         not_before=certificate.not_valid_before_utc,
         not_after=certificate.not_valid_after_utc,
         sha256_fingerprint=certificate.fingerprint(hashes.SHA256()).hex(),
@@ -100,6 +102,12 @@ def describe_certificate(certificate: x509.Certificate) -> CertInfo:
         eku=extended_key_usages(certificate),
         key_usage=key_usages(certificate),
     )
+
+
+def serial_of(certificate: x509.Certificate) -> str:
+    """The serial number in hex (negative serials, which pyca warns about, included)."""
+    with tolerating_lenient_encodings():
+        return format(certificate.serial_number, "x")
 
 
 def subject_of(certificate: x509.Certificate) -> str:

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 
 from certward.errors import MaterialError
 from certward.pki import der
+from certward.pki.lenient import tolerating_lenient_encodings
 from certward.pki.limits import Limits
 from certward.pki.pkcs12_structure import (
     Pkcs12Encryption,
@@ -34,8 +35,15 @@ from certward.pki.pkcs12_structure import (
 )
 from certward.pki.problems import Problem, ProblemCode
 
-# Everything pyca's parsers raise on malformed input.
-_PARSE_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension)
+# Everything pyca's parsers raise on malformed input (the x509 ones are not ValueErrors).
+_PARSE_ERRORS = (
+    ValueError,
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.DuplicateExtension,
+    x509.InvalidVersion,
+    x509.UnsupportedGeneralNameType,
+)
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,40})-----(.*?)-----END \1-----", re.DOTALL)
 _CERTIFICATE_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
@@ -211,13 +219,14 @@ def describe(material: Material) -> str:
 def _load_pkcs12(data: bytes, password: bytes | None, limits: Limits) -> Material:
     structure = read_pkcs12_structure(data, limits=limits)
     try:
-        loaded = pkcs12.load_pkcs12(data, password or None)
+        with tolerating_lenient_encodings():
+            loaded = pkcs12.load_pkcs12(data, password or None)
     except UnsupportedAlgorithm as exc:
         raise _refuse(
             ProblemCode.UNSUPPORTED_ALGORITHM,
             f"This PKCS12 file uses an algorithm certward cannot read ({exc}).",
         ) from exc
-    except (ValueError, TypeError) as exc:
+    except _PARSE_ERRORS as exc:
         raise _pkcs12_failure(structure, password) from exc
 
     certificates: list[x509.Certificate] = []
@@ -332,7 +341,9 @@ def _pem_certificate(label: bytes, body: bytes, where: str) -> x509.Certificate:
 
 def _der_certificate(raw: bytes, where: str) -> x509.Certificate:
     try:
-        return _readable(x509.load_der_x509_certificate(raw), where)
+        with tolerating_lenient_encodings():
+            certificate = x509.load_der_x509_certificate(raw)
+        return _readable(certificate, where)
     except _PARSE_ERRORS as exc:
         raise _refuse(
             ProblemCode.CORRUPTED, f"{where} is not a readable X.509 certificate ({exc})."
@@ -342,9 +353,10 @@ def _der_certificate(raw: bytes, where: str) -> x509.Certificate:
 def _readable(certificate: x509.Certificate, where: str) -> x509.Certificate:
     """Parse the lazily-read parts now, so damage surfaces here as a typed error."""
     try:
-        certificate.extensions  # noqa: B018 - parsing is the point
-        certificate.subject  # noqa: B018
-        certificate.issuer  # noqa: B018
+        with tolerating_lenient_encodings():
+            certificate.extensions  # noqa: B018 - parsing is the point
+            certificate.subject  # noqa: B018
+            certificate.issuer  # noqa: B018
     except _PARSE_ERRORS as exc:
         raise _refuse(
             ProblemCode.CORRUPTED, f"A certificate in {where} has unreadable fields ({exc})."
@@ -354,7 +366,9 @@ def _readable(certificate: x509.Certificate, where: str) -> x509.Certificate:
 
 def _pkcs7(raw: bytes, where: str) -> list[x509.Certificate]:
     try:
-        return [_readable(c, where) for c in pkcs7.load_der_pkcs7_certificates(raw)]
+        with tolerating_lenient_encodings():
+            certificates = pkcs7.load_der_pkcs7_certificates(raw)
+        return [_readable(c, where) for c in certificates]
     except _PARSE_ERRORS as exc:
         raise _refuse(
             ProblemCode.CORRUPTED, f"{where} is not a readable PKCS7 certificate chain ({exc})."
