@@ -142,3 +142,11 @@ def test_encrypted_pkcs8_key_with_a_huge_pbkdf2_count_is_too_expensive(armored: 
     error = refusal(data)
     assert error.code == ProblemCode.TOO_EXPENSIVE.value
     assert "private key" in str(error)
+
+
+def test_a_password_with_a_nul_character_is_refused_as_wrong() -> None:
+    """pyca's loader panics on such a password; certward refuses it before calling it."""
+    data = hostile.base_pkcs12()
+    with pytest.raises(MaterialError) as refused:
+        load_material(data, password=b"host\x00ile")
+    assert refused.value.code == "wrong-password"

@@ -131,6 +131,11 @@ def load_material(
         )
     if not data.strip():
         raise _refuse(ProblemCode.NO_CERTIFICATE, "The upload is empty.")
+    if password is not None and b"\x00" in password:
+        # No PKCS12 or PEM tool can have used it, and pyca's PKCS12 loader panics on it.
+        raise _refuse(
+            ProblemCode.WRONG_PASSWORD, "The password contains a NUL character, so it is wrong."
+        )
     if looks_like_pfx(data):
         return _load_pkcs12(data, password, limits)
     if b"-----BEGIN " in data:
