@@ -126,7 +126,9 @@ def load_bundle(path: str | Path) -> Runtime:
     try:
         manifest: dict[str, Any] = json.loads((root / MANIFEST).read_bytes())
     except FileNotFoundError:
-        raise RuntimeBundleError(f"{root} holds no {MANIFEST}: it is not a certward bundle.") from None
+        raise RuntimeBundleError(
+            f"{root} holds no {MANIFEST}: it is not a certward bundle."
+        ) from None
     except (OSError, ValueError) as exc:
         raise RuntimeBundleError(f"The bundle manifest in {root} cannot be read: {exc}") from exc
     try:
