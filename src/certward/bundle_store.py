@@ -109,6 +109,17 @@ class BundleStore:
                 archive.addfile(info, io.BytesIO(data))
         return buffer.getvalue()
 
+    def remove_incoming(self) -> int:
+        """Delete half-written version directories a crash left behind; how many."""
+        removed = 0
+        for leftover in self.root.glob(f"*/*/{_TEMP_PREFIX}*"):
+            if leftover.is_symlink() or leftover.is_file():
+                leftover.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(leftover, ignore_errors=True)
+            removed += 1
+        return removed
+
     def remove_environment(self, app: str, environment: str) -> None:
         shutil.rmtree(self.environment_directory(app, environment), ignore_errors=True)
 

@@ -132,6 +132,8 @@ class Environment(Base):
         default=Pkcs12Profile.MODERN,
         server_default=Pkcs12Profile.MODERN.value,
     )
+    # Hosts and Module.Service names that must never get a client certificate (staged).
+    no_client_certificate: Mapped[list[str]] = mapped_column(JSON, default=list)
     applied_version: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime]
 

@@ -85,18 +85,23 @@ class EnvironmentSnapshot:
     pkcs12_profile: str
     client_certificates: tuple[ClientCertificateState, ...]
     authorities: tuple[AuthorityState, ...]
+    no_client_certificate: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(
             self, "client_certificates", tuple(sorted(self.client_certificates, key=_by_id))
         )
         object.__setattr__(self, "authorities", tuple(sorted(self.authorities, key=_by_id)))
+        object.__setattr__(
+            self, "no_client_certificate", tuple(sorted(set(self.no_client_certificate)))
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
             "pkcs12_profile": self.pkcs12_profile,
             "client_certificates": [c.to_json() for c in self.client_certificates],
             "authorities": [a.to_json() for a in self.authorities],
+            "no_client_certificate": list(self.no_client_certificate),
         }
 
     @classmethod
@@ -121,6 +126,7 @@ class EnvironmentSnapshot:
                 )
                 for a in data["authorities"]
             ),
+            no_client_certificate=tuple(data.get("no_client_certificate", ())),
         )
 
     def canonical_json(self) -> bytes:
@@ -139,6 +145,16 @@ def diff(applied: EnvironmentSnapshot | None, staged: EnvironmentSnapshot) -> li
         pkcs12_profile=staged.pkcs12_profile, client_certificates=(), authorities=()
     )
     changes: list[Change] = []
+    if applied is not None and applied.no_client_certificate != staged.no_client_certificate:
+        changes.append(
+            Change(
+                object_type="environment",
+                object_id="no_client_certificate",
+                change=ChangeKind.MODIFIED,
+                before={"no_client_certificate": list(applied.no_client_certificate)},
+                after={"no_client_certificate": list(staged.no_client_certificate)},
+            )
+        )
     if applied is not None and applied.pkcs12_profile != staged.pkcs12_profile:
         changes.append(
             Change(

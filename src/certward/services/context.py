@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from certward.bundle_store import BundleStore
 from certward.clock import Clock
 from certward.db import Database
 from certward.pki.chains import RootStore
@@ -21,6 +22,11 @@ class Context:
     clock: Clock
     settings: Settings
     known_roots: RootStore
+
+    @property
+    def bundles(self) -> BundleStore:
+        """Runtime bundles on disk, under ``<data dir>/bundles``."""
+        return BundleStore(self.settings.data_dir / "bundles")
 
     @property
     def limits(self) -> Limits:

@@ -14,11 +14,13 @@ from datetime import datetime
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from certward.access import Action, Principal
+from certward.bundles import BundleClientCertificate, BundleSpec, build_bundle
 from certward.errors import InvalidRequest, NotFound, SecretError
 from certward.model import (
     App,
@@ -139,6 +141,7 @@ def staged_snapshot(session: Session, environment: Environment) -> EnvironmentSn
         pkcs12_profile=environment.pkcs12_profile.value,
         client_certificates=tuple(client_certificate_state(c) for c in certificates),
         authorities=tuple(authority_state(a) for a in authorities),
+        no_client_certificate=tuple(environment.no_client_certificate or ()),
     )
 
 
@@ -179,10 +182,17 @@ def list_versions(
 
 
 def restart(ctx: Context, principal: Principal, app_name: str, env_name: str) -> RestartView:
-    """Validate the staged state and apply it as a new version; nothing changes on failure."""
+    """Validate the staged state and apply it as a new version; nothing changes on failure.
+
+    The bundle of the new version is written completely before the transaction commits,
+    and becomes ``current`` only after it did: a crash anywhere leaves the previous
+    version current (`reconcile_bundles` finishes the switch at the next start).
+    """
     with ctx.database.transaction() as session:
         app, environment = find_environment(session, principal, app_name, env_name, Action.MANAGE)
-        return _apply(session, ctx, principal, app, environment, action="environment.restart")
+        result = _apply(session, ctx, principal, app, environment, action="environment.restart")
+    ctx.bundles.activate(app_name, env_name, result.version)
+    return result
 
 
 def rollback(
@@ -197,7 +207,7 @@ def rollback(
                 f"Environment {env_name!r} has no version {version}.", code="version-not-found"
             )
         _stage(session, environment, EnvironmentSnapshot.from_json(target.snapshot), ctx)
-        return _apply(
+        result = _apply(
             session,
             ctx,
             principal,
@@ -206,6 +216,8 @@ def rollback(
             action="environment.rollback",
             detail={"to_version": version},
         )
+    ctx.bundles.activate(app_name, env_name, result.version)
+    return result
 
 
 def _stage(
@@ -247,6 +259,7 @@ def _stage(
         elif authority.deleted_at is None:
             authority.deleted_at = now
     environment.pkcs12_profile = Pkcs12Profile(target.pkcs12_profile)
+    environment.no_client_certificate = list(target.no_client_certificate)
     session.flush()
 
 
@@ -300,6 +313,12 @@ def _apply(
     session.add(row)
     environment.applied_version = row.version
     session.flush()
+    ctx.bundles.write(
+        app.name,
+        environment.name,
+        row.version,
+        build_bundle(bundle_spec(session, ctx, app, environment, row)),
+    )
     audit.record(
         session,
         ctx,
@@ -319,6 +338,98 @@ def _apply(
         changed=True,
         problems=tuple(problems),
     )
+
+
+def bundle_spec(
+    session: Session,
+    ctx: Context,
+    app: App,
+    environment: Environment,
+    version: EnvironmentVersion,
+) -> BundleSpec:
+    """What version ``version``'s bundle is made of: its snapshot plus the stored material."""
+    snapshot = EnvironmentSnapshot.from_json(version.snapshot)
+    wanted = [c.id for c in snapshot.client_certificates]
+    rows = {
+        row.id: row
+        for row in session.scalars(
+            select(ClientCertificate).where(ClientCertificate.id.in_(wanted))
+        )
+    }
+    certificates: list[BundleClientCertificate] = []
+    for state in snapshot.client_certificates:
+        row = rows[state.id]
+        chain = x509.load_pem_x509_certificates((row.certificate_pem + row.chain_pem).encode())
+        key = load_stored_private_key(
+            ctx.secrets.decrypt(row.private_key_ciphertext, aad=key_aad(row.id))
+        )
+        certificates.append(
+            BundleClientCertificate(
+                id=row.id,
+                call_name=state.call_name,
+                pins=state.pins,
+                subject=state.subject,
+                not_after=row.not_after,
+                certificate=chain[0],
+                chain=tuple(chain[1:]),
+                private_key=key,
+            )
+        )
+    authority_ids = [a.id for a in snapshot.authorities]
+    seen: set[bytes] = set()
+    authorities: list[x509.Certificate] = []
+    for authority in session.scalars(
+        select(CertificateAuthority)
+        .where(CertificateAuthority.id.in_(authority_ids))
+        .order_by(CertificateAuthority.created_at, CertificateAuthority.id)
+    ):
+        for certificate in x509.load_pem_x509_certificates(authority.certificates_pem.encode()):
+            fingerprint = certificate.fingerprint(hashes.SHA256())
+            if fingerprint not in seen:
+                seen.add(fingerprint)
+                authorities.append(certificate)
+    return BundleSpec(
+        app=app.name,
+        environment=environment.name,
+        version=version.version,
+        digest=version.digest,
+        created_at=version.applied_at,
+        pkcs12_profile=Pkcs12Profile(snapshot.pkcs12_profile),
+        client_certificates=tuple(certificates),
+        authorities=tuple(authorities),
+        no_client_certificate=snapshot.no_client_certificate,
+    )
+
+
+def reconcile_bundles(ctx: Context) -> list[str]:
+    """At start: every environment's applied bundle complete on disk and ``current``.
+
+    Repairs what a crash between committing a version and switching ``current`` (or a
+    lost bundle directory) left behind. Returns ``app/env`` names that needed work.
+    """
+    repaired: list[str] = []
+    store = ctx.bundles
+    store.remove_incoming()
+    with ctx.database.reading() as session:
+        rows = session.execute(
+            select(App, Environment)
+            .join(Environment, Environment.app_id == App.id)
+            .where(Environment.applied_version.is_not(None))
+        ).all()
+        for app, environment in rows:
+            version = session.get(EnvironmentVersion, (environment.id, environment.applied_version))
+            if version is None:
+                continue
+            name = f"{app.name}/{environment.name}"
+            if not store.is_complete(app.name, environment.name, version.version):
+                spec = bundle_spec(session, ctx, app, environment, version)
+                store.write(app.name, environment.name, version.version, build_bundle(spec))
+                repaired.append(name)
+            if store.current_version(app.name, environment.name) != version.version:
+                store.activate(app.name, environment.name, version.version)
+                if name not in repaired:
+                    repaired.append(name)
+    return repaired
 
 
 def validate(session: Session, ctx: Context, environment: Environment) -> list[Problem]:

@@ -50,6 +50,7 @@ def upgrade() -> None:
             server_default="modern",
             nullable=False,
         ),
+        sa.Column("no_client_certificate", sa.JSON(), nullable=False),
         sa.Column("applied_version", sa.Integer(), nullable=True),
         _timestamp("created_at"),
         sa.ForeignKeyConstraint(
