@@ -319,11 +319,12 @@ def serve_command() -> None:
 @db_app.command("upgrade")
 def db_upgrade_command() -> None:
     """Apply the database migrations (also done by serve at start)."""
-    from certward.db import head_revision, upgrade_database
+    from certward.db import head_revision
+    from certward.platform import upgrade_schema
 
     settings = _settings()
     try:
-        upgrade_database(settings.database_url)
+        upgrade_schema(settings)
     except ConfigurationError as exc:
         raise _config_error(exc) from exc
     _console().print(Text(f"Database at revision {head_revision()}."))

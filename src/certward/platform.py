@@ -11,14 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from certward.access import generate_token
 from certward.clock import Clock, SystemClock
 from certward.db import Database, make_engine, stored_key_ids, upgrade_database
 from certward.errors import ConfigurationError, SecretError
-from certward.secrets import SecretBox, open_keyring
+from certward.secrets import Keyring, SecretBox, open_keyring
 from certward.services import tokens
 from certward.services.context import Context
+from certward.services.staging import reconcile_bundles
 from certward.settings import Settings
 from certward.trust import public_roots
 
@@ -41,22 +44,23 @@ def open_platform(
 ) -> Platform:
     """Prepare everything a certward process needs; `ConfigurationError` if anything is off."""
     _make_private_directory(settings.data_dir)
-    try:
-        keyring = open_keyring(key_file=settings.master_key_file, master_keys=settings.master_keys)
-    except SecretError as exc:
-        raise ConfigurationError(str(exc)) from exc
     engine = make_engine(settings.database_url)
     try:
-        upgrade_database(engine)
-        database = Database(engine)
-        with database.reading() as session:
-            try:
-                keyring.require(stored_key_ids(session))
-            except SecretError as exc:
-                raise ConfigurationError(
-                    f"The master key does not match the database: {exc} Start certward with "
-                    "the key file (or CERTWARD_MASTER_KEY) that encrypted it."
-                ) from exc
+        try:
+            upgrade_database(engine)
+            database = Database(engine)
+            with database.reading() as session:
+                key_ids = stored_key_ids(session)
+        except DBAPIError as exc:
+            raise ConfigurationError(database_failure(settings, exc)) from exc
+        keyring = _keyring(settings, key_ids)
+        try:
+            keyring.require(key_ids)
+        except SecretError as exc:
+            raise ConfigurationError(
+                f"The master key does not match the database: {exc} Start certward with "
+                "the key file (or CERTWARD_MASTER_KEY) that encrypted it."
+            ) from exc
         context = Context(
             database=database,
             secrets=SecretBox(keyring),
@@ -65,10 +69,60 @@ def open_platform(
             known_roots=public_roots(),
         )
         token_file, token = _bootstrap_admin(context) if bootstrap else (None, None)
+        if bootstrap:
+            reconcile_bundles(context)
     except BaseException:
         engine.dispose()
         raise
     return Platform(context=context, engine=engine, admin_token_file=token_file, admin_token=token)
+
+
+def _keyring(settings: Settings, key_ids: set[str]) -> Keyring:
+    """The master keys; a key file is generated only for a database that holds no secret."""
+    try:
+        if settings.master_keys or settings.master_key_file.exists() or not key_ids:
+            return open_keyring(key_file=settings.master_key_file, master_keys=settings.master_keys)
+    except SecretError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    raise ConfigurationError(
+        f"The master key file {settings.master_key_file} is missing, but the database holds "
+        f"secrets sealed with {len(key_ids)} key(s). Restore the key file (or set "
+        "CERTWARD_MASTER_KEY); certward will not create a new key that cannot open them."
+    )
+
+
+def upgrade_schema(settings: Settings) -> None:
+    """``certward db upgrade``: apply the migrations; `ConfigurationError` if that fails.
+
+    The data directory is made first when the database is the SQLite file inside it
+    (the embedded default), as ``certward serve`` would.
+    """
+    url = make_url(settings.database_url)
+    if (
+        url.get_backend_name() == "sqlite"
+        and url.database
+        and Path(url.database).absolute().parent == settings.data_dir.absolute()
+    ):
+        _make_private_directory(settings.data_dir)
+    engine = make_engine(url)
+    try:
+        upgrade_database(engine)
+    except DBAPIError as exc:
+        raise ConfigurationError(database_failure(settings, exc)) from exc
+    finally:
+        engine.dispose()
+
+
+def database_failure(settings: Settings, error: DBAPIError) -> str:
+    """One sentence on a database that cannot be reached or used; never its password."""
+    url = make_url(settings.database_url)
+    reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+    if url.password:
+        reason = reason.replace(str(url.password), "***")
+    return (
+        f"The database {url.render_as_string(hide_password=True)} cannot be used: "
+        f"{reason.rstrip('.')}."
+    )
 
 
 def _bootstrap_admin(context: Context) -> tuple[Path | None, str | None]:

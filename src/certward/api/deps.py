@@ -6,11 +6,13 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
+from python_multipart.multipart import parse_options_header
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from certward.access import Principal
-from certward.errors import InvalidRequest, Refusal
+from certward.errors import InvalidRequest, NotFound, Refusal
 from certward.services import tokens
 from certward.services.context import Context
 from certward.services.uploads import Upload
@@ -32,6 +34,16 @@ class UnsupportedMediaType(Refusal):
 class MalformedRequest(Refusal):
     status = 400
     default_code = "malformed-request"
+
+
+def url_without_nul(request: Request) -> None:
+    """Nothing is named with a NUL character (PostgreSQL text cannot even hold one)."""
+    if any("\x00" in value for value in request.path_params.values()):
+        raise NotFound("Nothing here has a name containing a NUL character.", code="not-found")
+    if any("\x00" in value for _, value in request.query_params.multi_items()):
+        raise InvalidRequest(
+            "Query parameters cannot contain NUL characters.", code="invalid-request"
+        )
 
 
 def context(request: Request) -> Context:
@@ -77,9 +89,22 @@ async def read_upload_form(
 ) -> UploadForm:
     """Parse ``multipart/form-data`` with caps; unknown fields and oversize files refused."""
     content_type = request.headers.get("content-type", "")
-    if not content_type.lower().startswith("multipart/form-data"):
+    media_type, options = parse_options_header(content_type)
+    if media_type != b"multipart/form-data":
         raise UnsupportedMediaType(
             "Uploads are multipart/form-data, with the certificate in the field 'file'."
+        )
+    boundary = options.get(b"boundary", b"")
+    if not boundary:
+        raise MalformedRequest("The multipart body cannot be read: it names no boundary.")
+    # Read whole (the body-size wall caps it) to refuse a truncated body: without its
+    # closing delimiter, a part may be cut anywhere and the parser would not notice.
+    body = await request.body()
+    close = b"--" + boundary + b"--"
+    if not (body.startswith(close) or b"\r\n" + close in body):
+        raise MalformedRequest(
+            "The multipart body is truncated or uses another boundary than its Content-Type "
+            "names: its closing delimiter is missing."
         )
     try:
         form = await request.form(
@@ -87,6 +112,8 @@ async def read_upload_form(
         )
     except MultiPartException as exc:
         raise MalformedRequest(f"The multipart body cannot be read: {exc.message}") from exc
+    except HTTPException as exc:  # Starlette's wrapping of MultiPartException inside an app
+        raise MalformedRequest(f"The multipart body cannot be read: {exc.detail}") from exc
     except (ValueError, KeyError, UnicodeDecodeError) as exc:
         raise MalformedRequest("The multipart body cannot be read.") from exc
     try:
@@ -129,6 +156,10 @@ async def _collect(
         elif name in fields:
             if isinstance(value, UploadFile):
                 raise InvalidRequest(f"The field {name!r} must be text.", code="invalid-field")
+            if "\x00" in value:
+                raise InvalidRequest(
+                    f"The field {name!r} contains a NUL character.", code="invalid-field"
+                )
             if name in texts and name not in repeatable:
                 raise InvalidRequest(f"The field {name!r} is given twice.", code="duplicate-field")
             texts.setdefault(name, []).append(value)

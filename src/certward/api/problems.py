@@ -34,6 +34,14 @@ _TITLES = {
     500: "Internal error",
 }
 
+_HTTP_CODES = {
+    400: "malformed-request",  # e.g. a JSON body that cannot be parsed
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "too-large",
+    415: "unsupported-media-type",
+}
+
 
 def problem_response(
     status: int,
@@ -90,7 +98,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        code = _HTTP_CODES.get(exc.status_code, "http-error")
         headers = dict(exc.headers) if exc.headers else None
         return problem_response(exc.status_code, code, str(exc.detail), headers=headers)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from certward.api.deps import ContextDep, PrincipalDep, read_upload_form
+from certward.api.deps import ContextDep, PrincipalDep, read_upload_form, url_without_nul
 from certward.api.schemas import (
     AppCreate,
     AppUpdate,
@@ -25,8 +25,9 @@ from certward.services.client_certificates import ClientCertificateView
 from certward.services.staging import ChangesView, RestartView, VersionView
 from certward.services.tokens import TokenView
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(url_without_nul)])
 ENV = "/apps/{app}/environments/{env}"
+MAX_EVENT_ID = 2**63 - 1  # audit event ids are a 64-bit integer column
 
 
 def _multipart(fields: dict[str, dict[str, Any]], required: list[str]) -> dict[str, Any]:
@@ -341,7 +342,7 @@ def audit_log(
     ctx: ContextDep,
     who: PrincipalDep,
     app: str | None = Query(default=None, max_length=63),
-    before: int | None = Query(default=None, ge=1),
+    before: int | None = Query(default=None, ge=1, le=MAX_EVENT_ID),
     limit: int = Query(default=100, ge=1, le=500),
 ) -> list[AuditView]:
     return audit.list_events(ctx, who, app_name=app, before_id=before, limit=limit)

@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from certward.pki.convert import Pkcs12Profile
 from certward.vocabulary import Plan, Role
+
+MAX_VERSION = 2**31 - 1  # versions are a 32-bit INTEGER column
+
+
+def storable_text(value: str) -> str:
+    """Text a database can hold: no NUL (PostgreSQL refuses it), no lone surrogate."""
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("the text is not valid Unicode (a lone surrogate)") from None
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(storable_text)]
 
 
 class _Strict(BaseModel):
@@ -14,7 +32,7 @@ class _Strict(BaseModel):
 
 
 class AppCreate(_Strict):
-    name: StrictStr = Field(min_length=1, max_length=63)
+    name: Text = Field(min_length=1, max_length=63)
     plan: Plan
 
 
@@ -23,27 +41,27 @@ class AppUpdate(_Strict):
 
 
 class EnvironmentCreate(_Strict):
-    name: StrictStr = Field(min_length=1, max_length=63)
-    upstream: StrictStr = Field(min_length=1, max_length=2048)
+    name: Text = Field(min_length=1, max_length=63)
+    upstream: Text = Field(min_length=1, max_length=2048)
 
 
 class EnvironmentUpdate(_Strict):
-    upstream: StrictStr | None = Field(default=None, min_length=1, max_length=2048)
+    upstream: Text | None = Field(default=None, min_length=1, max_length=2048)
     pkcs12_profile: Pkcs12Profile | None = None
 
 
 class ClientCertificateUpdate(_Strict):
-    pins: list[StrictStr] | None = Field(default=None, max_length=100)
-    call_name: StrictStr | None = Field(default=None, max_length=255)
-    description: StrictStr | None = Field(default=None, max_length=1000)
+    pins: list[Text] | None = Field(default=None, max_length=100)
+    call_name: Text | None = Field(default=None, max_length=255)
+    description: Text | None = Field(default=None, max_length=1000)
 
 
 class Rollback(_Strict):
-    version: StrictInt = Field(ge=1)
+    version: StrictInt = Field(ge=1, le=MAX_VERSION)
 
 
 class TokenCreate(_Strict):
     role: Role
-    app: StrictStr | None = Field(default=None, max_length=63)
-    environment: StrictStr | None = Field(default=None, max_length=63)
-    description: StrictStr = Field(default="", max_length=1000)
+    app: Text | None = Field(default=None, max_length=63)
+    environment: Text | None = Field(default=None, max_length=63)
+    description: Text = Field(default="", max_length=1000)

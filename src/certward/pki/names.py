@@ -33,7 +33,7 @@ def normalize_hostname(hostname: str) -> str:
     except UnicodeError as exc:
         raise HostnameError(f"{hostname!r} is not a valid host name") from exc
     labels = ascii_name.split(".")
-    if not all(_LABEL.match(label) for label in labels):
+    if not all(_LABEL.fullmatch(label) for label in labels):
         raise HostnameError(f"{hostname!r} is not a valid host name")
     return ascii_name
 

@@ -38,9 +38,12 @@ def find_environment(
     app = session.scalar(select(App).where(App.name == app_name))
     if app is None or not visible(principal, app.id):
         raise NotFound(f"No app called {app_name!r}.", code="app-not-found")
-    environment = session.scalar(
-        select(Environment).where(Environment.app_id == app.id, Environment.name == env_name)
-    )
+    query = select(Environment).where(Environment.app_id == app.id, Environment.name == env_name)
+    if action is Action.MANAGE:
+        # Changes to one environment take turns, on PostgreSQL as on SQLite (which writes
+        # one transaction at a time): each restart, upload or edit sees the others' result.
+        query = query.with_for_update()
+    environment = session.scalar(query)
     if environment is None or not visible(principal, app.id, environment.id):
         raise NotFound(
             f"App {app_name!r} has no environment called {env_name!r}.",

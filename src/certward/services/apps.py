@@ -11,16 +11,18 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from certward.access import Action, Principal, visible
+from certward.access import Action, Principal, authorize
 from certward.errors import Conflict, InvalidRequest
 from certward.model import App, Environment
 from certward.pki.convert import Pkcs12Profile
+from certward.pki.names import HostnameError, normalize_hostname
 from certward.services import audit
 from certward.services.access import find_app, find_environment, require
 from certward.services.context import Context
 from certward.vocabulary import Plan
 
 _DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_URL_CHARACTERS = re.compile(r"[\x21-\x7e]+")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,7 +46,7 @@ class EnvironmentView:
 
 def check_label(value: str, what: str) -> str:
     """A DNS label: lower-case letters, digits and hyphens, 1-63, no hyphen at either end."""
-    if not _DNS_LABEL.match(value):
+    if not _DNS_LABEL.fullmatch(value):  # match() would let a trailing newline in
         raise InvalidRequest(
             f"The {what} {value!r} is not a DNS label: use 1-63 lower-case letters, digits "
             "and hyphens, not starting or ending with a hyphen.",
@@ -54,7 +56,18 @@ def check_label(value: str, what: str) -> str:
 
 
 def check_upstream(value: str) -> str:
-    """An http(s) URL with a host: where the gateway forwards the environment's traffic."""
+    """An http(s) URL with a host: where the gateway forwards the environment's traffic.
+
+    Printable ASCII only (no spaces or control characters that could break the gateway's
+    configuration; international names in A-label form), and a valid host name or IP.
+    """
+    if not _URL_CHARACTERS.fullmatch(value):
+        raise InvalidRequest(
+            "The upstream must be an http:// or https:// URL of printable ASCII characters "
+            "without spaces (percent-encode the rest; use the xn-- form of international "
+            "host names).",
+            code="invalid-upstream",
+        )
     try:
         parts = urlsplit(value)
         port = parts.port
@@ -67,6 +80,13 @@ def check_upstream(value: str) -> str:
             f"The upstream {value!r} must be an http:// or https:// URL with a host.",
             code="invalid-upstream",
         )
+    try:
+        normalize_hostname(parts.hostname)
+    except HostnameError as exc:
+        raise InvalidRequest(
+            f"The upstream {value!r} does not name a valid host name or IP address.",
+            code="invalid-upstream",
+        ) from exc
     return value
 
 
@@ -95,7 +115,8 @@ def create_app(ctx: Context, principal: Principal, *, name: str, plan: Plan) -> 
 def list_apps(ctx: Context, principal: Principal) -> list[AppView]:
     with ctx.database.reading() as session:
         apps = session.scalars(select(App).order_by(App.name))
-        return [_app_view(session, a) for a in apps if visible(principal, a.id)]
+        # Apps the principal may read: a runtime token (bundle download only) sees none.
+        return [_app_view(session, a) for a in apps if authorize(principal, Action.READ, a.id)]
 
 
 def get_app(ctx: Context, principal: Principal, name: str) -> AppView:

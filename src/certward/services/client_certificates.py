@@ -43,7 +43,9 @@ from certward.services.uploads import Upload, judge_uploads
 
 MAX_PINS = 100
 MAX_PAGE = 1000
-_SERVICE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+# ``Module.Service``: exactly two identifiers; told apart from a two-label host name by
+# an upper-case letter or an underscore, which host names never need.
+_SERVICE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
 _CALL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
 
@@ -75,13 +77,12 @@ def normalize_pin(pin: str) -> str:
         raise InvalidRequest(
             f"The pin {pin!r} contains spaces or control characters.", code="invalid-pin"
         )
-    if _SERVICE_NAME.match(text) and not text.islower():
+    if _SERVICE_NAME.fullmatch(text) and (not text.islower() or "_" in text):
         return text
     try:
         return normalize_hostname(text)
     except HostnameError:
-        if _SERVICE_NAME.match(text):
-            return text
+        pass
     raise InvalidRequest(
         f"The pin {pin!r} is neither a host name nor a Module.Service name.",
         code="invalid-pin",
