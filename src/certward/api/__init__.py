@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from certward import __version__
 from certward.api import problems
+from certward.api.deps import PrincipalCache
 from certward.api.limits import BodySizeLimit
 from certward.api.routes import healthz, router
 from certward.services.context import Context
@@ -24,6 +25,7 @@ def create_app(context: Context) -> FastAPI:
         redoc_url=None,
     )
     app.state.context = context
+    app.state.principals = PrincipalCache()
     problems.install(app)
     app.include_router(router)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)

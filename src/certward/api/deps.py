@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from python_multipart.multipart import parse_options_header
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
-from certward.access import Principal
+from certward.access import Principal, hash_token
 from certward.errors import InvalidRequest, NotFound, Refusal
 from certward.services import tokens
 from certward.services.context import Context
@@ -46,20 +48,59 @@ def url_without_nul(request: Request) -> None:
         )
 
 
-def context(request: Request) -> Context:
+async def context(request: Request) -> Context:
     ctx: Context = request.app.state.context
     return ctx
 
 
 ContextDep = Annotated[Context, Depends(context)]
 
+PRINCIPAL_CACHE_SECONDS = 2.0
+_PRINCIPAL_CACHE_SIZE = 1024
 
-def principal(request: Request, ctx: ContextDep) -> Principal:
+
+class PrincipalCache:
+    """Recently authenticated tokens (by hash), so a burst of requests costs one lookup.
+
+    Entries live ``PRINCIPAL_CACHE_SECONDS``; revoking through this process drops the
+    entry at once, so a revoked token stops working here immediately and on other
+    replicas within that time.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, token: str) -> Principal | None:
+        entry = self._entries.get(hash_token(token))
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, token: str, principal: Principal) -> None:
+        if len(self._entries) >= _PRINCIPAL_CACHE_SIZE:
+            self._entries.clear()
+        self._entries[hash_token(token)] = (time.monotonic() + PRINCIPAL_CACHE_SECONDS, principal)
+
+    def forget(self, token_id: str) -> None:
+        for key, (_, cached) in list(self._entries.items()):
+            if cached.token_id == token_id:
+                self._entries.pop(key, None)
+
+
+async def principal(request: Request, ctx: ContextDep) -> Principal:
     """The principal of the ``Authorization: Bearer`` token; 401 without a valid one."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     token = value.strip() if scheme.lower() == "bearer" else None
-    return tokens.authenticate(ctx, token)
+    cache: PrincipalCache = request.app.state.principals
+    if token:
+        cached = cache.get(token)
+        if cached is not None:
+            return cached
+    found = await run_in_threadpool(tokens.authenticate, ctx, token)
+    if token:
+        cache.put(token, found)
+    return found
 
 
 PrincipalDep = Annotated[Principal, Depends(principal)]

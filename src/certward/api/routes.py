@@ -333,8 +333,10 @@ def list_tokens(
 
 
 @router.delete("/tokens/{token_id}", tags=["access"])
-def revoke_token(token_id: str, ctx: ContextDep, who: PrincipalDep) -> TokenView:
-    return tokens.revoke_token(ctx, who, token_id)
+def revoke_token(token_id: str, request: Request, ctx: ContextDep, who: PrincipalDep) -> TokenView:
+    revoked = tokens.revoke_token(ctx, who, token_id)
+    request.app.state.principals.forget(token_id)
+    return revoked
 
 
 @router.get("/audit", tags=["access"])

@@ -23,7 +23,13 @@ from sqlalchemy.orm import Session
 
 from certward.access import Action, Principal
 from certward.errors import Conflict, InvalidRequest, NotFound
-from certward.model import App, ClientCertificate, ClientCertificatePin, Environment
+from certward.model import (
+    App,
+    ClientCertificate,
+    ClientCertificatePin,
+    Environment,
+    EnvironmentVersion,
+)
 from certward.pki.checks import Purpose
 from certward.pki.convert import private_key_der
 from certward.pki.inspect import describe_certificate
@@ -33,13 +39,12 @@ from certward.services import audit
 from certward.services.access import find_environment, require_licensed
 from certward.services.context import Context
 from certward.services.staging import (
-    applied_snapshot,
     client_certificate_state,
     key_aad,
-    load_pins,
     password_aad,
 )
 from certward.services.uploads import Upload, judge_uploads
+from certward.snapshot import EnvironmentSnapshot
 
 MAX_PINS = 100
 MAX_PAGE = 1000
@@ -203,16 +208,43 @@ def list_certificates(
     with ctx.database.reading() as session:
         app, environment = find_environment(session, principal, app_name, env_name, Action.READ)
         require_licensed(app)
-        query = select(ClientCertificate).where(
+        # Plain rows, not ORM objects: a page of 100 costs a tenth of the time.
+        query = select(*_LISTED).where(
             ClientCertificate.environment_id == environment.id,
             ClientCertificate.deleted_at.is_(None),
         )
         if after is not None:
             query = query.where(ClientCertificate.id > after)
-        rows = session.scalars(query.order_by(ClientCertificate.id).limit(limit)).all()
-        load_pins(session, rows)
+        rows = session.execute(query.order_by(ClientCertificate.id).limit(limit)).all()
+        pins: dict[str, list[str]] = {row.id: [] for row in rows}
+        if pins:
+            for certificate_id, pin in session.execute(
+                select(ClientCertificatePin.client_certificate_id, ClientCertificatePin.pin).where(
+                    ClientCertificatePin.client_certificate_id.in_(pins)
+                )
+            ):
+                pins[certificate_id].append(pin)
         applied = _applied_states(session, environment)
-        return [_view(session, app, environment, row, applied=applied) for row in rows]
+        return [
+            _view(session, app, environment, row, pins=pins[row.id], applied=applied)
+            for row in rows
+        ]
+
+
+_LISTED = (
+    ClientCertificate.id,
+    ClientCertificate.subject,
+    ClientCertificate.issuer,
+    ClientCertificate.serial,
+    ClientCertificate.not_before,
+    ClientCertificate.not_after,
+    ClientCertificate.sha256_fingerprint,
+    ClientCertificate.chain_pem,
+    ClientCertificate.call_name,
+    ClientCertificate.description,
+    ClientCertificate.created_at,
+    ClientCertificate.updated_at,
+)
 
 
 def get_certificate(
@@ -399,24 +431,44 @@ def _flush_or_conflict(session: Session) -> None:
 
 
 def _applied_states(session: Session, environment: Environment) -> dict[str, dict[str, Any]]:
-    snapshot = applied_snapshot(session, environment)
-    if snapshot is None:
+    if environment.applied_version is None:
         return {}
-    return {c.id: c.to_json() for c in snapshot.client_certificates}
+    return _applied_states_of(session, environment.id, environment.applied_version)
+
+
+def _applied_states_of(
+    session: Session, environment_id: str, version: int
+) -> dict[str, dict[str, Any]]:
+    # Versions never change, so the parsed states of recent ones are kept.
+    key = (environment_id, version)
+    cached = _APPLIED_CACHE.get(key)
+    if cached is None:
+        row = session.get(EnvironmentVersion, key)
+        snapshot = EnvironmentSnapshot.from_json(row.snapshot) if row else None
+        cached = {c.id: c.to_json() for c in snapshot.client_certificates} if snapshot else {}
+        if len(_APPLIED_CACHE) >= 64:
+            _APPLIED_CACHE.pop(next(iter(_APPLIED_CACHE)))
+        _APPLIED_CACHE[key] = cached
+    return cached
+
+
+_APPLIED_CACHE: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
 
 
 def _view(
     session: Session,
     app: App,
     environment: Environment,
-    row: ClientCertificate,
+    row: ClientCertificate | Any,
     *,
+    pins: Sequence[str] | None = None,
     applied: dict[str, dict[str, Any]] | None = None,
     problems: Iterable[Problem] = (),
 ) -> ClientCertificateView:
+    """The view of an ORM row, or of a plain query row of `_LISTED` with its ``pins``."""
     if applied is None:
         applied = _applied_states(session, environment)
-    state = client_certificate_state(row)
+    state = client_certificate_state(row, pins)
     chain = _chain_summary(row.chain_pem)
     return ClientCertificateView(
         id=row.id,

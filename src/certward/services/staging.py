@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -83,16 +83,34 @@ def password_aad(certificate_id: str) -> bytes:
     return associated_data("client_certificates", certificate_id, "password")
 
 
-def client_certificate_state(row: ClientCertificate) -> ClientCertificateState:
+def client_certificate_state(
+    row: ClientCertificate | CertificateRow, pins: Sequence[str] | None = None
+) -> ClientCertificateState:
+    """The staged state of a certificate (an ORM row, or a plain row with ``pins`` given)."""
+    if pins is None:
+        if not isinstance(row, ClientCertificate):
+            raise TypeError("pins are needed for a plain row")
+        pins = [p.pin for p in row.pins]
     return ClientCertificateState(
         id=row.id,
         subject=row.subject,
         sha256_fingerprint=row.sha256_fingerprint,
         not_after=row.not_after.isoformat(),
-        pins=tuple(sorted(p.pin for p in row.pins)),
+        pins=tuple(sorted(pins)),
         call_name=row.call_name,
         description=row.description,
     )
+
+
+class CertificateRow(Protocol):
+    """The public columns of a client certificate, as a plain query row carries them."""
+
+    id: str
+    subject: str
+    sha256_fingerprint: str
+    not_after: datetime
+    call_name: str | None
+    description: str
 
 
 def authority_state(row: CertificateAuthority) -> AuthorityState:
