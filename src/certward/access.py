@@ -7,14 +7,16 @@ an app or environment outside its scope exists (``NOT_FOUND``, i.e. 404, not 403
 =========  ==========================================================  ================
 role       may                                                         scope
 =========  ==========================================================  ================
-admin      everything except downloading runtime bundles               the platform
-member     read, manage, read the audit log, grant viewer/runtime      one app
+admin      everything                                                  the platform
+member     read, manage, read the audit log, grant viewer/runtime,    one app
+           download its environments' runtime bundles
 viewer     read                                                        one app
 runtime    download the runtime bundle                                 one environment
 =========  ==========================================================  ================
 
-Private keys are never downloadable through the API, so not even an admin may
-download a runtime bundle: only the environment's runtime token carries them out.
+Private keys leave certward only inside runtime bundles (re-encrypted with fresh
+passwords), for the environment they belong to, and every download is audited; no
+other response ever carries a key or a password.
 """
 
 from __future__ import annotations
@@ -77,7 +79,14 @@ class Principal:
 
 _APP_ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
     Role.MEMBER: frozenset(
-        {Action.READ, Action.MANAGE, Action.READ_AUDIT, Action.GRANT_VIEWER, Action.GRANT_RUNTIME}
+        {
+            Action.READ,
+            Action.MANAGE,
+            Action.READ_AUDIT,
+            Action.GRANT_VIEWER,
+            Action.GRANT_RUNTIME,
+            Action.DOWNLOAD_BUNDLE,
+        }
     ),
     Role.VIEWER: frozenset({Action.READ}),
 }
@@ -121,8 +130,10 @@ def authorize(
     environment_id: str | None = None,
 ) -> bool:
     """Whether ``principal`` may do ``action`` on the app and environment (None: platform)."""
+    if action is Action.DOWNLOAD_BUNDLE and environment_id is None:
+        return False  # a bundle belongs to one environment
     if principal.role is Role.ADMIN:
-        return action is not Action.DOWNLOAD_BUNDLE
+        return True
     if app_id is None or app_id != principal.app_id:
         return False
     if principal.role is Role.RUNTIME:

@@ -60,12 +60,19 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def expect(response: httpx.Response, status: int) -> Any:
-    """The JSON body of ``response`` after checking its status (the body shows on failure)."""
+    """The JSON body of ``response`` after checking its status (the body shows on failure).
+
+    A non-JSON body (a runtime bundle) comes back as bytes.
+    """
     assert response.status_code == status, (
         f"{response.request.method} {response.request.url.path} -> {response.status_code}, "
         f"expected {status}: {response.text}"
     )
-    return response.json() if response.content else None
+    if not response.content:
+        return None
+    if "json" not in response.headers.get("content-type", ""):
+        return response.content
+    return response.json()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -17,7 +17,15 @@ from certward.api.schemas import (
     Rollback,
     TokenCreate,
 )
-from certward.services import apps, audit, authorities, client_certificates, staging, tokens
+from certward.services import (
+    apps,
+    audit,
+    authorities,
+    bundles,
+    client_certificates,
+    staging,
+    tokens,
+)
 from certward.services.apps import AppView, EnvironmentView
 from certward.services.audit import AuditView
 from certward.services.authorities import AuthorityView
@@ -109,7 +117,13 @@ def update_environment(
     app: str, env: str, body: EnvironmentUpdate, ctx: ContextDep, who: PrincipalDep
 ) -> EnvironmentView:
     return apps.update_environment(
-        ctx, who, app, env, upstream=body.upstream, pkcs12_profile=body.pkcs12_profile
+        ctx,
+        who,
+        app,
+        env,
+        upstream=body.upstream,
+        pkcs12_profile=body.pkcs12_profile,
+        no_client_certificate=body.no_client_certificate,
     )
 
 
@@ -297,6 +311,35 @@ def rollback(app: str, env: str, body: Rollback, ctx: ContextDep, who: Principal
 @router.get(ENV + "/versions", tags=["restart"])
 def versions(app: str, env: str, ctx: ContextDep, who: PrincipalDep) -> list[VersionView]:
     return staging.list_versions(ctx, who, app, env)
+
+
+@router.get(
+    ENV + "/runtime-bundle",
+    tags=["restart"],
+    response_class=Response,
+    responses={200: {"content": {"application/gzip": {}}, "description": "the bundle"}},
+)
+def runtime_bundle(
+    app: str,
+    env: str,
+    ctx: ContextDep,
+    who: PrincipalDep,
+    version: int | None = Query(default=None, ge=1, le=2**31 - 1),
+) -> Response:
+    """The applied version's runtime bundle (or ``version``'s) as a gzipped tar.
+
+    For the environment's runtime token, or a member or admin; every download is audited.
+    """
+    bundle = bundles.download(ctx, who, app, env, version=version)
+    return Response(
+        bundle.tarball,
+        media_type="application/gzip",
+        headers={
+            "Content-Disposition": f'attachment; filename="{bundle.filename}"',
+            "X-Certward-Version": str(bundle.version),
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 # -- tokens and audit -----------------------------------------------------------------------

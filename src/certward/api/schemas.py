@@ -48,6 +48,7 @@ class EnvironmentCreate(_Strict):
 class EnvironmentUpdate(_Strict):
     upstream: Text | None = Field(default=None, min_length=1, max_length=2048)
     pkcs12_profile: Pkcs12Profile | None = None
+    no_client_certificate: list[Text] | None = Field(default=None, max_length=100)
 
 
 class ClientCertificateUpdate(_Strict):

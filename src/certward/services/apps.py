@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -18,6 +19,7 @@ from certward.pki.convert import Pkcs12Profile
 from certward.pki.names import HostnameError, normalize_hostname
 from certward.services import audit
 from certward.services.access import find_app, find_environment, require
+from certward.services.client_certificates import normalize_pins
 from certward.services.context import Context
 from certward.vocabulary import Plan
 
@@ -40,6 +42,7 @@ class EnvironmentView:
     hostname: str
     upstream: str
     pkcs12_profile: Pkcs12Profile
+    no_client_certificate: tuple[str, ...]
     applied_version: int | None
     created_at: datetime
 
@@ -158,6 +161,7 @@ def delete_app(ctx: Context, principal: Principal, name: str) -> None:
             before={"name": app.name, "plan": app.plan.value},
         )
         session.delete(app)
+    ctx.bundles.remove_app(name)
 
 
 def create_environment(
@@ -191,6 +195,7 @@ def create_environment(
             upstream=upstream,
             hostname=hostname,
             pkcs12_profile=Pkcs12Profile.MODERN,
+            no_client_certificate=[],
             created_at=ctx.clock.now(),
         )
         session.add(environment)
@@ -233,20 +238,22 @@ def update_environment(
     *,
     upstream: str | None = None,
     pkcs12_profile: Pkcs12Profile | None = None,
+    no_client_certificate: Sequence[str] | None = None,
 ) -> EnvironmentView:
-    """Change the upstream (live) or the PKCS12 profile (staged until restart)."""
+    """Change the upstream (live), or the PKCS12 profile and the hosts and services that
+    must never get a client certificate (both staged until restart)."""
     if upstream is not None:
         check_upstream(upstream)
+    excluded = normalize_pins(no_client_certificate) if no_client_certificate is not None else None
     with ctx.database.transaction() as session:
         app, environment = find_environment(session, principal, app_name, env_name, Action.MANAGE)
-        before = {
-            "upstream": environment.upstream,
-            "pkcs12_profile": environment.pkcs12_profile.value,
-        }
+        before = _settings_of(environment)
         if upstream is not None:
             environment.upstream = upstream
         if pkcs12_profile is not None:
             environment.pkcs12_profile = pkcs12_profile
+        if excluded is not None:
+            environment.no_client_certificate = list(excluded)
         audit.record(
             session,
             ctx,
@@ -256,15 +263,13 @@ def update_environment(
             object_id=environment.id,
             app_id=app.id,
             before=before,
-            after={
-                "upstream": environment.upstream,
-                "pkcs12_profile": environment.pkcs12_profile.value,
-            },
+            after=_settings_of(environment),
         )
         return _environment_view(app, environment)
 
 
 def delete_environment(ctx: Context, principal: Principal, app_name: str, env_name: str) -> None:
+    """Delete the environment with everything it holds, its runtime bundles included."""
     with ctx.database.transaction() as session:
         app, environment = find_environment(session, principal, app_name, env_name, Action.MANAGE)
         audit.record(
@@ -278,6 +283,7 @@ def delete_environment(ctx: Context, principal: Principal, app_name: str, env_na
             before={"name": environment.name, "hostname": environment.hostname},
         )
         session.delete(environment)
+    ctx.bundles.remove_environment(app_name, env_name)
 
 
 def _flush(session: Session, conflict_message: str) -> None:
@@ -297,6 +303,14 @@ def _app_view(session: Session, app: App) -> AppView:
     )
 
 
+def _settings_of(environment: Environment) -> dict[str, object]:
+    return {
+        "upstream": environment.upstream,
+        "pkcs12_profile": environment.pkcs12_profile.value,
+        "no_client_certificate": list(environment.no_client_certificate or ()),
+    }
+
+
 def _environment_view(app: App, environment: Environment) -> EnvironmentView:
     return EnvironmentView(
         app=app.name,
@@ -304,6 +318,7 @@ def _environment_view(app: App, environment: Environment) -> EnvironmentView:
         hostname=environment.hostname,
         upstream=environment.upstream,
         pkcs12_profile=environment.pkcs12_profile,
+        no_client_certificate=tuple(environment.no_client_certificate or ()),
         applied_version=environment.applied_version,
         created_at=environment.created_at,
     )
