@@ -8,6 +8,7 @@ stopped by the fixture that made it. ``tests/api/test_durability.py`` reuses it.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 import signal
@@ -377,3 +378,47 @@ def test_db_upgrade_creates_the_schema_on_postgresql_and_is_idempotent(
     assert {"apps", "environments", "client_certificates", "tokens", "audit_events"} <= tables
     assert _upgrade(monkeypatch, environ) == 0
     assert _revision(postgresql_schema_url) == head_revision()
+
+
+def test_bundle_install_puts_the_applied_bundle_in_place_with_absolute_paths(
+    servers: ServerLauncher, tmp_path: Path
+) -> None:
+    """`certward bundle install --into DIR` with a runtime token: verified files, 0600,
+    settings pointing at DIR; without a token it is a usage error."""
+    server = servers.start(
+        {"CERTWARD_DATA_DIR": str(tmp_path / "data"), "CERTWARD_ADMIN_TOKEN": ADMIN_TOKEN},
+        cwd=tmp_path,
+    )
+    server.wait_until_healthy()
+    _store_a_secret(server)
+    url = f"{server.base_url}/api/v1"
+    with httpx.Client(base_url=url, headers=bearer(ADMIN_TOKEN), timeout=30) as client:
+        client.post("/apps/shop/environments/prod/restart").raise_for_status()
+        token = client.post(
+            "/tokens", json={"role": "runtime", "app": "shop", "environment": "prod"}
+        ).json()["token"]
+    into = tmp_path / "app" / "certificates"
+    arguments = (
+        "bundle",
+        "install",
+        "--into",
+        str(into),
+        "--app",
+        "shop",
+        "--env",
+        "prod",
+        "--server",
+        server.base_url,
+    )
+    refused = run_certward(*arguments, cwd=tmp_path, environ=clean_environment())
+    assert refused.returncode == 2, refused.stderr
+    done = run_certward(*arguments, cwd=tmp_path, environ=clean_environment(CERTWARD_TOKEN=token))
+    assert done.returncode == 0, done.stderr
+    assert "Installed version 1 of shop/prod" in done.stdout
+    settings = json.loads((into / "runtime-settings.json").read_text())
+    (path,) = settings["ClientCertificates"].split(",")
+    assert Path(path).is_absolute()
+    assert Path(path).parent.parent == into
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in into.rglob("*") if p.is_file())
+    again = run_certward(*arguments, cwd=tmp_path, environ=clean_environment(CERTWARD_TOKEN=token))
+    assert again.returncode == 0, again.stderr  # replaces the installed bundle in place

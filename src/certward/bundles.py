@@ -126,7 +126,13 @@ def build_bundle(
             profile=spec.pkcs12_profile,
         )
         truststore = {"file": TRUSTSTORE_FILE, "password": truststore_password}
-    files[SETTINGS_FILE] = _json(runtime_settings(entries, spec))
+    files[SETTINGS_FILE] = _json(
+        runtime_settings(
+            entries,
+            has_authorities=bool(spec.authorities),
+            no_client_certificate=spec.no_client_certificate,
+        )
+    )
     files[BUILDPACK_FILE] = _json(buildpack_variables(entries, files, spec))
     manifest = {
         "app": spec.app,
@@ -146,7 +152,11 @@ def build_bundle(
 
 
 def runtime_settings(
-    entries: Sequence[dict[str, Any]], spec: BundleSpec, *, root: str = ""
+    entries: Sequence[dict[str, Any]],
+    *,
+    has_authorities: bool,
+    no_client_certificate: Sequence[str],
+    root: str = "",
 ) -> dict[str, Any]:
     """The reference runtime's custom settings; paths relative, or under ``root``."""
 
@@ -158,11 +168,11 @@ def runtime_settings(
         for name in [*entry["pins"], *([entry["call_name"]] if entry["call_name"] else [])]:
             usages[name] = path(entry["pkcs12"])
     return {
-        "CACertificates": path(CA_FILE) if spec.authorities else "",
+        "CACertificates": path(CA_FILE) if has_authorities else "",
         "ClientCertificates": ",".join(path(e["pkcs12"]) for e in entries),
         "ClientCertificatePasswords": ",".join(e["password"] for e in entries),
         "ClientCertificateUsages": usages,
-        "NoClientCertificateUsages": list(spec.no_client_certificate),
+        "NoClientCertificateUsages": list(no_client_certificate),
     }
 
 
@@ -182,6 +192,25 @@ def buildpack_variables(
         "CERTIFICATE_AUTHORITIES": files.get(CA_FILE, b"").decode("ascii"),
         "CLIENT_CERTIFICATES": json.dumps(client_certificates),
     }
+
+
+def installed_settings(manifest: dict[str, Any], root: str) -> bytes:
+    """``runtime-settings.json`` with absolute paths under ``root`` (bundle install)."""
+    return _json(
+        runtime_settings(
+            manifest.get("client_certificates", []),
+            has_authorities=bool(manifest.get("authorities")),
+            no_client_certificate=manifest.get("no_client_certificate", []),
+            root=root,
+        )
+    )
+
+
+def manifest_with(manifest: dict[str, Any], path: str, data: bytes) -> bytes:
+    """The manifest again, recording ``path``'s new digest (after an install rewrote it)."""
+    files = dict(manifest.get("files", {}))
+    files[path] = hashlib.sha256(data).hexdigest()
+    return _json({**manifest, "files": files})
 
 
 def verify_files(manifest: dict[str, Any], read: Callable[[str], bytes]) -> list[str]:

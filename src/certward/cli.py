@@ -287,6 +287,46 @@ def _print_problems(console: Console, problems: Sequence[Problem]) -> None:
         console.print(line)
 
 
+bundle_app = typer.Typer(help="Runtime bundles.", no_args_is_help=True)
+app.add_typer(bundle_app, name="bundle")
+
+
+@bundle_app.command("install")
+def bundle_install_command(
+    into: Annotated[Path, typer.Option("--into", help="Directory the runtime reads.")],
+    app_name: Annotated[str, typer.Option("--app", help="App name.")],
+    environment: Annotated[str, typer.Option("--env", help="Environment name.")],
+    version: Annotated[
+        int | None, typer.Option("--version", help="A version (default: the applied one).")
+    ] = None,
+    server: Annotated[
+        str, typer.Option("--server", envvar="CERTWARD_SERVER", help="certward's URL.")
+    ] = "http://127.0.0.1:8700",
+    token_file: Annotated[
+        Path | None,
+        typer.Option("--token-file", help="File holding the token (or set CERTWARD_TOKEN)."),
+    ] = None,
+) -> None:
+    """Download the environment's runtime bundle and install it in DIR, paths absolute."""
+    from certward.bundle_install import BundleInstallError, fetch, install
+
+    token = _read_password(token_file, False, "token")
+    secret = token.decode().strip() if token else os.environ.get("CERTWARD_TOKEN", "").strip()
+    if not secret:
+        raise _usage_error("give a token with --token-file or CERTWARD_TOKEN")
+    try:
+        installed = install(fetch(server, secret, app_name, environment, version), into)
+    except BundleInstallError as exc:
+        _console(stderr=True).print(Text(f"Error: {exc}", style="red"))
+        raise typer.Exit(1) from exc
+    _console().print(
+        Text(
+            f"Installed version {installed.version} of {installed.app}/{installed.environment} "
+            f"({installed.client_certificates} client certificate(s)) in {installed.directory}."
+        )
+    )
+
+
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 keys_app = typer.Typer(help="Master key.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
