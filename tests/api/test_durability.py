@@ -133,7 +133,7 @@ def test_kill_9_during_writes_loses_no_acknowledged_change(
     """Three SIGKILLs mid-stream: every 201 survives, the database is whole, every key decrypts."""
     environ = {"CERTWARD_DATA_DIR": str(tmp_path / "data"), "CERTWARD_ADMIN_TOKEN": ADMIN_TOKEN}
     acknowledged = Acknowledged()
-    chance = random.Random()  # noqa: S311 - a kill moment, not a secret
+    chance = random.Random()
     server = servers.start(environ, cwd=tmp_path)
     server.wait_until_healthy()
     for trial in range(TRIALS):
