@@ -289,3 +289,155 @@ class AuditEvent(Base):
     before_digest: Mapped[str | None] = mapped_column(String(64))
     after_digest: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+# -- incoming: the platform CA, managed default-domain certificates, custom domains --------
+
+
+class CaState(StrEnum):
+    ACTIVE = "active"  # issues new certificates
+    RETIRING = "retiring"  # still published and trusted until what it issued is replaced
+    RETIRED = "retired"
+
+
+class PlatformCa(Base):
+    """A certificate of the built-in platform CA: the root, or an issuing intermediate."""
+
+    __tablename__ = "platform_cas"
+    __table_args__ = (CheckConstraint(f"length(key_id) = {KEY_ID_LENGTH}", name="key_id_length"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(16))  # "root" or "intermediate"
+    issuer_id: Mapped[str | None] = mapped_column(ForeignKey("platform_cas.id"))
+    subject: Mapped[str] = mapped_column(Text)
+    certificate_pem: Mapped[str] = mapped_column(Text)
+    sha256_fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    not_before: Mapped[datetime]
+    not_after: Mapped[datetime]
+    private_key_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(KEY_ID_LENGTH), index=True)
+    state: Mapped[CaState] = mapped_column(enum_type(CaState, "ca_state"))
+    created_at: Mapped[datetime]
+    retired_at: Mapped[datetime | None]
+
+
+class ManagedCertificate(Base):
+    """A certificate the platform issued for an environment's default hostname.
+
+    One row per issuance; the environment's live one is the newest ``active`` row.
+    Renewal is due at ``renew_after`` (from the certificate's own dates, with jitter);
+    a worker claims a due row until ``claimed_until`` and records failures with backoff.
+    """
+
+    __tablename__ = "managed_certificates"
+    __table_args__ = (
+        CheckConstraint(f"length(key_id) = {KEY_ID_LENGTH}", name="key_id_length"),
+        Index(None, "state", "renew_after"),
+        Index(None, "environment_id", "state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    hostname: Mapped[str] = mapped_column(String(253))
+    issuer: Mapped[str] = mapped_column(String(16))  # "builtin" or "acme"
+    issuing_ca_id: Mapped[str | None] = mapped_column(ForeignKey("platform_cas.id"))
+    certificate_pem: Mapped[str] = mapped_column(Text)
+    chain_pem: Mapped[str] = mapped_column(Text, default="", server_default="")
+    serial: Mapped[str] = mapped_column(String(64))
+    sha256_fingerprint: Mapped[str] = mapped_column(String(64))
+    not_before: Mapped[datetime]
+    not_after: Mapped[datetime]
+    renew_after: Mapped[datetime]
+    private_key_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(KEY_ID_LENGTH), index=True)
+    state: Mapped[str] = mapped_column(String(16))  # "active" or "superseded"
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class TlsCertificate(Base):
+    """An app's own certificate for custom domains: uploaded, or born from a CSR.
+
+    A CSR-born one is ``pending`` (key and CSR, no certificate) until the signed
+    certificate is uploaded; its key never leaves certward.
+    """
+
+    __tablename__ = "tls_certificates"
+    __table_args__ = (
+        CheckConstraint(f"length(key_id) = {KEY_ID_LENGTH}", name="key_id_length"),
+        Index(None, "app_id", "not_after"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    origin: Mapped[str] = mapped_column(String(16))  # "upload" or "csr"
+    description: Mapped[str] = mapped_column(String(1000), default="", server_default="")
+    common_name: Mapped[str | None] = mapped_column(String(255))
+    sans: Mapped[list[str]] = mapped_column(JSON, default=list)
+    key_type: Mapped[str] = mapped_column(String(16))
+    csr_pem: Mapped[str | None] = mapped_column(Text)
+    certificate_pem: Mapped[str | None] = mapped_column(Text)
+    chain_pem: Mapped[str] = mapped_column(Text, default="", server_default="")
+    subject: Mapped[str | None] = mapped_column(Text)
+    issuer: Mapped[str | None] = mapped_column(Text)
+    serial: Mapped[str | None] = mapped_column(String(64))
+    sha256_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    not_before: Mapped[datetime | None]
+    not_after: Mapped[datetime | None]
+    private_key_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(KEY_ID_LENGTH), index=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class CustomDomain(Base):
+    """An extra hostname an environment serves with one of its app's TLS certificates."""
+
+    __tablename__ = "custom_domains"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    environment_id: Mapped[str] = mapped_column(
+        ForeignKey("environments.id", ondelete="CASCADE"), index=True
+    )
+    hostname: Mapped[str] = mapped_column(String(253), unique=True)  # platform-wide
+    tls_certificate_id: Mapped[str] = mapped_column(
+        ForeignKey("tls_certificates.id", ondelete="RESTRICT"), index=True
+    )
+    created_at: Mapped[datetime]
+
+
+class Webhook(Base):
+    """A URL told when a certificate enters expires-soon, expires, or fails to renew."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    url: Mapped[str] = mapped_column(String(2048))
+    created_at: Mapped[datetime]
+
+
+class WebhookDelivery(Base):
+    """One event for one webhook, retried with backoff until delivered."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index(None, "delivered_at", "next_attempt_at"),
+        UniqueConstraint("webhook_id", "dedup_key"),  # one notice per event and certificate
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(64))
+    dedup_key: Mapped[str] = mapped_column(String(255))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]

@@ -21,7 +21,7 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +45,15 @@ _KEY_ID_LABEL = b"certward secret key id v1\x00"
 def associated_data(table: str, row_id: object, column: str) -> bytes:
     """The row identity a ciphertext is bound to, e.g. ``client_certificates:<id>:private_key``."""
     return f"{table}:{row_id}:{column}".encode()
+
+
+def private_key_aad(table: str) -> Callable[[str], bytes]:
+    """The associated data of the ``private_key`` of a ``table`` row, by row id."""
+
+    def aad(row_id: str) -> bytes:
+        return associated_data(table, row_id, "private_key")
+
+    return aad
 
 
 @dataclass(frozen=True, slots=True)

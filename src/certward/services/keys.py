@@ -15,15 +15,19 @@ from sqlalchemy import select
 
 from certward.db import Database, stored_key_ids
 from certward.errors import ConfigurationError
-from certward.model import ClientCertificate
-from certward.secrets import Keyring, SecretBox, add_active_key, remove_key
+from certward.model import Base, ClientCertificate, ManagedCertificate, PlatformCa, TlsCertificate
+from certward.secrets import Keyring, SecretBox, add_active_key, private_key_aad, remove_key
 from certward.services.staging import key_aad, password_aad
 from certward.settings import Settings
 
-# Every encrypted column: (model, column, associated data of a row id).
-SECRET_COLUMNS: list[tuple[type[ClientCertificate], str, Callable[[str], bytes]]] = [
+# Every encrypted column: (model, column, associated data of a row id). Each such
+# model also has ``id`` and ``key_id`` columns.
+SECRET_COLUMNS: list[tuple[type[Base], str, Callable[[str], bytes]]] = [
     (ClientCertificate, "private_key_ciphertext", key_aad),
     (ClientCertificate, "password_ciphertext", password_aad),
+    (PlatformCa, "private_key_ciphertext", private_key_aad("platform_cas")),
+    (ManagedCertificate, "private_key_ciphertext", private_key_aad("managed_certificates")),
+    (TlsCertificate, "private_key_ciphertext", private_key_aad("tls_certificates")),
 ]
 
 
@@ -51,8 +55,9 @@ def rotate(settings: Settings, database: Database, keyring: Keyring, *, retire: 
             for row in session.scalars(select(model)):
                 envelope = getattr(row, column)
                 if envelope:
-                    setattr(row, column, box.reencrypt(envelope, aad=aad(row.id)))
-                    row.key_id = keyring.active.key_id
+                    row_id = str(row.id)  # type: ignore[attr-defined]
+                    setattr(row, column, box.reencrypt(envelope, aad=aad(row_id)))
+                    row.key_id = keyring.active.key_id  # type: ignore[attr-defined]
                     count += 1
     retired: list[str] = []
     if retire:
