@@ -7,8 +7,8 @@ from fastapi import FastAPI
 from certward import __version__
 from certward.api import problems
 from certward.api.deps import PrincipalCache
-from certward.api.limits import BodySizeLimit
 from certward.api.incoming import router as incoming_router
+from certward.api.limits import BodySizeLimit
 from certward.api.platform import router as platform_router
 from certward.api.routes import healthz, router
 from certward.services.context import Context
