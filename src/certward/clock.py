@@ -6,6 +6,7 @@ tests move time with `FixedClock` instead of patching.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -17,6 +18,10 @@ class Clock(Protocol):
         """The current instant, tz-aware, in UTC."""
         ...
 
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (for timeouts and cache lifetimes)."""
+        ...
+
 
 class SystemClock:
     """The real clock."""
@@ -24,6 +29,10 @@ class SystemClock:
     def now(self) -> datetime:
         """The current instant, tz-aware, in UTC."""
         return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        """Seconds on the system's monotonic clock."""
+        return time.monotonic()
 
     def __repr__(self) -> str:
         return "SystemClock()"
@@ -38,6 +47,10 @@ class FixedClock:
     def now(self) -> datetime:
         """The instant this clock was set to."""
         return self._at
+
+    def monotonic(self) -> float:
+        """Seconds since the epoch of the instant this clock was set to (moves with it)."""
+        return self._at.timestamp()
 
     def set(self, at: datetime) -> None:
         """Jump to ``at`` (tz-aware)."""

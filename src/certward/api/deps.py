@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -70,16 +69,16 @@ class PrincipalCache:
     def __init__(self) -> None:
         self._entries: dict[str, tuple[float, Principal]] = {}
 
-    def get(self, token: str) -> Principal | None:
+    def get(self, token: str, *, now: float) -> Principal | None:
         entry = self._entries.get(hash_token(token))
-        if entry is None or entry[0] < time.monotonic():
+        if entry is None or entry[0] < now:
             return None
         return entry[1]
 
-    def put(self, token: str, principal: Principal) -> None:
+    def put(self, token: str, principal: Principal, *, now: float) -> None:
         if len(self._entries) >= _PRINCIPAL_CACHE_SIZE:
             self._entries.clear()
-        self._entries[hash_token(token)] = (time.monotonic() + PRINCIPAL_CACHE_SECONDS, principal)
+        self._entries[hash_token(token)] = (now + PRINCIPAL_CACHE_SECONDS, principal)
 
     def forget(self, token_id: str) -> None:
         for key, (_, cached) in list(self._entries.items()):
@@ -93,13 +92,14 @@ async def principal(request: Request, ctx: ContextDep) -> Principal:
     scheme, _, value = header.partition(" ")
     token = value.strip() if scheme.lower() == "bearer" else None
     cache: PrincipalCache = request.app.state.principals
+    now = ctx.clock.monotonic()
     if token:
-        cached = cache.get(token)
+        cached = cache.get(token, now=now)
         if cached is not None:
             return cached
     found = await run_in_threadpool(tokens.authenticate, ctx, token)
     if token:
-        cache.put(token, found)
+        cache.put(token, found, now=now)
     return found
 
 
