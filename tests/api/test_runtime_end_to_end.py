@@ -23,7 +23,7 @@ from certward.runtime import load_bundle
 from tests.api.conftest import API, Api, expect
 from tests.material.factory import IssuedCert, TestCA
 from tests.material.openssl_cli import OpenSSLCli, Pkcs12Variant
-from tests.runtime.partners import Partner, loopback_names, partner_server
+from tests.runtime.partners import Partner, loopback_names, three_partners
 
 __all__ = ["loopback_names"]  # a fixture, for pytest
 
@@ -38,22 +38,8 @@ def world(
 ) -> Iterator[tuple[TestCA, TestCA, dict[str, Partner]]]:
     server_ca = TestCA.root(name="partners' private CA")
     client_ca = TestCA.root(name="one issuing CA for both clients")
-    with (
-        partner_server(
-            "partner-a.test", server_ca=server_ca, client_ca=client_ca.certificate, workdir=tmp_path
-        ) as a,
-        partner_server(
-            "partner-b.test", server_ca=server_ca, client_ca=client_ca.certificate, workdir=tmp_path
-        ) as b,
-        partner_server(
-            "open.test",
-            server_ca=server_ca,
-            client_ca=client_ca.certificate,
-            workdir=tmp_path,
-            require_client_certificate=False,
-        ) as open_,
-    ):
-        yield server_ca, client_ca, {"a": a, "b": b, "open": open_}
+    with three_partners(tmp_path, server_ca=server_ca, client_ca=client_ca) as running:
+        yield server_ca, client_ca, running
 
 
 def seen_by(client: httpx.Client, partner: Partner) -> str | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.material.factory import IssuedCert, TestCA
-from tests.runtime.partners import Partner, loopback_names, partner_server
+from tests.runtime.partners import Partner, loopback_names, three_partners
 
 __all__ = ["loopback_names"]  # a fixture, re-exported for pytest
 
@@ -36,19 +36,5 @@ def clients(client_ca: TestCA) -> dict[str, IssuedCert]:
 def partners(
     tmp_path: Path, server_ca: TestCA, client_ca: TestCA, loopback_names: None
 ) -> Iterator[dict[str, Partner]]:
-    with (
-        partner_server(
-            "partner-a.test", server_ca=server_ca, client_ca=client_ca.certificate, workdir=tmp_path
-        ) as a,
-        partner_server(
-            "partner-b.test", server_ca=server_ca, client_ca=client_ca.certificate, workdir=tmp_path
-        ) as b,
-        partner_server(
-            "open.test",
-            server_ca=server_ca,
-            client_ca=client_ca.certificate,
-            workdir=tmp_path,
-            require_client_certificate=False,
-        ) as open_,
-    ):
-        yield {"a": a, "b": b, "open": open_}
+    with three_partners(tmp_path, server_ca=server_ca, client_ca=client_ca) as running:
+        yield running

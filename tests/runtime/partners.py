@@ -92,6 +92,29 @@ def partner_server(
         thread.join(5)
 
 
+@contextmanager
+def three_partners(
+    workdir: Path, *, server_ca: TestCA, client_ca: TestCA
+) -> Iterator[dict[str, Partner]]:
+    """``a`` and ``b`` require a client certificate from ``client_ca``; ``open`` only asks."""
+    with (
+        partner_server(
+            "partner-a.test", server_ca=server_ca, client_ca=client_ca.certificate, workdir=workdir
+        ) as a,
+        partner_server(
+            "partner-b.test", server_ca=server_ca, client_ca=client_ca.certificate, workdir=workdir
+        ) as b,
+        partner_server(
+            "open.test",
+            server_ca=server_ca,
+            client_ca=client_ca.certificate,
+            workdir=workdir,
+            require_client_certificate=False,
+        ) as open_,
+    ):
+        yield {"a": a, "b": b, "open": open_}
+
+
 @pytest.fixture
 def loopback_names(monkeypatch: pytest.MonkeyPatch) -> None:
     """Resolve every ``*.test`` host name to 127.0.0.1 in this process (no DNS involved)."""
