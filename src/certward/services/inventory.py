@@ -1,0 +1,302 @@
+"""One inventory of every certificate: managed, custom-domain, client and CA.
+
+Each kind is one indexed query filtered and sorted by expiry in the database (a status
+is a date range), merged here; CA certificates, stored per upload, are expanded in
+Python (there are few). Scoped by token: an app's tokens see their app only.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, select, true
+from sqlalchemy.orm import Session
+
+from certward.access import Action, Principal
+from certward.errors import InvalidRequest
+from certward.expiry import EXPIRES_SOON, CertificateStatus, certificate_status
+from certward.model import (
+    App,
+    CertificateAuthority,
+    ClientCertificate,
+    CustomDomain,
+    Environment,
+    ManagedCertificate,
+    TlsCertificate,
+)
+from certward.services.access import find_app, require
+from certward.services.context import Context
+
+MAX_PAGE = 1000
+
+
+class CertificateKind(StrEnum):
+    MANAGED = "managed"
+    CUSTOM_DOMAIN = "custom-domain"
+    CLIENT = "client"
+    AUTHORITY = "authority"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InventoryItem:
+    kind: CertificateKind
+    id: str
+    app: str
+    environment: str | None
+    subject: str | None
+    issuer: str | None
+    not_before: datetime | None
+    not_after: datetime | None
+    status: CertificateStatus
+    renew_after: datetime | None = None
+    hostnames: tuple[str, ...] = ()
+    sha256_fingerprint: str | None = None
+
+
+def list_inventory(
+    ctx: Context,
+    principal: Principal,
+    *,
+    status: CertificateStatus | None = None,
+    kind: CertificateKind | None = None,
+    app_name: str | None = None,
+    limit: int = 100,
+) -> list[InventoryItem]:
+    """Certificates visible to ``principal``, soonest expiry first."""
+    limit = max(1, min(limit, MAX_PAGE))
+    at = ctx.clock.now()
+    with ctx.database.reading() as session:
+        app_id = _scope(session, principal, app_name)
+        kinds = [kind] if kind else list(CertificateKind)
+        if status is CertificateStatus.PENDING:
+            kinds = [k for k in kinds if k is CertificateKind.CUSTOM_DOMAIN]
+        sources: list[Iterable[InventoryItem]] = []
+        for wanted in kinds:
+            if wanted is CertificateKind.MANAGED:
+                sources.append(_managed(session, app_id, status, at, limit))
+            elif wanted is CertificateKind.CUSTOM_DOMAIN:
+                sources.append(_custom_domain(session, app_id, status, at, limit))
+            elif wanted is CertificateKind.CLIENT:
+                sources.append(_client(session, app_id, status, at, limit))
+            else:
+                sources.append(_authority(session, app_id, status, at, limit))
+        merged = heapq.merge(*sources, key=_expiry_order)
+        return [item for _, item in zip(range(limit), merged, strict=False)]
+
+
+def _scope(session: Session, principal: Principal, app_name: str | None) -> str | None:
+    """The app to restrict to (None: every app, for admins)."""
+    if app_name is not None:
+        return find_app(session, principal, app_name, Action.READ).id
+    if principal.app_id is not None:
+        require(principal, Action.READ, principal.app_id)
+        return principal.app_id
+    require(principal, Action.READ)
+    return None
+
+
+def _window(not_before: Any, not_after: Any, status: CertificateStatus | None, at: datetime) -> Any:
+    """The SQL condition equivalent to `certificate_status(...) == status`."""
+    soon = at + EXPIRES_SOON
+    if status is None:
+        return not_after.is_not(None)
+    if status is CertificateStatus.EXPIRED:
+        return not_after < at
+    if status is CertificateStatus.UPCOMING:
+        return not_before > at
+    if status is CertificateStatus.EXPIRES_SOON:
+        return and_(not_before <= at, not_after >= at, not_after < soon)
+    if status is CertificateStatus.VALID:
+        return and_(not_before <= at, not_after >= soon)
+    raise InvalidRequest(f"Status {status.value!r} does not apply here.", code="invalid-status")
+
+
+def _expiry_order(item: InventoryItem) -> tuple[int, datetime]:
+    if item.not_after is None:
+        return (1, datetime.max.replace(tzinfo=None))
+    return (0, item.not_after.replace(tzinfo=None))
+
+
+def _in_scope(app_id: str | None) -> ColumnElement[bool]:
+    return App.id == app_id if app_id is not None else true()
+
+
+def _managed(
+    session: Session, app_id: str | None, status: CertificateStatus | None, at: datetime, limit: int
+) -> Iterator[InventoryItem]:
+    row = ManagedCertificate
+    query = (
+        select(row, Environment.name, App.name)
+        .join(Environment, Environment.id == row.environment_id)
+        .join(App, App.id == Environment.app_id)
+        .where(row.state == "active", _window(row.not_before, row.not_after, status, at))
+        .order_by(row.not_after)
+        .limit(limit)
+    )
+    for certificate, environment, app in session.execute(query.where(_in_scope(app_id))):
+        yield InventoryItem(
+            kind=CertificateKind.MANAGED,
+            id=certificate.id,
+            app=app,
+            environment=environment,
+            subject=f"CN={certificate.hostname}",
+            issuer=None,
+            not_before=certificate.not_before,
+            not_after=certificate.not_after,
+            status=certificate_status(certificate.not_before, certificate.not_after, at=at),
+            renew_after=certificate.renew_after,
+            hostnames=(certificate.hostname,),
+            sha256_fingerprint=certificate.sha256_fingerprint,
+        )
+
+
+def _client(
+    session: Session, app_id: str | None, status: CertificateStatus | None, at: datetime, limit: int
+) -> Iterator[InventoryItem]:
+    row = ClientCertificate
+    # The page is chosen from the certificates alone (the expiry index decides), and
+    # only its rows are then joined to their environments: with 100,000 certificates
+    # that keeps the query a short index walk on SQLite and PostgreSQL alike.
+    page = (
+        select(row.id)
+        .where(row.deleted_at.is_(None), _window(row.not_before, row.not_after, status, at))
+        .order_by(row.not_after)
+        .limit(limit)
+    )
+    if app_id is not None:
+        environment_id: ColumnElement[str] = row.environment_id.expression
+        if session.get_bind().dialect.name == "sqlite":
+            # SQLite has no statistics: left alone it walks the app's environments by
+            # their index and sorts everything. Wrapping the column keeps it on the
+            # expiry index, which yields the page in order.
+            environment_id = func.coalesce(row.environment_id, "")
+        page = page.where(
+            environment_id.in_(select(Environment.id).where(Environment.app_id == app_id))
+        )
+    ids = list(session.scalars(page))
+    if not ids:
+        return
+    query = (
+        select(
+            row.id,
+            row.subject,
+            row.issuer,
+            row.not_before,
+            row.not_after,
+            row.sha256_fingerprint,
+            Environment.name,
+            App.name,
+        )
+        .join(Environment, Environment.id == row.environment_id)
+        .join(App, App.id == Environment.app_id)
+        .where(row.id.in_(ids))
+        .order_by(row.not_after)
+    )
+    for (
+        id_,
+        subject,
+        issuer,
+        not_before,
+        not_after,
+        fingerprint,
+        environment,
+        app,
+    ) in session.execute(query):
+        yield InventoryItem(
+            kind=CertificateKind.CLIENT,
+            id=id_,
+            app=app,
+            environment=environment,
+            subject=subject,
+            issuer=issuer,
+            not_before=not_before,
+            not_after=not_after,
+            status=certificate_status(not_before, not_after, at=at),
+            sha256_fingerprint=fingerprint,
+        )
+
+
+def _custom_domain(
+    session: Session, app_id: str | None, status: CertificateStatus | None, at: datetime, limit: int
+) -> Iterator[InventoryItem]:
+    row = TlsCertificate
+    condition = (
+        row.certificate_pem.is_(None)
+        if status is CertificateStatus.PENDING
+        else _window(row.not_before, row.not_after, status, at)
+        if status is not None
+        else true()
+    )
+    query = (
+        select(row, App.name)
+        .join(App, App.id == row.app_id)
+        .where(condition)
+        .order_by(row.not_after.is_(None), row.not_after)
+        .limit(limit)
+    )
+    rows = session.execute(query.where(_in_scope(app_id))).all()
+    domains: dict[str, list[str]] = {certificate.id: [] for certificate, _ in rows}
+    if domains:
+        for certificate_id, hostname in session.execute(
+            select(CustomDomain.tls_certificate_id, CustomDomain.hostname).where(
+                CustomDomain.tls_certificate_id.in_(domains)
+            )
+        ):
+            domains[certificate_id].append(hostname)
+    for certificate, app in rows:
+        yield InventoryItem(
+            kind=CertificateKind.CUSTOM_DOMAIN,
+            id=certificate.id,
+            app=app,
+            environment=None,
+            subject=certificate.subject,
+            issuer=certificate.issuer,
+            not_before=certificate.not_before,
+            not_after=certificate.not_after,
+            status=certificate_status(certificate.not_before, certificate.not_after, at=at),
+            hostnames=tuple(sorted(domains[certificate.id])),
+            sha256_fingerprint=certificate.sha256_fingerprint,
+        )
+
+
+def _authority(
+    session: Session, app_id: str | None, status: CertificateStatus | None, at: datetime, limit: int
+) -> Iterator[InventoryItem]:
+    query = (
+        select(CertificateAuthority, Environment.name, App.name)
+        .join(Environment, Environment.id == CertificateAuthority.environment_id)
+        .join(App, App.id == Environment.app_id)
+        .where(CertificateAuthority.deleted_at.is_(None))
+    )
+    items: list[InventoryItem] = []
+    for authority, environment, app in session.execute(query.where(_in_scope(app_id))):
+        for summary in authority.subjects:
+            not_before = datetime.fromisoformat(summary["not_before"])
+            not_after = datetime.fromisoformat(summary["not_after"])
+            current = certificate_status(not_before, not_after, at=at)
+            if status is not None and current is not status:
+                continue
+            items.append(
+                InventoryItem(
+                    kind=CertificateKind.AUTHORITY,
+                    id=f"{authority.id}:{summary['sha256_fingerprint'][:16]}",
+                    app=app,
+                    environment=environment,
+                    subject=summary["subject"],
+                    issuer=summary.get("issuer"),
+                    not_before=not_before,
+                    not_after=not_after,
+                    status=current,
+                    sha256_fingerprint=summary["sha256_fingerprint"],
+                )
+            )
+    items.sort(key=_expiry_order)
+    return iter(items[:limit])
+
+
+__all__ = ["CertificateKind", "InventoryItem", "list_inventory"]

@@ -1,0 +1,115 @@
+"""Prometheus metrics: every certificate's expiry, every managed certificate's renewal.
+
+Collected from the database at each scrape, so any replica answers the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from certward.model import (
+    App,
+    CertificateAuthority,
+    ClientCertificate,
+    Environment,
+    ManagedCertificate,
+    TlsCertificate,
+)
+from certward.services.context import Context
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_LABELS = ["app", "env", "kind", "id"]
+
+
+class CertificateCollector(Collector):
+    """Reads the certificates' dates at scrape time."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        expiry = GaugeMetricFamily(
+            "certward_certificate_expiry_timestamp_seconds",
+            "When the certificate expires (Unix time).",
+            labels=_LABELS,
+        )
+        renewal = GaugeMetricFamily(
+            "certward_certificate_renewal_timestamp_seconds",
+            "When certward renews the managed certificate (Unix time).",
+            labels=_LABELS,
+        )
+        failures = CounterMetricFamily(
+            "certward_renewal_failures",
+            "Failed renewal attempts of the managed certificates in service.",
+        )
+        with self.ctx.database.reading() as session:
+            for id_, app, env, not_after, renew_after in session.execute(
+                select(
+                    ManagedCertificate.id,
+                    App.name,
+                    Environment.name,
+                    ManagedCertificate.not_after,
+                    ManagedCertificate.renew_after,
+                )
+                .join(Environment, Environment.id == ManagedCertificate.environment_id)
+                .join(App, App.id == Environment.app_id)
+                .where(ManagedCertificate.state == "active")
+            ):
+                expiry.add_metric([app, env, "managed", id_], _seconds(not_after))
+                renewal.add_metric([app, env, "managed", id_], _seconds(renew_after))
+            failed = session.scalar(
+                select(func.coalesce(func.sum(ManagedCertificate.attempts), 0)).where(
+                    ManagedCertificate.state == "active"
+                )
+            )
+            failures.add_metric([], float(failed or 0))
+            client = ClientCertificate
+            for id_, app, env, expires in session.execute(
+                select(client.id, App.name, Environment.name, client.not_after)
+                .join(Environment, Environment.id == client.environment_id)
+                .join(App, App.id == Environment.app_id)
+                .where(client.deleted_at.is_(None))
+            ):
+                expiry.add_metric([app, env, "client", id_], _seconds(expires))
+            for id_, app, ends in session.execute(
+                select(TlsCertificate.id, App.name, TlsCertificate.not_after)
+                .join(App, App.id == TlsCertificate.app_id)
+                .where(TlsCertificate.not_after.is_not(None))
+            ):
+                expiry.add_metric([app, "", "custom-domain", id_], _seconds(ends))
+            for authority, app, env in session.execute(
+                select(CertificateAuthority, App.name, Environment.name)
+                .join(Environment, Environment.id == CertificateAuthority.environment_id)
+                .join(App, App.id == Environment.app_id)
+                .where(CertificateAuthority.deleted_at.is_(None))
+            ):
+                for summary in authority.subjects:
+                    expiry.add_metric(
+                        [
+                            app,
+                            env,
+                            "authority",
+                            f"{authority.id}:{summary['sha256_fingerprint'][:16]}",
+                        ],
+                        datetime.fromisoformat(summary["not_after"]).timestamp(),
+                    )
+        yield expiry
+        yield renewal
+        yield failures
+
+
+def render(ctx: Context) -> bytes:
+    """The metrics in Prometheus' text format."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(CertificateCollector(ctx))
+    return generate_latest(registry)
+
+
+def _seconds(moment: datetime | None) -> float:
+    return moment.timestamp() if moment is not None else float("nan")

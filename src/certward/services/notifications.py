@@ -1,0 +1,185 @@
+"""Expiry webhooks: told once when a certificate enters expires-soon, expires, or fails to renew.
+
+`scan` turns the inventory into pending deliveries (one per webhook, event and
+certificate: a unique key makes a rescan harmless); `deliver_due` POSTs them as JSON
+and retries failures with exponential backoff. The worker runs both periodically.
+Webhook URLs are set by operators only; nothing here follows a URL from a certificate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from certward.access import Action, Principal
+from certward.errors import InvalidRequest, NotFound
+from certward.expiry import CertificateStatus
+from certward.model import ManagedCertificate, Webhook, WebhookDelivery
+from certward.services.access import require
+from certward.services.context import Context
+from certward.services.inventory import CertificateKind, InventoryItem, list_inventory
+from certward.vocabulary import Role
+
+SYSTEM = Principal(token_id=None, role=Role.ADMIN)  # the worker, acting for the platform
+MAX_BACKOFF = timedelta(hours=1)
+FIRST_BACKOFF = timedelta(seconds=30)
+SCAN_LIMIT = 1000
+DELIVERY_BATCH = 100
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookView:
+    id: str
+    url: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryReport:
+    delivered: int
+    failed: int
+
+
+def add_webhook(ctx: Context, principal: Principal, url: str) -> WebhookView:
+    """Register ``url`` (http or https) for expiry notices (admin)."""
+    require(principal, Action.ADMINISTER)
+    parts = urlsplit(url)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or any(c.isspace() or not c.isprintable() for c in url)
+    ):
+        raise InvalidRequest(f"The webhook URL {url!r} must be an http(s) URL.", code="invalid-url")
+    with ctx.database.transaction() as session:
+        row = Webhook(url=url, created_at=ctx.clock.now())
+        session.add(row)
+        session.flush()
+        return WebhookView(id=row.id, url=row.url, created_at=row.created_at)
+
+
+def list_webhooks(ctx: Context, principal: Principal) -> list[WebhookView]:
+    require(principal, Action.ADMINISTER)
+    with ctx.database.reading() as session:
+        return [
+            WebhookView(id=w.id, url=w.url, created_at=w.created_at)
+            for w in session.scalars(select(Webhook).order_by(Webhook.created_at))
+        ]
+
+
+def remove_webhook(ctx: Context, principal: Principal, webhook_id: str) -> None:
+    require(principal, Action.ADMINISTER)
+    with ctx.database.transaction() as session:
+        row = session.get(Webhook, webhook_id)
+        if row is None:
+            raise NotFound(f"No webhook {webhook_id!r}.", code="webhook-not-found")
+        session.delete(row)
+
+
+def scan(ctx: Context) -> int:
+    """Queue a notice for every certificate that is expiring, expired or failing to renew."""
+    events: list[tuple[str, str, dict[str, Any]]] = []
+    for status, event in (
+        (CertificateStatus.EXPIRES_SOON, "certificate.expires-soon"),
+        (CertificateStatus.EXPIRED, "certificate.expired"),
+    ):
+        for item in list_inventory(ctx, SYSTEM, status=status, limit=SCAN_LIMIT):
+            if item.kind is CertificateKind.MANAGED and status is CertificateStatus.EXPIRES_SOON:
+                continue  # short-lived by design and renewed by certward: no news
+            events.append((event, f"{event}:{item.kind.value}:{item.id}", _describe(item)))
+    with ctx.database.reading() as session:
+        for certificate in session.scalars(
+            select(ManagedCertificate).where(
+                ManagedCertificate.state == "active", ManagedCertificate.attempts > 0
+            )
+        ):
+            events.append(
+                (
+                    "certificate.renewal-failed",
+                    f"renewal-failed:{certificate.id}:{certificate.attempts}",
+                    {
+                        "kind": "managed",
+                        "id": certificate.id,
+                        "hostname": certificate.hostname,
+                        "attempts": certificate.attempts,
+                        "error": certificate.last_error,
+                        "not_after": certificate.not_after.isoformat(),
+                    },
+                )
+            )
+        hooks = list(session.scalars(select(Webhook.id)))
+    queued = 0
+    now = ctx.clock.now()
+    for hook in hooks:
+        for event, key, payload in events:
+            try:
+                with ctx.database.transaction() as session:
+                    session.add(
+                        WebhookDelivery(
+                            webhook_id=hook,
+                            event=event,
+                            dedup_key=key[:255],
+                            payload={"event": event, "at": now.isoformat(), "certificate": payload},
+                            next_attempt_at=now,
+                            created_at=now,
+                        )
+                    )
+                queued += 1
+            except IntegrityError:
+                continue  # already told (or being told): once per event and certificate
+    return queued
+
+
+def deliver_due(ctx: Context, client: httpx.Client) -> DeliveryReport:
+    """POST every due notice; a 2xx answer delivers it, anything else is retried later."""
+    now = ctx.clock.now()
+    with ctx.database.reading() as session:
+        due = session.execute(
+            select(WebhookDelivery.id, Webhook.url, WebhookDelivery.payload)
+            .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+            .where(WebhookDelivery.delivered_at.is_(None), WebhookDelivery.next_attempt_at <= now)
+            .order_by(WebhookDelivery.next_attempt_at)
+            .limit(DELIVERY_BATCH)
+        ).all()
+    delivered = failed = 0
+    for delivery_id, url, payload in due:
+        error: str | None = None
+        try:
+            response = client.post(url, json=payload, timeout=10)
+            if not response.is_success:
+                error = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        with ctx.database.transaction() as session:
+            row = session.get(WebhookDelivery, delivery_id)
+            if row is None:
+                continue
+            if error is None:
+                row.delivered_at = ctx.clock.now()
+                delivered += 1
+            else:
+                row.attempts += 1
+                row.last_error = error
+                row.next_attempt_at = ctx.clock.now() + min(
+                    FIRST_BACKOFF * 2 ** (row.attempts - 1), MAX_BACKOFF
+                )
+                failed += 1
+    return DeliveryReport(delivered=delivered, failed=failed)
+
+
+def _describe(item: InventoryItem) -> dict[str, Any]:
+    return {
+        "kind": item.kind.value,
+        "id": item.id,
+        "app": item.app,
+        "environment": item.environment,
+        "subject": item.subject,
+        "not_after": item.not_after.isoformat() if item.not_after else None,
+        "status": item.status.value,
+        "hostnames": list(item.hostnames),
+    }
