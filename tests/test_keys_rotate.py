@@ -163,7 +163,8 @@ def test_rotate_re_encrypts_every_secret_under_a_new_key_kept_beside_the_old_one
     assert decrypt_everything(installation) == before
     output = capsys.readouterr().out
     assert new in output
-    assert "5 secret(s)" in output  # three keys, two passwords
+    # three client keys, two passwords, the platform CA's two keys, the managed certificate's key
+    assert "8 secret(s)" in output
 
 
 def test_rotate_with_retire_removes_the_old_key_and_the_platform_still_opens(

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from cryptography import x509
@@ -33,6 +33,9 @@ from certward.pki.problems import Problem, ProblemCode, Severity
 from certward.pki.report import Inspection, inspect_material
 from certward.settings import Settings
 from certward.trust import public_roots
+
+if TYPE_CHECKING:
+    from certward.services.platform_ca import PlatformCaView
 
 app = typer.Typer(
     name="certward",
@@ -329,8 +332,10 @@ def bundle_install_command(
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 keys_app = typer.Typer(help="Master key.", no_args_is_help=True)
+ca_app = typer.Typer(help="The built-in platform CA.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(ca_app, name="ca")
 
 
 def _settings() -> Settings:
@@ -399,6 +404,115 @@ def keys_rotate_command(
             f"re-encrypted; retired: {', '.join(result.retired_key_ids) or 'none'}."
         )
     )
+
+
+@ca_app.command("show")
+def ca_show_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Show the platform CA: active root and intermediate, and what is still published."""
+    from certward.platform import open_platform
+    from certward.services import platform_ca
+
+    try:
+        platform = open_platform(_settings(), bootstrap=False)
+    except ConfigurationError as exc:
+        raise _config_error(exc) from exc
+    try:
+        view = platform_ca.show(platform.context)
+    finally:
+        platform.close()
+    _print_platform_ca(view, as_json)
+
+
+@ca_app.command("rotate")
+def ca_rotate_command(
+    new_root: Annotated[
+        bool, typer.Option("--new-root", help="Make a new root too, not only an intermediate.")
+    ] = False,
+) -> None:
+    """Make a new issuing intermediate (and root) active; the old ones stay published as
+    retiring until every certificate they issued has been renewed."""
+    from certward.platform import open_platform
+    from certward.services import platform_ca
+
+    try:
+        platform = open_platform(_settings(), bootstrap=False)
+    except ConfigurationError as exc:
+        raise _config_error(exc) from exc
+    try:
+        view = platform_ca.rotate(platform.context, new_root=new_root)
+    finally:
+        platform.close()
+    _print_platform_ca(view, False)
+
+
+def _print_platform_ca(view: PlatformCaView, as_json: bool) -> None:
+    rows = [
+        {
+            "id": c.id,
+            "kind": c.kind,
+            "state": c.state.value,
+            "subject": c.subject,
+            "not_before": c.not_before.isoformat(),
+            "not_after": c.not_after.isoformat(),
+            "sha256_fingerprint": c.sha256_fingerprint,
+            "certificates_in_use": c.certificates_in_use,
+        }
+        for c in view.certificates
+    ]
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"root": view.root.id, "intermediate": view.intermediate.id, "certificates": rows},
+                indent=2,
+            )
+        )
+        return
+    table = Table(box=box.SIMPLE, pad_edge=False)
+    for column in ("kind", "state", "subject", "valid until", "in use", "SHA-256"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            Text(str(row["kind"])),
+            Text(str(row["state"])),
+            Text(str(row["subject"])),
+            Text(str(row["not_after"])[:16].replace("T", " ")),
+            Text(str(row["certificates_in_use"]) if row["kind"] == "intermediate" else ""),
+            Text(str(row["sha256_fingerprint"])),
+        )
+    console = _console()
+    console.print(table)
+    console.print(Text(f"Active root: {view.root.subject} ({view.root.sha256_fingerprint})."))
+
+
+@app.command("worker")
+def worker_command() -> None:
+    """Renew due managed certificates every CERTWARD_RENEWAL_INTERVAL until SIGTERM/SIGINT.
+
+    Safe to run many at once, on other machines too (PostgreSQL)."""
+    import logging
+    import signal
+
+    from certward.platform import open_platform
+    from certward.worker import RenewalWorker
+
+    try:
+        platform = open_platform(_settings(), bootstrap=False)
+    except ConfigurationError as exc:
+        raise _config_error(exc) from exc
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    worker = RenewalWorker(platform.context)
+    previous = {
+        number: signal.signal(number, lambda *_: worker.stop())
+        for number in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        worker.run()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        platform.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -154,6 +154,7 @@ class ClientCertificate(Base):
         UniqueConstraint("id", "environment_id"),  # target of the pins' reference
         CheckConstraint(f"length(key_id) = {KEY_ID_LENGTH}", name="key_id_length"),
         Index(None, "environment_id", "id"),  # an environment's certificates, paged by id
+        Index(None, "not_after"),  # the inventory, soonest expiry first
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -334,6 +335,7 @@ class ManagedCertificate(Base):
         CheckConstraint(f"length(key_id) = {KEY_ID_LENGTH}", name="key_id_length"),
         Index(None, "state", "renew_after"),
         Index(None, "environment_id", "state"),
+        Index(None, "state", "not_after"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -370,6 +372,7 @@ class TlsCertificate(Base):
     __table_args__ = (
         CheckConstraint(f"length(key_id) = {KEY_ID_LENGTH}", name="key_id_length"),
         Index(None, "app_id", "not_after"),
+        Index(None, "not_after"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -404,9 +407,10 @@ class CustomDomain(Base):
         ForeignKey("environments.id", ondelete="CASCADE"), index=True
     )
     hostname: Mapped[str] = mapped_column(String(253), unique=True)  # platform-wide
-    tls_certificate_id: Mapped[str] = mapped_column(
-        ForeignKey("tls_certificates.id", ondelete="RESTRICT"), index=True
-    )
+    # NO ACTION, not RESTRICT: a certificate in use cannot be deleted, but deleting the
+    # app removes its certificates and (through its environments) their domains in one
+    # statement, which SQLite allows only when the check waits for the statement's end.
+    tls_certificate_id: Mapped[str] = mapped_column(ForeignKey("tls_certificates.id"), index=True)
     created_at: Mapped[datetime]
 
 

@@ -21,6 +21,7 @@ from certward.errors import ConfigurationError, SecretError
 from certward.secrets import Keyring, SecretBox, open_keyring
 from certward.services import tokens
 from certward.services.context import Context
+from certward.services.platform_ca import ensure_platform_ca
 from certward.services.staging import reconcile_bundles
 from certward.settings import Settings
 from certward.trust import public_roots
@@ -68,6 +69,7 @@ def open_platform(
             settings=settings,
             known_roots=public_roots(),
         )
+        ensure_platform_ca(context)
         token_file, token = _bootstrap_admin(context) if bootstrap else (None, None)
         if bootstrap:
             reconcile_bundles(context)

@@ -1,4 +1,5 @@
-"""``certward serve``: open the platform, say where it listens, run the API."""
+"""``certward serve``: open the platform, say where it listens, run the API and the
+renewal worker (in a background thread that stops with the server)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from certward import __version__
 from certward.api import create_app
 from certward.platform import Platform, open_platform
 from certward.settings import Settings
+from certward.worker import RenewalWorker
 
 
 def banner(platform: Platform) -> list[str]:
@@ -24,6 +26,8 @@ def banner(platform: Platform) -> list[str]:
         f"  API:       {base}/api/v1   (OpenAPI: {base}/api/v1/openapi.json,"
         f" docs: {base}/api/v1/docs)",
         f"  health:    {base}/healthz",
+        f"  CA:        {base}/api/v1/platform/ca   (the platform root to trust; managed"
+        f" certificates renewed every {settings.renewal_interval.total_seconds():g} s)",
         f"  data:      {settings.data_dir.resolve()}  (database: "
         f"{platform.engine.url.render_as_string(hide_password=True)})",
     ]
@@ -53,6 +57,8 @@ def serve(settings: Settings) -> None:
     # collector's full passes, which otherwise stall requests for 100 ms and more.
     gc.collect()
     gc.freeze()
+    worker = RenewalWorker(platform.context)
+    worker.start()
     try:
         uvicorn.run(
             app,
@@ -62,4 +68,5 @@ def serve(settings: Settings) -> None:
             server_header=False,
         )
     finally:
+        worker.stop()
         platform.close()

@@ -11,6 +11,15 @@
                                    ``new,old`` -- the first encrypts, all decrypt
 ``CERTWARD_MAX_UPLOAD_BYTES``      cap on one upload (262144)
 ``CERTWARD_MAX_PKCS12_ITERATIONS`` cap on each PKCS12 iteration count (1000000)
+``CERTWARD_MANAGED_CERT_LIFETIME`` lifetime of managed default-domain
+                                   certificates: ``7d``, ``12h``, ``30m`` or
+                                   seconds (``7d``; 5 minutes to 47 days)
+``CERTWARD_RENEWAL_INTERVAL``      pause of the renewal worker between passes
+                                   (``60``; same units)
+``CERTWARD_CA_URL``                base URL where the platform CA's certificates
+                                   and CRLs are published, written into issued
+                                   certificates (``http://<platform domain>``
+                                   ``/api/v1/platform/ca``); never fetched
 =================================  ==========================================
 
 An empty variable counts as unset. A wrong value raises `ConfigurationError`
@@ -24,6 +33,7 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -39,8 +49,15 @@ DEFAULT_LISTEN = "127.0.0.1:8700"
 DEFAULT_PLATFORM_DOMAIN = "apps.localhost"
 DEFAULT_MAX_UPLOAD_BYTES = 256 * 1024
 DEFAULT_MAX_PKCS12_ITERATIONS = 1_000_000
+DEFAULT_MANAGED_CERT_LIFETIME = timedelta(days=7)
+MIN_MANAGED_CERT_LIFETIME = timedelta(minutes=5)
+# The CA/Browser Forum's ceiling from 2029 on: every certificate passes the linters.
+MAX_MANAGED_CERT_LIFETIME = timedelta(days=47)
+DEFAULT_RENEWAL_INTERVAL = timedelta(seconds=60)
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_DURATION = re.compile(r"^([0-9]{1,9})([smhd]?)$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,6 +74,9 @@ class Settings:
     master_keys: tuple[bytes, ...] = field(default=(), repr=False)
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_pkcs12_iterations: int = DEFAULT_MAX_PKCS12_ITERATIONS
+    managed_cert_lifetime: timedelta = DEFAULT_MANAGED_CERT_LIFETIME
+    renewal_interval: timedelta = DEFAULT_RENEWAL_INTERVAL
+    ca_url: str | None = None
 
     def __repr__(self) -> str:
         shown = {
@@ -68,6 +88,9 @@ class Settings:
             "master_key": "<from environment>" if self.master_keys else str(self.master_key_file),
             "max_upload_bytes": self.max_upload_bytes,
             "max_pkcs12_iterations": self.max_pkcs12_iterations,
+            "managed_cert_lifetime": str(self.managed_cert_lifetime),
+            "renewal_interval": str(self.renewal_interval),
+            "ca_url": self.ca_publication_url,
         }
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
@@ -76,6 +99,11 @@ class Settings:
         """``host:port`` as given (IPv6 hosts in brackets)."""
         host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
         return f"{host}:{self.listen_port}"
+
+    @property
+    def ca_publication_url(self) -> str:
+        """Base URL of the platform CA's published certificates and CRLs (no trailing slash)."""
+        return self.ca_url or f"http://{self.platform_domain}/api/v1/platform/ca"
 
     @property
     def admin_token_file(self) -> Path:
@@ -111,6 +139,20 @@ class Settings:
             max_pkcs12_iterations=_positive_int(
                 env, "CERTWARD_MAX_PKCS12_ITERATIONS", DEFAULT_MAX_PKCS12_ITERATIONS
             ),
+            managed_cert_lifetime=_duration(
+                env,
+                "CERTWARD_MANAGED_CERT_LIFETIME",
+                DEFAULT_MANAGED_CERT_LIFETIME,
+                minimum=MIN_MANAGED_CERT_LIFETIME,
+                maximum=MAX_MANAGED_CERT_LIFETIME,
+            ),
+            renewal_interval=_duration(
+                env,
+                "CERTWARD_RENEWAL_INTERVAL",
+                DEFAULT_RENEWAL_INTERVAL,
+                minimum=timedelta(seconds=1),
+            ),
+            ca_url=_ca_url(env.get("CERTWARD_CA_URL")),
         )
 
 
@@ -199,6 +241,57 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if number < 1:
         raise ConfigurationError(f"{name} must be a positive whole number, not {text!r}.")
     return number
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """``7d``, ``12h``, ``30m``, ``90s`` or plain seconds as a `timedelta`; None if not one."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        return None
+    return timedelta(seconds=int(match.group(1)) * _DURATION_UNITS[match.group(2)])
+
+
+def _duration(
+    env: Mapping[str, str],
+    name: str,
+    default: timedelta,
+    *,
+    minimum: timedelta,
+    maximum: timedelta | None = None,
+) -> timedelta:
+    text = env.get(name)
+    if text is None:
+        return default
+    value = parse_duration(text)
+    if value is None or value < minimum:
+        raise ConfigurationError(
+            f"{name} must be a duration of at least {_spoken(minimum)} such as 7d, 12h, 30m "
+            f"or 90 (seconds), not {text!r}."
+        )
+    if maximum is not None and value > maximum:
+        raise ConfigurationError(f"{name} must be at most {_spoken(maximum)}, not {text!r}.")
+    return value
+
+
+def _spoken(duration: timedelta) -> str:
+    seconds = int(duration.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def _ca_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    url = value.strip().rstrip("/")
+    if not re.fullmatch(r"http://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?", url):
+        raise ConfigurationError(
+            "CERTWARD_CA_URL must be a plain http:// URL (relying parties fetch CA certificates "
+            f"and CRLs over http), such as http://ca.example.net/api/v1/platform/ca, not {value!r}."
+        )
+    return url
 
 
 def _hide_password(url: str) -> str:

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from certward.api import deps, schemas
 from certward.model import App, Environment
 from tests.api.conftest import API, Api, ApiRoute, Token, api_routes, bearer, client_leaf, expect
-from tests.material.factory import TestCA
+from tests.material.factory import IssuedCert, TestCA
 
 # A valid body for every JSON request model: a 404 must not hide behind a 422.
 EXAMPLE_BODIES: dict[type[BaseModel], dict[str, Any]] = {
@@ -34,8 +34,23 @@ EXAMPLE_BODIES: dict[type[BaseModel], dict[str, Any]] = {
     },
     schemas.Rollback: {"version": 1},
     schemas.TokenCreate: {"role": "viewer", "app": "bravo"},
+    schemas.TlsCsrCreate: {"common_name": "probe.example.com", "key_type": "ec-p256"},
+    schemas.TlsCertificateReplace: {"replacement_id": "00000000-0000-0000-0000-000000000000"},
+    schemas.CustomDomainCreate: {
+        "hostname": "probe.bravo-shop.example",
+        "certificate_id": "00000000-0000-0000-0000-000000000000",
+    },
 }
-UNAUTHENTICATED_PATHS = {"/healthz", f"{API}/healthz"}
+UNAUTHENTICATED_PATHS = {
+    "/healthz",
+    f"{API}/healthz",
+    # The platform CA is public: its root is what developer machines trust, and the
+    # caIssuers and CRL URLs of issued certificates point at the other two.
+    f"{API}/platform/ca",
+    f"{API}/platform/ca/certificates",
+    f"{API}/platform/ca/{{ca_id}}/certificate",
+    f"{API}/platform/ca/{{ca_id}}/crl",
+}
 GHOST_APP = "ghost"
 
 
@@ -73,6 +88,7 @@ class World:
     b_params: dict[str, str]
     b_secrets: tuple[str, ...]  # B's data that no probe from A may see
     a_upload: bytes  # a valid PKCS12 (password "pw") for upload probes
+    a_tls: IssuedCert  # a valid TLS server certificate (issued by a root) for upload probes
 
 
 def _build(api: Api, ca: TestCA) -> World:
@@ -105,6 +121,27 @@ def _build(api: Api, ca: TestCA) -> World:
         ),
         200,
     )
+    b_tls_leaf = ca.issue_leaf("www.bravo-shop.example", sans=["www.bravo-shop.example"])
+    b_tls = expect(
+        api.client.post(
+            api.app_url("bravo", "/tls-certificates"),
+            files={
+                "certificate": ("cert.pem", b_tls_leaf.full_chain_pem()),
+                "private_key": ("key.pem", b_tls_leaf.key_pem()),
+            },
+            data={"description": "bravo's shop certificate"},
+            headers=api.admin_headers,
+        ),
+        201,
+    )
+    expect(
+        api.client.post(
+            api.env_url("bravo", "bravo-live", "/custom-domains"),
+            json={"hostname": "www.bravo-shop.example", "certificate_id": b_tls["id"]},
+            headers=api.admin_headers,
+        ),
+        201,
+    )
     b_member = api.create_token("member", app="bravo", description="bravo's member")
     with api.context.database.reading() as session:
         app_id = session.scalar(select(App.id).where(App.name == "bravo"))
@@ -130,6 +167,10 @@ def _build(api: Api, ca: TestCA) -> World:
         version["digest"],
         b_member.id,
         "bravo's member",
+        b_tls["id"],
+        b_tls["sha256_fingerprint"],
+        "www.bravo-shop.example",
+        "bravo's shop certificate",
     )
     return World(
         a_tokens={
@@ -144,9 +185,12 @@ def _build(api: Api, ca: TestCA) -> World:
             "certificate_id": certificate["id"],
             "authority_id": authority["id"],
             "token_id": b_member.id,
+            "tls_certificate_id": b_tls["id"],
+            "hostname": "www.bravo-shop.example",
         },
         b_secrets=b_secrets,
         a_upload=a_leaf.pkcs12("pw"),
+        a_tls=ca.issue_leaf("probe.example.com", sans=["probe.example.com"]),
     )
 
 
@@ -201,6 +245,11 @@ def _multipart_probe(method: str, route: str, path: str, world: World) -> Probe:
     if route.endswith("/certificate-authorities"):
         ca_pem = TestCA.root(name="probe CA").cert_pem()
         return Probe(method=method, route=route, path=path, files={"file": ("ca.pem", ca_pem)})
+    if route.endswith(("/tls-certificates", "/signed-certificate")):
+        files = {"certificate": ("cert.pem", world.a_tls.full_chain_pem())}
+        if route.endswith("/tls-certificates"):
+            files["private_key"] = ("key.pem", world.a_tls.key_pem())
+        return Probe(method=method, route=route, path=path, files=files)
     pytest.fail(f"{method} {route}: teach test_isolation a valid multipart upload for it")
 
 
@@ -213,6 +262,8 @@ def _b_state(api: Api) -> list[str]:
         api.env_url("bravo", "bravo-live", "/certificate-authorities"),
         api.env_url("bravo", "bravo-live", "/changes"),
         api.env_url("bravo", "bravo-live", "/versions"),
+        api.env_url("bravo", "bravo-live", "/domains"),
+        api.app_url("bravo", "/tls-certificates"),
         f"{API}/tokens?app=bravo",
     ]
     return [expect(api.client.get(p, headers=api.admin_headers), 200) for p in paths]
@@ -306,7 +357,8 @@ def test_app_named_in_tokens_and_audit_requests_answers_404_to_another_app(
 def test_every_authenticated_route_answers_401_without_a_valid_token(
     api: Api, client_ca: TestCA
 ) -> None:
-    """Every route except the health checks answers 401 without a token, with an unknown
+    """Every route except the health checks and the public platform CA answers 401 without
+    a token, with an unknown
     token, or with a non-Bearer scheme, and reveals nothing."""
     world = _build(api, client_ca)
     routes = _api_routes(api)

@@ -154,3 +154,44 @@ def test_settings_are_frozen() -> None:
     settings = Settings.from_env({})
     with pytest.raises(AttributeError):
         settings.listen_port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("7d", 7 * 86400), ("12h", 12 * 3600), ("30m", 1800), ("300", 300), ("90s", None)],
+)
+def test_managed_certificate_lifetime_takes_units(value: str, expected: int | None) -> None:
+    """CERTWARD_MANAGED_CERT_LIFETIME reads days, hours, minutes or seconds (5 min at least)."""
+    environ = {"CERTWARD_MANAGED_CERT_LIFETIME": value}
+    if expected is None:
+        with pytest.raises(ConfigurationError, match="at least 5 minutes"):
+            Settings.from_env(environ)
+    else:
+        assert Settings.from_env(environ).managed_cert_lifetime.total_seconds() == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("CERTWARD_MANAGED_CERT_LIFETIME", "48d", "at most 47 days"),
+        ("CERTWARD_MANAGED_CERT_LIFETIME", "a week", "duration"),
+        ("CERTWARD_RENEWAL_INTERVAL", "0", "at least 1 second"),
+        ("CERTWARD_CA_URL", "https://ca.example.net", "plain http://"),
+        ("CERTWARD_CA_URL", "http://ca.example.net/x y", "plain http://"),
+    ],
+)
+def test_renewal_and_ca_settings_refuse_wrong_values(name: str, value: str, message: str) -> None:
+    """Wrong lifetimes, intervals and CA URLs stop certward with one sentence naming them."""
+    with pytest.raises(ConfigurationError, match=message) as raised:
+        Settings.from_env({name: value})
+    assert name in str(raised.value)
+
+
+def test_renewal_and_ca_defaults() -> None:
+    """Seven-day certificates, a pass a minute, CA files published under the platform domain."""
+    settings = Settings.from_env({"CERTWARD_PLATFORM_DOMAIN": "apps.example.net"})
+    assert settings.managed_cert_lifetime.days == 7
+    assert settings.renewal_interval.total_seconds() == 60
+    assert settings.ca_publication_url == "http://apps.example.net/api/v1/platform/ca"
+    custom = Settings.from_env({"CERTWARD_CA_URL": "http://ca.example.net:8080/pki/"})
+    assert custom.ca_publication_url == "http://ca.example.net:8080/pki"

@@ -8,6 +8,7 @@ from certward import __version__
 from certward.api import problems
 from certward.api.deps import PrincipalCache
 from certward.api.incoming import router as incoming_router
+from certward.api.inventory import router as inventory_router
 from certward.api.limits import BodySizeLimit
 from certward.api.platform import router as platform_router
 from certward.api.routes import healthz, router
@@ -32,6 +33,7 @@ def create_app(context: Context) -> FastAPI:
     app.include_router(router)
     app.include_router(platform_router)
     app.include_router(incoming_router)
+    app.include_router(inventory_router)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_middleware(
         BodySizeLimit, max_bytes=3 * context.settings.max_upload_bytes + _BODY_OVERHEAD

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from certward.pki.convert import Pkcs12Profile
+from certward.pki.csr import CsrKeyType
 from certward.vocabulary import Plan, Role
 
 MAX_VERSION = 2**31 - 1  # versions are a 32-bit INTEGER column
@@ -66,3 +67,22 @@ class TokenCreate(_Strict):
     app: Text | None = Field(default=None, max_length=63)
     environment: Text | None = Field(default=None, max_length=63)
     description: Text = Field(default="", max_length=1000)
+
+
+# -- incoming: TLS certificates and custom domains ------------------------------------------
+
+
+class TlsCsrCreate(_Strict):
+    common_name: Text = Field(min_length=1, max_length=253)
+    sans: list[Text] = Field(default_factory=list, max_length=100)
+    key_type: CsrKeyType = CsrKeyType.EC_P256
+    description: Text = Field(default="", max_length=1000)
+
+
+class TlsCertificateReplace(_Strict):
+    replacement_id: Text = Field(min_length=1, max_length=36)
+
+
+class CustomDomainCreate(_Strict):
+    hostname: Text = Field(min_length=1, max_length=253)
+    certificate_id: Text = Field(min_length=1, max_length=36)

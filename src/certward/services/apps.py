@@ -17,7 +17,7 @@ from certward.errors import Conflict, InvalidRequest
 from certward.model import App, Environment
 from certward.pki.convert import Pkcs12Profile
 from certward.pki.names import HostnameError, normalize_hostname
-from certward.services import audit
+from certward.services import audit, managed
 from certward.services.access import find_app, find_environment, require
 from certward.services.client_certificates import normalize_pins
 from certward.services.context import Context
@@ -200,6 +200,7 @@ def create_environment(
         )
         session.add(environment)
         _flush(session, f"App {app_name!r} already has an environment called {name!r}.")
+        managed.issue_for_environment(session, ctx, environment)
         audit.record(
             session,
             ctx,

@@ -102,6 +102,7 @@ def upgrade() -> None:
         ["environment_id", "id"],
     )
     op.create_index("ix_client_certificates_key_id", "client_certificates", ["key_id"])
+    op.create_index("ix_client_certificates_not_after", "client_certificates", ["not_after"])
     op.create_index(
         "ix_client_certificates_sha256_fingerprint", "client_certificates", ["sha256_fingerprint"]
     )

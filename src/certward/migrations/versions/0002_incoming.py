@@ -102,6 +102,9 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_tls_certificates_key_id"), "tls_certificates", ["key_id"], unique=False
     )
+    op.create_index(
+        op.f("ix_tls_certificates_not_after"), "tls_certificates", ["not_after"], unique=False
+    )
     op.create_table(
         "webhook_deliveries",
         sa.Column(
@@ -153,7 +156,6 @@ def upgrade() -> None:
             ["tls_certificate_id"],
             ["tls_certificates.id"],
             name=op.f("fk_custom_domains_tls_certificate_id_tls_certificates"),
-            ondelete="RESTRICT",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_custom_domains")),
         sa.UniqueConstraint("hostname", name=op.f("uq_custom_domains_hostname")),
@@ -214,6 +216,12 @@ def upgrade() -> None:
     )
     op.create_index(
         op.f("ix_managed_certificates_key_id"), "managed_certificates", ["key_id"], unique=False
+    )
+    op.create_index(
+        op.f("ix_managed_certificates_state_not_after"),
+        "managed_certificates",
+        ["state", "not_after"],
+        unique=False,
     )
     op.create_index(
         op.f("ix_managed_certificates_state_renew_after"),

@@ -1,0 +1,98 @@
+"""The renewal worker: renews due managed certificates, pass after pass, until stopped.
+
+``certward worker`` runs it in the foreground (until SIGTERM or SIGINT); ``certward
+serve`` runs the same loop in a background thread that stops with the server. Any
+number of workers may run against one database: `certward.services.managed.renew_due`
+makes sure no certificate is renewed twice. A pass that fails (the database is away)
+is logged and retried after the interval; the loop itself never dies of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+from dataclasses import dataclass
+
+from certward.services.context import Context
+from certward.services.managed import RenewalReport, renew_due
+
+BATCH = 500  # certificates claimed per transaction (issued in ~0.1 s, far within the lease)
+log = logging.getLogger("certward.worker")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PassReport:
+    """What one pass (every due certificate, batch after batch) did."""
+
+    renewed: int = 0
+    failed: int = 0
+    lost: int = 0
+
+    def add(self, report: RenewalReport) -> PassReport:
+        return PassReport(
+            renewed=self.renewed + report.renewed,
+            failed=self.failed + report.failed,
+            lost=self.lost + report.lost,
+        )
+
+
+def worker_name() -> str:
+    """``host:pid:random``: tells the rows this worker claims from other workers' (≤ 64)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class RenewalWorker:
+    """Renews due certificates every ``ctx.settings.renewal_interval``."""
+
+    def __init__(self, ctx: Context, *, name: str | None = None, batch: int = BATCH) -> None:
+        self.ctx = ctx
+        self.name = name or worker_name()
+        self.batch = batch
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"RenewalWorker(name={self.name!r})"
+
+    def run_pass(self) -> PassReport:
+        """Renew batches until fewer than a batch are due (what failed waits for backoff)."""
+        total = PassReport()
+        while not self._stop.is_set():
+            report = renew_due(self.ctx, worker=self.name, limit=self.batch)
+            total = total.add(report)
+            if report.claimed < self.batch:
+                break
+        return total
+
+    def run(self) -> None:
+        """Pass after pass until `stop` is called."""
+        interval = self.ctx.settings.renewal_interval.total_seconds()
+        log.info("renewal worker %s started (every %s s)", self.name, interval)
+        while not self._stop.is_set():
+            try:
+                report = self.run_pass()
+            except Exception:  # the loop outlives a failed pass; the next one retries
+                log.exception("renewal pass of %s failed", self.name)
+            else:
+                if report.renewed or report.failed:
+                    log.info(
+                        "renewed %d certificate(s), %d failed (retried with backoff)",
+                        report.renewed,
+                        report.failed,
+                    )
+            self._stop.wait(interval)
+        log.info("renewal worker %s stopped", self.name)
+
+    def start(self) -> None:
+        """Run in a background (daemon) thread."""
+        self._thread = threading.Thread(target=self.run, name=f"renewal {self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Ask the loop to stop after its current batch, and wait for the thread if any."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
