@@ -11,7 +11,8 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -32,6 +33,9 @@ from certward.pki.material import combine, load_material
 from certward.pki.problems import Problem, ProblemCode, Severity
 from certward.pki.report import Inspection, inspect_material
 from certward.settings import Settings
+
+if TYPE_CHECKING:
+    from certward.platform import Platform
 from certward.trust import public_roots
 
 if TYPE_CHECKING:
@@ -484,6 +488,78 @@ def _print_platform_ca(view: PlatformCaView, as_json: bool) -> None:
     console = _console()
     console.print(table)
     console.print(Text(f"Active root: {view.root.subject} ({view.root.sha256_fingerprint})."))
+
+
+webhook_app = typer.Typer(help="Expiry webhooks.", no_args_is_help=True)
+app.add_typer(webhook_app, name="webhook")
+
+
+@webhook_app.command("add")
+def webhook_add_command(
+    url: Annotated[str, typer.Argument(help="http(s) URL that receives JSON notices.")],
+) -> None:
+    """Notify URL when a certificate enters expires-soon, expires, or fails to renew."""
+    from certward.errors import Refusal
+    from certward.services import notifications
+    from certward.services.notifications import SYSTEM
+
+    with _operator_platform() as platform:
+        try:
+            hook = notifications.add_webhook(platform.context, SYSTEM, url)
+        except Refusal as exc:
+            raise _usage_error(exc.message) from exc
+    _console().print(Text(f"Webhook {hook.id} added: {hook.url}"))
+
+
+@webhook_app.command("list")
+def webhook_list_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The registered webhooks."""
+    from certward.services import notifications
+    from certward.services.notifications import SYSTEM
+
+    with _operator_platform() as platform:
+        hooks = notifications.list_webhooks(platform.context, SYSTEM)
+    if as_json:
+        typer.echo(json.dumps([{"id": h.id, "url": h.url} for h in hooks], indent=2))
+        return
+    for hook in hooks:
+        _console().print(Text(f"{hook.id}  {hook.url}"))
+
+
+@webhook_app.command("remove")
+def webhook_remove_command(
+    webhook_id: Annotated[str, typer.Argument(help="The webhook's id.")],
+) -> None:
+    """Stop notifying a webhook (its pending notices go with it)."""
+    from certward.errors import Refusal
+    from certward.services import notifications
+    from certward.services.notifications import SYSTEM
+
+    with _operator_platform() as platform:
+        try:
+            notifications.remove_webhook(platform.context, SYSTEM, webhook_id)
+        except Refusal as exc:
+            _console(stderr=True).print(Text(f"Error: {exc.message}", style="red"))
+            raise typer.Exit(1) from exc
+    _console().print(Text(f"Webhook {webhook_id} removed."))
+
+
+@contextmanager
+def _operator_platform() -> Iterator[Platform]:
+    """The installation opened for an operator command (no bootstrap, closed after)."""
+    from certward.platform import open_platform
+
+    settings = _settings()
+    try:
+        platform = open_platform(settings, bootstrap=False)
+    except ConfigurationError as exc:
+        raise _config_error(exc) from exc
+    try:
+        yield platform
+    finally:
+        platform.close()
 
 
 @app.command("worker")

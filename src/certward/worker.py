@@ -1,5 +1,8 @@
 """The renewal worker: renews due managed certificates, pass after pass, until stopped.
 
+Each pass also queues and sends expiry webhooks (`certward.services.notifications`):
+delivered at least once, retried with backoff.
+
 ``certward worker`` runs it in the foreground (until SIGTERM or SIGINT); ``certward
 serve`` runs the same loop in a background thread that stops with the server. Any
 number of workers may run against one database: `certward.services.managed.renew_due`
@@ -16,6 +19,9 @@ import socket
 import threading
 from dataclasses import dataclass
 
+import httpx
+
+from certward.services import notifications
 from certward.services.context import Context
 from certward.services.managed import RenewalReport, renew_due
 
@@ -67,23 +73,37 @@ class RenewalWorker:
                 break
         return total
 
+    def notify(self, client: httpx.Client) -> None:
+        """Queue notices for expiring, expired and failing certificates; send what is due."""
+        queued = notifications.scan(self.ctx)
+        sent = notifications.deliver_due(self.ctx, client)
+        if queued or sent.delivered or sent.failed:
+            log.info(
+                "webhooks: %d queued, %d delivered, %d to retry",
+                queued,
+                sent.delivered,
+                sent.failed,
+            )
+
     def run(self) -> None:
         """Pass after pass until `stop` is called."""
         interval = self.ctx.settings.renewal_interval.total_seconds()
         log.info("renewal worker %s started (every %s s)", self.name, interval)
-        while not self._stop.is_set():
-            try:
-                report = self.run_pass()
-            except Exception:  # the loop outlives a failed pass; the next one retries
-                log.exception("renewal pass of %s failed", self.name)
-            else:
-                if report.renewed or report.failed:
-                    log.info(
-                        "renewed %d certificate(s), %d failed (retried with backoff)",
-                        report.renewed,
-                        report.failed,
-                    )
-            self._stop.wait(interval)
+        with httpx.Client(follow_redirects=False) as client:
+            while not self._stop.is_set():
+                try:
+                    report = self.run_pass()
+                    self.notify(client)
+                except Exception:  # the loop outlives a failed pass; the next one retries
+                    log.exception("renewal pass of %s failed", self.name)
+                else:
+                    if report.renewed or report.failed:
+                        log.info(
+                            "renewed %d certificate(s), %d failed (retried with backoff)",
+                            report.renewed,
+                            report.failed,
+                        )
+                self._stop.wait(interval)
         log.info("renewal worker %s stopped", self.name)
 
     def start(self) -> None:

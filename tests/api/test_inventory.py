@@ -13,8 +13,10 @@ import httpx
 import pytest
 
 from certward.access import Principal
+from certward.cli import main
 from certward.services import notifications
 from certward.vocabulary import Role
+from certward.worker import RenewalWorker
 from tests.api.conftest import API, Api, client_leaf, expect
 from tests.material.factory import NOW, TestCA
 
@@ -176,3 +178,32 @@ def test_webhooks_are_told_once_and_retried_until_delivered(
     api.clock.advance(timedelta(days=11))
     # Now it expired (a new event), and so did the managed certificate nobody renewed.
     assert notifications.scan(ctx) == 2
+
+
+@pytest.mark.parametrize("api", ["sqlite"], indirect=True)
+def test_the_worker_pass_sends_the_notices(api: Api, client_ca: TestCA, receiver: Receiver) -> None:
+    """The renewal worker's pass queues and delivers webhooks too (retrying the 500)."""
+    stage(api, client_ca)
+    notifications.add_webhook(api.context, ADMIN, receiver.url)
+    worker = RenewalWorker(api.context, name="test-worker")
+    with httpx.Client() as client:
+        worker.notify(client)
+        api.clock.advance(timedelta(minutes=1))
+        worker.notify(client)
+    assert [n["event"] for n in receiver.received] == ["certificate.expires-soon"]
+
+
+def test_webhook_commands_add_list_and_remove(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """certward webhook add/list/remove manage the registrations; a bad URL is a usage error."""
+    monkeypatch.setenv("CERTWARD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["webhook", "add", "ftp://nope"]) == 2
+    assert main(["webhook", "add", "http://127.0.0.1:9/hook"]) == 0
+    capsys.readouterr()
+    assert main(["webhook", "list", "--json"]) == 0
+    (hook,) = json.loads(capsys.readouterr().out)
+    assert hook["url"] == "http://127.0.0.1:9/hook"
+    assert main(["webhook", "remove", hook["id"]]) == 0
+    assert main(["webhook", "remove", hook["id"]]) == 1
