@@ -20,6 +20,14 @@
                                    and CRLs are published, written into issued
                                    certificates (``http://<platform domain>``
                                    ``/api/v1/platform/ca``); never fetched
+``CERTWARD_ACME_DIRECTORY``        ``https://`` directory URL of an ACME CA;
+                                   when set, managed certificates come from
+                                   it instead of the built-in CA (optional)
+``CERTWARD_ACME_HTTP_LISTEN``      ``host:port`` of the in-process HTTP-01
+                                   challenge responder (``127.0.0.1:8080``)
+``CERTWARD_ACME_CA_BUNDLE``        PEM file of CA certificates that verify
+                                   the ACME server's TLS certificate (a test
+                                   CA such as pebble's; default: system roots)
 =================================  ==========================================
 
 An empty variable counts as unset. A wrong value raises `ConfigurationError`
@@ -54,6 +62,7 @@ MIN_MANAGED_CERT_LIFETIME = timedelta(minutes=5)
 # The CA/Browser Forum's ceiling from 2029 on: every certificate passes the linters.
 MAX_MANAGED_CERT_LIFETIME = timedelta(days=47)
 DEFAULT_RENEWAL_INTERVAL = timedelta(seconds=60)
+DEFAULT_ACME_HTTP_LISTEN = "127.0.0.1:8080"
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _DURATION = re.compile(r"^([0-9]{1,9})([smhd]?)$")
@@ -77,6 +86,10 @@ class Settings:
     managed_cert_lifetime: timedelta = DEFAULT_MANAGED_CERT_LIFETIME
     renewal_interval: timedelta = DEFAULT_RENEWAL_INTERVAL
     ca_url: str | None = None
+    acme_directory: str | None = None
+    acme_http_host: str = "127.0.0.1"
+    acme_http_port: int = 8080
+    acme_ca_bundle: Path | None = None
 
     def __repr__(self) -> str:
         shown = {
@@ -91,6 +104,9 @@ class Settings:
             "managed_cert_lifetime": str(self.managed_cert_lifetime),
             "renewal_interval": str(self.renewal_interval),
             "ca_url": self.ca_publication_url,
+            "acme_directory": self.acme_directory,
+            "acme_http_listen": f"{self.acme_http_host}:{self.acme_http_port}",
+            "acme_ca_bundle": None if self.acme_ca_bundle is None else str(self.acme_ca_bundle),
         }
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
@@ -122,6 +138,10 @@ class Settings:
             raise ConfigurationError(
                 "Set either CERTWARD_MASTER_KEY or CERTWARD_MASTER_KEY_FILE, not both."
             )
+        acme_host, acme_port = parse_listen(
+            env.get("CERTWARD_ACME_HTTP_LISTEN", DEFAULT_ACME_HTTP_LISTEN),
+            name="CERTWARD_ACME_HTTP_LISTEN",
+        )
         return cls(
             data_dir=data_dir,
             database_url=_database_url(env.get("CERTWARD_DATABASE_URL"), data_dir),
@@ -153,10 +173,14 @@ class Settings:
                 minimum=timedelta(seconds=1),
             ),
             ca_url=_ca_url(env.get("CERTWARD_CA_URL")),
+            acme_directory=_acme_directory(env.get("CERTWARD_ACME_DIRECTORY")),
+            acme_http_host=acme_host,
+            acme_http_port=acme_port,
+            acme_ca_bundle=_acme_ca_bundle(env.get("CERTWARD_ACME_CA_BUNDLE")),
         )
 
 
-def parse_listen(value: str) -> tuple[str, int]:
+def parse_listen(value: str, *, name: str = "CERTWARD_LISTEN") -> tuple[str, int]:
     """Split ``host:port`` (``[v6]:port`` for IPv6) into its parts."""
     host, sep, port_text = value.strip().rpartition(":")
     if host.startswith("[") and host.endswith("]"):
@@ -170,7 +194,7 @@ def parse_listen(value: str) -> tuple[str, int]:
         or not 0 <= int(port_text) <= 65535
     ):
         raise ConfigurationError(
-            f"CERTWARD_LISTEN must be host:port (e.g. 127.0.0.1:8700 or [::1]:8700), not {value!r}."
+            f"{name} must be host:port (e.g. 127.0.0.1:8700 or [::1]:8700), not {value!r}."
         )
     return host, int(port_text)
 
@@ -292,6 +316,29 @@ def _ca_url(value: str | None) -> str | None:
             f"and CRLs over http), such as http://ca.example.net/api/v1/platform/ca, not {value!r}."
         )
     return url
+
+
+def _acme_directory(value: str | None) -> str | None:
+    if value is None:
+        return None
+    url = value.strip()
+    if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%-]*)?", url):
+        raise ConfigurationError(
+            "CERTWARD_ACME_DIRECTORY must be the https:// URL of an ACME directory, such as "
+            f"https://acme-v02.api.letsencrypt.org/directory, not {value!r}."
+        )
+    return url
+
+
+def _acme_ca_bundle(value: str | None) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value)
+    if not path.is_file():
+        raise ConfigurationError(
+            f"CERTWARD_ACME_CA_BUNDLE must name a PEM file of CA certificates, not {value!r}."
+        )
+    return path
 
 
 def _hide_password(url: str) -> str:

@@ -195,3 +195,37 @@ def test_renewal_and_ca_defaults() -> None:
     assert settings.ca_publication_url == "http://apps.example.net/api/v1/platform/ca"
     custom = Settings.from_env({"CERTWARD_CA_URL": "http://ca.example.net:8080/pki/"})
     assert custom.ca_publication_url == "http://ca.example.net:8080/pki"
+
+
+def test_acme_settings(tmp_path: Path) -> None:
+    """The ACME issuer is off by default; its directory, responder address and bundle are read."""
+    defaults = Settings.from_env({})
+    assert defaults.acme_directory is None
+    assert (defaults.acme_http_host, defaults.acme_http_port) == ("127.0.0.1", 8080)
+    assert defaults.acme_ca_bundle is None
+    bundle = tmp_path / "pebble.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    settings = Settings.from_env(
+        {
+            "CERTWARD_ACME_DIRECTORY": "https://127.0.0.1:14000/dir",
+            "CERTWARD_ACME_HTTP_LISTEN": "10.0.0.7:5002",
+            "CERTWARD_ACME_CA_BUNDLE": str(bundle),
+        }
+    )
+    assert settings.acme_directory == "https://127.0.0.1:14000/dir"
+    assert (settings.acme_http_host, settings.acme_http_port) == ("10.0.0.7", 5002)
+    assert settings.acme_ca_bundle == bundle
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("CERTWARD_ACME_DIRECTORY", "http://acme.example/dir", "CERTWARD_ACME_DIRECTORY must"),
+        ("CERTWARD_ACME_HTTP_LISTEN", "8080", "CERTWARD_ACME_HTTP_LISTEN must be host:port"),
+        ("CERTWARD_ACME_CA_BUNDLE", "/nonexistent/ca.pem", "CERTWARD_ACME_CA_BUNDLE must"),
+    ],
+)
+def test_acme_settings_refuse_wrong_values(name: str, value: str, message: str) -> None:
+    """A wrong ACME variable fails with one sentence naming it."""
+    with pytest.raises(ConfigurationError, match=message):
+        Settings.from_env({name: value})

@@ -42,6 +42,11 @@ TOOLS: dict[str, Tool] = {
         Tool(name="nginx", executables=("nginx",), debian_package="nginx"),
         Tool(name="pebble", executables=("pebble",), debian_package="pebble"),
         Tool(
+            name="pebble-challtestsrv",
+            executables=("pebble-challtestsrv",),
+            debian_package="pebble",
+        ),
+        Tool(
             name="chromium",
             executables=("chromium", "chromium-browser"),
             debian_package="chromium",
