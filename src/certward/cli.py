@@ -415,17 +415,10 @@ def ca_show_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Show the platform CA: active root and intermediate, and what is still published."""
-    from certward.platform import open_platform
     from certward.services import platform_ca
 
-    try:
-        platform = open_platform(_settings(), bootstrap=False)
-    except ConfigurationError as exc:
-        raise _config_error(exc) from exc
-    try:
+    with _operator_platform() as platform:
         view = platform_ca.show(platform.context)
-    finally:
-        platform.close()
     _print_platform_ca(view, as_json)
 
 
@@ -437,17 +430,10 @@ def ca_rotate_command(
 ) -> None:
     """Make a new issuing intermediate (and root) active; the old ones stay published as
     retiring until every certificate they issued has been renewed."""
-    from certward.platform import open_platform
     from certward.services import platform_ca
 
-    try:
-        platform = open_platform(_settings(), bootstrap=False)
-    except ConfigurationError as exc:
-        raise _config_error(exc) from exc
-    try:
+    with _operator_platform() as platform:
         view = platform_ca.rotate(platform.context, new_root=new_root)
-    finally:
-        platform.close()
     _print_platform_ca(view, False)
 
 

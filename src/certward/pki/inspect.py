@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import TypeVar
 
 from cryptography import x509
@@ -219,3 +220,14 @@ def extension_value(certificate: x509.Certificate, kind: type[_E]) -> _E | None:
         return certificate.extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
         return None
+
+
+@lru_cache(maxsize=256)
+def chain_summary(chain_pem: str) -> tuple[dict[str, str], ...]:
+    """Subjects and SHA-256 fingerprints of a stored PEM chain (many records share one)."""
+    if not chain_pem:
+        return ()
+    return tuple(
+        {"subject": info.subject, "sha256_fingerprint": info.sha256_fingerprint}
+        for info in map(describe_certificate, x509.load_pem_x509_certificates(chain_pem.encode()))
+    )

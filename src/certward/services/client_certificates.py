@@ -12,10 +12,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -32,7 +30,7 @@ from certward.model import (
 )
 from certward.pki.checks import Purpose
 from certward.pki.convert import private_key_der
-from certward.pki.inspect import describe_certificate
+from certward.pki.inspect import chain_summary, describe_certificate
 from certward.pki.names import HostnameError, normalize_hostname
 from certward.pki.problems import Problem
 from certward.services import audit
@@ -469,7 +467,7 @@ def _view(
     if applied is None:
         applied = _applied_states(session, environment)
     state = client_certificate_state(row, pins)
-    chain = _chain_summary(row.chain_pem)
+    chain = chain_summary(row.chain_pem)
     return ClientCertificateView(
         id=row.id,
         app=app.name,
@@ -488,15 +486,4 @@ def _view(
         created_at=row.created_at,
         updated_at=row.updated_at,
         problems=tuple(problems),
-    )
-
-
-@lru_cache(maxsize=256)
-def _chain_summary(chain_pem: str) -> tuple[dict[str, str], ...]:
-    """Subjects and fingerprints of a stored chain; many certificates share one chain."""
-    if not chain_pem:
-        return ()
-    return tuple(
-        {"subject": info.subject, "sha256_fingerprint": info.sha256_fingerprint}
-        for info in map(describe_certificate, x509.load_pem_x509_certificates(chain_pem.encode()))
     )

@@ -41,7 +41,7 @@ from certward.pki.csr import (
     generate_key,
     normalize_san,
 )
-from certward.pki.inspect import describe_certificate, key_info, subject_of
+from certward.pki.inspect import chain_summary, describe_certificate, key_info, subject_of
 from certward.pki.material import load_stored_private_key
 from certward.pki.names import HostnameError, covers
 from certward.pki.problems import Problem, ProblemCode
@@ -568,16 +568,6 @@ def _parse_certificate(pem: str) -> x509.Certificate:
     return x509.load_pem_x509_certificate(pem.encode("ascii"))
 
 
-@lru_cache(maxsize=256)
-def _chain_summary(chain_pem: str) -> tuple[dict[str, str], ...]:
-    if not chain_pem:
-        return ()
-    return tuple(
-        {"subject": info.subject, "sha256_fingerprint": info.sha256_fingerprint}
-        for info in map(describe_certificate, x509.load_pem_x509_certificates(chain_pem.encode()))
-    )
-
-
 def _domain_uses(
     session: Session, certificate_ids: Sequence[str]
 ) -> dict[str, tuple[DomainUse, ...]]:
@@ -635,7 +625,7 @@ def _view(
         not_before=row.not_before,
         not_after=row.not_after,
         sha256_fingerprint=row.sha256_fingerprint,
-        chain=_chain_summary(row.chain_pem),
+        chain=chain_summary(row.chain_pem),
         key_type=row.key_type,
         common_name=row.common_name,
         csr_pem=row.csr_pem,
