@@ -13,7 +13,8 @@
         ├── Forbidden          403: allowed to see, not to do (e.g. a free plan)
         ├── NotFound           404: absent, or outside the caller's scope
         ├── Conflict           409: clashes with what exists (pins, names, in use)
-        └── InvalidRequest     422: well-formed but wrong (judged material, bad values)
+        ├── InvalidRequest     422: well-formed but wrong (judged material, bad values)
+        └── IssuerUnavailable  503: the certificate issuer (an ACME CA) did not issue
 
 Rule failures of material that *could* be read are not exceptions: they are
 `Problem` values collected by `certward.pki.checks.judge`, all of them, not the
@@ -101,3 +102,8 @@ class Conflict(Refusal):
 class InvalidRequest(Refusal):
     status = 422
     default_code = "invalid"
+
+
+class IssuerUnavailable(Refusal):
+    status = 503
+    default_code = "issuer-unavailable"

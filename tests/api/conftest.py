@@ -14,8 +14,10 @@ to the factory's ``NOW``, and yields an `Api`::
 
 Every test that takes ``api`` runs once per database (ids ``[sqlite]`` and
 ``[postgresql]``); ``@pytest.mark.parametrize("api", ["sqlite"], indirect=True)``
-narrows a test to one. PostgreSQL comes from ``tests.material.tools.require_postgresql``:
-without a server the PostgreSQL variant is skipped, or fails when ``CI=true``.
+narrows a test to one. A module's own ``api_environ`` fixture adds ``CERTWARD_*``
+variables (e.g. an ACME directory). PostgreSQL comes from
+``tests.material.tools.require_postgresql``: without a server the PostgreSQL variant
+is skipped, or fails when ``CI=true``.
 
 Every response the client receives is kept in ``api.responses`` (in order), so a test
 can check a whole conversation at once, e.g. that no response ever carried a secret.
@@ -302,12 +304,24 @@ def client_leaf(
 # -- the installation -----------------------------------------------------------------------
 
 
+@pytest.fixture
+def api_environ() -> dict[str, str]:
+    """Extra ``CERTWARD_*`` variables for the ``api`` fixture; a test module overrides it."""
+    return {}
+
+
 @pytest.fixture(params=DATABASES)
-def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Api]:
+def api(
+    request: pytest.FixtureRequest, tmp_path: Path, api_environ: dict[str, str]
+) -> Iterator[Api]:
     """A fresh certward API on each database (see the module docstring)."""
     kind: str = request.param
     data_dir = tmp_path / "certward-data"
-    environ = {"CERTWARD_DATA_DIR": str(data_dir), "CERTWARD_ADMIN_TOKEN": ADMIN_TOKEN}
+    environ = {
+        "CERTWARD_DATA_DIR": str(data_dir),
+        "CERTWARD_ADMIN_TOKEN": ADMIN_TOKEN,
+        **api_environ,
+    }
     with _database_url(kind) as url:
         if url is not None:
             environ["CERTWARD_DATABASE_URL"] = url

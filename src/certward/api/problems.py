@@ -32,6 +32,7 @@ _TITLES = {
     415: "Unsupported media type",
     422: "Unprocessable content",
     500: "Internal error",
+    503: "Service unavailable",
 }
 
 _HTTP_CODES = {

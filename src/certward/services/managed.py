@@ -19,6 +19,11 @@ worker calls, any number of workers at once:
 A worker that dies between 1 and 3 leaves its claims to expire with the lease; one
 whose lease expired before it stored loses the compare-and-set and stores nothing.
 Either way no certificate is replaced twice.
+
+With ``CERTWARD_ACME_DIRECTORY`` set the certificates come from that ACME CA instead
+(`certward.services.acme_issuing`): rows get ``issuer="acme"``, no ``issuing_ca_id``
+and the chain the CA sent. An ACME failure is a renewal failure like any other (backoff);
+at environment creation it refuses with `IssuerUnavailable` (503).
 """
 
 from __future__ import annotations
@@ -32,24 +37,28 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from certward.access import Action, Principal
-from certward.errors import CertwardError, NotFound
-from certward.issuing.ca import ServerCertificate, issue_server_certificate
+from certward.errors import CertwardError, IssuerUnavailable, NotFound
+from certward.issuing.acme import AcmeError
+from certward.issuing.ca import generate_key, issue_server_certificate
 from certward.issuing.renewal import renew_after, retry_at
 from certward.model import Base, Environment, ManagedCertificate, new_id
 from certward.pki.convert import private_key_der
 from certward.pki.inspect import subject_of
 from certward.secrets import private_key_aad
 from certward.services.access import find_environment
+from certward.services.acme_issuing import acme_enabled, acme_issuer
 from certward.services.context import Context
 from certward.services.platform_ca import IssuingCa, issuing_ca, retire_unused
 
 ACTIVE = "active"
 SUPERSEDED = "superseded"
 BUILTIN = "builtin"
+ACME = "acme"
 CLAIM_LEASE = timedelta(minutes=5)
 MIN_RENEWAL_DELAY = timedelta(minutes=1)  # never due again sooner than this after issuance
 MAX_ERROR_LENGTH = 1000
@@ -122,6 +131,17 @@ class _Claim:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class _Issued:
+    """A freshly issued certificate, whoever issued it."""
+
+    issuer: str  # BUILTIN or ACME
+    issuing_ca_id: str | None
+    certificate: x509.Certificate
+    chain_pem: str
+    private_key: ec.EllipticCurvePrivateKey
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _Outcome:
     claim: _Claim
     row: dict[str, Any] | None = None  # the replacement's column values, when issued
@@ -131,13 +151,23 @@ class _Outcome:
 def issue_for_environment(
     session: Session, ctx: Context, environment: Environment
 ) -> ManagedCertificate:
-    """Issue the first certificate of a new environment, in the caller's transaction."""
-    issuer = issuing_ca(session, ctx)
+    """Issue the first certificate of a new environment, in the caller's transaction.
+
+    `IssuerUnavailable` when the ACME CA (if configured) does not issue.
+    """
     now = ctx.clock.now()
-    issued = _issue(issuer, environment.hostname, ctx, now)
-    row = ManagedCertificate(
-        **_row_values(ctx, issuer, environment.id, environment.hostname, issued, now)
-    )
+    if acme_enabled(ctx):
+        try:
+            issued = _issue_acme(ctx, environment.hostname)
+        except AcmeError as exc:
+            raise IssuerUnavailable(
+                f"No certificate for {environment.hostname}: {exc} The environment was not "
+                "created; try again later.",
+                detail={"hostname": environment.hostname},
+            ) from exc
+    else:
+        issued = _issue(issuing_ca(session, ctx), environment.hostname, ctx, now)
+    row = ManagedCertificate(**_row_values(ctx, environment.id, environment.hostname, issued, now))
     session.add(row)
     return row
 
@@ -219,6 +249,8 @@ def _claim(ctx: Context, worker: str, limit: int) -> list[_Claim]:
 
 def _issue_all(ctx: Context, claims: Sequence[_Claim], now: datetime) -> list[_Outcome]:
     """Keys, certificates and sealed rows for every claim, before the store transaction."""
+    if acme_enabled(ctx):
+        return _issue_all_acme(ctx, claims, now)
     try:
         with ctx.database.reading() as session:
             issuer = issuing_ca(session, ctx)
@@ -232,7 +264,20 @@ def _issue_all(ctx: Context, claims: Sequence[_Claim], now: datetime) -> list[_O
         except ValueError as exc:
             outcomes.append(_Outcome(claim=claim, error=f"Issuance failed: {exc}"))
         else:
-            row = _row_values(ctx, issuer, claim.environment_id, claim.hostname, issued, now)
+            row = _row_values(ctx, claim.environment_id, claim.hostname, issued, now)
+            outcomes.append(_Outcome(claim=claim, row=row))
+    return outcomes
+
+
+def _issue_all_acme(ctx: Context, claims: Sequence[_Claim], now: datetime) -> list[_Outcome]:
+    outcomes = []
+    for claim in claims:
+        try:
+            issued = _issue_acme(ctx, claim.hostname)
+        except (AcmeError, ValueError) as exc:
+            outcomes.append(_Outcome(claim=claim, error=f"ACME issuance failed: {exc}"))
+        else:
+            row = _row_values(ctx, claim.environment_id, claim.hostname, issued, now)
             outcomes.append(_Outcome(claim=claim, row=row))
     return outcomes
 
@@ -282,8 +327,8 @@ def _store(ctx: Context, worker: str, outcomes: Sequence[_Outcome]) -> RenewalRe
     )
 
 
-def _issue(issuer: IssuingCa, hostname: str, ctx: Context, now: datetime) -> ServerCertificate:
-    return issue_server_certificate(
+def _issue(issuer: IssuingCa, hostname: str, ctx: Context, now: datetime) -> _Issued:
+    issued = issue_server_certificate(
         issuer.authority,
         hostname,
         at=now,
@@ -291,14 +336,33 @@ def _issue(issuer: IssuingCa, hostname: str, ctx: Context, now: datetime) -> Ser
         issuer_locations=issuer.locations,
         chain=issuer.chain,
     )
+    return _Issued(
+        issuer=BUILTIN,
+        issuing_ca_id=issuer.id,
+        certificate=issued.certificate,
+        chain_pem=issuer.chain_pem,
+        private_key=issued.private_key,
+    )
+
+
+def _issue_acme(ctx: Context, hostname: str) -> _Issued:
+    """A key and a certificate for ``hostname`` from the ACME CA; `AcmeError` if not."""
+    key = generate_key()
+    certificate_pem, chain_pem = acme_issuer(ctx).issue([hostname], key)
+    return _Issued(
+        issuer=ACME,
+        issuing_ca_id=None,
+        certificate=x509.load_pem_x509_certificate(certificate_pem.encode()),
+        chain_pem=chain_pem,
+        private_key=key,
+    )
 
 
 def _row_values(
     ctx: Context,
-    issuer: IssuingCa,
     environment_id: str,
     hostname: str,
-    issued: ServerCertificate,
+    issued: _Issued,
     now: datetime,
 ) -> dict[str, Any]:
     """The row of a freshly issued certificate, its renewal scheduled from its own dates."""
@@ -309,11 +373,11 @@ def _row_values(
         "id": row_id,
         "environment_id": environment_id,
         "hostname": hostname,
-        "issuer": BUILTIN,
-        "issuing_ca_id": issuer.id,
+        "issuer": issued.issuer,
+        "issuing_ca_id": issued.issuing_ca_id,
         "certificate_pem": certificate.public_bytes(serialization.Encoding.PEM).decode(),
-        "chain_pem": issuer.chain_pem,
-        "serial": format(certificate.serial_number, "x"),  # positive: certward made it
+        "chain_pem": issued.chain_pem,
+        "serial": format(certificate.serial_number, "x"),  # positive (RFC 5280)
         "sha256_fingerprint": certificate.fingerprint(hashes.SHA256()).hex(),
         "not_before": not_before,
         "not_after": not_after,
