@@ -13,6 +13,9 @@
         ├── Forbidden          403: allowed to see, not to do (e.g. a free plan)
         ├── NotFound           404: absent, or outside the caller's scope
         ├── Conflict           409: clashes with what exists (pins, names, in use)
+        ├── MalformedRequest   400: a body that cannot be read (broken multipart)
+        ├── TooLarge           413: an upload over its size cap
+        ├── UnsupportedMediaType  415: a body in a format the endpoint does not take
         ├── InvalidRequest     422: well-formed but wrong (judged material, bad values)
         └── IssuerUnavailable  503: the certificate issuer (an ACME CA) did not issue
 
@@ -107,3 +110,24 @@ class InvalidRequest(Refusal):
 class IssuerUnavailable(Refusal):
     status = 503
     default_code = "issuer-unavailable"
+
+
+class MalformedRequest(Refusal):
+    """400: a request body that cannot be read at all (e.g. broken multipart)."""
+
+    status = 400
+    default_code = "malformed-request"
+
+
+class TooLarge(Refusal):
+    """413: an upload over its size cap."""
+
+    status = 413
+    default_code = "too-large"
+
+
+class UnsupportedMediaType(Refusal):
+    """415: a body in a format the endpoint does not take."""
+
+    status = 415
+    default_code = "unsupported-media-type"

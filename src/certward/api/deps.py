@@ -13,28 +13,19 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from certward.access import Principal, hash_token
-from certward.errors import InvalidRequest, NotFound, Refusal
+from certward.errors import (
+    InvalidRequest,
+    MalformedRequest,
+    NotFound,
+    TooLarge,
+    UnsupportedMediaType,
+)
 from certward.services import tokens
 from certward.services.context import Context
 from certward.services.uploads import Upload
 
 MAX_PASSWORD_BYTES = 1024
 MAX_TEXT_FIELD_BYTES = 8 * 1024
-
-
-class TooLarge(Refusal):
-    status = 413
-    default_code = "too-large"
-
-
-class UnsupportedMediaType(Refusal):
-    status = 415
-    default_code = "unsupported-media-type"
-
-
-class MalformedRequest(Refusal):
-    status = 400
-    default_code = "malformed-request"
 
 
 def url_without_nul(request: Request) -> None:
