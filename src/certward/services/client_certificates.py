@@ -26,7 +26,6 @@ from certward.model import (
     ClientCertificate,
     ClientCertificatePin,
     Environment,
-    EnvironmentVersion,
 )
 from certward.pki.checks import Purpose
 from certward.pki.convert import private_key_der
@@ -37,12 +36,12 @@ from certward.services import audit
 from certward.services.access import find_environment, require_licensed
 from certward.services.context import Context
 from certward.services.staging import (
+    applied_client_certificate_states,
     client_certificate_state,
     key_aad,
     password_aad,
 )
 from certward.services.uploads import Upload, judge_uploads
-from certward.snapshot import EnvironmentSnapshot
 
 MAX_PINS = 100
 MAX_PAGE = 1000
@@ -222,7 +221,7 @@ def list_certificates(
                 )
             ):
                 pins[certificate_id].append(pin)
-        applied = _applied_states(session, environment)
+        applied = applied_client_certificate_states(session, environment)
         return [
             _view(session, app, environment, row, pins=pins[row.id], applied=applied)
             for row in rows
@@ -428,31 +427,6 @@ def _flush_or_conflict(session: Session) -> None:
         ) from exc
 
 
-def _applied_states(session: Session, environment: Environment) -> dict[str, dict[str, Any]]:
-    if environment.applied_version is None:
-        return {}
-    return _applied_states_of(session, environment.id, environment.applied_version)
-
-
-def _applied_states_of(
-    session: Session, environment_id: str, version: int
-) -> dict[str, dict[str, Any]]:
-    # Versions never change, so the parsed states of recent ones are kept.
-    key = (environment_id, version)
-    cached = _APPLIED_CACHE.get(key)
-    if cached is None:
-        row = session.get(EnvironmentVersion, key)
-        snapshot = EnvironmentSnapshot.from_json(row.snapshot) if row else None
-        cached = {c.id: c.to_json() for c in snapshot.client_certificates} if snapshot else {}
-        if len(_APPLIED_CACHE) >= 64:
-            _APPLIED_CACHE.pop(next(iter(_APPLIED_CACHE)))
-        _APPLIED_CACHE[key] = cached
-    return cached
-
-
-_APPLIED_CACHE: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
-
-
 def _view(
     session: Session,
     app: App,
@@ -465,7 +439,7 @@ def _view(
 ) -> ClientCertificateView:
     """The view of an ORM row, or of a plain query row of `_LISTED` with its ``pins``."""
     if applied is None:
-        applied = _applied_states(session, environment)
+        applied = applied_client_certificate_states(session, environment)
     state = client_certificate_state(row, pins)
     chain = chain_summary(row.chain_pem)
     return ClientCertificateView(
