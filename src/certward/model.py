@@ -445,3 +445,110 @@ class WebhookDelivery(Base):
     delivered_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
+
+
+class AccessProfile(Base):
+    """Who may call an app's environments: IP ranges, or a client certificate.
+
+    A request passes a profile when its address is in one of ``ip_ranges`` or its
+    client certificate verifies to one of the profile's selected client CAs. Edits are
+    live: the data plane reads profiles as they are.
+    """
+
+    __tablename__ = "access_profiles"
+    __table_args__ = (UniqueConstraint("app_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    ip_ranges: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class AccessProfileCa(Base):
+    """One certificate of an access profile's client-CA upload (a root or intermediate).
+
+    ``parent_fingerprint`` draws the upload as a tree (None: a root, or a certificate
+    whose issuer is not in the upload). When no certificate of a profile is
+    ``selected``, all of them are accepted.
+    """
+
+    __tablename__ = "access_profile_cas"
+    __table_args__ = (UniqueConstraint("profile_id", "sha256_fingerprint"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    profile_id: Mapped[str] = mapped_column(
+        ForeignKey("access_profiles.id", ondelete="CASCADE"), index=True
+    )
+    sha256_fingerprint: Mapped[str] = mapped_column(String(64))
+    parent_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(Text)
+    issuer: Mapped[str] = mapped_column(Text)
+    not_before: Mapped[datetime]
+    not_after: Mapped[datetime]
+    certificate_pem: Mapped[str] = mapped_column(Text)
+    selected: Mapped[bool] = mapped_column(default=False, server_default="0")
+    created_at: Mapped[datetime]
+
+
+class IpDenyProfile(Base):
+    """Address ranges refused before any other rule, on the environments it is attached to."""
+
+    __tablename__ = "ip_deny_profiles"
+    __table_args__ = (UniqueConstraint("app_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    ip_ranges: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class EnvironmentIpDeny(Base):
+    """An IP deny profile attached to an environment (live, not staged)."""
+
+    __tablename__ = "environment_ip_denies"
+
+    environment_id: Mapped[str] = mapped_column(
+        ForeignKey("environments.id", ondelete="CASCADE"), primary_key=True
+    )
+    profile_id: Mapped[str] = mapped_column(
+        ForeignKey("ip_deny_profiles.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime]
+
+
+class PathRule(Base):
+    """One staged path rule of an environment; a restart applies the set as a whole.
+
+    ``rule`` is ``allow-all``, ``deny-all``, ``profile`` (with ``profile_name``) or
+    ``inherit``; the longest matching ``prefix`` wins.
+    """
+
+    __tablename__ = "path_rules"
+    __table_args__ = (UniqueConstraint("environment_id", "prefix"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    environment_id: Mapped[str] = mapped_column(
+        ForeignKey("environments.id", ondelete="CASCADE"), index=True
+    )
+    prefix: Mapped[str] = mapped_column(String(1024))
+    rule: Mapped[str] = mapped_column(String(16))
+    profile_name: Mapped[str | None] = mapped_column(String(63))
+
+
+class AcmeChallenge(Base):
+    """An HTTP-01 key authorization published for the data plane to answer.
+
+    Rows live while an ACME order is validated; ``expires_at`` lets a crashed order's
+    rows be swept. Public by design: the ACME CA fetches them over plain HTTP.
+    """
+
+    __tablename__ = "acme_challenges"
+
+    token: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key_authorization: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -1,0 +1,144 @@
+"""What the data plane serves, as one immutable value.
+
+`DataPlaneState` maps every live hostname to a `Site`: its environment's upstream,
+the certificate to present (chain and private key, in memory only), the applied path
+rules, the access profiles those rules name, and the IP deny ranges attached to the
+environment. The gateway and the nginx renderer read nothing else, so both behave the
+same. Pure: no database, no files, no clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from ipaddress import IPv4Network, IPv6Network
+from typing import TypeAlias
+
+Network: TypeAlias = IPv4Network | IPv6Network
+
+
+class RuleKind(StrEnum):
+    """What a path rule does: ``inherit`` takes the rule of the next shorter prefix."""
+
+    ALLOW_ALL = "allow-all"
+    DENY_ALL = "deny-all"
+    PROFILE = "profile"
+    INHERIT = "inherit"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PathRule:
+    """``prefix`` is matched as a plain string prefix of the request path."""
+
+    prefix: str
+    rule: RuleKind
+    profile: str | None = None  # set exactly when rule is PROFILE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientCa:
+    """One accepted client CA of a profile (a selected root or intermediate)."""
+
+    sha256_fingerprint: str
+    subject: str  # RFC 4514, as `x509.Name.rfc4514_string()` writes it
+    certificate_pem: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccessProfile:
+    """A request passes when its address is in ``ip_ranges`` or its client certificate
+    verifies (clientAuth) to one of ``client_cas``.
+
+    ``accepted_issuers`` are the RFC 4514 subjects that may have issued an accepted
+    client certificate: the selected CAs and the uploaded intermediates below them.
+    ``trust_pem`` are the certificates a verifier needs (selected CAs and uploaded
+    intermediates below them), concatenated PEM.
+    """
+
+    name: str
+    ip_ranges: tuple[Network, ...] = ()
+    client_cas: tuple[ClientCa, ...] = ()
+    accepted_issuers: frozenset[str] = frozenset()
+    trust_pem: bytes = b""
+
+    @property
+    def wants_client_certificate(self) -> bool:
+        return bool(self.client_cas)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServedCertificate:
+    """The certificate a hostname presents. ``id`` changes whenever the material does."""
+
+    id: str
+    chain_pem: bytes  # leaf first, then intermediates
+    key_pem: bytes = field(repr=False)  # PKCS8, unencrypted: memory only, never logged
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Site:
+    """One hostname and everything needed to serve it."""
+
+    hostname: str
+    kind: str  # "managed" or "custom"
+    app: str
+    environment: str
+    environment_id: str
+    upstream: str  # http://host:port of the environment's app
+    certificate: ServedCertificate | None
+    path_rules: tuple[PathRule, ...] = ()
+    profiles: Mapping[str, AccessProfile] = field(default_factory=dict)
+    deny_ranges: tuple[Network, ...] = ()
+
+    @property
+    def client_ca_profiles(self) -> tuple[AccessProfile, ...]:
+        """The profiles named by this site's rules that accept client certificates."""
+        named = {r.profile for r in self.path_rules if r.rule is RuleKind.PROFILE and r.profile}
+        return tuple(
+            self.profiles[name]
+            for name in sorted(named)
+            if name in self.profiles and self.profiles[name].wants_client_certificate
+        )
+
+    @property
+    def wants_client_certificate(self) -> bool:
+        """Whether the TLS handshake should ask for a client certificate."""
+        return bool(self.client_ca_profiles)
+
+    def client_trust_pem(self) -> bytes:
+        """Every CA certificate a client certificate for this host may chain to."""
+        seen: set[bytes] = set()
+        out: list[bytes] = []
+        for profile in self.client_ca_profiles:
+            for ca in profile.client_cas:
+                if ca.certificate_pem not in seen:
+                    seen.add(ca.certificate_pem)
+                    out.append(ca.certificate_pem)
+            if profile.trust_pem and profile.trust_pem not in seen:
+                seen.add(profile.trust_pem)
+                out.append(profile.trust_pem)
+        return b"".join(out)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataPlaneState:
+    """Every served hostname; ``version`` names this exact content (a digest)."""
+
+    sites: Mapping[str, Site]
+    version: str
+
+    def site(self, hostname: str | None) -> Site | None:
+        if not hostname:
+            return None
+        return self.sites.get(hostname.rstrip(".").lower())
+
+
+def state_version(parts: list[str]) -> str:
+    """A digest of the strings that identify a state's content."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()
