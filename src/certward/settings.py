@@ -25,6 +25,14 @@
                                    it instead of the built-in CA (optional)
 ``CERTWARD_ACME_HTTP_LISTEN``      ``host:port`` of the in-process HTTP-01
                                    challenge responder (``127.0.0.1:8080``)
+``CERTWARD_GATEWAY_LISTEN``        ``host:port`` of the embedded gateway's
+                                   HTTPS listener (``127.0.0.1:8443``)
+``CERTWARD_GATEWAY_HTTP_LISTEN``   ``host:port`` of its plain-HTTP listener:
+                                   ACME challenges and redirects
+                                   (``127.0.0.1:8080``)
+``CERTWARD_GATEWAY_WORKERS``       gateway worker processes (one per core)
+``CERTWARD_GATEWAY_REFRESH``       how often the data plane looks for new
+                                   certificates, domains and rules (``2s``)
 ``CERTWARD_ACME_CA_BUNDLE``        PEM file of CA certificates that verify
                                    the ACME server's TLS certificate (a test
                                    CA such as pebble's; default: system roots)
@@ -38,6 +46,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,6 +72,9 @@ MIN_MANAGED_CERT_LIFETIME = timedelta(minutes=5)
 MAX_MANAGED_CERT_LIFETIME = timedelta(days=47)
 DEFAULT_RENEWAL_INTERVAL = timedelta(seconds=60)
 DEFAULT_ACME_HTTP_LISTEN = "127.0.0.1:8080"
+DEFAULT_GATEWAY_LISTEN = "127.0.0.1:8443"
+DEFAULT_GATEWAY_HTTP_LISTEN = "127.0.0.1:8080"
+DEFAULT_GATEWAY_REFRESH = timedelta(seconds=2)
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _DURATION = re.compile(r"^([0-9]{1,9})([smhd]?)$")
@@ -90,6 +102,10 @@ class Settings:
     acme_http_host: str = "127.0.0.1"
     acme_http_port: int = 8080
     acme_ca_bundle: Path | None = None
+    gateway_listen: tuple[str, int] = ("127.0.0.1", 8443)
+    gateway_http_listen: tuple[str, int] = ("127.0.0.1", 8080)
+    gateway_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    gateway_refresh: timedelta = DEFAULT_GATEWAY_REFRESH
 
     def __repr__(self) -> str:
         shown = {
@@ -107,6 +123,10 @@ class Settings:
             "acme_directory": self.acme_directory,
             "acme_http_listen": f"{self.acme_http_host}:{self.acme_http_port}",
             "acme_ca_bundle": None if self.acme_ca_bundle is None else str(self.acme_ca_bundle),
+            "gateway_listen": format_listen(self.gateway_listen),
+            "gateway_http_listen": format_listen(self.gateway_http_listen),
+            "gateway_workers": self.gateway_workers,
+            "gateway_refresh": str(self.gateway_refresh),
         }
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
@@ -177,7 +197,30 @@ class Settings:
             acme_http_host=acme_host,
             acme_http_port=acme_port,
             acme_ca_bundle=_acme_ca_bundle(env.get("CERTWARD_ACME_CA_BUNDLE")),
+            gateway_listen=parse_listen(
+                env.get("CERTWARD_GATEWAY_LISTEN", DEFAULT_GATEWAY_LISTEN),
+                name="CERTWARD_GATEWAY_LISTEN",
+            ),
+            gateway_http_listen=parse_listen(
+                env.get("CERTWARD_GATEWAY_HTTP_LISTEN", DEFAULT_GATEWAY_HTTP_LISTEN),
+                name="CERTWARD_GATEWAY_HTTP_LISTEN",
+            ),
+            gateway_workers=_positive_int(
+                env, "CERTWARD_GATEWAY_WORKERS", max(1, os.cpu_count() or 1)
+            ),
+            gateway_refresh=_duration(
+                env,
+                "CERTWARD_GATEWAY_REFRESH",
+                DEFAULT_GATEWAY_REFRESH,
+                minimum=timedelta(seconds=1),
+            ),
         )
+
+
+def format_listen(address: tuple[str, int]) -> str:
+    """``(host, port)`` as ``host:port`` (IPv6 hosts in brackets)."""
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_listen(value: str, *, name: str = "CERTWARD_LISTEN") -> tuple[str, int]:
