@@ -362,10 +362,13 @@ class ManagedCertificate(Base):
 
 
 class TlsCertificate(Base):
-    """An app's own certificate for custom domains: uploaded, or born from a CSR.
+    """An app's own certificate for custom domains: uploaded, born from a CSR, or ordered
+    from the ACME CA.
 
     A CSR-born one is ``pending`` (key and CSR, no certificate) until the signed
-    certificate is uploaded; its key never leaves certward.
+    certificate is uploaded; its key never leaves certward. An ACME one is renewed by
+    the worker from ``renew_after`` on (claimed like a managed certificate, failures
+    retried with backoff); the renewal is a new row.
     """
 
     __tablename__ = "tls_certificates"
@@ -373,11 +376,12 @@ class TlsCertificate(Base):
         CheckConstraint(f"length(key_id) = {KEY_ID_LENGTH}", name="key_id_length"),
         Index(None, "app_id", "not_after"),
         Index(None, "not_after"),
+        Index(None, "renew_after"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
-    origin: Mapped[str] = mapped_column(String(16))  # "upload" or "csr"
+    origin: Mapped[str] = mapped_column(String(16))  # "upload", "csr" or "acme"
     description: Mapped[str] = mapped_column(String(1000), default="", server_default="")
     common_name: Mapped[str | None] = mapped_column(String(255))
     sans: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -395,6 +399,13 @@ class TlsCertificate(Base):
     key_id: Mapped[str] = mapped_column(String(KEY_ID_LENGTH), index=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # Automatic renewal (ACME certificates only; NULL renew_after: never renewed here).
+    renew_after: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None]
 
 
 class CustomDomain(Base):

@@ -1,7 +1,10 @@
-"""The renewal worker: renews due managed certificates, pass after pass, until stopped.
+"""The renewal worker: renews due certificates, pass after pass, until stopped.
 
-Each pass also queues and sends expiry webhooks (`certward.services.notifications`):
-delivered at least once, retried with backoff.
+Each pass renews due managed certificates (and issues those whose first ACME order
+failed), then due ACME certificates of custom domains
+(`certward.services.tls_certificates.renew_due_acme`), deletes HTTP-01 challenges
+that expired (left by orders that died), and queues and sends expiry webhooks
+(`certward.services.notifications`): delivered at least once, retried with backoff.
 
 ``certward worker`` runs it in the foreground (until SIGTERM or SIGINT); ``certward
 serve`` runs the same loop in a background thread that stops with the server. Any
@@ -22,8 +25,10 @@ from dataclasses import dataclass
 import httpx
 
 from certward.services import notifications
+from certward.services.acme_issuing import sweep_challenges
 from certward.services.context import Context
 from certward.services.managed import RenewalReport, renew_due
+from certward.services.tls_certificates import renew_due_acme
 
 BATCH = 500  # certificates claimed per transaction (issued in ~0.1 s, far within the lease)
 log = logging.getLogger("certward.worker")
@@ -64,13 +69,19 @@ class RenewalWorker:
         return f"RenewalWorker(name={self.name!r})"
 
     def run_pass(self) -> PassReport:
-        """Renew batches until fewer than a batch are due (what failed waits for backoff)."""
+        """Renew batches until fewer than a batch are due (what failed waits for backoff),
+        managed certificates first, then ACME certificates of custom domains; then sweep
+        expired challenges."""
         total = PassReport()
-        while not self._stop.is_set():
-            report = renew_due(self.ctx, worker=self.name, limit=self.batch)
-            total = total.add(report)
-            if report.claimed < self.batch:
-                break
+        for renew in (renew_due, renew_due_acme):
+            while not self._stop.is_set():
+                report = renew(self.ctx, worker=self.name, limit=self.batch)
+                total = total.add(report)
+                if report.claimed < self.batch:
+                    break
+        swept = sweep_challenges(self.ctx)
+        if swept:
+            log.info("deleted %d expired ACME challenge(s)", swept)
         return total
 
     def notify(self, client: httpx.Client) -> None:

@@ -1,5 +1,6 @@
-"""The ACME issuer against Debian's pebble on loopback: HTTP-01 through the in-process
-responder, names resolved by pebble-challtestsrv's DNS server to 127.0.0.1."""
+"""The ACME issuer against Debian's pebble on loopback: HTTP-01 challenges published in
+the database and answered by certward's API over real HTTP, names resolved by
+pebble-challtestsrv's DNS server to 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -10,10 +11,16 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from sqlalchemy import func, select
 
+from certward.api import create_app
 from certward.issuing import ca
-from certward.issuing.acme import AcmeError, AcmeIssuer, Http01Responder
-from tests.material.pebble import Pebble, pebble_root, run_pebble
+from certward.issuing.acme import AcmeError, AcmeIssuer
+from certward.model import AcmeChallenge
+from certward.platform import Platform, open_platform
+from certward.services.acme_issuing import DatabaseChallengeResponder
+from certward.settings import Settings
+from tests.material.pebble import Pebble, Served, free_port, pebble_root, run_pebble, serve_http
 
 pytestmark = [pytest.mark.external("pebble"), pytest.mark.slow]
 
@@ -21,28 +28,52 @@ HOST = "shop-production.apps.test"
 
 
 @pytest.fixture
-def responder() -> Iterator[Http01Responder]:
-    """The in-process HTTP-01 responder on a free loopback port."""
-    with Http01Responder("127.0.0.1", 0) as running:
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    """A certward installation (SQLite) whose database holds the published challenges."""
+    opened = open_platform(Settings.from_env({"CERTWARD_DATA_DIR": str(tmp_path / "data")}))
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+def served(platform: Platform) -> Iterator[Served]:
+    """certward's API on a free loopback port: where pebble fetches the challenges."""
+    with serve_http(create_app(platform.context), free_port()) as running:
         yield running
 
 
 @pytest.fixture
-def pebble(tmp_path: Path, responder: Http01Responder) -> Iterator[Pebble]:
-    """pebble and pebble-challtestsrv on loopback, validating against ``responder``."""
-    with run_pebble(tmp_path, http_port=responder.port) as running:
+def pebble(tmp_path: Path, served: Served) -> Iterator[Pebble]:
+    """pebble and pebble-challtestsrv on loopback, validating against ``served``."""
+    with run_pebble(tmp_path / "pebble", http_port=served.port) as running:
         yield running
 
 
-def test_issues_through_pebble_with_http01(pebble: Pebble, responder: Http01Responder) -> None:
-    """A certificate for the hostname comes back from pebble and chains to pebble's root."""
-    issuer = AcmeIssuer(
+def published(platform: Platform) -> int:
+    with platform.context.database.reading() as session:
+        return session.scalar(select(func.count()).select_from(AcmeChallenge)) or 0
+
+
+def issuer_for(
+    pebble: Pebble, responder: object, account_key: ca.ec.EllipticCurvePrivateKey | None = None
+) -> AcmeIssuer:
+    return AcmeIssuer(
         directory_url=pebble.directory_url,
-        account_key=ca.generate_key(),
-        responder=responder,
+        account_key=account_key or ca.generate_key(),
+        responder=responder,  # type: ignore[arg-type]
         ca_bundle=pebble.ca_bundle,
         timeout=timedelta(seconds=20),
     )
+
+
+def test_issues_through_pebble_with_http01(
+    platform: Platform, served: Served, pebble: Pebble
+) -> None:
+    """A certificate for the hostname comes back from pebble and chains to pebble's root;
+    pebble fetched the challenge from the API over HTTP, and the row is withdrawn."""
+    issuer = issuer_for(pebble, DatabaseChallengeResponder(platform.context))
     key = ca.generate_key()
 
     certificate_pem, chain_pem = issuer.issue([HOST], key)
@@ -55,20 +86,15 @@ def test_issues_through_pebble_with_http01(pebble: Pebble, responder: Http01Resp
     path = [leaf, *chain, pebble_root(pebble)]
     for child, parent in itertools.pairwise(path):
         child.verify_directly_issued_by(parent)
-    assert responder.published == 0, "tokens are withdrawn after the order"
+    assert (HOST, 200) in served.challenge_fetches, served.challenge_fetches
+    assert published(platform) == 0, "challenges are withdrawn after the order"
 
 
-def test_second_order_reuses_the_account(pebble: Pebble, responder: Http01Responder) -> None:
+def test_second_order_reuses_the_account(platform: Platform, pebble: Pebble) -> None:
     """A second issuer with the same account key finds the existing account and issues."""
     account_key = ca.generate_key()
     for _ in range(2):
-        issuer = AcmeIssuer(
-            directory_url=pebble.directory_url,
-            account_key=account_key,
-            responder=responder,
-            ca_bundle=pebble.ca_bundle,
-            timeout=timedelta(seconds=20),
-        )
+        issuer = issuer_for(pebble, DatabaseChallengeResponder(platform.context), account_key)
         certificate_pem, _ = issuer.issue([f"api.{HOST}"], ca.generate_key())
         assert f"api.{HOST}" in str(
             x509.load_pem_x509_certificate(certificate_pem.encode())
@@ -77,22 +103,18 @@ def test_second_order_reuses_the_account(pebble: Pebble, responder: Http01Respon
         )
 
 
-def test_failed_validation_is_an_acme_error(pebble: Pebble) -> None:
-    """When the challenge is never served, issuance fails with one readable AcmeError."""
+def test_failed_validation_is_an_acme_error(served: Served, pebble: Pebble) -> None:
+    """When the challenge is never published, pebble's fetch gets 404 and issuance fails
+    with one readable AcmeError."""
 
     class Silent:
         def publish(self, token: str, key_authorization: str) -> None:
-            """Serve nothing."""
+            """Publish nothing."""
 
         def withdraw(self, token: str) -> None:
             """Nothing to withdraw."""
 
-    issuer = AcmeIssuer(
-        directory_url=pebble.directory_url,
-        account_key=ca.generate_key(),
-        responder=Silent(),
-        ca_bundle=pebble.ca_bundle,
-        timeout=timedelta(seconds=20),
-    )
     with pytest.raises(AcmeError, match="did not issue"):
-        issuer.issue([HOST], ca.generate_key())
+        issuer_for(pebble, Silent()).issue([HOST], ca.generate_key())
+    assert served.challenge_fetches
+    assert {status for _, status in served.challenge_fetches} == {404}

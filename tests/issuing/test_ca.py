@@ -171,6 +171,34 @@ def test_serials_differ(intermediate: ca.Authority) -> None:
     assert len(serials) == 20
 
 
+def test_one_issuer_prepares_once_and_issues_the_same_profile_for_every_hostname(
+    intermediate: ca.Authority,
+) -> None:
+    """A `ServerCertificateIssuer` reused for many hostnames gives each the profile a
+    one-off issuance gives (the same extensions, criticality and values; its own SAN,
+    subject and serial), and `certificate_pem` writes what ``public_bytes(PEM)`` does."""
+    issuer = ca.ServerCertificateIssuer(intermediate, LOCATIONS)
+    one_off = issue(intermediate).certificate
+    shared = {e.oid: e for e in one_off.extensions if e.oid != x509.SubjectAlternativeName.oid}
+    serials = set()
+    for hostname in (HOST, "api." + HOST, LONG_HOST):
+        issued = issuer.issue(hostname, at=NOW, lifetime=WEEK)
+        certificate = issued.certificate
+        assert issued.chain == (intermediate.certificate,)
+        assert {e.oid: e for e in certificate.extensions if e.oid in shared} == shared
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        assert san.value.get_values_for_type(x509.DNSName) == [hostname]
+        assert san.critical == (hostname == LONG_HOST)
+        assert certificate.issuer == intermediate.certificate.subject
+        assert certificate.public_key() == issued.private_key.public_key()
+        certificate.verify_directly_issued_by(intermediate.certificate)
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+        assert ca.certificate_pem(der) == pem
+        serials.add(certificate.serial_number)
+    assert len(serials) == 3
+
+
 def test_long_hostname_goes_into_a_critical_san_with_an_empty_subject(
     intermediate: ca.Authority,
 ) -> None:

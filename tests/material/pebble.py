@@ -1,8 +1,11 @@
 """pebble (Debian's ACME test CA) and pebble-challtestsrv (its DNS, every name
-127.0.0.1) on loopback, for tests that issue through ACME::
+127.0.0.1) on loopback, for tests that issue through ACME, and certward's API served
+over real HTTP where pebble validates HTTP-01 challenges::
 
-    with run_pebble(tmp_path, http_port=responder.port) as pebble:
+    port = free_port()
+    with serve_http(api.app, port) as served, run_pebble(tmp_path, http_port=port) as pebble:
         ...  # pebble.directory_url, pebble.ca_bundle, pebble_root(pebble)
+        served.challenge_fetches  # what pebble fetched from /.well-known/acme-challenge/
         pebble.stop()  # to test an unreachable CA
 
 Requires both programs via ``require_tool`` (skip, or fail when ``CI=true``).
@@ -16,6 +19,7 @@ import os
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,11 +29,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from certward.issuing import ca
+from certward.issuing.acme import CHALLENGE_PATH
 from tests.material.tools import require_tool
 
 STARTUP_SECONDS = 15.0
@@ -204,3 +211,52 @@ def pebble_root(pebble: Pebble) -> x509.Certificate:
     answer = httpx.get(f"{pebble.management_url}/roots/0", verify=context, timeout=10)
     answer.raise_for_status()
     return x509.load_pem_x509_certificate(answer.content)
+
+
+@dataclass(slots=True, kw_only=True)
+class Served:
+    """An ASGI application served over HTTP on loopback, and what was fetched from it.
+
+    ``challenge_fetches`` lists the host name (without port) and status of every request
+    for ``/.well-known/acme-challenge/…`` (pebble's validation requests), in order.
+    """
+
+    port: int
+    challenge_fetches: list[tuple[str, int]] = field(default_factory=list)
+
+
+@contextmanager
+def serve_http(app: ASGIApp, port: int) -> Iterator[Served]:
+    """Serve ``app`` with uvicorn on 127.0.0.1:``port`` in a background thread (what
+    ``certward serve`` runs), recording the challenge requests it answers."""
+    served = Served(port=port)
+
+    async def recording(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(CHALLENGE_PATH):
+            await app(scope, receive, send)
+            return
+        host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").rsplit(":", 1)[0]
+
+        async def noting_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                served.challenge_fetches.append((host, int(str(message["status"]))))
+            await send(message)
+
+        await app(scope, receive, noting_status)
+
+    config = uvicorn.Config(
+        recording, host="127.0.0.1", port=port, lifespan="off", log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn:{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail(f"certward's API did not start serving on 127.0.0.1:{port}")
+        time.sleep(0.02)
+    try:
+        yield served
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

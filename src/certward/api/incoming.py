@@ -9,7 +9,12 @@ from starlette.concurrency import run_in_threadpool
 
 from certward.api.deps import ContextDep, PrincipalDep, read_upload_form, url_without_nul
 from certward.api.routes import _FILE, ENV, _multipart
-from certward.api.schemas import CustomDomainCreate, TlsCertificateReplace, TlsCsrCreate
+from certward.api.schemas import (
+    CustomDomainCreate,
+    TlsAcmeCreate,
+    TlsCertificateReplace,
+    TlsCsrCreate,
+)
 from certward.expiry import CertificateStatus
 from certward.services import domains, tls_certificates
 from certward.services.domains import DomainView
@@ -74,6 +79,19 @@ def create_tls_csr(
         sans=body.sans,
         key_type=body.key_type,
         description=body.description,
+    )
+
+
+@router.post(TLS + "/acme", status_code=201, tags=["tls certificates"])
+def order_acme_tls_certificate(
+    app: str, body: TlsAcmeCreate, ctx: ContextDep, who: PrincipalDep
+) -> TlsCertificateView:
+    """A certificate for ``sans`` from the platform's ACME CA (HTTP-01: every name must
+    resolve to the platform already), with a key certward generates and keeps; renewed
+    automatically. 409 ``acme-not-configured``; 503 ``issuer-unavailable`` when the CA
+    cannot be reached or does not issue."""
+    return tls_certificates.order_from_acme(
+        ctx, who, app, sans=body.sans, description=body.description
     )
 
 

@@ -7,10 +7,10 @@ order with a CSR signed by the certificate's key. It returns the certificate and
 chain above it as the ACME server sent them: certward never fetches URLs it finds in
 certificates (no AIA chasing, no alternate chains).
 
-`Http01Responder` is the in-process responder: a small threaded HTTP server that
-answers ``GET /.well-known/acme-challenge/<token>`` with the key authorization
-published for that token and 404 for everything else. A data plane that serves the
-challenges itself implements `ChallengeResponder` instead.
+The responder only publishes and withdraws key authorizations; whatever answers
+``GET /.well-known/acme-challenge/<token>`` on port 80 of the names (the data plane)
+serves them. certward's responder publishes them in the database
+(`certward.services.acme_issuing.DatabaseChallengeResponder`).
 
 The ACME server's TLS certificate is verified against ``ca_bundle`` when given (a test
 CA such as pebble's), otherwise against the system's trusted roots.
@@ -23,9 +23,8 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from acme import challenges, client, errors, messages
 from cryptography import x509
@@ -40,11 +39,17 @@ DEFAULT_TIMEOUT = _dt.timedelta(seconds=90)
 NETWORK_TIMEOUT_SECONDS = 30
 CHALLENGE_PATH = "/.well-known/acme-challenge/"
 
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,255}")  # base64url, no padding (RFC 8555 §8.3)
 
 
 class AcmeError(Exception):
     """The ACME CA did not issue: the sentence says why."""
+
+
+def is_challenge_token(token: str) -> bool:
+    """Whether ``token`` can be an HTTP-01 token: 1-255 base64url characters, so it is
+    safe in a URL path and a database key as it is."""
+    return _TOKEN.fullmatch(token) is not None
 
 
 class ChallengeResponder(Protocol):
@@ -99,11 +104,22 @@ class AcmeIssuer:
         except errors.Error as exc:
             raise AcmeError(f"The ACME CA did not issue for {', '.join(names)}: {exc}") from exc
         except OSError as exc:  # requests' connection errors are OSErrors too
-            raise AcmeError(f"The ACME CA at {self._directory_url} is unreachable: {exc}") from exc
+            raise AcmeError(
+                f"The ACME CA at {self._directory_url} is unreachable, so nothing was issued "
+                f"for {', '.join(names)}: {exc}"
+            ) from exc
         return issued.certificate_pem, issued.chain_pem
 
     def _issue(self, names: list[str], key: ec.EllipticCurvePrivateKey) -> AcmeCertificate:
-        acme = self._client()
+        network = self._network()
+        try:
+            return self._order(self._client(network), names, key)
+        finally:
+            network.session.close()  # every connection closed now, none left to the collector
+
+    def _order(
+        self, acme: client.ClientV2, names: list[str], key: ec.EllipticCurvePrivateKey
+    ) -> AcmeCertificate:
         order = acme.new_order(_csr_pem(names, key))
         published: list[str] = []
         try:
@@ -123,7 +139,7 @@ class AcmeIssuer:
                 self._responder.withdraw(token)
         return _split(finalized.fullchain_pem, key, names)
 
-    def _client(self) -> client.ClientV2:
+    def _network(self) -> client.ClientNetwork:
         network = client.ClientNetwork(
             self._jwk,
             alg=ES256,
@@ -133,100 +149,15 @@ class AcmeIssuer:
         if self._ca_bundle is not None:
             # Passed on as requests' ``verify``, which takes a CA bundle path as well.
             network.verify_ssl = str(self._ca_bundle)  # type: ignore[assignment]
+        return network
+
+    def _client(self, network: client.ClientNetwork) -> client.ClientV2:
         acme = client.ClientV2(client.ClientV2.get_directory(self._directory_url, network), network)
         with self._lock:
             if self._account is None:
                 self._account = _register(acme, self._contact)
             network.account = self._account
         return acme
-
-
-class Http01Responder:
-    """The in-process HTTP-01 responder: serves published tokens on ``host:port``.
-
-    Use as a context manager (or `start` / `stop`); port 0 picks a free port, read it
-    back from `port`.
-    """
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 8080) -> None:
-        self._tokens: dict[str, str] = {}
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), _handler(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        """The TCP port the responder listens on."""
-        return int(self._server.server_address[1])
-
-    def publish(self, token: str, key_authorization: str) -> None:
-        """Serve ``key_authorization`` for ``token``."""
-        if not _TOKEN.fullmatch(token):
-            raise ValueError("an ACME challenge token is base64url text")
-        with self._lock:
-            self._tokens[token] = key_authorization
-
-    def withdraw(self, token: str) -> None:
-        """Stop serving ``token``."""
-        with self._lock:
-            self._tokens.pop(token, None)
-
-    @property
-    def published(self) -> int:
-        """How many tokens are served right now."""
-        with self._lock:
-            return len(self._tokens)
-
-    def lookup(self, token: str) -> str | None:
-        """The key authorization published for ``token``, if any."""
-        with self._lock:
-            return self._tokens.get(token)
-
-    def start(self) -> None:
-        """Serve in a background thread."""
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, name="acme-http01", daemon=True
-            )
-            self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> Http01Responder:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-
-def _handler(responder: Http01Responder) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "certward-acme-http01"
-        sys_version = ""
-
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            token = path[len(CHALLENGE_PATH) :] if path.startswith(CHALLENGE_PATH) else ""
-            answer = responder.lookup(token) if _TOKEN.fullmatch(token) else None
-            body = (answer if answer is not None else "not found\n").encode("ascii")
-            self.send_response(200 if answer is not None else 404)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # quiet: the ACME CA polls; failures surface in the order's status
-
-    return Handler
 
 
 def _register(acme: client.ClientV2, contact: Sequence[str]) -> messages.RegistrationResource:

@@ -1,30 +1,53 @@
-"""Managed certificates from an ACME CA, when ``CERTWARD_ACME_DIRECTORY`` is set.
+"""Certificates from an ACME CA, when ``CERTWARD_ACME_DIRECTORY`` is set: the account, the
+process's issuer, and HTTP-01 challenges published in the database.
 
-The ACME account key is generated once and kept in ``<data dir>/acme-account.key``
-(mode 0600, written atomically) as an envelope sealed by the secret store, so the
-account survives restarts. A file that no longer decrypts (another master key, an
-edited file) is an error that says so: certward never silently registers a new
-account in its place. A file sealed with a retired master key is resealed with the
-active one when read (after ``certward keys rotate``).
+**Account.** The ACME account key is generated once and kept in
+``<data dir>/acme-account.key`` (mode 0600, written atomically) as an envelope sealed by
+the secret store, so the account survives restarts. A file that no longer decrypts
+(another master key, an edited file) is an error that says so: certward never silently
+registers a new account in its place. A file sealed with a retired master key is
+resealed with the active one when read (after ``certward keys rotate``).
 
-One `Http01Responder` per listen address (``CERTWARD_ACME_HTTP_LISTEN``) and one
-`AcmeIssuer` per directory serve the whole process: both are made on first use and
-reused by every issuance, the API's and the renewal worker's. `close_acme` stops them
-(for tests and orderly shutdown).
+**Challenges.** The ACME CA validates a name by fetching
+``http://<name>/.well-known/acme-challenge/<token>``, and whatever answers port 80 for
+that name is the data plane (the embedded gateway, or nginx proxying that location to
+certward's API), not the process that placed the order. So `DatabaseChallengeResponder`
+publishes each key authorization as an ``acme_challenges`` row, and withdraws it, each
+in its own short transaction: the order itself runs outside any transaction (it can
+take a minute), and every data-plane process, whichever replica, answers with
+`challenge_response`. A row expires after `CHALLENGE_LIFETIME`: what an order that
+died left behind is never answered again, and the worker's pass deletes it
+(`sweep_challenges`).
+
+**Issuer.** One `AcmeIssuer` per database and directory serves the whole process (the
+account is looked up once): every order, the API's and the renewal worker's, goes
+through `order_certificate`. `close_acme` forgets them (for tests).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from certward.errors import ConfigurationError, SecretError
-from certward.issuing.acme import AcmeError, AcmeIssuer, Http01Responder
+from certward.issuing.acme import (
+    DEFAULT_TIMEOUT,
+    AcmeError,
+    AcmeIssuer,
+    is_challenge_token,
+)
 from certward.issuing.ca import generate_key
+from certward.model import AcmeChallenge
 from certward.pki.convert import private_key_der
 from certward.secrets import SecretBox, associated_data
 from certward.services.context import Context
@@ -32,27 +55,54 @@ from certward.services.context import Context
 ACCOUNT_KEY_FILE = "acme-account.key"
 ACCOUNT_KEY_AAD = associated_data("acme", "account", "private_key")
 MAX_ACCOUNT_KEY_FILE_BYTES = 16 * 1024
+# Longer than an order may take (its polling timeout plus the requests around it).
+CHALLENGE_LIFETIME = DEFAULT_TIMEOUT + timedelta(minutes=5)
+MAX_KEY_AUTHORIZATION_LENGTH = 512  # the column; a real one is token + "." + 43 characters
 
 _lock = threading.Lock()
-_responders: dict[tuple[str, int], Http01Responder] = {}
-_issuers: dict[tuple[str, str, str | None, str, int], AcmeIssuer] = {}
+_issuers: dict[tuple[int, str, str, str | None], AcmeIssuer] = {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcmeOrder:
+    """A certificate the ACME CA issued, the chain it sent above it, and the key."""
+
+    certificate: x509.Certificate
+    chain_pem: str
+    private_key: ec.EllipticCurvePrivateKey = field(repr=False)
 
 
 def acme_enabled(ctx: Context) -> bool:
-    """Whether managed certificates come from an ACME CA."""
+    """Whether certificates come from an ACME CA."""
     return ctx.settings.acme_directory is not None
 
 
+def order_certificate(ctx: Context, hostnames: Sequence[str]) -> AcmeOrder:
+    """A fresh ECDSA P-256 key and a certificate for ``hostnames`` from the ACME CA.
+
+    Holds no transaction while it talks to the CA (challenges are published in their
+    own). `AcmeError`, saying why, when ACME is not configured or the CA does not issue.
+    """
+    key = generate_key()
+    certificate_pem, chain_pem = acme_issuer(ctx).issue(hostnames, key)
+    return AcmeOrder(
+        certificate=x509.load_pem_x509_certificate(certificate_pem.encode("ascii")),
+        chain_pem=chain_pem,
+        private_key=key,
+    )
+
+
 def acme_issuer(ctx: Context) -> AcmeIssuer:
-    """The process-wide issuer for the configured ACME directory; `AcmeError` if it cannot
-    be prepared (account key unreadable, responder address taken)."""
+    """The process-wide issuer for the configured ACME directory; `AcmeError` when ACME
+    is not configured or the account key cannot be read."""
     settings = ctx.settings
     directory = settings.acme_directory
     if directory is None:
-        raise ValueError("CERTWARD_ACME_DIRECTORY is not set")
+        raise AcmeError("No ACME CA is configured (CERTWARD_ACME_DIRECTORY is not set).")
     bundle = None if settings.acme_ca_bundle is None else str(settings.acme_ca_bundle)
-    address = (settings.acme_http_host, settings.acme_http_port)
-    cache_key = (str(settings.data_dir.absolute()), directory, bundle, *address)
+    # The issuer keeps the context (through its responder) alive, so the id of its
+    # database cannot be reused by another while it is cached.
+    cache_key = (id(ctx.database), str(settings.data_dir.absolute()), directory, bundle)
     with _lock:
         issuer = _issuers.get(cache_key)
         if issuer is None:
@@ -63,7 +113,7 @@ def acme_issuer(ctx: Context) -> AcmeIssuer:
             issuer = AcmeIssuer(
                 directory_url=directory,
                 account_key=account_key,
-                responder=_responder(*address),
+                responder=DatabaseChallengeResponder(ctx),
                 ca_bundle=settings.acme_ca_bundle,
             )
             _issuers[cache_key] = issuer
@@ -71,28 +121,87 @@ def acme_issuer(ctx: Context) -> AcmeIssuer:
 
 
 def close_acme() -> None:
-    """Stop every responder and forget every issuer of this process."""
+    """Forget every issuer of this process (the next order looks its account up again)."""
     with _lock:
-        for responder in _responders.values():
-            responder.stop()
-        _responders.clear()
         _issuers.clear()
 
 
-def _responder(host: str, port: int) -> Http01Responder:
-    """The running responder on ``host:port`` (caller holds ``_lock``)."""
-    responder = _responders.get((host, port))
-    if responder is None:
-        try:
-            responder = Http01Responder(host, port)
-        except OSError as exc:
-            raise AcmeError(
-                f"The HTTP-01 challenge responder cannot listen on {host}:{port} "
-                f"(CERTWARD_ACME_HTTP_LISTEN): {exc.strerror or exc}."
-            ) from exc
-        responder.start()
-        _responders[(host, port)] = responder
-    return responder
+# -- HTTP-01 challenges ---------------------------------------------------------------------
+
+
+class DatabaseChallengeResponder:
+    """Publishes HTTP-01 key authorizations as ``acme_challenges`` rows for the data plane.
+
+    Each `publish` and `withdraw` is one short transaction of its own, committed before
+    the ACME CA is told to validate, so any process reading the database answers it.
+    """
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def __repr__(self) -> str:
+        return "DatabaseChallengeResponder()"
+
+    def publish(self, token: str, key_authorization: str) -> None:
+        """Answer ``token`` with ``key_authorization`` for `CHALLENGE_LIFETIME` from now."""
+        if not is_challenge_token(token):
+            raise ValueError("an ACME challenge token is 1-255 base64url characters")
+        if (
+            not key_authorization.isascii()
+            or not key_authorization.isprintable()
+            or not 0 < len(key_authorization) <= MAX_KEY_AUTHORIZATION_LENGTH
+        ):
+            raise ValueError("a key authorization is short printable ASCII")
+        now = self._ctx.clock.now()
+        with self._ctx.database.transaction() as session:
+            session.merge(
+                AcmeChallenge(
+                    token=token,
+                    key_authorization=key_authorization,
+                    created_at=now,
+                    expires_at=now + CHALLENGE_LIFETIME,
+                )
+            )
+
+    def withdraw(self, token: str) -> None:
+        """Stop answering ``token`` (nothing happens when it is not published)."""
+        with self._ctx.database.transaction() as session:
+            session.execute(delete(AcmeChallenge).where(AcmeChallenge.token == token))
+
+
+def challenge_response(session: Session, token: str, at: datetime) -> str | None:
+    """The key authorization to answer ``GET /.well-known/acme-challenge/<token>`` with at
+    ``at``, or None (answer 404): unknown, expired, or not a token at all.
+
+    What the data plane calls, in a reading session of its own.
+    """
+    if not is_challenge_token(token):
+        return None
+    return session.scalar(
+        select(AcmeChallenge.key_authorization).where(
+            AcmeChallenge.token == token, AcmeChallenge.expires_at > at
+        )
+    )
+
+
+def answer_challenge(ctx: Context, token: str) -> str | None:
+    """`challenge_response` now, in a reading session (the API's route)."""
+    if not is_challenge_token(token):
+        return None  # not worth a database round trip
+    with ctx.database.reading() as session:
+        return challenge_response(session, token, ctx.clock.now())
+
+
+def sweep_challenges(ctx: Context) -> int:
+    """Delete expired challenge rows (left by orders that died); how many were deleted."""
+    with ctx.database.transaction() as session:
+        result = session.execute(
+            delete(AcmeChallenge).where(AcmeChallenge.expires_at <= ctx.clock.now())
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+# -- the account key ------------------------------------------------------------------------
 
 
 def load_or_create_account_key(data_dir: Path, box: SecretBox) -> ec.EllipticCurvePrivateKey:

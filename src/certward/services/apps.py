@@ -167,6 +167,15 @@ def delete_app(ctx: Context, principal: Principal, name: str) -> None:
 def create_environment(
     ctx: Context, principal: Principal, app_name: str, *, name: str, upstream: str
 ) -> EnvironmentView:
+    """Create the environment with its default hostname and its managed certificate.
+
+    From the built-in CA the certificate is issued in the same transaction. From an ACME
+    CA the environment and a pending certificate row commit first, and only then is the
+    certificate ordered, holding no transaction (an order can take a minute, and on
+    SQLite a transaction held that long would stop every other writer): its outcome is
+    stored in a second short transaction, and a failure is retried by the renewal worker
+    with backoff. Either way the environment exists when this returns.
+    """
     check_label(name, "environment name")
     check_upstream(upstream)
     with ctx.database.transaction() as session:
@@ -200,7 +209,7 @@ def create_environment(
         )
         session.add(environment)
         _flush(session, f"App {app_name!r} already has an environment called {name!r}.")
-        managed.issue_for_environment(session, ctx, environment)
+        pending = managed.issue_for_environment(session, ctx, environment)
         audit.record(
             session,
             ctx,
@@ -211,7 +220,10 @@ def create_environment(
             app_id=app.id,
             after={"name": name, "upstream": upstream, "hostname": hostname},
         )
-        return _environment_view(app, environment)
+        view = _environment_view(app, environment)
+    if pending is not None:
+        managed.complete_issuance(ctx, pending)
+    return view
 
 
 def list_environments(ctx: Context, principal: Principal, app_name: str) -> list[EnvironmentView]:

@@ -29,6 +29,7 @@ from certward.errors import NotFound, SecretError
 from certward.issuing.ca import (
     Authority,
     IssuerLocations,
+    ServerCertificateIssuer,
     create_intermediate,
     create_root,
     sign_crl,
@@ -92,13 +93,15 @@ class PlatformCaView:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IssuingCa:
     """The active intermediate, ready to sign: its key, the chain served above what it
-    issues, and the URLs written into what it issues."""
+    issues, the URLs written into what it issues, and ``server_certificates``, which
+    issues under it with everything its certificates share prepared once."""
 
     id: str
     authority: Authority
     chain: tuple[x509.Certificate, ...]
     chain_pem: str
     locations: IssuerLocations
+    server_certificates: ServerCertificateIssuer
 
 
 def ensure_platform_ca(ctx: Context) -> PlatformCaView:
@@ -162,12 +165,16 @@ def issuing_ca(session: Session, ctx: Context) -> IssuingCa:
     row = _active(session, INTERMEDIATE)
     if row is None:
         raise NotFound("The platform CA has no active intermediate.", code="no-platform-ca")
+    authority = _authority(ctx, row)
+    chain = (authority.certificate,)
+    locations = locations_of(ctx, row.id)
     return IssuingCa(
         id=row.id,
-        authority=_authority(ctx, row),
-        chain=(x509.load_pem_x509_certificate(row.certificate_pem.encode()),),
+        authority=authority,
+        chain=chain,
         chain_pem=row.certificate_pem,
-        locations=locations_of(ctx, row.id),
+        locations=locations,
+        server_certificates=ServerCertificateIssuer(authority, locations, chain=chain),
     )
 
 
