@@ -2,9 +2,14 @@
 
 A snapshot is what a restart applies: the client certificates (by id and
 fingerprint, with their pins, call names and descriptions), the certificate
-authorities, and the PKCS12 profile runtimes read. It holds no secret. Its canonical
-JSON has a SHA-256 digest that names an applied version; `diff` lists what a restart
-would change. Pure: no database, no clock.
+authorities, the PKCS12 profile runtimes read, and the path rules the data plane
+enforces for incoming requests. It holds no secret. Its canonical JSON has a SHA-256
+digest that names an applied version; `diff` lists what a restart would change. Pure:
+no database, no clock.
+
+Path rules joined the snapshot after versions had been applied without them: their key
+is left out of the canonical JSON while there are none, so every version applied
+before keeps its digest (and a restart with nothing staged stays a no-op).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+from certward.dataplane.state import RuleKind
 
 
 class ChangeKind(StrEnum):
@@ -59,6 +66,25 @@ class AuthorityState:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PathRuleState:
+    """One path rule: ``profile`` names an access profile exactly when ``rule`` is PROFILE."""
+
+    prefix: str
+    rule: RuleKind
+    profile: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"rule"}`` or ``{"rule", "profile"}``: the form the API takes and shows."""
+        if self.profile is None:
+            return {"rule": self.rule.value}
+        return {"rule": self.rule.value, "profile": self.profile}
+
+    @classmethod
+    def from_json(cls, prefix: str, data: dict[str, Any]) -> PathRuleState:
+        return cls(prefix=prefix, rule=RuleKind(data["rule"]), profile=data.get("profile"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Change:
     """One difference between the applied and the staged configuration."""
 
@@ -86,6 +112,7 @@ class EnvironmentSnapshot:
     client_certificates: tuple[ClientCertificateState, ...]
     authorities: tuple[AuthorityState, ...]
     no_client_certificate: tuple[str, ...] = ()
+    path_rules: tuple[PathRuleState, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -95,14 +122,23 @@ class EnvironmentSnapshot:
         object.__setattr__(
             self, "no_client_certificate", tuple(sorted(set(self.no_client_certificate)))
         )
+        prefixes = [r.prefix for r in self.path_rules]
+        if len(set(prefixes)) != len(prefixes):
+            raise ValueError("a snapshot has one path rule per prefix")
+        object.__setattr__(
+            self, "path_rules", tuple(sorted(self.path_rules, key=lambda r: r.prefix))
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "pkcs12_profile": self.pkcs12_profile,
             "client_certificates": [c.to_json() for c in self.client_certificates],
             "authorities": [a.to_json() for a in self.authorities],
             "no_client_certificate": list(self.no_client_certificate),
         }
+        if self.path_rules:  # absent while empty: older versions keep their digests
+            data["path_rules"] = path_rules_json(self.path_rules)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EnvironmentSnapshot:
@@ -127,6 +163,7 @@ class EnvironmentSnapshot:
                 for a in data["authorities"]
             ),
             no_client_certificate=tuple(data.get("no_client_certificate", ())),
+            path_rules=path_rules_from_json(data.get("path_rules") or {}),
         )
 
     def canonical_json(self) -> bytes:
@@ -175,7 +212,21 @@ def diff(applied: EnvironmentSnapshot | None, staged: EnvironmentSnapshot) -> li
         {a.id: a.to_json() for a in before.authorities},
         {a.id: a.to_json() for a in staged.authorities},
     )
+    changes += _diff_items(
+        "path_rule",
+        path_rules_json(before.path_rules),
+        path_rules_json(staged.path_rules),
+    )
     return changes
+
+
+def path_rules_json(rules: tuple[PathRuleState, ...]) -> dict[str, dict[str, Any]]:
+    """Path rules as the API writes them: ``{prefix: {"rule", "profile"?}}``."""
+    return {r.prefix: r.to_json() for r in rules}
+
+
+def path_rules_from_json(data: dict[str, Any]) -> tuple[PathRuleState, ...]:
+    return tuple(PathRuleState.from_json(prefix, rule) for prefix, rule in data.items())
 
 
 def _diff_items(

@@ -36,10 +36,18 @@ EXAMPLE_BODIES: dict[type[BaseModel], dict[str, Any]] = {
     schemas.TokenCreate: {"role": "viewer", "app": "bravo"},
     schemas.TlsCsrCreate: {"common_name": "probe.example.com", "key_type": "ec-p256"},
     schemas.TlsCertificateReplace: {"replacement_id": "00000000-0000-0000-0000-000000000000"},
+    schemas.TlsAcmeCreate: {"sans": ["probe.example.com"]},
     schemas.CustomDomainCreate: {
         "hostname": "probe.bravo-shop.example",
         "certificate_id": "00000000-0000-0000-0000-000000000000",
     },
+    schemas.AccessProfileCreate: {"name": "probe", "ip_ranges": ["10.9.0.0/16"]},
+    schemas.AccessProfileUpdate: {"ip_ranges": ["10.9.0.0/16"]},
+    schemas.ClientCaSelection: {"selected": []},
+    schemas.IpDenyProfileCreate: {"name": "probe", "ip_ranges": ["10.9.0.0/16"]},
+    schemas.IpDenyProfileUpdate: {"ip_ranges": ["10.9.0.0/16"]},
+    schemas.EnvironmentIpDenies: {"profiles": []},
+    schemas.PathRules: {"/probe": {"rule": "allow-all"}},
 }
 UNAUTHENTICATED_PATHS = {
     "/healthz",
@@ -50,6 +58,8 @@ UNAUTHENTICATED_PATHS = {
     f"{API}/platform/ca/certificates",
     f"{API}/platform/ca/{{ca_id}}/certificate",
     f"{API}/platform/ca/{{ca_id}}/crl",
+    # HTTP-01 answers: the ACME CA fetches them, with no token, through the data plane.
+    "/.well-known/acme-challenge/{token}",
 }
 GHOST_APP = "ghost"
 
@@ -142,6 +152,7 @@ def _build(api: Api, ca: TestCA) -> World:
         ),
         201,
     )
+    b_access = _restrict_access(api, ca)
     b_member = api.create_token("member", app="bravo", description="bravo's member")
     with api.context.database.reading() as session:
         app_id = session.scalar(select(App.id).where(App.name == "bravo"))
@@ -171,6 +182,7 @@ def _build(api: Api, ca: TestCA) -> World:
         b_tls["sha256_fingerprint"],
         "www.bravo-shop.example",
         "bravo's shop certificate",
+        *b_access.values(),
     )
     return World(
         a_tokens={
@@ -187,11 +199,69 @@ def _build(api: Api, ca: TestCA) -> World:
             "token_id": b_member.id,
             "tls_certificate_id": b_tls["id"],
             "hostname": "www.bravo-shop.example",
+            "profile": b_access["profile"],
+            "fingerprint": b_access["fingerprint"],
+            "deny_profile": b_access["deny_profile"],
         },
         b_secrets=b_secrets,
         a_upload=a_leaf.pkcs12("pw"),
         a_tls=ca.issue_leaf("probe.example.com", sans=["probe.example.com"]),
     )
+
+
+def _restrict_access(api: Api, ca: TestCA) -> dict[str, str]:
+    """B's access profile with a client CA, an IP deny profile, and path rules (staged and
+    applied); returns what identifies them."""
+    partner_ca = ca.intermediate(name="bravo partner client CA")
+    expect(
+        api.client.post(
+            api.app_url("bravo", "/access-profiles"),
+            json={"name": "bravo-office", "ip_ranges": ["198.51.100.0/24"]},
+            headers=api.admin_headers,
+        ),
+        201,
+    )
+    tree = expect(
+        api.client.post(
+            api.app_url("bravo", "/access-profiles/bravo-office/client-cas"),
+            files={"certificates": ("cas.pem", partner_ca.cert_pem())},
+            headers=api.admin_headers,
+        ),
+        201,
+    )
+    expect(
+        api.client.post(
+            api.app_url("bravo", "/ip-deny-profiles"),
+            json={"name": "bravo-blocklist", "ip_ranges": ["203.0.113.0/24"]},
+            headers=api.admin_headers,
+        ),
+        201,
+    )
+    expect(
+        api.client.put(
+            api.env_url("bravo", "bravo-live", "/ip-deny-profiles"),
+            json={"profiles": ["bravo-blocklist"]},
+            headers=api.admin_headers,
+        ),
+        200,
+    )
+    expect(
+        api.client.put(
+            api.env_url("bravo", "bravo-live", "/path-rules"),
+            json={"/bravo-internal/": {"rule": "profile", "profile": "bravo-office"}},
+            headers=api.admin_headers,
+        ),
+        200,
+    )
+    return {
+        "profile": "bravo-office",
+        "fingerprint": tree["certificates"][0]["sha256_fingerprint"],
+        "ca_subject": tree["certificates"][0]["subject"],
+        "office_range": "198.51.100.0/24",
+        "deny_profile": "bravo-blocklist",
+        "deny_range": "203.0.113.0/24",
+        "prefix": "/bravo-internal/",
+    }
 
 
 def _api_routes(api: Api) -> list[ApiRoute]:
@@ -245,6 +315,11 @@ def _multipart_probe(method: str, route: str, path: str, world: World) -> Probe:
     if route.endswith("/certificate-authorities"):
         ca_pem = TestCA.root(name="probe CA").cert_pem()
         return Probe(method=method, route=route, path=path, files={"file": ("ca.pem", ca_pem)})
+    if route.endswith("/client-cas"):
+        ca_pem = TestCA.root(name="probe client CA").cert_pem()
+        return Probe(
+            method=method, route=route, path=path, files={"certificates": ("cas.pem", ca_pem)}
+        )
     if route.endswith(("/tls-certificates", "/signed-certificate")):
         files = {"certificate": ("cert.pem", world.a_tls.full_chain_pem())}
         if route.endswith("/tls-certificates"):
@@ -264,6 +339,10 @@ def _b_state(api: Api) -> list[str]:
         api.env_url("bravo", "bravo-live", "/versions"),
         api.env_url("bravo", "bravo-live", "/domains"),
         api.app_url("bravo", "/tls-certificates"),
+        api.app_url("bravo", "/access-profiles"),
+        api.app_url("bravo", "/ip-deny-profiles"),
+        api.env_url("bravo", "bravo-live", "/ip-deny-profiles"),
+        api.env_url("bravo", "bravo-live", "/path-rules"),
         f"{API}/tokens?app=bravo",
     ]
     return [expect(api.client.get(p, headers=api.admin_headers), 200) for p in paths]

@@ -6,6 +6,8 @@ from fastapi import FastAPI
 
 from certward import __version__
 from certward.api import problems
+from certward.api.access import router as access_router
+from certward.api.acme_challenges import router as acme_challenges_router
 from certward.api.deps import PrincipalCache
 from certward.api.incoming import router as incoming_router
 from certward.api.inventory import router as inventory_router
@@ -13,6 +15,7 @@ from certward.api.limits import BodySizeLimit
 from certward.api.platform import router as platform_router
 from certward.api.routes import healthz, router
 from certward.services.context import Context
+from certward.web import mount_console
 
 # Room for a certificate, key and chain at the upload cap, plus multipart framing.
 _BODY_OVERHEAD = 64 * 1024
@@ -34,7 +37,10 @@ def create_app(context: Context) -> FastAPI:
     app.include_router(platform_router)
     app.include_router(incoming_router)
     app.include_router(inventory_router)
+    app.include_router(acme_challenges_router)
+    app.include_router(access_router)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+    mount_console(app, context)  # the web console at /, after every API route
     app.add_middleware(
         BodySizeLimit, max_bytes=3 * context.settings.max_upload_bytes + _BODY_OVERHEAD
     )

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, StrictInt, StrictStr
 
+from certward.dataplane.state import RuleKind
 from certward.pki.convert import Pkcs12Profile
 from certward.pki.csr import CsrKeyType
+from certward.services.access_profiles import (
+    MAX_CLIENT_CAS,
+    MAX_DENY_PROFILES,
+    MAX_IP_RANGES,
+    MAX_PATH_RULES,
+)
 from certward.vocabulary import Plan, Role
 
 MAX_VERSION = 2**31 - 1  # versions are a 32-bit INTEGER column
@@ -79,6 +86,11 @@ class TlsCsrCreate(_Strict):
     description: Text = Field(default="", max_length=1000)
 
 
+class TlsAcmeCreate(_Strict):
+    sans: list[Text] = Field(min_length=1, max_length=100)
+    description: Text = Field(default="", max_length=1000)
+
+
 class TlsCertificateReplace(_Strict):
     replacement_id: Text = Field(min_length=1, max_length=36)
 
@@ -86,3 +98,50 @@ class TlsCertificateReplace(_Strict):
 class CustomDomainCreate(_Strict):
     hostname: Text = Field(min_length=1, max_length=253)
     certificate_id: Text = Field(min_length=1, max_length=36)
+
+
+# -- access restrictions: access profiles, IP deny profiles, path rules ---------------------
+
+IpRange = Annotated[Text, Field(max_length=100)]
+
+
+class AccessProfileCreate(_Strict):
+    name: Text = Field(min_length=1, max_length=63)
+    ip_ranges: list[IpRange] = Field(default_factory=list, max_length=MAX_IP_RANGES)
+
+
+class AccessProfileUpdate(_Strict):
+    ip_ranges: list[IpRange] | None = Field(default=None, max_length=MAX_IP_RANGES)
+
+
+class ClientCaSelection(_Strict):
+    selected: list[Annotated[Text, Field(max_length=200)]] = Field(max_length=MAX_CLIENT_CAS)
+
+
+class IpDenyProfileCreate(_Strict):
+    name: Text = Field(min_length=1, max_length=63)
+    ip_ranges: list[IpRange] = Field(default_factory=list, max_length=MAX_IP_RANGES)
+
+
+class IpDenyProfileUpdate(_Strict):
+    ip_ranges: list[IpRange] | None = Field(default=None, max_length=MAX_IP_RANGES)
+
+
+class EnvironmentIpDenies(_Strict):
+    profiles: list[Annotated[Text, Field(min_length=1, max_length=63)]] = Field(
+        max_length=MAX_DENY_PROFILES
+    )
+
+
+class PathRuleSpec(_Strict):
+    """``{"rule": "allow-all"|"deny-all"|"inherit"}`` or ``{"rule": "profile", "profile"}``."""
+
+    rule: RuleKind
+    profile: Text | None = Field(default=None, min_length=1, max_length=63)
+
+
+class PathRules(RootModel[dict[Text, PathRuleSpec]]):
+    """Every path rule of an environment, by prefix (the service says what is wrong with a
+    prefix; the count is capped here only against absurd bodies)."""
+
+    root: dict[Text, PathRuleSpec] = Field(max_length=10 * MAX_PATH_RULES)

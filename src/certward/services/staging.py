@@ -1,6 +1,7 @@
 """Staged versus applied: snapshots, pending changes, restart, rollback and versions.
 
-Rows in the database are the staged state. A restart validates everything again,
+Rows in the database are the staged state: client certificates, authorities, the
+environment's settings and its path rules. A restart validates everything again,
 freezes the staged state into a new numbered version (with its digest) and makes it
 the applied one; a failed validation changes nothing. Rollback stages the content of
 an earlier version and applies it as a new version.
@@ -21,14 +22,17 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from certward.access import Action, Principal
 from certward.bundles import BundleClientCertificate, BundleSpec, build_bundle
+from certward.dataplane.state import RuleKind
 from certward.errors import InvalidRequest, NotFound, SecretError
 from certward.model import (
+    AccessProfile,
     App,
     CertificateAuthority,
     ClientCertificate,
     ClientCertificatePin,
     Environment,
     EnvironmentVersion,
+    PathRule,
 )
 from certward.pki.checks import Purpose, judge
 from certward.pki.convert import Pkcs12Profile
@@ -43,6 +47,7 @@ from certward.snapshot import (
     Change,
     ClientCertificateState,
     EnvironmentSnapshot,
+    PathRuleState,
     diff,
 )
 
@@ -140,6 +145,42 @@ def load_pins(session: Session, rows: Sequence[ClientCertificate]) -> None:
         set_committed_value(row, "pins", sorted(by_certificate[row.id], key=lambda p: p.pin))
 
 
+def path_rule_state(row: PathRule) -> PathRuleState:
+    return PathRuleState(prefix=row.prefix, rule=RuleKind(row.rule), profile=row.profile_name)
+
+
+def staged_path_rules(session: Session, environment: Environment) -> tuple[PathRuleState, ...]:
+    """The environment's staged path rules, by prefix."""
+    rows = session.scalars(
+        select(PathRule).where(PathRule.environment_id == environment.id).order_by(PathRule.prefix)
+    )
+    return tuple(path_rule_state(row) for row in rows)
+
+
+def stage_path_rules(
+    session: Session, environment: Environment, rules: Sequence[PathRuleState]
+) -> None:
+    """Make the environment's path-rule rows exactly ``rules`` (the caller checked them)."""
+    wanted = {rule.prefix: rule for rule in rules}
+    for row in session.scalars(select(PathRule).where(PathRule.environment_id == environment.id)):
+        rule = wanted.pop(row.prefix, None)
+        if rule is None:
+            session.delete(row)
+        else:
+            row.rule = rule.rule.value
+            row.profile_name = rule.profile
+    session.add_all(
+        PathRule(
+            environment_id=environment.id,
+            prefix=rule.prefix,
+            rule=rule.rule.value,
+            profile_name=rule.profile,
+        )
+        for rule in wanted.values()
+    )
+    session.flush()
+
+
 def staged_snapshot(session: Session, environment: Environment) -> EnvironmentSnapshot:
     """What a restart would apply now."""
     certificates = session.scalars(
@@ -160,6 +201,7 @@ def staged_snapshot(session: Session, environment: Environment) -> EnvironmentSn
         client_certificates=tuple(client_certificate_state(c) for c in certificates),
         authorities=tuple(authority_state(a) for a in authorities),
         no_client_certificate=tuple(environment.no_client_certificate or ()),
+        path_rules=staged_path_rules(session, environment),
     )
 
 
@@ -287,7 +329,12 @@ def rollback(
 def _stage(
     session: Session, environment: Environment, target: EnvironmentSnapshot, ctx: Context
 ) -> None:
-    """Make the rows say what ``target`` says (certificates back, pins, call names, profile)."""
+    """Make the rows say what ``target`` says (certificates back, pins, call names, profile,
+    path rules).
+
+    A version whose path rules name an access profile deleted since is refused: the
+    data plane would deny every request under those prefixes, which nobody asked for.
+    """
     now = ctx.clock.now()
     wanted = {c.id: c for c in target.client_certificates}
     certificates = session.scalars(
@@ -324,6 +371,26 @@ def _stage(
             authority.deleted_at = now
     environment.pkcs12_profile = Pkcs12Profile(target.pkcs12_profile)
     environment.no_client_certificate = list(target.no_client_certificate)
+    named = {r.profile for r in target.path_rules if r.profile is not None}
+    if named:
+        existing = set(
+            session.scalars(
+                select(AccessProfile.name)
+                .where(AccessProfile.app_id == environment.app_id, AccessProfile.name.in_(named))
+                .with_for_update(read=True)  # not deleted before this transaction commits
+            )
+        )
+        gone = sorted(named - existing)
+        if gone:
+            listed = ", ".join(repr(n) for n in gone)
+            raise InvalidRequest(
+                f"That version's path rules name the access profile{'s' if len(gone) > 1 else ''}"
+                f" {listed}, deleted since; create {'them' if len(gone) > 1 else 'it'} again "
+                "(or roll back to another version).",
+                code="version-incomplete",
+                detail={"access_profiles": gone},
+            )
+    stage_path_rules(session, environment, target.path_rules)
     session.flush()
 
 
