@@ -1,0 +1,97 @@
+"""Inventory, tokens, audit, metrics, health and the platform CA from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography import x509
+
+from tests.cli.conftest import Cli, client_leaf, write
+from tests.material.factory import TestCA
+
+
+def test_the_inventory_lists_every_certificate_for_scripts_and_people(
+    cli: Cli, partner_ca: TestCA, tmp_path: Path
+) -> None:
+    cli.ok("app", "create", "stock", "--plan", "licensed")
+    cli.ok("env", "create", "stock", "production", "--upstream", "http://127.0.0.1:8080")
+    p12 = write(tmp_path, "a.p12", client_leaf(partner_ca, "stock-client").pkcs12("pw"))
+    cli.ok(
+        "client-cert", "add", "--app", "stock", "--env", "production", "--file", str(p12),
+        "--password-stdin", stdin=b"pw",
+    )  # fmt: skip
+
+    items = cli.ok("inventory", "--app", "stock", "--json").json()
+    assert {i["kind"] for i in items} == {"managed", "client"}
+    assert all(i["app"] == "stock" for i in items)
+    client = next(i for i in items if i["kind"] == "client")
+    assert client["subject"] == "CN=stock-client"
+    assert client["status"] == "valid"
+
+    managed = cli.ok(
+        "inventory", "--app", "stock", "--status", "expires-soon", "--kind", "managed", "--json"
+    ).json()
+    assert [i["kind"] for i in managed] == ["managed"]  # a week's lifetime: expires soon
+    table = cli.ok("inventory", "--app", "stock", "--kind", "client").stdout
+    assert "CN=stock-client" in table
+    assert "valid" in table
+    assert cli("inventory", "--kind", "spaceship").code == 2
+    assert (
+        "No certificates match."
+        in cli.ok("inventory", "--app", "stock", "--status", "expired").stdout
+    )
+
+
+def test_tokens_are_created_listed_and_revoked(cli: Cli) -> None:
+    cli.ok("app", "create", "tokens", "--plan", "licensed")
+    created = cli.ok(
+        "token", "create", "--role", "viewer", "--app", "tokens", "--description", "dashboards"
+    )
+    value = created.stdout.strip().splitlines()[-1]
+    assert value.startswith("cw_")
+    assert "shown this once" in created.stderr
+    assert "tokens" in cli.ok("app", "list", token=value).stdout
+
+    member = cli.ok("token", "create", "--role", "member", "--app", "tokens", "--json").json()
+    listing = cli.ok("token", "list", "--app", "tokens").stdout
+    assert member["id"] in listing
+    assert "dashboards" in listing
+    assert value not in listing
+    assert member["token"] not in cli.ok("token", "list", "--json").stdout
+
+    viewer_refused = cli.refused("app", "create", "other", token=value)
+    assert "403" in viewer_refused.stderr
+
+    viewer_id = next(
+        t["id"]
+        for t in cli.ok("token", "list", "--app", "tokens", "--json").json()
+        if t["description"] == "dashboards"
+    )
+    assert "Revoked token" in cli.ok("token", "revoke", viewer_id).stdout
+    revoked = cli.refused("app", "list", token=value)
+    assert "401 unauthorized" in revoked.stderr
+    assert "--token or CERTWARD_TOKEN" in revoked.stderr
+    assert value not in revoked.stderr
+
+    events = cli.ok("audit", "--app", "tokens", "--json").json()
+    assert "token.revoke" in {e["action"] for e in events}
+    assert "token.create" in cli.ok("audit", "--app", "tokens", "--limit", "5").stdout
+
+
+def test_health_metrics_and_the_platform_ca(cli: Cli, tmp_path: Path) -> None:
+    assert ": ok." in cli.ok("health", token="").stdout
+    assert "certward_certificate_expiry_timestamp_seconds" in cli.ok("metrics").stdout
+
+    certificates = cli.ok("platform-ca", "show", "--json", token="").json()
+    root = next(c for c in certificates if c["kind"] == "root")
+    assert "root" in cli.ok("platform-ca", "show", token="").stdout
+    pem = cli.ok("platform-ca", "pem", token="").stdout
+    assert x509.load_pem_x509_certificate(pem.encode()).subject.rfc4514_string() == root["subject"]
+    der = tmp_path / "root.der"
+    cli.ok("platform-ca", "certificate", root["id"], "--out", str(der), token="")
+    assert (
+        x509.load_der_x509_certificate(der.read_bytes()).subject.rfc4514_string() == root["subject"]
+    )
+    crl = tmp_path / "root.crl"
+    cli.ok("platform-ca", "crl", root["id"], "--out", str(crl), token="")
+    assert x509.load_der_x509_crl(crl.read_bytes()).issuer.rfc4514_string() == root["subject"]
