@@ -33,6 +33,7 @@ IO_MODULES = {
     "certward.trust",
     "certward.cli",
 }
+PURE_EXCEPTIONS = {"urllib.parse"}  # string functions only
 CLOCK_CALLS = {"now", "utcnow", "today", "time", "monotonic", "perf_counter"}
 
 
@@ -61,7 +62,8 @@ def test_pure_modules_import_nothing_that_does_io(path: Path) -> None:
     forbidden = {
         name
         for name in imported_names(path)
-        if any(name == io or name.startswith(io + ".") for io in IO_MODULES)
+        if name not in PURE_EXCEPTIONS
+        and any(name == io or name.startswith(io + ".") for io in IO_MODULES)
     }
     assert not forbidden, f"{path.name} imports {sorted(forbidden)}"
 
@@ -82,6 +84,38 @@ def test_only_the_clock_module_reads_the_clock(path: Path) -> None:
         and node.func.value.id in {"datetime", "date", "time"}
     ]
     assert not calls, f"{path.name} reads the clock: {calls}"
+
+
+@pytest.mark.parametrize(
+    "path", modules(PACKAGE / "dataplane"), ids=lambda p: str(p.relative_to(PACKAGE))
+)
+def test_the_data_plane_never_reaches_into_the_database(path: Path) -> None:
+    """certward.dataplane serves a DataPlaneState; only services/dataplane_feed builds it."""
+    forbidden = {
+        name
+        for name in imported_names(path)
+        if any(
+            name == banned or name.startswith(banned + ".")
+            for banned in ("certward.model", "certward.db", "certward.services", "sqlalchemy")
+        )
+    }
+    assert not forbidden, f"{path.name} imports {sorted(forbidden)}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [PACKAGE / "dataplane" / name for name in ("state.py", "access.py", "nginx.py")],
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
+def test_the_data_plane_rules_are_pure(path: Path) -> None:
+    """The state, the decision and the nginx rendering do no IO."""
+    forbidden = {
+        name
+        for name in imported_names(path)
+        if name not in PURE_EXCEPTIONS
+        and any(name == io or name.startswith(io + ".") for io in IO_MODULES)
+    }
+    assert not forbidden, f"{path.name} imports {sorted(forbidden)}"
 
 
 def test_no_grab_bag_modules() -> None:

@@ -68,6 +68,8 @@ class ServerProcess:
     port: int
     stdout_path: Path
     stderr_path: Path
+    gateway_port: int = 0
+    gateway_http_port: int = 0
 
     @property
     def base_url(self) -> str:
@@ -126,7 +128,12 @@ class ServerLauncher:
     ) -> ServerProcess:
         """Start a server with exactly ``environ`` (plus PATH etc.); CERTWARD_LISTEN is set."""
         port = port or free_port()
-        env = clean_environment(**environ, CERTWARD_LISTEN=f"127.0.0.1:{port}")
+        gateway = {
+            "CERTWARD_GATEWAY_LISTEN": f"127.0.0.1:{free_port()}",
+            "CERTWARD_GATEWAY_HTTP_LISTEN": f"127.0.0.1:{free_port()}",
+            "CERTWARD_GATEWAY_WORKERS": "1",
+        }
+        env = clean_environment(**{**gateway, **environ}, CERTWARD_LISTEN=f"127.0.0.1:{port}")
         number = len(self.started)
         stdout_path = self.log_dir / f"serve-{number}.out"
         stderr_path = self.log_dir / f"serve-{number}.err"
@@ -135,7 +142,12 @@ class ServerLauncher:
                 certward_command("serve"), cwd=cwd, env=env, stdout=out, stderr=err
             )
         server = ServerProcess(
-            process=process, port=port, stdout_path=stdout_path, stderr_path=stderr_path
+            process=process,
+            port=port,
+            stdout_path=stdout_path,
+            stderr_path=stderr_path,
+            gateway_port=int(env["CERTWARD_GATEWAY_LISTEN"].rsplit(":", 1)[1]),
+            gateway_http_port=int(env["CERTWARD_GATEWAY_HTTP_LISTEN"].rsplit(":", 1)[1]),
         )
         self.started.append(server)
         return server

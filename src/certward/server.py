@@ -1,10 +1,13 @@
-"""``certward serve``: open the platform, say where it listens, run the API and the
-renewal worker (in a background thread that stops with the server)."""
+"""``certward serve``: open the platform, say where it listens, run the API, the
+renewal worker (in a background thread that stops with the server) and the HTTPS
+gateway (``certward gateway`` in a child process that stops with the server)."""
 
 from __future__ import annotations
 
 import gc
 import os
+import subprocess
+import sys
 
 import uvicorn
 from rich.console import Console
@@ -12,8 +15,9 @@ from rich.text import Text
 
 from certward import __version__
 from certward.api import create_app
+from certward.gateway_runner import die_with_parent
 from certward.platform import Platform, open_platform
-from certward.settings import Settings
+from certward.settings import Settings, format_listen
 from certward.worker import RenewalWorker
 
 
@@ -25,6 +29,7 @@ def banner(platform: Platform) -> list[str]:
         f"certward {__version__}",
         f"  API:       {base}/api/v1   (OpenAPI: {base}/api/v1/openapi.json,"
         f" docs: {base}/api/v1/docs)",
+        f"  console:   {base}/   (sign in with a token)",
         f"  health:    {base}/healthz",
         f"  CA:        {base}/api/v1/platform/ca   (the platform root to trust; managed"
         f" certificates renewed every {settings.renewal_interval.total_seconds():g} s)",
@@ -46,12 +51,19 @@ def banner(platform: Platform) -> list[str]:
     return lines
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, *, gateway: bool = True) -> None:
     os.umask(0o077)  # the database, its journal and every file certward writes: owner only
     platform = open_platform(settings)
     console = Console(highlight=False, soft_wrap=True)
     for line in banner(platform):
         console.print(Text(line))
+    if gateway:
+        console.print(
+            Text(
+                f"  gateway:   https://{format_listen(settings.gateway_listen)}  (ACME challenges"
+                f" and redirects on http://{format_listen(settings.gateway_http_listen)})"
+            )
+        )
     app = create_app(platform.context)
     # Everything loaded so far lives as long as the process: keep it out of the cyclic
     # collector's full passes, which otherwise stall requests for 100 ms and more.
@@ -59,6 +71,12 @@ def serve(settings: Settings) -> None:
     gc.freeze()
     worker = RenewalWorker(platform.context)
     worker.start()
+    # Migrations ran above: the gateway's workers open the same installation.
+    gateway_process = (
+        subprocess.Popen([sys.executable, "-m", "certward", "gateway"], preexec_fn=die_with_parent)  # noqa: PLW1509 - only a prctl call
+        if gateway
+        else None
+    )
     try:
         uvicorn.run(
             app,
@@ -68,5 +86,11 @@ def serve(settings: Settings) -> None:
             server_header=False,
         )
     finally:
+        if gateway_process is not None:
+            gateway_process.terminate()
+            try:
+                gateway_process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                gateway_process.kill()
         worker.stop()
         platform.close()

@@ -81,7 +81,14 @@ class RunningGateway:
 @contextmanager
 def running_gateway(state: DataPlaneState, *, refresh: float = 0.05) -> Iterator[RunningGateway]:
     """A gateway on free loopback ports in a thread of its own, stopped at the end."""
-    running = RunningGateway(source=MutableSource(state))
+    with running_gateway_on(MutableSource(state), refresh=refresh) as running:
+        yield running
+
+
+@contextmanager
+def running_gateway_on(source: Any, *, refresh: float = 0.05) -> Iterator[RunningGateway]:
+    """A gateway serving any `StateSource` (a `DataPlaneFeed` over a real database)."""
+    running = RunningGateway(source=source)
     started = threading.Event()
     stop: dict[str, Any] = {}
 
@@ -324,7 +331,11 @@ def https_request(
     sock = socket.create_connection(
         ("127.0.0.1", port), timeout=WAIT_SECONDS, source_address=(source, 0)
     )
-    tls = context.wrap_socket(sock, server_hostname=host)
+    try:
+        tls = context.wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
     connection = http.client.HTTPConnection(host, port, timeout=WAIT_SECONDS)
     connection.sock = tls
     try:

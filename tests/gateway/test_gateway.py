@@ -156,6 +156,9 @@ def test_profile_paths_admit_by_address_or_verified_certificate(
         assert get("/public/secret") == 403
         assert get("/public/secret/inner/x") == 403  # inherit takes the deny
         assert get("/api-doc/") == 403  # -doc default
+        assert get("/api%2Ddoc/") == 403  # decided on the decoded, normalized path
+        assert get("/public/../api-doc") == 403
+        assert get("//public//page") == 200
         assert get("/api-doc/", source="127.0.0.2") == 403
         assert get(source="127.0.0.9", client=no_san) == 403  # deny ranges come first
 

@@ -1,0 +1,948 @@
+"""The data plane for Debian's nginx: a `DataPlaneState` rendered as a set of files.
+
+`render` returns ``nginx.conf`` plus, per hostname, the certificate chain, its key
+(mode 0600) and the client CAs; nothing is written here (`certward.nginx_agent` does
+that, atomically). The configuration reproduces `certward.dataplane.access.decide`
+request by request:
+
+* **IP deny first**: a ``geo`` per site on ``$remote_addr``.
+* **Path rules**: a ``map $uri`` per site whose regexes are tried in order, longest
+  prefix first. ``inherit`` is resolved when rendering (by `matching_rule` itself), so
+  each prefix maps straight to the rule that decides. The implicit ``deny-all`` of a
+  ``-doc`` first segment is a negative look-ahead on every prefix that does not cover
+  the whole segment, followed by a catch-all for such segments.
+* **Profiles**: a ``geo`` for the profile's ranges, and a regex over
+  ``$ssl_client_verify:$ssl_client_i_dn`` for the issuers it accepts. nginx writes
+  DNs the way OpenSSL's RFC 2253 printer does, not as ``rfc4514_string()``, so each
+  accepted issuer is rendered with `openssl_dn` from its CA certificate.
+* **Sites without rules or deny ranges** (most) share http-level variables for the
+  ``-doc`` default, so loading stays linear in the number of sites.
+* **A client certificate that fails verification** makes nginx answer 495 before any
+  location runs; ``error_page 495 = @named`` sends the request through the same
+  decision in a named location (``$uri`` untouched), where the failure counts as "not
+  verified", exactly like ``ClientIdentity(verified=False)``.
+* **Selected intermediates are trust anchors**: nginx cannot set OpenSSL's partial-chain
+  flag, so every client CA is also written as a ``TRUSTED CERTIFICATE`` carrying the
+  clientAuth trust setting, which makes OpenSSL accept a chain that ends there.
+
+The decision is made on ``$uri``: percent-decoded, dot segments resolved, slashes
+merged. Deciding on the raw target would let ``/api%2Ddoc/`` past a rule on
+``/api-doc``; the upstream still receives the request target exactly as sent. The
+``SSL-Client-*`` headers are sent only for a certificate that verified, and a request
+whose ``Host`` names another site than the connection's SNI gets 421: the certificate
+was verified against the SNI host's CAs, not the other site's.
+
+Pure: no files, sockets or clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import re
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from certward.dataplane.access import matching_rule
+from certward.dataplane.state import (
+    AccessProfile,
+    DataPlaneState,
+    Network,
+    PathRule,
+    RuleKind,
+    Site,
+)
+from certward.pki import der
+
+PRIVATE_MODE = 0o600
+PUBLIC_MODE = 0o644
+CONFIG_FILE = "nginx.conf"
+VERSION_FILE = "state-version"
+STATE_PATH = "/.well-known/certward/state"
+"""Answers the state version being served (loopback callers only): how a reload is
+confirmed to be in effect."""
+CLIENT_VERIFY_DEPTH = 8
+UPSTREAM_KEEPALIVE = 16
+
+FORBIDDEN_PAGE = (
+    "<!doctype html><html><head><title>403 Forbidden</title></head>"
+    "<body><h1>403 Forbidden</h1><p>Access to this path is restricted.</p></body></html>\n"
+)
+
+# Mozilla's "intermediate" TLS 1.2 suites; TLS 1.3 suites are OpenSSL's defaults.
+TLS12_CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    )
+)
+
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
+_LISTEN_HOST = re.compile(r"^[A-Za-z0-9.*-]+$")
+_VERSION = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
+_CLIENT_AUTH_TRUST = bytes.fromhex("300c300a06082b06010505070302")
+"""The DER ``X509_CERT_AUX`` that marks a certificate trusted for clientAuth."""
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedFile:
+    """One file of a rendered set: its bytes and the mode it must be written with."""
+
+    content: bytes
+    mode: int = PUBLIC_MODE
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedSet:
+    """A rendered configuration and the hostnames left out of it, with the reason."""
+
+    files: dict[str, RenderedFile]
+    skipped: dict[str, str]
+
+
+def render(
+    state: DataPlaneState,
+    *,
+    https_listen: str,
+    http_listen: str,
+    acme_upstream: str,
+    prefix: str,
+) -> dict[str, RenderedFile]:
+    """Every file nginx needs to serve ``state``, by path relative to ``prefix``.
+
+    ``prefix`` is the absolute directory the files will be written to: the
+    configuration names certificates by absolute path, so a set stays self-contained
+    when another one is swapped in next to it. The pid file, logs and temporary files
+    are relative paths, resolved by nginx against its own ``-p`` prefix.
+    ``https_listen``/``http_listen`` are ``host:port``; ``acme_upstream`` is where
+    ``/.well-known/acme-challenge/`` on the HTTP port is proxied (certward's API).
+    Raises `ValueError` when the options cannot be rendered safely; see `render_set`
+    for sites that cannot.
+    """
+    return render_set(
+        state,
+        https_listen=https_listen,
+        http_listen=http_listen,
+        acme_upstream=acme_upstream,
+        prefix=prefix,
+    ).files
+
+
+def render_set(
+    state: DataPlaneState,
+    *,
+    https_listen: str,
+    http_listen: str,
+    acme_upstream: str,
+    prefix: str,
+    exclude: Collection[str] = (),
+) -> RenderedSet:
+    """`render`, also naming the sites left out: those in ``exclude`` (say, a site whose
+    upstream nginx could not resolve) and those whose upstream or hostname cannot be
+    written into the configuration safely. One bad site must not hold back the rest."""
+    base = _check_prefix(prefix)
+    if not _VERSION.match(state.version):
+        raise ValueError(f"the state version {state.version!r} is not a plain token")
+    https = _listen(https_listen, "https_listen")
+    http = _listen(http_listen, "http_listen")
+    acme = _acme_origin(acme_upstream)
+    files: dict[str, RenderedFile] = {}
+    skipped: dict[str, str] = {}
+    upstreams = _Upstreams()
+    blocks: list[str] = []
+    named: list[str] = []
+    hostnames = sorted(state.sites)
+    for index, hostname in enumerate(hostnames):
+        site = state.sites[hostname]
+        if hostname in exclude:
+            skipped[hostname] = "excluded"
+            continue
+        try:
+            _check_hostname(hostname)
+            if site.certificate is None:
+                named.append(hostname)
+                blocks.append(f"    # {hostname}: no certificate yet, refused at the handshake\n")
+                continue
+            site_files = {
+                f"tls/{hostname}.crt": RenderedFile(site.certificate.chain_pem, PUBLIC_MODE),
+                f"tls/{hostname}.key": RenderedFile(site.certificate.key_pem, PRIVATE_MODE),
+            }
+            client_ca: str | None = None
+            if site.wants_client_certificate:
+                client_ca = f"client-ca/{hostname}.pem"
+                site_files[client_ca] = RenderedFile(client_ca_file(site), PUBLIC_MODE)
+            block = _site_blocks(
+                index,
+                site,
+                https=https,
+                chain=f"{base}/tls/{hostname}.crt",
+                key=f"{base}/tls/{hostname}.key",
+                client_ca=None if client_ca is None else f"{base}/{client_ca}",
+                upstream=upstreams.name(site.upstream),
+            )
+        except ValueError as exc:
+            skipped[hostname] = str(exc)
+            continue
+        named.append(hostname)
+        files |= site_files
+        blocks.append(block)
+    config = _http_preamble(state, len(hostnames), max(map(len, named), default=1))
+    config += upstreams.render()
+    config += "".join(blocks)
+    config += _default_servers(https=https, http=http, acme=acme, version=state.version)
+    config += _redirect_server(named, http=http, acme=acme, version=state.version)
+    config += "}\n"
+    files[CONFIG_FILE] = RenderedFile(config.encode("utf-8"), PUBLIC_MODE)
+    files[VERSION_FILE] = RenderedFile(state.version.encode("ascii") + b"\n", PUBLIC_MODE)
+    return RenderedSet(files=files, skipped=skipped)
+
+
+# -- client certificates ----------------------------------------------------------------------
+
+
+def client_ca_file(site: Site) -> bytes:
+    """The site's client CAs for ``ssl_client_certificate``.
+
+    Each CA appears twice: first as a ``TRUSTED CERTIFICATE`` trusted for clientAuth
+    (loaded into the verification store first, it makes the CA an anchor even when its
+    own issuer is absent), then as a plain ``CERTIFICATE``, which is all that the list
+    of acceptable CA names sent to clients reads (the store ignores the duplicate).
+    """
+    certificates = _unique(x509.load_pem_x509_certificates(site.client_trust_pem()))
+    trusted = [_trusted_pem(c.public_bytes(Encoding.DER)) for c in certificates]
+    plain = [c.public_bytes(Encoding.PEM) for c in certificates]
+    return b"".join(trusted + plain)
+
+
+def _unique(certificates: Iterable[x509.Certificate]) -> list[x509.Certificate]:
+    seen: set[bytes] = set()
+    out: list[x509.Certificate] = []
+    for certificate in certificates:
+        encoded = certificate.public_bytes(Encoding.DER)
+        if encoded not in seen:
+            seen.add(encoded)
+            out.append(certificate)
+    return out
+
+
+def _trusted_pem(certificate_der: bytes) -> bytes:
+    body = base64.b64encode(certificate_der + _CLIENT_AUTH_TRUST)
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return (
+        b"-----BEGIN TRUSTED CERTIFICATE-----\n"
+        + b"\n".join(lines)
+        + b"\n-----END TRUSTED CERTIFICATE-----\n"
+    )
+
+
+def accepted_issuer_dns(site: Site, profile: AccessProfile) -> list[str]:
+    """The profile's accepted issuers as nginx's ``$ssl_client_i_dn`` will read them.
+
+    Each RFC 4514 issuer is looked up among the site's CA certificates and printed the
+    OpenSSL way; an issuer with no certificate at hand is parsed from its string.
+    """
+    by_subject: dict[str, x509.Name] = {}
+    pem = site.client_trust_pem() + profile.trust_pem
+    if pem.strip():
+        for certificate in x509.load_pem_x509_certificates(pem):
+            by_subject.setdefault(certificate.subject.rfc4514_string(), certificate.subject)
+    out: list[str] = []
+    for issuer in sorted(profile.accepted_issuers):
+        name = by_subject.get(issuer)
+        if name is None:
+            try:
+                name = x509.Name.from_rfc4514_string(issuer)
+            except ValueError:
+                continue  # cannot match anything: the issuer stays refused
+        try:
+            rendered = openssl_dn(name)
+        except ValueError:
+            continue  # a value OpenSSL could not print either: never matches
+        if rendered not in out:
+            out.append(rendered)
+    return out
+
+
+# OpenSSL's short names of the attribute types found in distinguished names; a type
+# missing here is printed as a dotted OID with its value dumped, as OpenSSL does for
+# the types it does not know.
+OPENSSL_SHORT_NAMES: Mapping[str, str] = {
+    "2.5.4.3": "CN",
+    "2.5.4.4": "SN",
+    "2.5.4.5": "serialNumber",
+    "2.5.4.6": "C",
+    "2.5.4.7": "L",
+    "2.5.4.8": "ST",
+    "2.5.4.9": "street",
+    "2.5.4.10": "O",
+    "2.5.4.11": "OU",
+    "2.5.4.12": "title",
+    "2.5.4.13": "description",
+    "2.5.4.15": "businessCategory",
+    "2.5.4.16": "postalAddress",
+    "2.5.4.17": "postalCode",
+    "2.5.4.18": "postOfficeBox",
+    "2.5.4.19": "physicalDeliveryOfficeName",
+    "2.5.4.20": "telephoneNumber",
+    "2.5.4.41": "name",
+    "2.5.4.42": "GN",
+    "2.5.4.43": "initials",
+    "2.5.4.44": "generationQualifier",
+    "2.5.4.45": "x500UniqueIdentifier",
+    "2.5.4.46": "dnQualifier",
+    "2.5.4.65": "pseudonym",
+    "2.5.4.72": "role",
+    "2.5.4.97": "organizationIdentifier",
+    "0.9.2342.19200300.100.1.1": "UID",
+    "0.9.2342.19200300.100.1.25": "DC",
+    "1.2.840.113549.1.9.1": "emailAddress",
+    "1.2.840.113549.1.9.2": "unstructuredName",
+    "1.2.840.113549.1.9.8": "unstructuredAddress",
+    "1.3.6.1.4.1.311.60.2.1.1": "jurisdictionL",
+    "1.3.6.1.4.1.311.60.2.1.2": "jurisdictionST",
+    "1.3.6.1.4.1.311.60.2.1.3": "jurisdictionC",
+}
+
+# Bytes per character of the ASN.1 string types OpenSSL prints as text (0: UTF-8).
+_STRING_WIDTH = {12: 0, 18: 1, 19: 1, 20: 1, 21: 1, 22: 1, 23: 1, 24: 1, 25: 1, 26: 1, 27: 1}
+_STRING_WIDTH |= {28: 4, 30: 2}
+_ALWAYS_ESCAPED = frozenset(',+"\\<>;')
+
+
+def openssl_dn(name: x509.Name) -> str:
+    """``name`` exactly as OpenSSL prints it with ``XN_FLAG_RFC2253``.
+
+    That is what nginx puts in ``$ssl_client_s_dn`` and ``$ssl_client_i_dn`` (and so in
+    the ``SSL-Client-*-DN`` headers): attributes last to first, ``+`` inside a
+    multi-valued RDN, OpenSSL's short names, ``,+"\\<>;`` escaped with a backslash, a
+    leading ``#`` or space and a trailing space too, control characters and every
+    byte of a non-ASCII character as ``\\XX``, and values of unknown types or
+    attributes as ``#`` and their DER in hex. `x509.Name.rfc4514_string` differs on
+    non-ASCII text and on attribute names.
+    """
+    entries: list[tuple[int, str, int, bytes, bytes]] = []  # rdn, oid, tag, content, tlv
+    top = der.read(name.public_bytes()).expect(der.SEQUENCE)
+    for rdn_index, rdn in enumerate(top.children()):
+        rdn.expect(der.SET)
+        for attribute in rdn.children():
+            oid_node, value_start = _first_child(attribute.expect(der.SEQUENCE))
+            value = der.read(attribute.data, value_start, attribute.end)
+            tlv = attribute.data[value_start : value.next]
+            entries.append((rdn_index, der.oid(oid_node), value.tag, value.content, tlv))
+    out: list[str] = []
+    previous: int | None = None
+    for rdn_index, oid, tag, content, tlv in reversed(entries):
+        if previous is not None:
+            out.append("+" if previous == rdn_index else ",")
+        previous = rdn_index
+        short = OPENSSL_SHORT_NAMES.get(oid)
+        width = _STRING_WIDTH.get(tag) if short is not None else None
+        out.append(f"{short or oid}=")
+        out.append("#" + tlv.hex().upper() if width is None else _openssl_text(content, width))
+    return "".join(out)
+
+
+def _first_child(node: der.Node) -> tuple[der.Node, int]:
+    first = der.read(node.data, node.start, node.end)
+    return first, first.next
+
+
+def _openssl_text(content: bytes, width: int) -> str:
+    """One attribute value, escaped as OpenSSL's RFC 2253 printer does."""
+    if width == 0:
+        data = content  # UTF-8 is taken byte by byte: every non-ASCII byte is escaped
+    else:
+        characters = [
+            int.from_bytes(content[i : i + width], "big") for i in range(0, len(content), width)
+        ]
+        data = "".join(map(chr, characters)).encode("utf-8", "surrogatepass")
+    out: list[str] = []
+    last = len(data) - 1
+    for position, byte in enumerate(data):
+        character = chr(byte)
+        if byte > 0x7F or byte < 0x20 or byte == 0x7F:
+            out.append(f"\\{byte:02X}")
+        elif (
+            character in _ALWAYS_ESCAPED
+            or (position == 0 and character in "# ")
+            or (position == last and character == " ")
+        ):
+            out.append("\\" + character)
+        else:
+            out.append(character)
+    return "".join(out)
+
+
+# -- the configuration --------------------------------------------------------------------
+
+
+def _http_preamble(state: DataPlaneState, sites: int, longest_hostname: int) -> str:
+    # A bucket holds several names (names hash at load; a fuller bucket needs fewer).
+    names_bucket = _power_of_two(max(128, 4 * (longest_hostname + 16)))
+    return f"""\
+# certward data plane for nginx: state {state.version}
+# Rendered by certward; edits are replaced at the next render.
+pid run/nginx.pid;
+error_log logs/error.log notice;
+worker_processes auto;
+pcre_jit on;
+
+events {{
+    worker_connections 4096;
+}}
+
+http {{
+    server_tokens off;
+    default_type application/octet-stream;
+    access_log off;
+    client_body_temp_path tmp/client_body;
+    proxy_temp_path tmp/proxy;
+    fastcgi_temp_path tmp/fastcgi;
+    uwsgi_temp_path tmp/uwsgi;
+    scgi_temp_path tmp/scgi;
+
+    server_names_hash_bucket_size {names_bucket};
+    server_names_hash_max_size {_power_of_two(max(1024, 2 * sites))};
+    variables_hash_bucket_size 128;
+    variables_hash_max_size {_power_of_two(max(1024, 8 * sites))};
+    map_hash_bucket_size 128;
+
+    # Headers with underscores are dropped, so no SSL_Client_S_DN reaches an app.
+    underscores_in_headers off;
+    ignore_invalid_headers on;
+    client_max_body_size 0;
+    keepalive_timeout 75s;
+
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers {TLS12_CIPHERS};
+    ssl_prefer_server_ciphers off;
+    # No resumption: a resumed session would carry a client-certificate verdict made
+    # under an earlier trust configuration.
+    ssl_session_cache off;
+    ssl_session_tickets off;
+
+    proxy_http_version 1.1;
+    proxy_request_buffering off;
+    proxy_buffering off;
+    proxy_redirect off;
+    proxy_read_timeout 300s;
+    proxy_send_timeout 300s;
+    proxy_set_header Host $http_host;
+    proxy_set_header X-Real-IP $remote_addr;
+    proxy_set_header X-Forwarded-For $remote_addr;
+    proxy_set_header X-Forwarded-Proto https;
+    proxy_set_header SSL-Protocol $ssl_protocol;
+    proxy_set_header SSL-Cipher $ssl_cipher;
+    proxy_set_header SSL-Client-S-DN $cw_client_s_dn;
+    proxy_set_header SSL-Client-I-DN $cw_client_i_dn;
+    proxy_set_header SSL-Client-Fingerprint $cw_client_fingerprint;
+    proxy_set_header SSL-Client-Serial $cw_client_serial;
+    proxy_set_header Upgrade $http_upgrade;
+    proxy_set_header Connection $cw_upstream_connection;
+
+    # A literal dollar sign for rule labels (map values would read "$" as a variable).
+    geo $cw_dollar {{
+        default "$";
+    }}
+    # 1 when the Host header names another host than the TLS handshake's SNI (compared
+    # without case and trailing dot): a connection serves the host it was opened for.
+    map "$ssl_server_name:$host" $cw_misdirected {{
+        "~*^([^:]+?)\\.?:\\1\\z" 0;
+        default 1;
+    }}
+    map $http_upgrade $cw_upstream_connection {{
+        default upgrade;
+        "" "";
+    }}
+    # Client-certificate headers only for a certificate that verified.
+    map $ssl_client_verify $cw_client_s_dn {{
+        SUCCESS $ssl_client_s_dn;
+        default "";
+    }}
+    map $ssl_client_verify $cw_client_i_dn {{
+        SUCCESS $ssl_client_i_dn;
+        default "";
+    }}
+    map $ssl_client_verify $cw_client_fingerprint {{
+        SUCCESS $ssl_client_fingerprint;
+        default "";
+    }}
+    map $ssl_client_verify $cw_client_serial {{
+        SUCCESS $ssl_client_serial;
+        default "";
+    }}
+    # The decision of a site without rules or deny ranges: only the -doc default.
+    map $uri $cw_plain_rule {{
+        "~^/(?<cw_plain_seg>[^/]*)(?<=-doc)(?:/|\\z)" d;
+        default n;
+    }}
+    map $cw_plain_rule $cw_plain_verdict {{
+        d deny;
+        default allow;
+    }}
+    map $cw_plain_rule $cw_plain_label {{
+        d "deny-all /$cw_plain_seg";
+        default default;
+    }}
+    # Set in every location before anything else; unset for a request nginx refuses
+    # before that (a malformed one), which is logged with empty decision and rule.
+    uninitialized_variable_warn off;
+    log_format cw_https escape=json '{{"time":"$time_iso8601","listener":"https",'
+        '"host":"$server_name","method":"$request_method","path":"$uri",'
+        '"request":"$request_uri","ip":"$remote_addr","status":$status,'
+        '"decision":"$cw_verdict","rule":"$cw_rule","client_verify":"$ssl_client_verify",'
+        '"client_subject":"$ssl_client_s_dn","client_issuer":"$ssl_client_i_dn",'
+        '"sni":"$ssl_server_name","upstream_status":"$upstream_status",'
+        '"request_time":$request_time}}';
+    log_format cw_http escape=json '{{"time":"$time_iso8601","listener":"http",'
+        '"host":"$host","method":"$request_method","path":"$uri",'
+        '"request":"$request_uri","ip":"$remote_addr","status":$status}}';
+
+"""
+
+
+def _power_of_two(value: int) -> int:
+    result = 1
+    while result < value:
+        result *= 2
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What a path rule decides: ``allow``/``deny``, or the profile variable to consult."""
+
+    label: str
+    verdict: str
+
+
+def _site_blocks(
+    index: int,
+    site: Site,
+    *,
+    https: str,
+    chain: str,
+    key: str,
+    client_ca: str | None,
+    upstream: _UpstreamTarget,
+) -> str:
+    """The geo/map blocks and the ``server`` of one hostname.
+
+    A site without deny ranges or path rules (most of them) shares the http-level
+    ``$cw_plain_*`` variables: nginx's load time grows faster than the number of
+    variables (1,000 sites with four maps each took 7 s more to load than without).
+    """
+    lines: list[str] = [
+        f"    # {site.hostname} ({_comment(site.app)}/{_comment(site.environment)})\n"
+    ]
+    if not site.deny_ranges and not path_patterns(site):
+        lines.append(
+            _server(f"cw_{index}", "cw_plain", site, https, chain, key, client_ca, upstream)
+        )
+        return "".join(lines) + "\n"
+    var = f"cw_{index}"
+    deny_source = "0"
+    if site.deny_ranges:
+        lines.append(_geo(f"{var}_deny", site.deny_ranges))
+        deny_source = f"${var}_deny"
+    profiles = _used_profiles(site)
+    profile_vars: dict[str, str] = {}
+    for number, profile in enumerate(profiles):
+        profile_var = f"{var}_p{number}"
+        lines.append(_profile_blocks(site, profile, profile_var))
+        profile_vars[profile.name] = f"${profile_var}_ok"
+    patterns, outcomes = _path_table(site, profile_vars)
+    rule_map = [f'        {_quote("~" + pattern)} "r{number}";\n' for pattern, number in patterns]
+    rule_map.append(f'        {_quote("~" + doc_pattern(f"{var}_seg"))} "d";\n')
+    lines.append(f"    map $uri ${var}_rule {{\n{''.join(rule_map)}        default n;\n    }}\n")
+    verdicts = ["        0n allow;\n", "        0d deny;\n"]
+    labels = ["        0n default;\n", f'        0d "deny-all /${var}_seg";\n']
+    for number, outcome in enumerate(outcomes):
+        verdicts.append(f"        0r{number} {outcome.verdict};\n")
+        labels.append(f"        0r{number} {_label(outcome.label)};\n")
+    source = _quote(f"{deny_source}${var}_rule")
+    lines.append(
+        f"    map {source} ${var}_verdict {{\n{''.join(verdicts)}        default deny;\n    }}\n"
+    )
+    lines.append(
+        f"    map {source} ${var}_label {{\n{''.join(labels)}        default ip-deny;\n    }}\n"
+    )
+    lines.append(_server(var, var, site, https, chain, key, client_ca, upstream))
+    return "".join(lines) + "\n"
+
+
+def _used_profiles(site: Site) -> list[AccessProfile]:
+    named = {r.profile for r in site.path_rules if r.rule is RuleKind.PROFILE and r.profile}
+    return [site.profiles[name] for name in sorted(named) if name in site.profiles]
+
+
+def _profile_blocks(site: Site, profile: AccessProfile, var: str) -> str:
+    """``$<var>_ok``: allow when the address is in range or the certificate qualifies."""
+    lines: list[str] = []
+    range_source = "0"
+    if profile.ip_ranges:
+        lines.append(_geo(f"{var}_range", profile.ip_ranges))
+        range_source = f"${var}_range"
+    entries = ['        "~^1:" allow;\n']
+    issuers = accepted_issuer_dns(site, profile) if site.wants_client_certificate else []
+    if issuers:
+        alternatives = "|".join(_regex_literal(dn) for dn in issuers)
+        pattern = _quote("~^0:SUCCESS:(?:" + alternatives + ")\\z")
+        entries.append(f"        {pattern} allow;\n")
+    source = _quote(f"{range_source}:$ssl_client_verify:$ssl_client_i_dn")
+    lines.append(
+        f"    map {source} ${var}_ok {{\n{''.join(entries)}        default deny;\n    }}\n"
+    )
+    return "".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class PathPattern:
+    """One entry of a site's ``map $uri``: a path matching ``regex`` (PCRE, tried in
+    order, first match wins) is decided by ``rule``; None means no rule applies."""
+
+    regex: str
+    rule: PathRule | None
+
+
+def path_patterns(site: Site) -> list[PathPattern]:
+    """The site's distinct rule prefixes as regexes, longest first, each with its rule.
+
+    A path's longest matching prefix fixes the rule (every shorter candidate is a prefix
+    of it), so the rule for a prefix is `matching_rule` applied to the prefix itself.
+    Paths these miss are tried against `doc_pattern`, then get no rule. Prefixes not
+    starting with ``/`` never match an nginx ``$uri`` and are left out.
+    """
+    prefixes = sorted(
+        {r.prefix for r in site.path_rules if r.prefix.startswith("/")},
+        key=lambda p: (-len(p), p),
+    )
+    return [
+        PathPattern(regex=_prefix_pattern(prefix), rule=matching_rule(site.path_rules, prefix))
+        for prefix in prefixes
+    ]
+
+
+def doc_pattern(capture: str) -> str:
+    """Paths whose first segment ends in ``-doc``, the segment captured as ``capture``."""
+    return f"^/(?<{capture}>[^/]*)(?<=-doc)(?:/|\\z)"
+
+
+def _path_table(
+    site: Site, profile_vars: Mapping[str, str]
+) -> tuple[list[tuple[str, int]], list[_Outcome]]:
+    """`path_patterns`, each with the index of its outcome (outcomes shared)."""
+    outcomes: list[_Outcome] = []
+    patterns: list[tuple[str, int]] = []
+    for entry in path_patterns(site):
+        outcome = _outcome(site, entry.rule, profile_vars)
+        if outcome not in outcomes:
+            outcomes.append(outcome)
+        patterns.append((entry.regex, outcomes.index(outcome)))
+    return patterns, outcomes
+
+
+def _outcome(site: Site, rule: PathRule | None, profile_vars: Mapping[str, str]) -> _Outcome:
+    if rule is None:
+        return _Outcome(label="default", verdict="allow")
+    if rule.rule is RuleKind.ALLOW_ALL:
+        return _Outcome(label=f"{rule.rule.value} {rule.prefix}", verdict="allow")
+    if rule.rule is RuleKind.DENY_ALL:
+        return _Outcome(label=f"{rule.rule.value} {rule.prefix}", verdict="deny")
+    label = f"profile {rule.profile} {rule.prefix}"
+    if rule.profile is None or rule.profile not in site.profiles:
+        return _Outcome(label=label, verdict="deny")
+    return _Outcome(label=label, verdict=profile_vars[rule.profile])
+
+
+def _prefix_pattern(prefix: str) -> str:
+    """A regex matching paths that start with ``prefix`` — unless the path's first
+    segment ends in ``-doc`` and ``prefix`` stops inside that segment."""
+    literal = _regex_literal(prefix)
+    if "/" in prefix[1:]:
+        return "^" + literal  # the prefix spans the whole first segment
+    return "^" + literal + "(?![^/]+(?<=-doc)(?:/|\\z))"
+
+
+def _regex_literal(text: str) -> str:
+    """``text`` as a PCRE literal: ASCII letters and digits as they are, every other
+    byte of its UTF-8 as ``\\xHH`` (nginx matches bytes; nothing is left to quote)."""
+    return "".join(
+        chr(byte) if chr(byte).isascii() and chr(byte).isalnum() else f"\\x{byte:02x}"
+        for byte in text.encode("utf-8")
+    )
+
+
+def _geo(variable: str, networks: Iterable[Network]) -> str:
+    entries = "".join(f"        {network} 1;\n" for network in networks)
+    return f"    geo ${variable} {{\n        default 0;\n{entries}    }}\n"
+
+
+def _server(
+    name: str,
+    decision: str,
+    site: Site,
+    https: str,
+    chain: str,
+    key: str,
+    client_ca: str | None,
+    upstream: _UpstreamTarget,
+) -> str:
+    # The same decision in both locations: the named one takes requests whose client
+    # certificate failed verification (nginx's 495), with $uri untouched.
+    body = [
+        f"set $cw_verdict ${decision}_verdict;",
+        f"set $cw_rule ${decision}_label;",
+        "# Served by SNI: a request naming another host on this connection is refused.",
+        "if ($cw_misdirected) {",
+        "    return 421;",
+        "}",
+        "if ($cw_verdict = deny) {",
+        f"    return 403 {_quote(FORBIDDEN_PAGE)};",
+        "}",
+        f"proxy_pass {upstream.proxy_pass};",
+    ]
+    lines = [
+        f"listen {https} ssl;",
+        f"server_name {site.hostname};",
+        "access_log logs/access.log cw_https;",
+        f"ssl_certificate {_quote(chain)};",
+        f"ssl_certificate_key {_quote(key)};",
+    ]
+    if client_ca is not None:
+        lines += [
+            "ssl_verify_client optional;",
+            f"ssl_client_certificate {_quote(client_ca)};",
+            f"ssl_verify_depth {CLIENT_VERIFY_DEPTH};",
+            "# A certificate that fails verification counts as not verified.",
+            f"error_page 495 496 = @{name}_unverified;",
+        ]
+    if upstream.tls_name is not None:
+        lines += ["proxy_ssl_server_name on;", f"proxy_ssl_name {_quote(upstream.tls_name)};"]
+    lines += [
+        'default_type "text/html; charset=utf-8";',
+        *_block("location /", body),
+        *_block(f"location @{name}_unverified", body),
+    ]
+    return _indented(_block("server", lines), 1)
+
+
+def _default_servers(*, https: str, http: str, acme: str, version: str) -> str:
+    rejecting = _block(
+        "server", [f"listen {https} ssl default_server;", "ssl_reject_handshake on;"]
+    )
+    unknown = _block(
+        "server",
+        [
+            f"listen {http} default_server;",
+            "server_name _;",
+            "access_log logs/access.log cw_http;",
+            *_plain_locations(acme, version, http),
+            *_block(
+                "location /",
+                ["default_type text/plain;", f"return 404 {_quote('unknown host' + chr(10))};"],
+            ),
+        ],
+    )
+    return (
+        "    # An unknown (or absent) SNI name: no certificate, the handshake is refused.\n"
+        + _indented(rejecting, 1)
+        + "\n    # Plain HTTP for a host not served: ACME challenges, otherwise 404.\n"
+        + _indented(unknown, 1)
+        + "\n"
+    )
+
+
+def _redirect_server(hostnames: list[str], *, http: str, acme: str, version: str) -> str:
+    if not hostnames:
+        return ""
+    server = _block(
+        "server",
+        [
+            f"listen {http};",
+            "server_name",
+            *(f"    {hostname}" for hostname in hostnames),
+            ";",
+            "access_log logs/access.log cw_http;",
+            *_plain_locations(acme, version, http),
+            *_block("location /", ["return 301 https://$host$request_uri;"]),
+        ],
+    )
+    return (
+        "    # Plain HTTP for served hosts: ACME challenges, otherwise a redirect to HTTPS.\n"
+        + _indented(server, 1)
+    )
+
+
+def _plain_locations(acme: str, version: str, http: str) -> list[str]:
+    return [
+        *_block(
+            "location ^~ /.well-known/acme-challenge/",
+            [
+                f"proxy_pass {acme};",
+                "proxy_set_header Host $host;",
+                "proxy_set_header X-Real-IP $remote_addr;",
+                "proxy_set_header X-Forwarded-For $remote_addr;",
+                "proxy_set_header X-Forwarded-Proto http;",
+                'proxy_set_header Connection "";',
+            ],
+        ),
+        *_block(
+            f"location = {STATE_PATH}",
+            [
+                *(f"allow {address};" for address in _state_readers(http)),
+                "deny all;",
+                "default_type text/plain;",
+                f"return 200 {_quote(version + chr(10))};",
+            ],
+        ),
+    ]
+
+
+def _state_readers(http: str) -> list[str]:
+    """Loopback, and the listen address itself when it is one IP (the agent connects to
+    it from the same host, so that is the source address it comes from)."""
+    host = http.rpartition(":")[0].strip("[]")
+    readers = ["127.0.0.0/8", "::1"]
+    if _is_ip(host):
+        address = ipaddress.ip_address(host)
+        if not (address.is_unspecified or address.is_loopback):
+            readers.append(str(address))
+    return readers
+
+
+def _block(head: str, lines: list[str]) -> list[str]:
+    return [f"{head} {{", *(f"    {line}" for line in lines), "}"]
+
+
+def _indented(lines: list[str], level: int) -> str:
+    pad = "    " * level
+    return "".join(f"{pad}{line}\n" for line in lines)
+
+
+# -- upstreams ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _UpstreamTarget:
+    proxy_pass: str
+    tls_name: str | None
+
+
+class _Upstreams:
+    """One ``upstream`` block (with idle keep-alive connections) per distinct origin.
+
+    The request goes to ``scheme://<block>$request_uri``: the target exactly as the
+    client sent it. The path of an upstream URL is not used, as in the gateway.
+    """
+
+    def __init__(self) -> None:
+        self._blocks: dict[tuple[str, str, int], str] = {}
+
+    def name(self, upstream: str) -> _UpstreamTarget:
+        scheme, host, port = _upstream_origin(upstream)
+        block = self._blocks.setdefault((scheme, host, port), f"cw_upstream_{len(self._blocks)}")
+        tls_name = host if scheme == "https" and not _is_ip(host) else None
+        return _UpstreamTarget(proxy_pass=f"{scheme}://{block}$request_uri", tls_name=tls_name)
+
+    def render(self) -> str:
+        out: list[str] = []
+        for (_, host, port), block in self._blocks.items():
+            address = f"[{host}]" if ":" in host else host
+            out.append(
+                f"    upstream {block} {{\n"
+                f"        server {address}:{port};\n"
+                f"        keepalive {UPSTREAM_KEEPALIVE};\n"
+                "    }\n"
+            )
+        return "".join(out) + "\n"
+
+
+def _upstream_origin(upstream: str) -> tuple[str, str, int]:
+    try:
+        parts = urlsplit(upstream)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"the upstream {upstream!r} is not a URL") from exc
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValueError(f"the upstream {upstream!r} is not an http(s) URL with a host")
+    if not _is_ip(host):
+        _check_hostname(host)
+    return parts.scheme, host, port or (443 if parts.scheme == "https" else 80)
+
+
+def _acme_origin(value: str) -> str:
+    """``http://host:port`` of the ACME responder (``host:port`` is accepted too)."""
+    url = value if "://" in value else f"http://{value}"
+    scheme, host, port = _upstream_origin(url)
+    if scheme != "http":
+        raise ValueError(f"acme_upstream must be a plain http:// origin, not {value!r}")
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+# -- checks and quoting ---------------------------------------------------------------------
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_hostname(hostname: str) -> None:
+    if not _HOSTNAME.match(hostname):
+        raise ValueError(f"{hostname!r} is not a lower-case DNS host name")
+
+
+def _check_prefix(prefix: str) -> str:
+    """The directory, without a trailing slash; it is written into file names."""
+    if not prefix.startswith("/"):
+        raise ValueError(f"prefix must be an absolute directory, not {prefix!r}")
+    if "$" in prefix or any(ord(c) < 0x20 or ord(c) == 0x7F for c in prefix):
+        raise ValueError(
+            f"prefix {prefix!r} holds '$' or a control character, which nginx would "
+            "read as a variable or cannot quote"
+        )
+    return prefix.rstrip("/") or ""
+
+
+def _listen(value: str, what: str) -> str:
+    """``host:port`` (``[v6]:port``) as an nginx ``listen`` address."""
+    host, sep, port_text = value.strip().rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    bare = host[1:-1] if bracketed else host
+    valid_host = (bracketed and _is_ip(bare)) or (not bracketed and bool(_LISTEN_HOST.match(host)))
+    if not sep or not valid_host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{what} must be host:port (or [v6]:port), not {value!r}")
+    return f"{host}:{int(port_text)}"
+
+
+def _quote(text: str) -> str:
+    """A double-quoted nginx token: backslashes and quotes escaped, nothing else special."""
+    if any(ord(c) < 0x20 and c != "\n" for c in text):
+        raise ValueError(f"{text!r} holds a control character")
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return '"' + escaped + '"'
+
+
+def _comment(text: str) -> str:
+    """Text for a ``#`` comment: nothing that could end the line."""
+    return "".join("?" if ord(c) < 0x20 or ord(c) == 0x7F else c for c in text)
+
+
+def _label(text: str) -> str:
+    """A rule label as a map value: quoted, with ``$`` spelt through ``$cw_dollar`` (map
+    values are templates) and control characters shown as ``?``."""
+    return _quote(_comment(text).replace("$", "${cw_dollar}"))

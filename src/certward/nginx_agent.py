@@ -1,0 +1,502 @@
+"""Keeping Debian's nginx in step with the data plane state: the IO around
+`certward.dataplane.nginx.render`.
+
+A directory holds everything (``certward nginx render|sync --out DIR``; nginx runs as
+``nginx -c DIR/nginx.conf -p DIR``)::
+
+    DIR/nginx.conf -> sets/000007-3f2a.../nginx.conf   (a symlink, swapped atomically)
+    DIR/sets/000007-3f2a.../   one rendered set: nginx.conf, tls/, client-ca/
+    DIR/logs/ DIR/run/ DIR/tmp/   error and access logs, pid file, nginx's temp files
+
+A set is written into a temporary directory (every file fsynced, keys 0600) and
+renamed into place whole, then validated with ``nginx -t`` on its own ``nginx.conf``,
+and only then does the ``nginx.conf`` symlink move to it; so nginx never reads half a
+set, and a set nginx refuses is deleted while the last good one stays in service. The
+configuration names its files by absolute path inside its set, so a reload that reads
+while the symlink moves still gets one consistent set. nginx is reloaded with SIGHUP
+to the pid in ``run/nginx.pid``, and the reload is confirmed by asking the plain-HTTP
+listener which state version it serves.
+
+When ``nginx -t`` names a site (an upstream host it cannot resolve, a certificate it
+cannot load), that site is left out and the rest is validated again: one broken site
+does not hold back every other change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import logging
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from certward.dataplane.nginx import (
+    CONFIG_FILE,
+    STATE_PATH,
+    VERSION_FILE,
+    RenderedFile,
+    render_set,
+)
+from certward.dataplane.state import DataPlaneState
+
+log = logging.getLogger("certward.nginx")
+
+KEPT_SETS = 3  # the active set and the ones before it (a reload may still be reading one)
+VALIDATION_TIMEOUT = 120.0
+MAX_EXCLUSION_ROUNDS = 5
+_SET_NAME = re.compile(r"^(\d{6})-[A-Za-z0-9]+$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NginxOptions:
+    """How the configuration is rendered and checked.
+
+    ``nginx`` is the program used for ``nginx -t``; None skips validation (rendering on
+    a machine without nginx).
+    """
+
+    https_listen: str
+    http_listen: str
+    acme_upstream: str
+    nginx: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NginxDirectory:
+    """The directory nginx runs from (its ``-p`` prefix) and the sets inside it."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        """What nginx is started with (``-c``): a symlink to the active set's file."""
+        return self.root / CONFIG_FILE
+
+    @property
+    def sets(self) -> Path:
+        return self.root / "sets"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "run" / "nginx.pid"
+
+    @property
+    def error_log(self) -> Path:
+        return self.root / "logs" / "error.log"
+
+    @property
+    def access_log(self) -> Path:
+        return self.root / "logs" / "access.log"
+
+    def prepare(self) -> None:
+        """Create the directories nginx and the sets need; drop half-written sets."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.sets.mkdir(mode=0o700, exist_ok=True)
+        for name in ("logs", "run", "tmp"):
+            (self.root / name).mkdir(mode=0o755, exist_ok=True)
+        for leftover in self.sets.glob(".tmp-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+    def active_set(self) -> Path | None:
+        """The set ``nginx.conf`` points to, if any."""
+        if not self.config.is_symlink():
+            return None
+        target = (self.root / os.readlink(self.config)).parent
+        return target if target.is_dir() else None
+
+    def served_version(self) -> str | None:
+        """The state version of the active set, as written next to its configuration."""
+        active = self.active_set()
+        if active is None:
+            return None
+        try:
+            return (active / VERSION_FILE).read_text().strip()
+        except OSError:
+            return None
+
+    def holds(self, files: Mapping[str, RenderedFile]) -> bool:
+        """Whether the active set is exactly ``files`` (nothing to write or reload)."""
+        active = self.active_set()
+        if active is None:
+            return False
+        present = {str(path.relative_to(active)) for path in active.rglob("*") if path.is_file()}
+        if present != set(files):
+            return False
+        try:
+            return all((active / name).read_bytes() == f.content for name, f in files.items())
+        except OSError:
+            return False
+
+    def new_set_path(self, version: str) -> Path:
+        """Where the next set goes: a sequence number, then the state version's start."""
+        numbers = [
+            int(match.group(1))
+            for entry in self.sets.iterdir()
+            if (match := _SET_NAME.match(entry.name))
+        ]
+        tag = re.sub(r"[^A-Za-z0-9]", "", version)[:16] or "state"
+        return self.sets / f"{max(numbers, default=0) + 1:06d}-{tag}"
+
+    def write_set(self, destination: Path, files: Mapping[str, RenderedFile]) -> None:
+        """Write ``files`` under a temporary name, fsync them, then rename the directory
+        to ``destination`` in one step."""
+        temporary = self.sets / f".tmp-{secrets.token_hex(6)}"
+        temporary.mkdir(mode=0o700)
+        try:
+            directories = {temporary}
+            for name, rendered in sorted(files.items()):
+                path = temporary / name
+                for parent in reversed(path.relative_to(temporary).parents[:-1]):
+                    (temporary / parent).mkdir(mode=0o700, exist_ok=True)
+                    directories.add(temporary / parent)
+                _write_file(path, rendered)
+            for directory in sorted(directories, key=lambda d: len(d.parts), reverse=True):
+                _fsync_directory(directory)
+            os.rename(temporary, destination)
+            _fsync_directory(self.sets)
+        except BaseException:
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
+
+    def activate(self, set_path: Path) -> None:
+        """Point ``nginx.conf`` at ``set_path`` (a new symlink renamed over the old)."""
+        link = self.root / f".{CONFIG_FILE}.{secrets.token_hex(6)}"
+        os.symlink(os.path.relpath(set_path / CONFIG_FILE, self.root), link)
+        try:
+            os.replace(link, self.config)
+        except BaseException:
+            link.unlink(missing_ok=True)
+            raise
+        _fsync_directory(self.root)
+
+    def prune(self, keep: int = KEPT_SETS) -> None:
+        """Delete all but the newest ``keep`` sets, never the active one."""
+        active = self.active_set()
+        named = sorted(
+            (entry for entry in self.sets.iterdir() if _SET_NAME.match(entry.name)),
+            key=lambda entry: entry.name,
+        )
+        for entry in named[:-keep] if keep else named:
+            if active is None or entry.resolve() != active.resolve():
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def _write_file(path: Path, rendered: RenderedFile) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, rendered.mode)
+    with os.fdopen(descriptor, "wb") as stream:
+        stream.write(rendered.content)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.chmod(path, rendered.mode)  # whatever the umask took away
+
+
+def _fsync_directory(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+# -- validation -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Validation:
+    """What ``nginx -t`` said about a set."""
+
+    ok: bool
+    output: str
+
+
+def validate(nginx: str, directory: NginxDirectory, set_path: Path) -> Validation:
+    """``nginx -t`` on the set's own configuration, with the directory as prefix."""
+    command = [nginx, "-t", "-c", str(set_path / CONFIG_FILE), "-p", f"{directory.root}/"]
+    try:
+        completed = subprocess.run(  # noqa: S603 - a fixed program and our own paths
+            command,
+            capture_output=True,
+            text=True,
+            timeout=VALIDATION_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Validation(ok=False, output=f"{' '.join(command)} could not run: {exc}")
+    return Validation(ok=completed.returncode == 0, output=(completed.stderr or "").strip())
+
+
+_UNRESOLVED_UPSTREAM = re.compile(r'host not found in upstream "([^"]+)"')
+_SITE_FILE = re.compile(r"/(?:tls|client-ca)/([a-z0-9.-]+?)\.(?:crt|key|pem)\b")
+
+
+def sites_named_in(output: str, state: DataPlaneState) -> set[str]:
+    """The hostnames an ``nginx -t`` failure is about: a site file it could not load, or
+    every site whose upstream host it could not resolve."""
+    named = {match.group(1) for match in _SITE_FILE.finditer(output)} & set(state.sites)
+    for match in _UNRESOLVED_UPSTREAM.finditer(output):
+        address = match.group(1)
+        if address.startswith("["):
+            host = address[1:].split("]", 1)[0]
+        else:
+            host = address.rsplit(":", 1)[0]
+        for hostname, site in state.sites.items():
+            with contextlib.suppress(ValueError):
+                if (urlsplit(site.upstream).hostname or "").lower() == host.lower():
+                    named.add(hostname)
+    return named
+
+
+# -- installing a state -------------------------------------------------------------------------
+
+
+class InstallOutcome(StrEnum):
+    UNCHANGED = "unchanged"  # the active set already is this rendering
+    INSTALLED = "installed"  # a new set is active
+    REJECTED = "rejected"  # nginx refused it; the last good set stays active
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Installed:
+    outcome: InstallOutcome
+    set_path: Path | None
+    skipped: Mapping[str, str] = field(default_factory=dict)
+    problem: str | None = None
+
+
+def install(state: DataPlaneState, directory: NginxDirectory, options: NginxOptions) -> Installed:
+    """Render ``state`` into a new set, validate it, and make it the active one.
+
+    Sites ``nginx -t`` names are left out and the set rendered again (a few rounds at
+    most). Nothing is reloaded here.
+    """
+    directory.prepare()
+    excluded: dict[str, str] = {}
+    for _ in range(MAX_EXCLUSION_ROUNDS + 1):
+        set_path = directory.new_set_path(state.version)
+        rendered = render_set(
+            state,
+            https_listen=options.https_listen,
+            http_listen=options.http_listen,
+            acme_upstream=options.acme_upstream,
+            prefix=str(set_path.absolute()),
+            exclude=excluded,
+        )
+        skipped = {**rendered.skipped, **excluded}
+        active = directory.active_set()
+        if active is not None:
+            # Same state rendered into the active set's place: compare like with like.
+            again = render_set(
+                state,
+                https_listen=options.https_listen,
+                http_listen=options.http_listen,
+                acme_upstream=options.acme_upstream,
+                prefix=str(active.absolute()),
+                exclude=excluded,
+            )
+            if directory.holds(again.files):
+                return Installed(outcome=InstallOutcome.UNCHANGED, set_path=active, skipped=skipped)
+        directory.write_set(set_path, rendered.files)
+        if options.nginx is None:
+            check = Validation(ok=True, output="")
+        else:
+            check = validate(options.nginx, directory, set_path)
+        if check.ok:
+            directory.activate(set_path)
+            directory.prune()
+            return Installed(outcome=InstallOutcome.INSTALLED, set_path=set_path, skipped=skipped)
+        shutil.rmtree(set_path, ignore_errors=True)
+        culprits = sites_named_in(check.output, state) - set(excluded)
+        if not culprits:
+            return Installed(
+                outcome=InstallOutcome.REJECTED,
+                set_path=directory.active_set(),
+                skipped=skipped,
+                problem=check.output,
+            )
+        for hostname in culprits:
+            excluded[hostname] = f"nginx refused it: {_last_line(check.output)}"
+    return Installed(
+        outcome=InstallOutcome.REJECTED,
+        set_path=directory.active_set(),
+        skipped=excluded,
+        problem="too many sites refused by nginx -t",
+    )
+
+
+def _last_line(output: str) -> str:
+    lines = [line for line in output.splitlines() if "[emerg]" in line] or output.splitlines()
+    return lines[0].strip() if lines else "no output"
+
+
+# -- reloading ---------------------------------------------------------------------------------
+
+
+def reload(directory: NginxDirectory) -> bool:
+    """SIGHUP to the master process in ``run/nginx.pid``; False when nginx is not running."""
+    try:
+        pid = int(directory.pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def serving_version(http_listen: str, *, timeout: float = 2.0) -> str | None:
+    """The state version nginx's plain-HTTP listener answers with, or None."""
+    host, _, port = http_listen.rpartition(":")
+    host = host.strip("[]")
+    if host in {"0.0.0.0", "*", ""}:  # noqa: S104 - a wildcard listen, reached on loopback
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        connection.request("GET", STATE_PATH, headers={"Host": "certward-state.invalid"})
+        response = connection.getresponse()
+        body = response.read().decode("ascii", "replace").strip()
+        return body if response.status == 200 else None
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+
+
+def wait_until_serving(
+    http_listen: str, version: str, *, attempts: int = 100, pause: float = 0.1
+) -> bool:
+    """Ask until nginx serves ``version`` (a reload takes a moment); False if it never does."""
+    waiter = threading.Event()
+    for _ in range(attempts):
+        if serving_version(http_listen) == version:
+            return True
+        waiter.wait(pause)
+    return False
+
+
+# -- the sync loop --------------------------------------------------------------------------------
+
+
+class SyncOutcome(StrEnum):
+    UNCHANGED = "unchanged"
+    APPLIED = "applied"
+    REJECTED = "rejected"
+    LOAD_FAILED = "load-failed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncReport:
+    outcome: SyncOutcome
+    version: str | None = None
+    reloaded: bool = False
+    confirmed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in (SyncOutcome.UNCHANGED, SyncOutcome.APPLIED)
+
+
+class NginxSync:
+    """Polls the state; renders, validates, activates and reloads when it changes.
+
+    A version nginx refused is not tried again until the state changes (its reason is
+    logged once); the set before it keeps serving.
+    """
+
+    def __init__(
+        self,
+        load_state: Callable[[], DataPlaneState],
+        directory: NginxDirectory,
+        options: NginxOptions,
+        *,
+        confirm_attempts: int = 100,
+    ) -> None:
+        self.load_state = load_state
+        self.directory = directory
+        self.options = options
+        self.confirm_attempts = confirm_attempts
+        self._applied: str | None = None
+        self._rejected: str | None = None
+        self._stop = threading.Event()
+
+    def sync_once(self) -> SyncReport:
+        """One look at the state, and whatever it takes to serve it."""
+        try:
+            state = self.load_state()
+        except Exception:  # the loop outlives a database that is away; the next poll retries
+            log.exception("could not load the data plane state; nginx keeps serving the last one")
+            return SyncReport(outcome=SyncOutcome.LOAD_FAILED)
+        if state.version == self._applied:
+            return SyncReport(outcome=SyncOutcome.UNCHANGED, version=state.version)
+        if state.version == self._rejected:
+            return SyncReport(outcome=SyncOutcome.REJECTED, version=state.version)
+        installed = install(state, self.directory, self.options)
+        for hostname, reason in sorted(installed.skipped.items()):
+            log.error("%s is not served by nginx: %s", hostname, reason)
+        if installed.outcome is InstallOutcome.REJECTED:
+            self._rejected = state.version
+            log.error(
+                "nginx refused the configuration of state %s; still serving %s:\n%s",
+                state.version[:12],
+                installed.set_path or "nothing",
+                installed.problem,
+            )
+            return SyncReport(outcome=SyncOutcome.REJECTED, version=state.version)
+        self._applied = state.version
+        self._rejected = None
+        if installed.outcome is InstallOutcome.UNCHANGED:
+            log.info("state %s is already in %s", state.version[:12], installed.set_path)
+            return SyncReport(outcome=SyncOutcome.UNCHANGED, version=state.version)
+        log.info(
+            "state %s (%d hostnames) written to %s",
+            state.version[:12],
+            len(state.sites),
+            installed.set_path,
+        )
+        if not reload(self.directory):
+            log.warning(
+                "nginx is not running (no live pid in %s); it reads %s when it starts",
+                self.directory.pid_file,
+                self.directory.config,
+            )
+            return SyncReport(outcome=SyncOutcome.APPLIED, version=state.version)
+        confirmed = wait_until_serving(
+            self.options.http_listen, state.version, attempts=self.confirm_attempts
+        )
+        if confirmed:
+            log.info("nginx reloaded: serving state %s", state.version[:12])
+        else:
+            log.error(
+                "nginx was told to reload but does not serve state %s; see %s",
+                state.version[:12],
+                self.directory.error_log,
+            )
+        return SyncReport(
+            outcome=SyncOutcome.APPLIED, version=state.version, reloaded=True, confirmed=confirmed
+        )
+
+    def run(self, interval: float) -> None:
+        """`sync_once` every ``interval`` seconds until `stop`."""
+        log.info("syncing nginx in %s every %s s", self.directory.root, interval)
+        while not self._stop.is_set():
+            try:
+                self.sync_once()
+            except Exception:  # a full disk, say: logged, and the next poll tries again
+                log.exception("nginx sync failed")
+            self._stop.wait(interval)
+        log.info("nginx sync stopped")
+
+    def stop(self) -> None:
+        self._stop.set()
