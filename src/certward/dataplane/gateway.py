@@ -433,6 +433,7 @@ class _TlsProtocol(asyncio.Protocol):
         return self.reader
 
     def _read_plaintext(self) -> None:
+        received = False
         while True:
             try:
                 chunk = self.tls.recv(READ_CHUNK)
@@ -443,19 +444,21 @@ class _TlsProtocol(asyncio.Protocol):
                     self.reader.feed_eof()
                 else:
                     self.close()
-                break
+                return
             except SSL.Error:
                 if self.reader is not None:
                     self.reader.feed_eof()
                 self.abort()
-                break
+                return
             if not chunk:
                 break
             reader = self.reader or self._start_http()
             if reader is None:
-                break
+                return
             reader.feed_data(chunk)
-        self._flush()
+            received = True
+        if received:  # reading may have written too (a TLS 1.3 KeyUpdate answer)
+            self._flush()
 
     def _flush(self) -> None:
         # One read takes whatever OpenSSL wrote (a handshake flight is a few KB); loop
