@@ -11,9 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from certward.access import Principal
 from certward.cli import main
+from certward.model import Environment, ManagedCertificate, TlsCertificate, WebhookDelivery
 from certward.services import notifications
 from certward.vocabulary import Role
 from certward.worker import RenewalWorker
@@ -207,3 +209,55 @@ def test_webhook_commands_add_list_and_remove(
     assert hook["url"] == "http://127.0.0.1:9/hook"
     assert main(["webhook", "remove", hook["id"]]) == 0
     assert main(["webhook", "remove", hook["id"]]) == 1
+
+
+@pytest.mark.parametrize("api", ["sqlite"], indirect=True)
+def test_failing_renewals_and_first_issuances_are_told(api: Api) -> None:
+    """A managed certificate failing to renew, one whose first issuance keeps failing, and
+    an ACME custom-domain certificate failing to renew: one notice each per attempt."""
+    ctx = api.context
+    api.create_app_and_environment("shop", "production")
+    api.create_environment("shop", "staging")
+    notifications.add_webhook(ctx, ADMIN, "http://127.0.0.1:9/hook")
+    assert notifications.scan(ctx) == 0
+    leaf = TestCA.root(name="acme-like CA").issue_leaf("www.shop.test")
+    tls_id = expect(
+        api.client.post(
+            f"{API}/apps/shop/tls-certificates",
+            files={
+                "certificate": ("c.pem", leaf.cert_pem()),
+                "chain": ("chain.pem", leaf.chain_pem()),
+                "private_key": ("k.pem", leaf.key_pem()),
+            },
+            headers=api.admin_headers,
+        ),
+        201,
+    )["id"]
+    with ctx.database.transaction() as session:
+        production, staging = (
+            session.scalars(
+                select(ManagedCertificate)
+                .join(Environment, Environment.id == ManagedCertificate.environment_id)
+                .where(Environment.name == name)
+            ).one()
+            for name in ("production", "staging")
+        )
+        production.attempts, production.last_error = 2, "the CA said no"
+        staging.state, staging.attempts, staging.last_error = "pending", 1, "unreachable"
+        tls = session.get(TlsCertificate, tls_id)
+        assert tls is not None
+        tls.renew_after = api.clock.now()
+        tls.attempts, tls.last_error = 1, "validation failed"
+    assert notifications.scan(ctx) == 3
+    assert notifications.scan(ctx) == 0  # once per attempt
+    with ctx.database.reading() as session:
+        notices = {
+            row.payload["certificate"]["id"]: row.payload
+            for row in session.scalars(select(WebhookDelivery))
+        }
+    assert {n["event"] for n in notices.values()} == {"certificate.renewal-failed"}
+    assert notices[production.id]["certificate"]["error"] == "the CA said no"
+    assert notices[staging.id]["certificate"]["first_issuance"] is True
+    assert notices[staging.id]["certificate"]["not_after"] is None
+    assert notices[tls_id]["certificate"]["kind"] == "custom"
+    assert notices[tls_id]["certificate"]["hostnames"] == ["www.shop.test"]

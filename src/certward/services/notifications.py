@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from certward.access import Action, Principal
 from certward.errors import InvalidRequest, NotFound
 from certward.expiry import CertificateStatus
-from certward.model import ManagedCertificate, Webhook, WebhookDelivery
+from certward.model import ManagedCertificate, TlsCertificate, Webhook, WebhookDelivery
 from certward.services.access import require
 from certward.services.context import Context
 from certward.services.inventory import CertificateKind, InventoryItem, list_inventory
@@ -93,11 +93,15 @@ def scan(ctx: Context) -> int:
                 continue  # short-lived by design and renewed by certward: no news
             events.append((event, f"{event}:{item.kind.value}:{item.id}", _describe(item)))
     with ctx.database.reading() as session:
+        # Failing renewals, and first issuances still failing (a "pending" row: the
+        # environment has no certificate yet, which is news too).
         for certificate in session.scalars(
             select(ManagedCertificate).where(
-                ManagedCertificate.state == "active", ManagedCertificate.attempts > 0
+                ManagedCertificate.state.in_(("active", "pending")),
+                ManagedCertificate.attempts > 0,
             )
         ):
+            pending = certificate.state == "pending"
             events.append(
                 (
                     "certificate.renewal-failed",
@@ -108,7 +112,31 @@ def scan(ctx: Context) -> int:
                         "hostname": certificate.hostname,
                         "attempts": certificate.attempts,
                         "error": certificate.last_error,
-                        "not_after": certificate.not_after.isoformat(),
+                        "first_issuance": pending,
+                        "not_after": None if pending else certificate.not_after.isoformat(),
+                    },
+                )
+            )
+        # Custom-domain certificates certward renews itself (ordered from the ACME CA).
+        for tls_certificate in session.scalars(
+            select(TlsCertificate).where(
+                TlsCertificate.renew_after.is_not(None), TlsCertificate.attempts > 0
+            )
+        ):
+            events.append(
+                (
+                    "certificate.renewal-failed",
+                    f"renewal-failed:{tls_certificate.id}:{tls_certificate.attempts}",
+                    {
+                        "kind": "custom",
+                        "id": tls_certificate.id,
+                        "hostnames": list(tls_certificate.sans),
+                        "attempts": tls_certificate.attempts,
+                        "error": tls_certificate.last_error,
+                        "first_issuance": False,
+                        "not_after": None
+                        if tls_certificate.not_after is None
+                        else tls_certificate.not_after.isoformat(),
                     },
                 )
             )
