@@ -27,6 +27,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,9 +63,12 @@ _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 _screenshot_root: list[Path] = []
 
 
-def open_installation(data_dir: Path) -> tuple[Platform, FixedClock]:
+def open_installation(
+    data_dir: Path, environ: Mapping[str, str] | None = None
+) -> tuple[Platform, FixedClock]:
+    """A fresh installation in ``data_dir``; ``environ`` adds ``CERTWARD_*`` settings."""
     settings = Settings.from_env(
-        {"CERTWARD_DATA_DIR": str(data_dir), "CERTWARD_ADMIN_TOKEN": ADMIN_TOKEN}
+        {"CERTWARD_DATA_DIR": str(data_dir), "CERTWARD_ADMIN_TOKEN": ADMIN_TOKEN, **(environ or {})}
     )
     clock = FixedClock(NOW)
     return open_platform(settings, clock=clock), clock
@@ -123,15 +127,24 @@ class ConsoleClient:
         return response
 
 
-@pytest.fixture
-def console(tmp_path: Path) -> Iterator[ConsoleClient]:
-    platform, clock = open_installation(tmp_path / "certward-data")
+@contextmanager
+def console_client(
+    data_dir: Path, environ: Mapping[str, str] | None = None
+) -> Iterator[ConsoleClient]:
+    """A `ConsoleClient` on a fresh installation, closed afterwards."""
+    platform, clock = open_installation(data_dir, environ)
     try:
         client = TestClient(create_app(platform.context), base_url="http://certward.test")
         with client:
             yield ConsoleClient(client=client, platform=platform, clock=clock)
     finally:
         platform.close()
+
+
+@pytest.fixture
+def console(tmp_path: Path) -> Iterator[ConsoleClient]:
+    with console_client(tmp_path / "certward-data") as client:
+        yield client
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

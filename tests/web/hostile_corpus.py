@@ -23,10 +23,11 @@ from certward.services import (
     client_certificates,
     domains,
     tls_certificates,
+    tokens,
 )
 from certward.services.uploads import Upload
 from certward.snapshot import PathRuleState
-from certward.vocabulary import Plan
+from certward.vocabulary import Plan, Role
 from tests.material.factory import TestCA
 from tests.web.conftest import OPERATOR
 
@@ -72,11 +73,13 @@ class HostileInstallation:
             f"/apps/{APP}/ip-deny-profiles",
             "/platform/certificates",
             "/platform/audit",
+            "/platform/tokens",
         ]
 
 
 def populate(platform: Platform) -> HostileInstallation:
-    """An app whose every certificate field, description and prefix is hostile."""
+    """An app whose every certificate field, description, prefix and token description
+    is hostile."""
     ctx = platform.context
     apps.create_app(ctx, OPERATOR, name=APP, plan=Plan.LICENSED)
     apps.create_environment(ctx, OPERATOR, APP, name=ENV, upstream="http://10.0.0.10:8080")
@@ -134,6 +137,14 @@ def populate(platform: Platform) -> HostileInstallation:
             PathRuleState(prefix=SVG_PATH, rule=RuleKind.DENY_ALL),
             PathRuleState(prefix="/", rule=RuleKind.PROFILE, profile=PROFILE),
         ],
+    )
+    tokens.create_token(
+        ctx,
+        OPERATOR,
+        role=Role.RUNTIME,
+        app_name=APP,
+        environment_name=ENV,
+        description=f"{SCRIPT} {IMAGE} {TEMPLATE} {RTL}",
     )
     return HostileInstallation(
         client_certificate_id=uploaded.id,

@@ -180,6 +180,11 @@ def test_the_seed_workflow_in_the_browser(
     shoot_here("tls-certificate")
     page.goto("/apps/shop/tls-certificates")
     shoot_here("tls-certificates")
+    page.get_by_text("Order from the ACME CA").click()
+    page.get_by_label("Hostnames (one per line)").fill("www.shop.example.com")
+    page.get_by_role("button", name="Order certificate").click()
+    expect(page.locator("#order-acme .form-errors")).to_contain_text("No ACME CA is configured")
+    shoot_here("tls-acme-refused")
     page.goto(ENV + "/domains")
     expect(page.get_by_text("Do not pin this certificate.")).to_be_visible()
     page.get_by_text("Add custom domain", exact=True).first.click()
@@ -231,6 +236,23 @@ def test_the_seed_workflow_in_the_browser(
     shoot_here("audit")
     page.goto("/platform/ca")
     shoot_here("platform-ca")
+
+    # A runtime token: its value is shown once, then only its id.
+    page.goto("/platform/tokens")
+    page.get_by_text("Create a token").click()
+    page.locator("#token-role").select_option("runtime")
+    page.locator("#token-app").select_option("shop")
+    page.locator("#token-environment").fill("production")
+    page.get_by_label("Description").fill("production runtime")
+    page.get_by_role("button", name="Create token").click()
+    expect(page.locator("#new-token-panel")).to_contain_text("It will not be shown again.")
+    value = page.locator("#new-token").inner_text()
+    assert value.startswith("cw_")
+    shoot_here("token-created")
+    page.goto("/platform/tokens")
+    expect(page.locator("tr", has_text="production runtime")).to_contain_text("active")
+    assert value not in page.content()
+    shoot_here("tokens")
     assert len(list(screenshot_dir.glob("*-1280.png"))) >= 15
     assert len(list(screenshot_dir.glob("*-390.png"))) >= 15
 

@@ -6,6 +6,7 @@ import base64
 import html
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -14,13 +15,16 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from fastapi.testclient import TestClient
 from starlette.routing import Route
 
+from certward.access import hash_token
 from certward.api import create_app
-from certward.services import tokens
+from certward.errors import Unauthorized
+from certward.services import tls_certificates, tokens
+from certward.services.acme_issuing import close_acme
 from certward.vocabulary import Plan, Role
 from certward.web.routes import console_routes
 from tests.material.factory import NOW, TestCA
 from tests.web import hostile_corpus
-from tests.web.conftest import ADMIN_TOKEN, OPERATOR, ConsoleClient
+from tests.web.conftest import ADMIN_TOKEN, OPERATOR, ConsoleClient, console_client
 
 ENV_PAGE = "/apps/shop/environments/prod"
 
@@ -150,6 +154,7 @@ def _post_routes() -> list[str]:
         "hostname": "shop.example.com",
         "profile": "office",
         "fingerprint": "ab" * 32,
+        "token_id": "00000000-0000-0000-0000-000000000000",
     }
     paths = []
     for route in console_routes():
@@ -654,6 +659,253 @@ def test_viewers_get_no_forms_and_are_refused_changes(console: ConsoleClient) ->
     assert console.get("/apps/other", follow_redirects=False).status_code == 404
 
 
+# -- tokens ------------------------------------------------------------------------------------
+
+NEW_TOKEN = re.compile(r'<pre class="secret" id="new-token">(cw_[A-Za-z0-9_-]+)</pre>')
+
+
+def token_rows(page: str) -> dict[str, str]:
+    """Each listed token's id and its row's text."""
+    rows = re.findall(r'<tr>\s*<td class="mono">([0-9a-f-]{36})(.*?)</tr>', page, re.S)
+    return {
+        token_id: html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row))).strip()
+        for token_id, row in rows
+    }
+
+
+def test_a_new_token_is_shown_once_and_never_listed(console: ConsoleClient) -> None:
+    shop(console)
+    console.sign_in()
+    page = console.get("/platform/tokens")
+    assert page.status_code == 200
+    assert '<a href="/platform/tokens" aria-current="page">Tokens</a>' in page.text
+    assert "bootstrap admin token" in page.text
+    created = console.post(
+        "/platform/tokens",
+        {"role": "runtime", "app": "shop", "environment": "prod", "description": "prod runtime"},
+    )
+    assert created.status_code == 200
+    assert created.headers["cache-control"] == "no-store"
+    found = NEW_TOKEN.search(created.text)
+    assert found, "the new token's value is on the page"
+    value = found.group(1)
+    assert created.text.count(value) == 1
+    assert "It will not be shown again." in created.text
+    assert 'data-copy="new-token"' in created.text
+    principal = tokens.authenticate(console.platform.context, value)
+    assert principal.role is Role.RUNTIME
+    assert principal.token_id is not None
+    assert "shop/prod" in token_rows(created.text)[principal.token_id]
+
+    for path in ("/platform/tokens", "/platform/tokens?app=shop", "/platform/audit"):
+        later = console.get(path).text
+        assert value not in later, path
+        assert hash_token(value) not in later, path
+        assert "new-token" not in later, path
+    listed = token_rows(console.get("/platform/tokens?app=shop").text)
+    assert list(listed) == [principal.token_id], "the filter shows the app's tokens only"
+    assert "runtime" in listed[principal.token_id]
+    assert "prod runtime" in listed[principal.token_id]
+    assert "active" in listed[principal.token_id]
+
+
+def test_a_token_form_shows_each_refusal_next_to_its_field(console: ConsoleClient) -> None:
+    shop(console)
+    console.sign_in()
+    no_app = console.post("/platform/tokens", {"role": "member", "app": "", "description": "x"})
+    assert no_app.status_code == 422
+    assert "needs an app" in field_error(no_app.text, "token-app")
+    assert NEW_TOKEN.search(no_app.text) is None
+    no_env = console.post("/platform/tokens", {"role": "runtime", "app": "shop"})
+    assert "needs an app and an environment" in field_error(no_env.text, "token-environment")
+    unknown = console.post(
+        "/platform/tokens", {"role": "runtime", "app": "shop", "environment": "staging"}
+    )
+    assert unknown.status_code == 404
+    assert "no environment called 'staging'" in field_error(unknown.text, "token-environment")
+    bad_role = console.post("/platform/tokens", {"role": "root", "app": "shop"})
+    assert "Choose one of the roles" in field_error(bad_role.text, "token-role")
+    long = console.post(
+        "/platform/tokens", {"role": "viewer", "app": "shop", "description": "d" * 1001}
+    )
+    assert long.status_code == 422
+    assert "at most 1,000 characters" in field_error(long.text, "token-description")
+    assert 'value="viewer" selected' in long.text  # what was typed stays
+    assert len(tokens.list_tokens(console.platform.context, OPERATOR)) == 1, "none created"
+
+
+def test_revoking_a_token_asks_first_and_ends_it_everywhere(console: ConsoleClient) -> None:
+    shop(console)
+    viewer = tokens.create_token(
+        console.platform.context,
+        OPERATOR,
+        role=Role.VIEWER,
+        app_name="shop",
+        environment_name=None,
+        description="dashboard",
+    )
+    api_headers = {"Authorization": f"Bearer {viewer.token}"}
+    assert console.client.get("/api/v1/apps/shop", headers=api_headers).status_code == 200
+    console.sign_in()
+    page = console.get("/platform/tokens").text
+    action = f"/platform/tokens/{viewer.view.id}/revoke"
+    confirm = re.search(
+        rf'<details class="confirm">\s*<summary>Revoke.*?</summary>\s*'
+        rf'<form method="post" action="{action}">(.*?)</form>',
+        page,
+        re.S,
+    )
+    assert confirm, "revoking is behind a confirmation"
+    assert 'name="csrf"' in confirm.group(1)
+    assert "cannot be undone" in confirm.group(1)
+
+    for csrf in ("", "forged-" + "x" * 40):
+        refused = console.post(action, csrf=csrf)
+        assert refused.status_code == 403
+        assert "csrf-token-mismatch" in refused.text
+    assert tokens.authenticate(console.platform.context, viewer.token).role is Role.VIEWER
+
+    revoked = console.post(action, {"app_filter": "shop"})
+    assert revoked.url.path == "/platform/tokens"
+    assert revoked.url.query == b"app=shop"
+    assert f"Token {viewer.view.id} revoked" in notice(revoked.text)
+    row = token_rows(revoked.text)[viewer.view.id]
+    assert "revoked" in row
+    assert "Revoke" not in row
+    with pytest.raises(Unauthorized):
+        tokens.authenticate(console.platform.context, viewer.token)
+    # The API had just seen the token: it is refused at once all the same.
+    assert console.client.get("/api/v1/apps/shop", headers=api_headers).status_code == 401
+    missing = console.post("/platform/tokens/00000000-0000-0000-0000-000000000000/revoke")
+    assert missing.status_code == 404
+
+
+def test_revoking_the_signed_in_token_signs_out(console: ConsoleClient) -> None:
+    console.sign_in()
+    [own] = tokens.list_tokens(console.platform.context, OPERATOR)
+    page = console.get("/platform/tokens").text
+    assert "(you are signed in with it)" in page
+    assert "you are signed out: it is the token you signed in with" in page
+    landed = console.post(f"/platform/tokens/{own.id}/revoke")
+    assert landed.url.path == "/sign-in"
+    assert "It was the token you signed in with" in notice(landed.text)
+
+
+def test_members_manage_their_apps_tokens_and_viewers_none(console: ConsoleClient) -> None:
+    shop(console)
+    console.create_app("other")
+    ctx = console.platform.context
+
+    def create(role: Role, app: str | None, env: str | None = None) -> tokens.NewToken:
+        return tokens.create_token(
+            ctx, OPERATOR, role=role, app_name=app, environment_name=env, description=role.value
+        )
+
+    member = create(Role.MEMBER, "shop")
+    viewer = create(Role.VIEWER, "shop")
+    runtime = create(Role.RUNTIME, "shop", "prod")
+    foreign = create(Role.VIEWER, "other")
+    console.sign_in(member.token)
+    page = console.get("/platform/tokens").text
+    assert '<a href="/platform/tokens"' in page  # in the navigation
+    rows = token_rows(page)
+    assert set(rows) == {member.view.id, viewer.view.id, runtime.view.id}
+    assert "Revoke" not in rows[member.view.id]  # a member may not revoke member tokens
+    assert "Revoke" in rows[viewer.view.id]
+    assert "Revoke" in rows[runtime.view.id]
+    offered = re.search(r'<select id="token-role" name="role"[^>]*>(.*?)</select>', page, re.S)
+    assert offered
+    assert re.findall(r'value="(\w+)"', offered.group(1)) == ["viewer", "runtime"]
+    apps_offered = re.search(r'<select id="token-app" name="app"[^>]*>(.*?)</select>', page, re.S)
+    assert apps_offered
+    assert re.findall(r'value="([^"]*)"', apps_offered.group(1)) == ["shop"]
+    assert 'id="tokens-app"' not in page  # no filter: a member sees its app only
+
+    created = console.post("/platform/tokens", {"role": "viewer", "app": "shop"})
+    assert NEW_TOKEN.search(created.text)
+    escalate = console.post("/platform/tokens", {"role": "member", "app": "shop"})
+    assert escalate.status_code == 403
+    assert "may not grant member" in field_error(escalate.text, "token-role")
+    elsewhere = console.post("/platform/tokens", {"role": "viewer", "app": "other"})
+    assert elsewhere.status_code == 404
+    assert "No app called 'other'" in field_error(elsewhere.text, "token-app")
+    assert console.get("/platform/tokens?app=other").status_code == 404
+    assert console.post(f"/platform/tokens/{foreign.view.id}/revoke").status_code == 404
+    assert console.post(f"/platform/tokens/{member.view.id}/revoke").status_code == 403
+    assert tokens.authenticate(ctx, foreign.token).role is Role.VIEWER
+
+    console.sign_in(viewer.token)
+    apps_page = console.get("/apps").text
+    assert 'href="/platform/tokens"' not in apps_page
+    refused = console.get("/platform/tokens")
+    assert refused.status_code == 403
+    assert "may not grant viewer" in refused.text
+    assert viewer.token not in refused.text
+
+
+# -- ordering from the ACME CA ---------------------------------------------------------------------
+
+
+def test_without_an_acme_ca_the_order_form_shows_the_refusal(console: ConsoleClient) -> None:
+    shop(console)
+    console.sign_in()
+    page = console.get("/apps/shop/tls-certificates").text
+    assert "Order from the ACME CA" in page
+    assert "No ACME CA is configured on this platform yet" in page
+    wildcard = console.post("/apps/shop/tls-certificates/acme", {"sans": "*.example.com"})
+    assert wildcard.status_code == 422
+    assert "cannot prove a wildcard" in field_error(wildcard.text, "acme-sans")
+    refused = console.post(
+        "/apps/shop/tls-certificates/acme",
+        {"sans": "shop.example.com\nwww.shop.example.com", "description": "storefront"},
+    )
+    assert refused.status_code == 409
+    errors = re.search(
+        r'<details class="adder" id="order-acme" open>.*?<div class="form-errors" role="alert">'
+        r"(.*?)</div>",
+        refused.text,
+        re.S,
+    )
+    assert errors, "the refusal is shown in the open ACME form"
+    assert "No ACME CA is configured on this platform (CERTWARD_ACME_DIRECTORY)" in (
+        html.unescape(errors.group(1))
+    )
+    assert "shop.example.com\nwww.shop.example.com</textarea>" in refused.text
+    assert 'value="storefront"' in refused.text
+    assert tls_certificates.list_certificates(console.platform.context, OPERATOR, "shop") == []
+
+
+def test_free_apps_show_why_they_cannot_order_from_the_acme_ca(console: ConsoleClient) -> None:
+    shop(console, Plan.FREE)
+    console.sign_in()
+    page = console.get("/apps/shop/tls-certificates").text
+    assert "is on the free plan: custom certificates" in page
+    assert "Order from the ACME CA" not in page
+    refused = console.post("/apps/shop/tls-certificates/acme", {"sans": "shop.example.com"})
+    assert refused.status_code == 403
+    assert "is on the free plan: custom certificates" in refused.text
+
+
+def test_an_unreachable_acme_ca_is_said_under_the_hostnames(tmp_path: Path) -> None:
+    environ = {"CERTWARD_ACME_DIRECTORY": "https://127.0.0.1:9/dir"}  # the discard port
+    try:
+        with console_client(tmp_path / "certward-data", environ) as console:
+            shop(console)
+            console.sign_in()
+            page = console.get("/apps/shop/tls-certificates").text
+            assert "No ACME CA is configured" not in page
+            refused = console.post("/apps/shop/tls-certificates/acme", {"sans": "shop.example.com"})
+            assert refused.status_code == 503
+            error = field_error(refused.text, "acme-sans")
+            assert "unreachable" in error
+            assert "Nothing was stored" in error
+            assert 'id="order-acme" open' in refused.text
+            ctx = console.platform.context
+            assert tls_certificates.list_certificates(ctx, OPERATOR, "shop") == []
+    finally:
+        close_acme()
+
+
 # -- escaping ----------------------------------------------------------------------------------
 
 
@@ -675,3 +927,7 @@ def test_hostile_names_are_escaped_on_every_page(console: ConsoleClient) -> None
     assert "⟨U+202E⟩" in network
     tls = console.get(f"/apps/{hostile_corpus.APP}/tls-certificates").text
     assert "&lt;img src=x onerror=window.__xss=1&gt;.example.com" in tls
+    listed = console.get("/platform/tokens").text
+    assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in listed
+    assert "&#34;&gt;&lt;img src=x onerror=window.__xss=1;//&gt;" in listed
+    assert "{{7*7}} ⟨U+202E⟩gpj.exe" in listed

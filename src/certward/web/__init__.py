@@ -12,6 +12,7 @@ as the API routes do; it adds no rules of its own.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -86,8 +87,13 @@ class ConsoleMount(Mount):
         return super().matches(scope)
 
 
-def console_app(context: Context) -> Starlette:
-    """The console as an application of its own (its pages, static files, error pages)."""
+def console_app(
+    context: Context, *, forget_token: Callable[[str], None] | None = None
+) -> Starlette:
+    """The console as an application of its own (its pages, static files, error pages).
+
+    ``forget_token`` is called with the id of each token revoked in the console.
+    """
     app = Starlette(
         routes=[
             *console_routes(),
@@ -102,14 +108,25 @@ def console_app(context: Context) -> Starlette:
         },
     )
     app.state.console = Console(
-        context=context, seal=SessionSeal(context.secrets), templates=build_templates()
+        context=context,
+        seal=SessionSeal(context.secrets),
+        templates=build_templates(),
+        forget_token=forget_token,
     )
     return app
 
 
 def mount_console(api: Starlette, context: Context) -> None:
-    """Serve the console at ``/`` of ``api``, after every API route."""
-    api.router.routes.append(ConsoleMount("/", app=console_app(context), name="console"))
+    """Serve the console at ``/`` of ``api``, after every API route.
+
+    A token revoked in the console is dropped from the API's cache of recently seen
+    tokens at once, as when it is revoked through the API.
+    """
+    principals = getattr(api.state, "principals", None)
+    forget_token = getattr(principals, "forget", None)
+    api.router.routes.append(
+        ConsoleMount("/", app=console_app(context, forget_token=forget_token), name="console")
+    )
 
 
 async def _sign_in_required(request: Request, exc: Exception) -> Response:

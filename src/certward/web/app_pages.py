@@ -21,9 +21,11 @@ from certward.services import (
     apps,
     tls_certificates,
 )
+from certward.services.acme_issuing import acme_enabled
 from certward.services.apps import AppView
 from certward.services.context import Context
 from certward.web.forms import (
+    ACME_FIELDS,
     CSR_FIELDS,
     TLS_CERTIFICATE_FIELDS,
     FieldErrors,
@@ -57,6 +59,7 @@ async def _tls_certificates(
     *,
     upload: UploadState | None = None,
     csr: UploadState | None = None,
+    acme: UploadState | None = None,
     status: int = 200,
 ) -> Response:
     app = visit.request.path_params["app"]
@@ -81,6 +84,8 @@ async def _tls_certificates(
             "key_types": list(CsrKeyType),
             "upload": upload or UploadState(errors=FieldErrors(), values={}),
             "csr": csr or UploadState(errors=FieldErrors(), values={}),
+            "acme": acme or UploadState(errors=FieldErrors(), values={}),
+            "acme_configured": acme_enabled(visit.context),
         },
         status=status,
     )
@@ -160,6 +165,33 @@ async def create_csr(request: Request) -> Response:
         visit,
         app_path(app, f"/tls-certificates/{segment(created.id)}"),
         success("Key and CSR created: send the CSR to your CA, then upload what it signed."),
+    )
+
+
+async def order_acme_certificate(request: Request) -> Response:
+    """Order from the ACME CA; the page waits while the CA validates the names."""
+    visit, form = await posted(request)
+    app = request.path_params["app"]
+    try:
+        created = await call(
+            tls_certificates.order_from_acme,
+            visit.context,
+            visit.who,
+            app,
+            sans=lines(form.text("sans")),
+            description=form.text("description"),
+        )
+    except Refusal as refusal:
+        if refusal.status in (403, 404) and refusal.code != "plan-required":
+            raise
+        errors = FieldErrors.from_refusal(refusal, ACME_FIELDS)
+        state = UploadState(errors=errors, values=form_values(form))
+        return await _tls_certificates(visit, acme=state, status=refusal.status)
+    names = ", ".join(created.sans)
+    return redirect(
+        visit,
+        app_path(app, f"/tls-certificates/{segment(created.id)}"),
+        success(f"The ACME CA issued a certificate for {names}; certward renews it by itself."),
     )
 
 

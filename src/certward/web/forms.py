@@ -165,6 +165,17 @@ CSR_FIELDS: Mapping[str, str] = {
 }
 
 
+ACME_FIELDS: Mapping[str, str] = {
+    "invalid-hostname": "sans",
+    "reserved-hostname": "sans",
+    "too-many-names": "sans",
+    "hostname-taken": "sans",
+    "issuer-unavailable": "sans",
+    "invalid-description": "description",
+}
+"""An ACME order: the CA's refusal is about the names; no ACME CA at all, about the form."""
+
+
 def pkcs12_note(upload: Upload, *, limits: Limits) -> str | None:
     """What a PKCS12 upload's encryption is, said so a person can tell it from the password.
 

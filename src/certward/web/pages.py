@@ -122,6 +122,9 @@ class Console:
     context: Context
     seal: SessionSeal
     templates: Jinja2Templates
+    # Drops a revoked token from the API's cache of recently seen tokens (as the API's own
+    # revocation does), so it stops working there at once; None when served on its own.
+    forget_token: Callable[[str], None] | None = None
 
 
 class SignInRequired(Exception):

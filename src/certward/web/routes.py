@@ -266,6 +266,7 @@ def console_routes() -> list[BaseRoute]:
         Route(APP + "/tls-certificates", app_pages.tls_certificates_page, methods=get),
         Route(APP + "/tls-certificates", app_pages.upload_tls_certificate, methods=post),
         Route(APP + "/tls-certificates/csr", app_pages.create_csr, methods=post),
+        Route(APP + "/tls-certificates/acme", app_pages.order_acme_certificate, methods=post),
         Route(TLS, app_pages.tls_certificate_page, methods=get),
         Route(TLS + "/signed-certificate", app_pages.add_signed_certificate, methods=post),
         Route(TLS + "/replace", app_pages.replace_tls_certificate, methods=post),
@@ -287,4 +288,7 @@ def console_routes() -> list[BaseRoute]:
         Route("/platform/certificates", platform_pages.inventory_page, methods=get),
         Route("/platform/audit", platform_pages.audit_page, methods=get),
         Route("/platform/ca", platform_pages.platform_ca_page, methods=get),
+        Route("/platform/tokens", platform_pages.tokens_page, methods=get),
+        Route("/platform/tokens", platform_pages.create_token, methods=post),
+        Route("/platform/tokens/{token_id}/revoke", platform_pages.revoke_token, methods=post),
     ]
