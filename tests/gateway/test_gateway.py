@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from certward.dataplane.gateway import ContextCache
 from tests.gateway.harness import (
     EchoUpstream,
     client_context,
@@ -372,3 +373,23 @@ def test_many_concurrent_clients(server_ca: TestCA, upstream: EchoUpstream, tmp_
         for thread in threads:
             thread.join(60)
     assert not failures
+
+
+def test_tls_contexts_are_kept_for_the_most_recently_used_hostnames(server_ca: TestCA) -> None:
+    """Memory stays bounded with many hostnames: the least recently used context goes, and
+    comes back built anew when its hostname is asked for again."""
+    cache = ContextCache(capacity=2)
+    sites = [
+        site(f"c{n}.shop.test", server_ca.issue_leaf(f"c{n}.shop.test"), "http://127.0.0.1:9")
+        for n in range(3)
+    ]
+    first, _ = cache.get(sites[0])
+    cache.get(sites[1])
+    assert cache.get(sites[0])[0] is first  # used again: now the most recent
+    cache.get(sites[2])  # drops c1, the least recently used
+    assert len(cache) == 2
+    assert cache.get(sites[0])[0] is first
+    rebuilt, wants = cache.get(sites[1])
+    assert rebuilt is not None
+    assert wants is False
+    assert len(cache) == 2

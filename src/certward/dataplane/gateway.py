@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import ip_address
@@ -51,6 +52,7 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 MAX_HEAD_BYTES = 64 * 1024
 READ_CHUNK = 64 * 1024
 HANDSHAKE_TIMEOUT = 10.0
+DEFAULT_CONTEXT_CAPACITY = 4096  # TLS contexts kept (most recently used hostnames)
 IDLE_TIMEOUT = 75.0
 UPSTREAM_CONNECT_TIMEOUT = 10.0
 
@@ -169,36 +171,42 @@ class _Handshake:
 
 
 class ContextCache:
-    """Contexts by (hostname, certificate id, client-CA digest); built on first use.
+    """TLS contexts by (hostname, certificate id, client-CA digest), built on first use
+    and kept for the ``capacity`` most recently used hostnames.
 
-    ``_by_site`` remembers the context of each `Site` object of the current state, so a
-    handshake costs one dictionary lookup; `retain` clears it when the state changes.
+    An OpenSSL context with its certificate costs about 27 KB, so building one for each of
+    10,000 hostnames would take most of 300 MB; the state itself costs about 2 KB a
+    hostname. A hostname whose context was dropped gets a new one at its next handshake
+    (about a millisecond). ``_by_site`` remembers each `Site`'s key, so a handshake on a
+    known site costs two dictionary lookups; `retain` clears it when the state changes.
     """
 
-    def __init__(self) -> None:
-        self._contexts: dict[tuple[str, str, str], SSL.Context] = {}
-        self._by_site: dict[int, tuple[Site, SSL.Context, bool]] = {}
+    def __init__(self, capacity: int = DEFAULT_CONTEXT_CAPACITY) -> None:
+        self.capacity = capacity
+        self._contexts: OrderedDict[tuple[str, str, str], SSL.Context] = OrderedDict()
+        self._by_site: dict[int, tuple[Site, tuple[str, str, str], bool]] = {}
 
     def get(self, site: Site) -> tuple[SSL.Context, bool]:
         """The site's context, and whether it asks for a client certificate."""
         known = self._by_site.get(id(site))
         if known is not None and known[0] is site:
-            return known[1], known[2]
-        context = self._build(site)
-        wants = site.wants_client_certificate
-        self._by_site[id(site)] = (site, context, wants)
-        return context, wants
-
-    def _build(self, site: Site) -> SSL.Context:
-        if site.certificate is None:
-            raise ValueError(f"{site.hostname} has no certificate yet")
-        trust = site.client_trust_pem()
-        key = (site.hostname, site.certificate.id, hashlib.sha256(trust).hexdigest())
+            key, wants = known[1], known[2]
+        else:
+            if site.certificate is None:
+                raise ValueError(f"{site.hostname} has no certificate yet")
+            digest = hashlib.sha256(site.client_trust_pem()).hexdigest()
+            key = (site.hostname, site.certificate.id, digest)
+            wants = site.wants_client_certificate
+            self._by_site[id(site)] = (site, key, wants)
         context = self._contexts.get(key)
         if context is None:
             context = site_context(site)
             self._contexts[key] = context
-        return context
+            if len(self._contexts) > self.capacity:
+                self._contexts.popitem(last=False)
+        else:
+            self._contexts.move_to_end(key)
+        return context, wants
 
     def retain(self, state: DataPlaneState) -> None:
         """Forget contexts of hostnames or certificates no longer served."""
