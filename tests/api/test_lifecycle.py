@@ -1,4 +1,4 @@
-"""The control plane's REST API end to end, on SQLite and PostgreSQL (issue 3's contract).
+"""The control plane's REST API end to end, on SQLite and PostgreSQL (the contract clients rely on).
 
 Apps and environments, outgoing client certificates (PKCS12 made by the real
 ``openssl``, PEM and DER), certificate authorities, staged changes, restart, rollback,
