@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 import _harness  # noqa: F401 - puts the repository root on sys.path for tests.material
-from certward.dataplane.gateway import Gateway, fixed_source
+from certward.dataplane.gateway import Gateway
 from certward.dataplane.nginx import render
 from certward.dataplane.state import (
     DataPlaneState,
@@ -51,7 +51,7 @@ from certward.dataplane.state import (
     Site,
     state_version,
 )
-from tests.gateway.harness import profile
+from tests.gateway.harness import MutableSource, profile
 from tests.material.factory import TestCA
 
 HOT_HOSTNAMES = 200
@@ -146,7 +146,7 @@ def serve_gateway(state_file: str, port: int) -> None:
     state = pickle.loads(Path(state_file).read_bytes())  # noqa: S301 - our own file
 
     async def main() -> None:
-        gateway = Gateway(fixed_source(state), refresh_seconds=3600, log_allowed=False)
+        gateway = Gateway(MutableSource(state), refresh_seconds=3600, log_allowed=False)
         await gateway.start(("127.0.0.1", port), None)
         await asyncio.Event().wait()
 

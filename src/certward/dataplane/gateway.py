@@ -28,7 +28,6 @@ import json
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Any, Protocol, cast
@@ -609,6 +608,8 @@ class _HttpExchange:
         self.http = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         self.upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self.identity = client.identity()
+        # The same for every request of the connection: computed once.
+        self.tls_headers = tls_headers(client)
 
     async def _next_client_event(self) -> Any:
         while True:
@@ -734,7 +735,7 @@ class _HttpExchange:
             (b"X-Real-IP", peer),
             (b"X-Forwarded-For", peer),
             (b"X-Forwarded-Proto", b"https"),
-            *tls_headers(self.client),
+            *self.tls_headers,
         ]
         if websocket:
             headers += [(b"Upgrade", b"websocket"), (b"Connection", b"upgrade")]
@@ -980,21 +981,3 @@ def _simple(status: int, body: bytes, content_type: bytes) -> list[Any]:
         h11.Data(data=body),
         h11.EndOfMessage(),
     ]
-
-
-def fixed_source(
-    state: DataPlaneState, challenges: Callable[[str], str | None] | None = None
-) -> StateSource:
-    """A `StateSource` serving one state (tests and benchmarks)."""
-
-    class _Fixed:
-        def __init__(self) -> None:
-            self.state = state
-
-        def load(self) -> DataPlaneState:
-            return self.state
-
-        def challenge(self, token: str) -> str | None:
-            return challenges(token) if challenges else None
-
-    return _Fixed()
