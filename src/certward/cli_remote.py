@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -142,6 +142,14 @@ def _say(message: str, style: str | None = None) -> None:
 
 def _emit_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _show(body: Any, as_json: bool, printer: Callable[[Any], None]) -> None:
+    """The API's answer as JSON for scripts, or drawn by ``printer`` for people."""
+    if as_json:
+        _emit_json(body)
+    else:
+        printer(body)
 
 
 def _usage_error(message: str) -> typer.Exit:
@@ -437,10 +445,7 @@ def app_show(
     """An app, its plan and its environments."""
     with _connect(server, token, as_json=as_json) as api:
         body = api.get_app(name)
-    if as_json:
-        _emit_json(body)
-        return
-    _print_app(body)
+    _show(body, as_json, _print_app)
 
 
 @app_group.command("update")
@@ -510,10 +515,7 @@ def env_create(
     """Create an environment; it gets a default hostname and a managed certificate."""
     with _connect(server, token, as_json=as_json) as api:
         body = api.create_environment(app, name, upstream=upstream)
-    if as_json:
-        _emit_json(body)
-        return
-    _print_environment(body)
+    _show(body, as_json, _print_environment)
 
 
 @env_group.command("list")
@@ -556,10 +558,7 @@ def env_show(
     """One environment."""
     with _connect(server, token, as_json=as_json) as api:
         body = api.get_environment(app, name)
-    if as_json:
-        _emit_json(body)
-        return
-    _print_environment(body)
+    _show(body, as_json, _print_environment)
 
 
 @env_group.command("update")
@@ -612,10 +611,7 @@ def env_update(
             pkcs12_profile=pkcs12_profile.value if pkcs12_profile else None,
             no_client_certificate=hosts,
         )
-    if as_json:
-        _emit_json(body)
-        return
-    _print_environment(body)
+    _show(body, as_json, _print_environment)
 
 
 @env_group.command("delete")
@@ -1341,10 +1337,7 @@ def changes_command(
     """What a restart would change: the applied version against the staged state."""
     with _connect(server, token, as_json=as_json) as api:
         body = api.changes(app, env)
-    if as_json:
-        _emit_json(body)
-        return
-    _print_changes(body)
+    _show(body, as_json, _print_changes)
 
 
 def _print_applied(body: JsonObject, app: str, env: str) -> None:
@@ -1831,10 +1824,7 @@ def access_profile_create(
     """Create an access profile."""
     with _connect(server, token, as_json=as_json) as api:
         body = api.create_access_profile(app, name, ip_ranges=ip_range or ())
-    if as_json:
-        _emit_json(body)
-        return
-    _print_access_profile(body)
+    _show(body, as_json, _print_access_profile)
 
 
 @access_profile_group.command("list")
@@ -1880,10 +1870,7 @@ def access_profile_show(
     """A profile's IP ranges and its client CAs as a tree."""
     with _connect(server, token, as_json=as_json) as api:
         body = api.get_access_profile(app, name)
-    if as_json:
-        _emit_json(body)
-        return
-    _print_access_profile(body)
+    _show(body, as_json, _print_access_profile)
 
 
 @access_profile_group.command("update")
@@ -1903,10 +1890,7 @@ def access_profile_update(
         raise _usage_error("give the new ranges with --ip-range, or --no-ip-ranges")
     with _connect(server, token, as_json=as_json) as api:
         body = api.update_access_profile(app, name, ip_ranges=ip_range or [])
-    if as_json:
-        _emit_json(body)
-        return
-    _print_access_profile(body)
+    _show(body, as_json, _print_access_profile)
 
 
 @access_profile_group.command("delete")
@@ -1965,10 +1949,7 @@ def access_profile_select_cas(
         raise _usage_error("give the accepted CAs with --fingerprint, or --none")
     with _connect(server, token, as_json=as_json) as api:
         body = api.select_client_cas(app, name, selected=fingerprint or [])
-    if as_json:
-        _emit_json(body)
-        return
-    _print_ca_tree(body)
+    _show(body, as_json, _print_ca_tree)
 
 
 @access_profile_group.command("remove-ca")
@@ -2019,10 +2000,7 @@ def ip_deny_create(
     """Create an IP deny profile."""
     with _connect(server, token, as_json=as_json) as api:
         body = api.create_ip_deny_profile(app, name, ip_ranges=ip_range or ())
-    if as_json:
-        _emit_json(body)
-        return
-    _print_ip_deny_profile(body)
+    _show(body, as_json, _print_ip_deny_profile)
 
 
 @ip_deny_group.command("list")
@@ -2059,10 +2037,7 @@ def ip_deny_show(
     """One IP deny profile."""
     with _connect(server, token, as_json=as_json) as api:
         body = api.get_ip_deny_profile(app, name)
-    if as_json:
-        _emit_json(body)
-        return
-    _print_ip_deny_profile(body)
+    _show(body, as_json, _print_ip_deny_profile)
 
 
 @ip_deny_group.command("update")
@@ -2082,10 +2057,7 @@ def ip_deny_update(
         raise _usage_error("give the new ranges with --ip-range, or --no-ip-ranges")
     with _connect(server, token, as_json=as_json) as api:
         body = api.update_ip_deny_profile(app, name, ip_ranges=ip_range or [])
-    if as_json:
-        _emit_json(body)
-        return
-    _print_ip_deny_profile(body)
+    _show(body, as_json, _print_ip_deny_profile)
 
 
 @ip_deny_group.command("delete")
@@ -2194,10 +2166,7 @@ def path_rules_show(
     """The staged and the applied path rules."""
     with _connect(server, token, as_json=as_json) as api:
         body = api.path_rules(app, env)
-    if as_json:
-        _emit_json(body)
-        return
-    _print_path_rules(body)
+    _show(body, as_json, _print_path_rules)
 
 
 @path_rules_group.command("set")
