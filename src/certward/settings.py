@@ -36,6 +36,17 @@
 ``CERTWARD_ACME_CA_BUNDLE``        PEM file of CA certificates that verify
                                    the ACME server's TLS certificate (a test
                                    CA such as pebble's; default: system roots)
+``CERTWARD_EGRESS_ALLOW``          networks (CIDRs) and host-name suffixes that
+                                   upstreams and webhooks may lead to, comma
+                                   separated (``10.0.0.0/8,.svc.internal``);
+                                   unset: every address but loopback,
+                                   link-local, metadata and the like
+                                   (`certward.egress`)
+``CERTWARD_EGRESS_PLAIN_HTTP``     whether ``http://`` upstreams and webhooks
+                                   are allowed (``true``)
+``CERTWARD_UPSTREAM_CA_BUNDLE``    PEM file of extra CA certificates that
+                                   verify ``https://`` upstreams (besides the
+                                   public roots and the platform CA)
 =================================  ==========================================
 
 An empty variable counts as unset. A wrong value raises `ConfigurationError`
@@ -56,6 +67,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from certward.egress import EgressPolicy, IPNetwork, Listener, parse_allow_list
 from certward.errors import ConfigurationError
 
 MASTER_KEY_BYTES = 32
@@ -106,6 +118,10 @@ class Settings:
     gateway_http_listen: tuple[str, int] = ("127.0.0.1", 8080)
     gateway_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     gateway_refresh: timedelta = DEFAULT_GATEWAY_REFRESH
+    egress_networks: tuple[IPNetwork, ...] = ()
+    egress_suffixes: tuple[str, ...] = ()
+    egress_plain_http: bool = True
+    upstream_ca_bundle: Path | None = None
 
     def __repr__(self) -> str:
         shown = {
@@ -127,6 +143,11 @@ class Settings:
             "gateway_http_listen": format_listen(self.gateway_http_listen),
             "gateway_workers": self.gateway_workers,
             "gateway_refresh": str(self.gateway_refresh),
+            "egress_allow": ",".join([*map(str, self.egress_networks), *self.egress_suffixes]),
+            "egress_plain_http": self.egress_plain_http,
+            "upstream_ca_bundle": None
+            if self.upstream_ca_bundle is None
+            else str(self.upstream_ca_bundle),
         }
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
@@ -146,6 +167,23 @@ class Settings:
         """Where a generated bootstrap admin token is written."""
         return self.data_dir / "admin-token"
 
+    def egress_policy(self) -> EgressPolicy:
+        """The operator's egress policy, with every listener of this installation refused."""
+        listeners = {
+            (self.listen_host, self.listen_port),
+            self.gateway_listen,
+            self.gateway_http_listen,
+            (self.acme_http_host, self.acme_http_port),
+        }
+        return EgressPolicy(
+            allowed_networks=self.egress_networks,
+            allowed_suffixes=self.egress_suffixes,
+            allow_plain_http=self.egress_plain_http,
+            platform_listeners=tuple(
+                Listener(host=host, port=port) for host, port in sorted(listeners)
+            ),
+        )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Read and check every ``CERTWARD_*`` variable of ``environ``."""
@@ -158,6 +196,12 @@ class Settings:
             raise ConfigurationError(
                 "Set either CERTWARD_MASTER_KEY or CERTWARD_MASTER_KEY_FILE, not both."
             )
+        try:
+            egress_networks, egress_suffixes = parse_allow_list(
+                env.get("CERTWARD_EGRESS_ALLOW", "")
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"CERTWARD_EGRESS_ALLOW: {exc}.") from exc
         acme_host, acme_port = parse_listen(
             env.get("CERTWARD_ACME_HTTP_LISTEN", DEFAULT_ACME_HTTP_LISTEN),
             name="CERTWARD_ACME_HTTP_LISTEN",
@@ -213,6 +257,12 @@ class Settings:
                 "CERTWARD_GATEWAY_REFRESH",
                 DEFAULT_GATEWAY_REFRESH,
                 minimum=timedelta(seconds=1),
+            ),
+            egress_networks=egress_networks,
+            egress_suffixes=egress_suffixes,
+            egress_plain_http=_boolean(env, "CERTWARD_EGRESS_PLAIN_HTTP", default=True),
+            upstream_ca_bundle=_pem_file(
+                env.get("CERTWARD_UPSTREAM_CA_BUNDLE"), "CERTWARD_UPSTREAM_CA_BUNDLE"
             ),
         )
 
@@ -374,14 +424,28 @@ def _acme_directory(value: str | None) -> str | None:
 
 
 def _acme_ca_bundle(value: str | None) -> Path | None:
+    return _pem_file(value, "CERTWARD_ACME_CA_BUNDLE")
+
+
+def _pem_file(value: str | None, name: str) -> Path | None:
     if value is None:
         return None
     path = Path(value)
     if not path.is_file():
-        raise ConfigurationError(
-            f"CERTWARD_ACME_CA_BUNDLE must name a PEM file of CA certificates, not {value!r}."
-        )
+        raise ConfigurationError(f"{name} must name a PEM file of CA certificates, not {value!r}.")
     return path
+
+
+def _boolean(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    value = env.get(name)
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be true or false, not {value!r}.")
 
 
 def _hide_password(url: str) -> str:
