@@ -416,7 +416,8 @@ def keys_rotate_command(
     _console().print(
         Text(
             f"Active key {result.active_key_id}; {result.secrets_reencrypted} secret(s) "
-            f"re-encrypted; retired: {', '.join(result.retired_key_ids) or 'none'}."
+            f"re-encrypted, {result.files_resealed} sealed file(s) re-sealed; "
+            f"retired: {', '.join(result.retired_key_ids) or 'none'}."
         )
     )
 

@@ -25,8 +25,8 @@ class Context:
 
     @property
     def bundles(self) -> BundleStore:
-        """Runtime bundles on disk, under ``<data dir>/bundles``."""
-        return BundleStore(self.settings.data_dir / "bundles")
+        """Runtime bundles on disk, sealed, under ``<data dir>/bundles``."""
+        return BundleStore(self.settings.data_dir / "bundles", self.secrets)
 
     @property
     def limits(self) -> Limits:
