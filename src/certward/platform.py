@@ -18,6 +18,7 @@ from certward.access import generate_token
 from certward.clock import Clock, SystemClock
 from certward.db import Database, make_engine, stored_key_ids, upgrade_database
 from certward.errors import ConfigurationError, SecretError
+from certward.rate_limits import UploadLimits
 from certward.secrets import Keyring, SecretBox, open_keyring
 from certward.services import tokens
 from certward.services.context import Context
@@ -69,6 +70,9 @@ def open_platform(
             clock=clock or SystemClock(),
             settings=settings,
             known_roots=public_roots(),
+            upload_limits=UploadLimits(
+                upload=settings.upload_rate, failed_upload=settings.failed_upload_rate
+            ),
         )
         ensure_platform_ca(context)
         token_file, token = _bootstrap_admin(context) if bootstrap else (None, None)

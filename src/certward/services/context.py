@@ -9,6 +9,7 @@ from certward.clock import Clock
 from certward.db import Database
 from certward.pki.chains import RootStore
 from certward.pki.limits import Limits
+from certward.rate_limits import UploadLimits
 from certward.secrets import SecretBox
 from certward.settings import Settings
 
@@ -22,6 +23,8 @@ class Context:
     clock: Clock
     settings: Settings
     known_roots: RootStore
+    # In this process's memory: every replica has its own buckets (see certward.rate_limits).
+    upload_limits: UploadLimits
 
     @property
     def bundles(self) -> BundleStore:

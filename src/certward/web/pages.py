@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -24,8 +25,8 @@ from starlette.templating import Jinja2Templates
 
 from certward import __version__
 from certward.access import Principal
-from certward.errors import Forbidden, Unauthorized
-from certward.services import console_sessions, tokens
+from certward.errors import Forbidden, TooManyRequests, Unauthorized
+from certward.services import console_sessions, tokens, upload_limits
 from certward.services.context import Context
 from certward.vocabulary import Role
 from certward.web.forms import ConsoleForm, read_form
@@ -146,6 +147,7 @@ class Visit:
     fresh: bool  # the session cookie must be (re)written
     principal: Principal | None
     notice: Notice | None
+    retry_after: int | None = None  # set when an upload was rate-limited (429)
 
     @property
     def context(self) -> Context:
@@ -256,6 +258,8 @@ def render(
     response = visit.console.templates.TemplateResponse(
         visit.request, template, context, status_code=status
     )
+    if status == 429 and visit.retry_after is not None:
+        response.headers["Retry-After"] = str(visit.retry_after)
     if status >= 400 and visit.request.method == "POST":
         # htmx keeps the address of the page the form was on; a reload then shows it.
         response.headers["HX-Push-Url"] = "false"
@@ -308,6 +312,21 @@ T = TypeVar("T")
 async def call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a (blocking) use case off the event loop."""
     return await run_in_threadpool(function, *args, **kwargs)
+
+
+async def upload(
+    visit: Visit, app: str, function: Callable[..., T], *args: Any, **kwargs: Any
+) -> T:
+    """Run an upload use case into ``app`` off the event loop, within the upload rate
+    limits (`certward.services.upload_limits`); a 429 remembers its ``Retry-After``."""
+    use_case = partial(function, *args, **kwargs)
+    try:
+        return await run_in_threadpool(
+            upload_limits.guarded, visit.context, visit.who, app, use_case
+        )
+    except TooManyRequests as refusal:
+        visit.retry_after = refusal.retry_after
+        raise
 
 
 async def posted(request: Request, *, signed_in: bool = True) -> tuple[Visit, ConsoleForm]:
