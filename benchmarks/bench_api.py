@@ -133,6 +133,8 @@ def server(database_url: str, data_dir: Path) -> Iterator[str]:
         "CERTWARD_DATABASE_URL": database_url,
         "CERTWARD_LISTEN": f"127.0.0.1:{port}",
         "CERTWARD_ADMIN_TOKEN": ADMIN,
+        # Latency, not the upload rate limits: 40 uploads in a row would be over them.
+        "CERTWARD_UPLOAD_RATE": "100000/minute",
     }
     process = subprocess.Popen(
         [sys.executable, "-c", "from certward.cli import run; run()", "serve"],

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from certward.platform import Platform
 from certward.trust import public_roots
 
+PRIVATE_UMASK = 0o077
+
 if TYPE_CHECKING:
     from certward.nginx_agent import NginxOptions
     from certward.services.platform_ca import PlatformCaView
@@ -416,7 +418,8 @@ def keys_rotate_command(
     _console().print(
         Text(
             f"Active key {result.active_key_id}; {result.secrets_reencrypted} secret(s) "
-            f"re-encrypted; retired: {', '.join(result.retired_key_ids) or 'none'}."
+            f"re-encrypted, {result.files_resealed} sealed file(s) re-sealed; "
+            f"retired: {', '.join(result.retired_key_ids) or 'none'}."
         )
     )
 
@@ -768,8 +771,14 @@ app.add_typer(remote_app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI with ``argv`` (default: the process arguments); return the exit code."""
+    """Run the CLI with ``argv`` (default: the process arguments); return the exit code.
+
+    Every command runs under umask 077: whatever it writes (databases and their
+    journals, data directories, bundles, keys, converted files) is the owner's alone.
+    The previous umask is restored afterwards, for callers that run commands in process.
+    """
     command = typer.main.get_command(app)
+    previous_umask = os.umask(PRIVATE_UMASK)
     try:
         command.main(
             args=list(argv) if argv is not None else None,
@@ -779,6 +788,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
+    finally:
+        os.umask(previous_umask)
     return 0
 
 

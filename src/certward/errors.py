@@ -17,6 +17,7 @@
         ├── TooLarge           413: an upload over its size cap
         ├── UnsupportedMediaType  415: a body in a format the endpoint does not take
         ├── InvalidRequest     422: well-formed but wrong (judged material, bad values)
+        ├── TooManyRequests    429: over a rate limit; ``retry_after`` seconds to wait
         └── IssuerUnavailable  503: the certificate issuer (an ACME CA) did not issue
 
 Rule failures of material that *could* be read are not exceptions: they are
@@ -105,6 +106,20 @@ class Conflict(Refusal):
 class InvalidRequest(Refusal):
     status = 422
     default_code = "invalid"
+
+
+class TooManyRequests(Refusal):
+    """429: over a rate limit; answered with ``Retry-After: <retry_after>``."""
+
+    status = 429
+    default_code = "rate-limited"
+
+    def __init__(
+        self, message: str, *, retry_after: int, limit: str, code: str | None = None
+    ) -> None:
+        super().__init__(message, code=code, detail={"retry_after": retry_after, "limit": limit})
+        self.retry_after = retry_after
+        self.limit = limit
 
 
 class IssuerUnavailable(Refusal):

@@ -272,6 +272,25 @@ class Token(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class ConsoleSessionRecord(Base):
+    """A signed-in console session, so that signing out ends it on the server too.
+
+    The sealed session cookie carries a random session secret; the row is keyed by its
+    SHA-256 (a database dump names no live session). A cookie whose row is ended,
+    expired or gone is refused, however well it is sealed.
+    """
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[str | None] = mapped_column(
+        ForeignKey("tokens.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    ended_at: Mapped[datetime | None]
+
+
 class AuditEvent(Base):
     """Who changed what, when; digests before and after, never secret values."""
 

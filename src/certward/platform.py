@@ -18,6 +18,7 @@ from certward.access import generate_token
 from certward.clock import Clock, SystemClock
 from certward.db import Database, make_engine, stored_key_ids, upgrade_database
 from certward.errors import ConfigurationError, SecretError
+from certward.rate_limits import UploadLimits
 from certward.secrets import Keyring, SecretBox, open_keyring
 from certward.services import tokens
 from certward.services.context import Context
@@ -45,6 +46,7 @@ def open_platform(
 ) -> Platform:
     """Prepare everything a certward process needs; `ConfigurationError` if anything is off."""
     _make_private_directory(settings.data_dir)
+    _prepare_sqlite_file(settings)
     engine = make_engine(settings.database_url)
     try:
         try:
@@ -68,6 +70,9 @@ def open_platform(
             clock=clock or SystemClock(),
             settings=settings,
             known_roots=public_roots(),
+            upload_limits=UploadLimits(
+                upload=settings.upload_rate, failed_upload=settings.failed_upload_rate
+            ),
         )
         ensure_platform_ca(context)
         token_file, token = _bootstrap_admin(context) if bootstrap else (None, None)
@@ -97,16 +102,11 @@ def upgrade_schema(settings: Settings) -> None:
     """``certward db upgrade``: apply the migrations; `ConfigurationError` if that fails.
 
     The data directory is made first when the database is the SQLite file inside it
-    (the embedded default), as ``certward serve`` would.
+    (the embedded default), as ``certward serve`` would, and a new SQLite file is
+    created mode 0600 (SQLite gives its journal and write-ahead log the same mode).
     """
-    url = make_url(settings.database_url)
-    if (
-        url.get_backend_name() == "sqlite"
-        and url.database
-        and Path(url.database).absolute().parent == settings.data_dir.absolute()
-    ):
-        _make_private_directory(settings.data_dir)
-    engine = make_engine(url)
+    _prepare_sqlite_file(settings)
+    engine = make_engine(settings.database_url)
     try:
         upgrade_database(engine)
     except DBAPIError as exc:
@@ -150,6 +150,30 @@ def _make_private_directory(path: Path) -> None:
         ) from exc
     if not path.is_dir():
         raise ConfigurationError(f"The data directory {path} is not a directory.")
+
+
+def _prepare_sqlite_file(settings: Settings) -> None:
+    """For a SQLite database: its directory if it is the data directory, and the file 0600."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return
+    path = Path(url.database)
+    if path.absolute().parent == settings.data_dir.absolute():
+        _make_private_directory(settings.data_dir)
+    _create_private_database_file(path)
+
+
+def _create_private_database_file(path: Path) -> None:
+    """Create an empty SQLite database file readable by the owner only, unless it exists."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise ConfigurationError(
+            f"The database file {path} cannot be created: {exc.strerror}."
+        ) from exc
+    os.close(descriptor)
 
 
 def _write_private_file(path: Path, data: bytes) -> None:

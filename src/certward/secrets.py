@@ -296,8 +296,25 @@ def remove_key(path: Path, key_id: str) -> Keyring:
     return keyring
 
 
+def reseal_file(box: SecretBox, path: Path, *, aad: bytes) -> bool:
+    """Re-seal the envelope in ``path`` under the active key, atomically; whether it changed.
+
+    The file is replaced by one rename (a reader sees the old envelope or the new one,
+    both opening to the same content while the old key is still in the keyring).
+    """
+    envelope = path.read_bytes()
+    if not box.needs_rotation(envelope):
+        return False
+    _replace_bytes(path, box.reencrypt(envelope, aad=aad))
+    return True
+
+
 def _replace(path: Path, keyring: Keyring) -> None:
-    temp = _write_temp(path, keyring.to_document())
+    _replace_bytes(path, keyring.to_document())
+
+
+def _replace_bytes(path: Path, data: bytes) -> None:
+    temp = _write_temp(path, data)
     try:
         temp.replace(path)
     except BaseException:

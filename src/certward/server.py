@@ -1,6 +1,10 @@
 """``certward serve``: open the platform, say where it listens, run the API, the
 renewal worker (in a background thread that stops with the server) and the HTTPS
-gateway (``certward gateway`` in a child process that stops with the server)."""
+gateway (``certward gateway`` in a child process that stops with the server).
+
+The API's connections have a deadline for each request's headers
+(``CERTWARD_HEADER_TIMEOUT``, `certward.listener`) and are closed when idle between
+requests (``CERTWARD_IDLE_TIMEOUT``)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from rich.text import Text
 from certward import __version__
 from certward.api import create_app
 from certward.gateway_runner import die_with_parent
+from certward.listener import with_header_deadline
 from certward.platform import Platform, open_platform
 from certward.settings import Settings, format_listen
 from certward.worker import RenewalWorker
@@ -84,6 +89,8 @@ def serve(settings: Settings, *, gateway: bool = True) -> None:
             port=settings.listen_port,
             log_level="info",
             server_header=False,
+            http=with_header_deadline(settings.header_timeout.total_seconds()),
+            timeout_keep_alive=int(settings.idle_timeout.total_seconds()),
         )
     finally:
         if gateway_process is not None:

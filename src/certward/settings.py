@@ -47,6 +47,16 @@
 ``CERTWARD_UPSTREAM_CA_BUNDLE``    PEM file of extra CA certificates that
                                    verify ``https://`` upstreams (besides the
                                    public roots and the platform CA)
+``CERTWARD_HEADER_TIMEOUT``        time a client has to send a request's
+                                   headers to the API, from connecting or
+                                   from the first byte of the next request
+                                   (``10s``)
+``CERTWARD_IDLE_TIMEOUT``          time an API connection may stay idle
+                                   between requests (``60s``)
+``CERTWARD_UPLOAD_RATE``           uploads per token and, separately, per app
+                                   (``30/minute``; also ``100/hour``, ``5/s``)
+``CERTWARD_FAILED_UPLOAD_RATE``    refused uploads per token and per app
+                                   (``10/minute``)
 =================================  ==========================================
 
 An empty variable counts as unset. A wrong value raises `ConfigurationError`
@@ -69,6 +79,7 @@ from sqlalchemy.exc import ArgumentError
 
 from certward.egress import EgressPolicy, IPNetwork, Listener, parse_allow_list
 from certward.errors import ConfigurationError
+from certward.rate_limits import Rate
 
 MASTER_KEY_BYTES = 32
 MIN_ADMIN_TOKEN_LENGTH = 16
@@ -87,6 +98,10 @@ DEFAULT_ACME_HTTP_LISTEN = "127.0.0.1:8080"
 DEFAULT_GATEWAY_LISTEN = "127.0.0.1:8443"
 DEFAULT_GATEWAY_HTTP_LISTEN = "127.0.0.1:8080"
 DEFAULT_GATEWAY_REFRESH = timedelta(seconds=2)
+DEFAULT_HEADER_TIMEOUT = timedelta(seconds=10)
+DEFAULT_IDLE_TIMEOUT = timedelta(seconds=60)
+DEFAULT_UPLOAD_RATE = Rate(count=30, period=timedelta(minutes=1))
+DEFAULT_FAILED_UPLOAD_RATE = Rate(count=10, period=timedelta(minutes=1))
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _DURATION = re.compile(r"^([0-9]{1,9})([smhd]?)$")
@@ -122,6 +137,10 @@ class Settings:
     egress_suffixes: tuple[str, ...] = ()
     egress_plain_http: bool = True
     upstream_ca_bundle: Path | None = None
+    header_timeout: timedelta = DEFAULT_HEADER_TIMEOUT
+    idle_timeout: timedelta = DEFAULT_IDLE_TIMEOUT
+    upload_rate: Rate = DEFAULT_UPLOAD_RATE
+    failed_upload_rate: Rate = DEFAULT_FAILED_UPLOAD_RATE
 
     def __repr__(self) -> str:
         shown = {
@@ -148,6 +167,10 @@ class Settings:
             "upstream_ca_bundle": None
             if self.upstream_ca_bundle is None
             else str(self.upstream_ca_bundle),
+            "header_timeout": str(self.header_timeout),
+            "idle_timeout": str(self.idle_timeout),
+            "upload_rate": str(self.upload_rate),
+            "failed_upload_rate": str(self.failed_upload_rate),
         }
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
@@ -264,6 +287,24 @@ class Settings:
             upstream_ca_bundle=_pem_file(
                 env.get("CERTWARD_UPSTREAM_CA_BUNDLE"), "CERTWARD_UPSTREAM_CA_BUNDLE"
             ),
+            header_timeout=_duration(
+                env,
+                "CERTWARD_HEADER_TIMEOUT",
+                DEFAULT_HEADER_TIMEOUT,
+                minimum=timedelta(seconds=1),
+                maximum=timedelta(minutes=10),
+            ),
+            idle_timeout=_duration(
+                env,
+                "CERTWARD_IDLE_TIMEOUT",
+                DEFAULT_IDLE_TIMEOUT,
+                minimum=timedelta(seconds=1),
+                maximum=timedelta(hours=1),
+            ),
+            upload_rate=_rate(env, "CERTWARD_UPLOAD_RATE", DEFAULT_UPLOAD_RATE),
+            failed_upload_rate=_rate(
+                env, "CERTWARD_FAILED_UPLOAD_RATE", DEFAULT_FAILED_UPLOAD_RATE
+            ),
         )
 
 
@@ -358,6 +399,18 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if number < 1:
         raise ConfigurationError(f"{name} must be a positive whole number, not {text!r}.")
     return number
+
+
+def _rate(env: Mapping[str, str], name: str, default: Rate) -> Rate:
+    text = env.get(name)
+    if text is None:
+        return default
+    rate = Rate.parse(text)
+    if rate is None:
+        raise ConfigurationError(
+            f"{name} must be a rate such as 30/minute, 100/hour or 5/s, not {text!r}."
+        )
+    return rate
 
 
 def parse_duration(text: str) -> timedelta | None:

@@ -15,7 +15,8 @@ to the factory's ``NOW``, and yields an `Api`::
 Every test that takes ``api`` runs once per database (ids ``[sqlite]`` and
 ``[postgresql]``); ``@pytest.mark.parametrize("api", ["sqlite"], indirect=True)``
 narrows a test to one. A module's own ``api_environ`` fixture adds ``CERTWARD_*``
-variables (e.g. an ACME directory). PostgreSQL comes from
+variables (e.g. an ACME directory, or upload rate limits: by default they are lifted,
+as the clock does not move). PostgreSQL comes from
 ``tests.material.tools.require_postgresql``: without a server the PostgreSQL variant
 is skipped, or fails when ``CI=true``.
 
@@ -54,6 +55,12 @@ ADMIN_TOKEN = "cw_test-admin-token-0123456789abcdef"  # a test credential
 API = "/api/v1"
 DEFAULT_UPSTREAM = "http://10.0.0.10:8080"
 DATABASES = ("sqlite", "postgresql")
+# The clock stands still in these tests: upload rate limits would never refill. Tests of
+# the limits themselves set their own rates through ``api_environ``.
+UNLIMITED_UPLOADS = {
+    "CERTWARD_UPLOAD_RATE": "1000000/s",
+    "CERTWARD_FAILED_UPLOAD_RATE": "1000000/s",
+}
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -320,6 +327,7 @@ def api(
     environ = {
         "CERTWARD_DATA_DIR": str(data_dir),
         "CERTWARD_ADMIN_TOKEN": ADMIN_TOKEN,
+        **UNLIMITED_UPLOADS,
         **api_environ,
     }
     with _database_url(kind) as url:

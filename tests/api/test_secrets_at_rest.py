@@ -24,6 +24,7 @@ from sqlalchemy import select
 from certward.access import hash_token
 from certward.errors import SecretError
 from certward.model import AuditEvent, Base, ClientCertificate
+from certward.services.keys import SEALED_FILES, sealed_key_ids
 from certward.services.staging import key_aad
 from tests.api.conftest import ADMIN_TOKEN, API, Api, client_leaf, expect
 from tests.material.factory import IssuedCert, KeyType, TestCA
@@ -267,6 +268,16 @@ def test_database_rows_hold_only_ciphertexts_bound_to_the_active_key(
         assert hash_token(value).encode() in rows
     active = api.context.secrets.keyring.active.key_id
     with api.context.database.reading() as session:
+        # Every registered sealed column and file names the active key (the registry that
+        # key rotation reads), and the store holds the bundle of the restarts.
+        assert set(sealed_key_ids(session, api.settings, api.context.secrets)) == {active}
+        bundle_files = [
+            path
+            for files in SEALED_FILES
+            for path, _ in files.files(api.settings, api.context.secrets)
+            if "bundles" in path.parts
+        ]
+        assert bundle_files
         rows = session.scalars(select(ClientCertificate)).all()
         assert {row.id for row in rows} >= set(uploaded.ids.values())
         for row in rows:

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from certward.errors import ConfigurationError, SecretError
+from certward.model import Base
 from certward.secrets import (
     Keyring,
     MasterKey,
@@ -26,6 +27,7 @@ from certward.secrets import (
     open_keyring,
     remove_key,
 )
+from certward.services.keys import SEALED_COLUMNS
 
 ROW = associated_data("client_certificates", "7f8e", "private_key")
 KEY = MasterKey(bytes(range(32)))
@@ -291,3 +293,18 @@ def test_an_unreadable_key_file_is_a_configuration_error(tmp_path: Path) -> None
     path.chmod(0o000)
     with pytest.raises(ConfigurationError, match="cannot be read"):
         load_keyring_file(path)
+
+
+def test_every_sealed_column_of_the_schema_is_in_the_rotation_registry() -> None:
+    """A column of envelopes (``*_ciphertext``) that the registry misses would never be
+    rotated, and ``--retire`` would delete the key that opens it."""
+    registered = {(c.model.__tablename__, c.column) for c in SEALED_COLUMNS}
+    in_schema = {
+        (table.name, column.name)
+        for table in Base.metadata.sorted_tables
+        for column in table.columns
+        if column.name.endswith("ciphertext")
+    }
+    assert in_schema == registered
+    for sealed in SEALED_COLUMNS:
+        assert "key_id" in sealed.model.__table__.columns, sealed.model.__tablename__

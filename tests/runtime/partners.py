@@ -22,7 +22,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from certward.bundle_store import BundleStore
 from certward.bundles import BundleClientCertificate, BundleSpec, build_bundle
 from certward.pki.convert import Pkcs12Profile
 from tests.material.factory import NOW, IssuedCert, TestCA
@@ -168,7 +167,8 @@ def bundle_dir(
         authorities=(server_ca.certificate,),
         no_client_certificate=no_client_certificate,
     )
-    store = BundleStore(tmp_path / "bundles")
-    store.write("shop", "production", 1, build_bundle(spec))
-    store.activate("shop", "production", 1)
-    return store.environment_directory("shop", "production") / "current"
+    directory = tmp_path / "bundle"  # the bundle as installed on the app's machine
+    for relative, data in build_bundle(spec).items():
+        (directory / relative).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (directory / relative).write_bytes(data)
+    return directory

@@ -17,7 +17,10 @@ from certward.bundles import BundleClientCertificate, BundleSpec, build_bundle, 
 from certward.pki.convert import Pkcs12Profile
 from certward.pki.limits import Limits
 from certward.pki.pkcs12_structure import read_pkcs12_structure
+from certward.secrets import Keyring, MasterKey, SecretBox
 from tests.material.factory import NOW, IssuedCert, TestCA
+
+BOX = SecretBox(Keyring([MasterKey.generate()]))
 
 
 def spec(
@@ -140,7 +143,7 @@ def test_the_store_switches_current_atomically_and_verifies(
     tmp_path: Path, clients: dict[str, IssuedCert], server_ca: TestCA
 ) -> None:
     """Version directories are private, complete, and current points at the activated one."""
-    store = BundleStore(tmp_path / "bundles")
+    store = BundleStore(tmp_path / "bundles", BOX)
     files = build_bundle(spec(clients, server_ca))
     directory = store.write("shop", "production", 7, files)
     assert store.current_version("shop", "production") is None
@@ -149,7 +152,27 @@ def test_the_store_switches_current_atomically_and_verifies(
     assert store.is_complete("shop", "production", 7)
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in directory.rglob("*") if p.is_file())
-    (directory / "runtime-settings.json").write_text("{}")
+    settings_file = directory / "runtime-settings.json.sealed"
+    settings_file.write_bytes(BOX.encrypt(b"{}", aad=b"bundles:shop/production/7:x"))
+    assert not store.is_complete("shop", "production", 7)
+
+
+def test_the_store_seals_every_file_to_its_place(
+    tmp_path: Path, clients: dict[str, IssuedCert], server_ca: TestCA
+) -> None:
+    """No file of the store is in the clear; a sealed file moved to another path won't open."""
+    store = BundleStore(tmp_path / "bundles", BOX)
+    files = build_bundle(spec(clients, server_ca))
+    directory = store.write("shop", "production", 7, files)
+    stored = {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*.sealed")}
+    assert set(stored) == {f"{name}.sealed" for name in files}
+    for name, data in files.items():
+        assert data not in stored[f"{name}.sealed"]
+        assert store.read("shop", "production", 7, name) == data
+    other = BundleStore(tmp_path / "bundles", SecretBox(Keyring([MasterKey.generate()])))
+    assert other.manifest("shop", "production", 7) is None
+    assert not other.is_complete("shop", "production", 7)
+    (directory / "manifest.json.sealed").write_bytes(stored["runtime-settings.json.sealed"])
     assert not store.is_complete("shop", "production", 7)
 
 
@@ -157,7 +180,7 @@ def test_the_tarball_holds_the_bundle_relative_to_its_root(
     tmp_path: Path, clients: dict[str, IssuedCert], server_ca: TestCA
 ) -> None:
     """The download is a gzipped tar of exactly the version's files."""
-    store = BundleStore(tmp_path / "bundles")
+    store = BundleStore(tmp_path / "bundles", BOX)
     files = build_bundle(spec(clients, server_ca))
     store.write("shop", "production", 7, files)
     with tarfile.open(

@@ -24,6 +24,7 @@ from certward.access import Principal
 from certward.bundle_store import CURRENT, BundleStore
 from certward.pki.convert import Pkcs12Profile
 from certward.platform import open_platform
+from certward.secrets import SecretBox, load_keyring_file
 from certward.services import apps, authorities, client_certificates, staging
 from certward.services.uploads import Upload
 from certward.settings import Settings
@@ -83,7 +84,8 @@ def installation(tmp_path: Path) -> Path:
 
 def test_kill_9_during_apply_leaves_only_complete_bundles(installation: Path) -> None:
     """50 SIGKILLs at random moments of repeated applies: never a torn bundle."""
-    store = BundleStore(installation / "bundles")
+    box = SecretBox(load_keyring_file(settings_for(installation).master_key_file))
+    store = BundleStore(installation / "bundles", box)
     directory = store.environment_directory("shop", "production")
     rng = random.Random(20261126)
     fork = multiprocessing.get_context("fork")

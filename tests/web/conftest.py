@@ -44,6 +44,7 @@ from certward.platform import Platform, open_platform
 from certward.services import apps
 from certward.settings import Settings
 from certward.vocabulary import Plan, Role
+from tests.api.conftest import UNLIMITED_UPLOADS
 from tests.material import tools
 from tests.material.factory import NOW
 
@@ -68,7 +69,12 @@ def open_installation(
 ) -> tuple[Platform, FixedClock]:
     """A fresh installation in ``data_dir``; ``environ`` adds ``CERTWARD_*`` settings."""
     settings = Settings.from_env(
-        {"CERTWARD_DATA_DIR": str(data_dir), "CERTWARD_ADMIN_TOKEN": ADMIN_TOKEN, **(environ or {})}
+        {
+            "CERTWARD_DATA_DIR": str(data_dir),
+            "CERTWARD_ADMIN_TOKEN": ADMIN_TOKEN,
+            **UNLIMITED_UPLOADS,
+            **(environ or {}),
+        }
     )
     clock = FixedClock(NOW)
     return open_platform(settings, clock=clock), clock

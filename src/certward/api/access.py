@@ -3,6 +3,8 @@ profiles, and the staged path rules of each environment."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -17,7 +19,7 @@ from certward.api.schemas import (
     IpDenyProfileUpdate,
     PathRules,
 )
-from certward.services import access_profiles
+from certward.services import access_profiles, upload_limits
 from certward.services.access_profiles import (
     AccessProfileView,
     ClientCaTreeView,
@@ -95,14 +97,10 @@ async def upload_client_cas(
         fields=frozenset(),
         required_files=frozenset({"certificates"}),
     )
-    return await run_in_threadpool(
-        access_profiles.upload_client_cas,
-        ctx,
-        who,
-        app,
-        profile,
-        file=form.files["certificates"],
+    upload = partial(
+        access_profiles.upload_client_cas, ctx, who, app, profile, file=form.files["certificates"]
     )
+    return await run_in_threadpool(upload_limits.guarded, ctx, who, app, upload)
 
 
 @router.patch(CLIENT_CAS, tags=[TAG])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -16,7 +17,7 @@ from certward.api.schemas import (
     TlsCsrCreate,
 )
 from certward.expiry import CertificateStatus
-from certward.services import domains, tls_certificates
+from certward.services import domains, tls_certificates, upload_limits
 from certward.services.domains import DomainView
 from certward.services.tls_certificates import TlsCertificateView
 
@@ -53,7 +54,7 @@ async def upload_tls_certificate(
         fields=frozenset({"password", "description"}),
         required_files=frozenset({"certificate", "private_key"}),
     )
-    return await run_in_threadpool(
+    upload = partial(
         tls_certificates.upload,
         ctx,
         who,
@@ -64,6 +65,7 @@ async def upload_tls_certificate(
         password=form.password,
         description=form.text("description") or "",
     )
+    return await run_in_threadpool(upload_limits.guarded, ctx, who, app, upload)
 
 
 @router.post(TLS + "/csr", status_code=201, tags=["tls certificates"])
@@ -111,7 +113,7 @@ async def add_signed_tls_certificate(
         fields=frozenset(),
         required_files=frozenset({"certificate"}),
     )
-    return await run_in_threadpool(
+    upload = partial(
         tls_certificates.add_signed_certificate,
         ctx,
         who,
@@ -120,6 +122,7 @@ async def add_signed_tls_certificate(
         certificate=form.files["certificate"],
         chain=form.files.get("chain"),
     )
+    return await run_in_threadpool(upload_limits.guarded, ctx, who, app, upload)
 
 
 @router.get(TLS, tags=["tls certificates"])

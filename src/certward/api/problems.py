@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from certward.errors import Refusal
+from certward.errors import Refusal, TooManyRequests
 from certward.pki.problems import Problem
 
 PROBLEM_JSON = "application/problem+json"
@@ -31,6 +31,7 @@ _TITLES = {
     413: "Too large",
     415: "Unsupported media type",
     422: "Unprocessable content",
+    429: "Too many requests",
     500: "Internal error",
     503: "Service unavailable",
 }
@@ -71,6 +72,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Refusal)
     async def refusal(_: Request, exc: Refusal) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        if isinstance(exc, TooManyRequests):
+            headers = {"Retry-After": str(exc.retry_after)}
         return problem_response(
             exc.status,
             exc.code,

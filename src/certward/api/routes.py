@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -25,6 +26,7 @@ from certward.services import (
     client_certificates,
     staging,
     tokens,
+    upload_limits,
 )
 from certward.services.apps import AppView, EnvironmentView
 from certward.services.audit import AuditView
@@ -164,7 +166,7 @@ async def upload_client_certificate(
         fields=frozenset({"password", "description", "pins", "call_name"}),
         repeatable=frozenset({"pins"}),
     )
-    return await run_in_threadpool(
+    upload = partial(
         client_certificates.upload,
         ctx,
         who,
@@ -178,6 +180,7 @@ async def upload_client_certificate(
         pins=[p for value in form.fields.get("pins", []) for p in _split_pins(value)],
         call_name=form.text("call_name"),
     )
+    return await run_in_threadpool(upload_limits.guarded, ctx, who, app, upload)
 
 
 def _split_pins(value: str) -> list[str]:
@@ -260,7 +263,8 @@ async def upload_certificate_authority(
 ) -> AuthorityView:
     """PEM with one or more CA certificates (a root and its intermediates)."""
     form = await read_upload_form(request, ctx, files=frozenset({"file"}), fields=frozenset())
-    return await run_in_threadpool(authorities.upload, ctx, who, app, env, file=form.files["file"])
+    upload = partial(authorities.upload, ctx, who, app, env, file=form.files["file"])
+    return await run_in_threadpool(upload_limits.guarded, ctx, who, app, upload)
 
 
 @router.get(ENV + "/certificate-authorities", tags=["certificate authorities"])

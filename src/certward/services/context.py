@@ -9,6 +9,7 @@ from certward.clock import Clock
 from certward.db import Database
 from certward.pki.chains import RootStore
 from certward.pki.limits import Limits
+from certward.rate_limits import UploadLimits
 from certward.secrets import SecretBox
 from certward.settings import Settings
 
@@ -22,11 +23,13 @@ class Context:
     clock: Clock
     settings: Settings
     known_roots: RootStore
+    # In this process's memory: every replica has its own buckets (see certward.rate_limits).
+    upload_limits: UploadLimits
 
     @property
     def bundles(self) -> BundleStore:
-        """Runtime bundles on disk, under ``<data dir>/bundles``."""
-        return BundleStore(self.settings.data_dir / "bundles")
+        """Runtime bundles on disk, sealed, under ``<data dir>/bundles``."""
+        return BundleStore(self.settings.data_dir / "bundles", self.secrets)
 
     @property
     def limits(self) -> Limits:

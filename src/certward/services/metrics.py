@@ -1,6 +1,11 @@
-"""Prometheus metrics: every certificate's expiry, every managed certificate's renewal.
+"""Prometheus metrics: every certificate's expiry, every managed certificate's renewal,
+and the requests the upload rate limits refused.
 
-Collected from the database at each scrape, so any replica answers the same.
+Certificates are collected from the database at each scrape, so any replica answers the
+same. ``certward_rate_limited_total{limit}`` counts this process's refusals since it
+started (each replica its own, like its buckets); ``limit`` is one of four fixed values
+(``upload-token``, ``upload-app``, ``failed-upload-token``, ``failed-upload-app``),
+never an app or token name, so the series stay four however many tenants there are.
 """
 
 from __future__ import annotations
@@ -104,10 +109,28 @@ class CertificateCollector(Collector):
         yield failures
 
 
+class RateLimitCollector(Collector):
+    """This process's rate-limit refusals, by limit."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        refused = CounterMetricFamily(
+            "certward_rate_limited",
+            "Requests refused with 429 by a rate limit, since this process started.",
+            labels=["limit"],
+        )
+        for limit, count in self.ctx.upload_limits.refusals().items():
+            refused.add_metric([limit.value], float(count))
+        yield refused
+
+
 def render(ctx: Context) -> bytes:
     """The metrics in Prometheus' text format."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(CertificateCollector(ctx))
+    registry.register(RateLimitCollector(ctx))
     return generate_latest(registry)
 
 

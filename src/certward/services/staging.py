@@ -541,6 +541,7 @@ def reconcile_bundles(ctx: Context) -> list[str]:
     repaired: list[str] = []
     store = ctx.bundles
     store.remove_incoming()
+    store.remove_unsealed()
     with ctx.database.reading() as session:
         rows = session.execute(
             select(App, Environment)

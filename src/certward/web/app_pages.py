@@ -44,6 +44,7 @@ from certward.web.pages import (
     render,
     segment,
     success,
+    upload,
 )
 
 # -- app level: TLS certificates for custom domains ---------------------------------------------
@@ -115,7 +116,9 @@ async def upload_tls_certificate(request: Request) -> Response:
             state = UploadState(errors=errors, values=form_values(form, without=("password",)))
             return await _tls_certificates(visit, upload=state, status=422)
         password = form.text("password")
-        created = await call(
+        created = await upload(
+            visit,
+            app,
             tls_certificates.upload,
             visit.context,
             visit.who,
@@ -250,7 +253,9 @@ async def add_signed_certificate(request: Request) -> Response:
             raise InvalidRequest(
                 "Choose the certificate your CA signed (PEM or DER).", code="missing-field"
             )
-        await call(
+        await upload(
+            visit,
+            p["app"],
             tls_certificates.add_signed_certificate,
             visit.context,
             visit.who,
@@ -468,7 +473,9 @@ async def upload_client_cas(request: Request) -> Response:
                 "Choose a PEM file with the CA certificates (a root and intermediates).",
                 code="missing-field",
             )
-        tree = await call(
+        tree = await upload(
+            visit,
+            p["app"],
             access_profiles.upload_client_cas,
             visit.context,
             visit.who,

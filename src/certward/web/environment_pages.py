@@ -54,6 +54,7 @@ from certward.web.pages import (
     render,
     segment,
     success,
+    upload,
 )
 
 BLANK_PATH_RULE_ROWS = 3
@@ -251,7 +252,9 @@ async def upload_client_certificate(request: Request) -> Response:
                 code="missing-field",
             )
         password = form.fields.get("password", [""])[0]
-        created = await call(
+        created = await upload(
+            visit,
+            app,
             client_certificates.upload,
             visit.context,
             visit.who,
@@ -384,8 +387,10 @@ async def upload_authority(request: Request) -> Response:
                 "Choose a PEM file with the CA certificates, or paste them.",
                 code="missing-field",
             )
-        upload = file or Upload(filename="pasted.pem", data=pasted.encode() + b"\n")
-        created = await call(authorities.upload, visit.context, visit.who, app, env, file=upload)
+        material = file or Upload(filename="pasted.pem", data=pasted.encode() + b"\n")
+        created = await upload(
+            visit, app, authorities.upload, visit.context, visit.who, app, env, file=material
+        )
     except Refusal as refusal:
         field = "pem" if file is None and pasted else "file"
         errors = FieldErrors.from_refusal(refusal, {}, default=field)

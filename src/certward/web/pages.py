@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -24,8 +25,8 @@ from starlette.templating import Jinja2Templates
 
 from certward import __version__
 from certward.access import Principal
-from certward.errors import Forbidden, Unauthorized
-from certward.services import tokens
+from certward.errors import Forbidden, TooManyRequests, Unauthorized
+from certward.services import console_sessions, tokens, upload_limits
 from certward.services.context import Context
 from certward.vocabulary import Role
 from certward.web.forms import ConsoleForm, read_form
@@ -33,6 +34,7 @@ from certward.web.session import (
     CSRF_FIELD,
     NOTICE_COOKIE,
     SESSION_COOKIE,
+    SESSION_LIFETIME,
     ConsoleSession,
     Notice,
     SessionSeal,
@@ -145,6 +147,7 @@ class Visit:
     fresh: bool  # the session cookie must be (re)written
     principal: Principal | None
     notice: Notice | None
+    retry_after: int | None = None  # set when an upload was rate-limited (429)
 
     @property
     def context(self) -> Context:
@@ -166,9 +169,26 @@ class Visit:
     def is_admin(self) -> bool:
         return self.principal is not None and self.principal.role is Role.ADMIN
 
-    def start_session(self, token: str | None) -> None:
-        """Replace the session (sign-in, sign-out): a new CSRF token either way."""
-        self.session = self.console.seal.new_session(at=self.context.clock.now(), token=token)
+    async def sign_in(self, token: str, principal: Principal) -> None:
+        """Replace the session by a signed-in one, with a new CSRF token and server session."""
+        secret = await run_in_threadpool(
+            console_sessions.start,
+            self.context,
+            token_id=principal.token_id,
+            lifetime=SESSION_LIFETIME,
+        )
+        self.session = self.console.seal.new_session(
+            at=self.context.clock.now(), token=token, session_secret=secret
+        )
+        self.fresh = True
+
+    async def sign_out(self) -> None:
+        """End the server session (a saved copy of the cookie then opens nothing) and start
+        a signed-out one with a new CSRF token."""
+        if self.session.session_secret is not None:
+            await run_in_threadpool(console_sessions.end, self.context, self.session.session_secret)
+        self.session = self.console.seal.new_session(at=self.context.clock.now())
+        self.principal = None
         self.fresh = True
 
 
@@ -180,7 +200,8 @@ def console_of(request: Request) -> Console:
 async def begin(request: Request, *, signed_in: bool = True) -> Visit:
     """Open the visitor's session; with ``signed_in``, insist on a valid token.
 
-    The token is authenticated on every request: revoking it ends the session at once.
+    The token is authenticated on every request, and the server session looked up:
+    revoking the token or signing out ends the session at once.
     """
     console = console_of(request)
     ctx = console.context
@@ -191,7 +212,7 @@ async def begin(request: Request, *, signed_in: bool = True) -> Visit:
     principal: Principal | None = None
     if session.token is not None:
         try:
-            principal = await run_in_threadpool(tokens.authenticate, ctx, session.token)
+            principal = await run_in_threadpool(_signed_in, ctx, session)
         except Unauthorized:
             session = console.seal.new_session(at=ctx.clock.now())
             fresh = True
@@ -207,6 +228,13 @@ async def begin(request: Request, *, signed_in: bool = True) -> Visit:
     if signed_in and principal is None:
         raise SignInRequired(_return_path(request))
     return visit
+
+
+def _signed_in(ctx: Context, session: ConsoleSession) -> Principal:
+    """The principal of a signed-in cookie whose server session is still live."""
+    if session.session_secret is None or not console_sessions.is_live(ctx, session.session_secret):
+        raise Unauthorized("This console session has ended: sign in again.")
+    return tokens.authenticate(ctx, session.token)
 
 
 def render(
@@ -230,6 +258,8 @@ def render(
     response = visit.console.templates.TemplateResponse(
         visit.request, template, context, status_code=status
     )
+    if status == 429 and visit.retry_after is not None:
+        response.headers["Retry-After"] = str(visit.retry_after)
     if status >= 400 and visit.request.method == "POST":
         # htmx keeps the address of the page the form was on; a reload then shows it.
         response.headers["HX-Push-Url"] = "false"
@@ -282,6 +312,21 @@ T = TypeVar("T")
 async def call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a (blocking) use case off the event loop."""
     return await run_in_threadpool(function, *args, **kwargs)
+
+
+async def upload(
+    visit: Visit, app: str, function: Callable[..., T], *args: Any, **kwargs: Any
+) -> T:
+    """Run an upload use case into ``app`` off the event loop, within the upload rate
+    limits (`certward.services.upload_limits`); a 429 remembers its ``Retry-After``."""
+    use_case = partial(function, *args, **kwargs)
+    try:
+        return await run_in_threadpool(
+            upload_limits.guarded, visit.context, visit.who, app, use_case
+        )
+    except TooManyRequests as refusal:
+        visit.retry_after = refusal.retry_after
+        raise
 
 
 async def posted(request: Request, *, signed_in: bool = True) -> tuple[Visit, ConsoleForm]:

@@ -81,7 +81,7 @@ async def sign_in(request: Request) -> Response:
             "Sign in with an admin, member or viewer token.",
         )
         return render(visit, "sign_in.html", {"next_path": next_path, "errors": errors}, status=403)
-    visit.start_session(token)
+    await visit.sign_in(token, principal)
     return redirect(visit, next_path)
 
 
@@ -91,7 +91,7 @@ def _authenticate(ctx: Context, token: str) -> Principal:
 
 async def sign_out(request: Request) -> Response:
     visit, _ = await posted(request, signed_in=False)
-    visit.start_session(None)
+    await visit.sign_out()
     return redirect(visit, "/sign-in", Notice(kind="success", text="Signed out."))
 
 

@@ -4,9 +4,10 @@ The console signs people in with the same bearer tokens the API takes. The token
 never be readable by the page's JavaScript nor by whoever copies the cookie jar
 without the master key, so the session cookie holds the token *sealed*: an AES-256-GCM
 envelope made by the installation's `SecretBox` and bound to its purpose by its
-associated data. Any replica with the same master key can open it (no session table to
-share), and it is re-authenticated on every request, so a revoked token ends its
-sessions at once.
+associated data. It is re-authenticated on every request, so a revoked token ends its
+sessions at once. A signed-in cookie also names a server-side session
+(`certward.services.console_sessions`) by a random secret: signing out ends that
+session in the database, so a copy of the cookie saved before sign-out opens nothing.
 
 Every session, signed in or not, carries a random CSRF token: each form repeats it in
 a hidden field and every POST is refused unless the two match (the cookie is also
@@ -50,10 +51,12 @@ class CsrfRefused(Forbidden):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConsoleSession:
-    """What the session cookie says: the CSRF token, and the bearer token once signed in."""
+    """What the session cookie says: the CSRF token, and once signed in the bearer token
+    and the secret naming the server-side session."""
 
     csrf_token: str = field(repr=False)
     token: str | None = field(default=None, repr=False)
+    session_secret: str | None = field(default=None, repr=False)
     issued_at: datetime
 
     @property
@@ -75,16 +78,24 @@ class SessionSeal:
     def __init__(self, box: SecretBox) -> None:
         self._box = box
 
-    def new_session(self, *, at: datetime, token: str | None = None) -> ConsoleSession:
+    def new_session(
+        self, *, at: datetime, token: str | None = None, session_secret: str | None = None
+    ) -> ConsoleSession:
         """A fresh session with its own CSRF token (signed in when ``token`` is given)."""
+        if (token is None) != (session_secret is None):
+            raise ValueError("a signed-in session needs both a token and a session secret")
         return ConsoleSession(
-            csrf_token=secrets.token_urlsafe(_CSRF_BYTES), token=token, issued_at=at
+            csrf_token=secrets.token_urlsafe(_CSRF_BYTES),
+            token=token,
+            session_secret=session_secret,
+            issued_at=at,
         )
 
     def seal(self, session: ConsoleSession) -> str:
         document = {
             "csrf": session.csrf_token,
             "token": session.token,
+            "sid": session.session_secret,
             "iat": session.issued_at.isoformat(),
         }
         return self._seal(json.dumps(document).encode(), _SESSION_AAD)
@@ -95,9 +106,14 @@ class SessionSeal:
         if document is None:
             return None
         csrf_token, token, issued = document.get("csrf"), document.get("token"), document.get("iat")
+        session_secret = document.get("sid")
         if not isinstance(csrf_token, str) or not isinstance(issued, str):
             return None
         if not (token is None or isinstance(token, str)):
+            return None
+        if not (session_secret is None or isinstance(session_secret, str)):
+            return None
+        if (token is None) != (session_secret is None):  # signed in only with a server session
             return None
         try:
             issued_at = datetime.fromisoformat(issued)
@@ -105,7 +121,9 @@ class SessionSeal:
             return None
         if issued_at.tzinfo is None or not issued_at <= at < issued_at + SESSION_LIFETIME:
             return None
-        return ConsoleSession(csrf_token=csrf_token, token=token, issued_at=issued_at)
+        return ConsoleSession(
+            csrf_token=csrf_token, token=token, session_secret=session_secret, issued_at=issued_at
+        )
 
     def seal_notice(self, notice: Notice) -> str:
         text = notice.text[:MAX_NOTICE_CHARS]
@@ -152,16 +170,6 @@ def set_session_cookie(response: Response, request: Request, value: str) -> None
         SESSION_COOKIE,
         value,
         max_age=int(SESSION_LIFETIME.total_seconds()),
-        path="/",
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
-
-
-def clear_session_cookie(response: Response, request: Request) -> None:
-    response.delete_cookie(
-        SESSION_COOKIE,
         path="/",
         httponly=True,
         samesite="strict",
