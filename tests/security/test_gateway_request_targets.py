@@ -12,12 +12,15 @@ normalised path; prefixes are stored decoded.
 
 from __future__ import annotations
 
+import socket
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from certward.dataplane.http_exchange import ConnectionLimits
 from certward.dataplane.request_target import canonical_prefix
 from tests.gateway.harness import (
     EchoUpstream,
@@ -130,3 +133,53 @@ def test_a_percent_encoded_prefix_denies_what_it_names(
     assert raw_request(port, SHOP, trust, "GET /files//a%20b/ HTTP/1.1").status == 403
     assert raw_request(port, SHOP, trust, "GET /files/a%2520b HTTP/1.1").status == 200
     assert raw_request(port, SHOP, trust, "GET /files/ab HTTP/1.1").status == 200
+
+
+def _plain(port: int, request_line: str, host: str) -> tuple[int, dict[str, str], bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"{request_line}\r\nHost: {host}\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {n.strip().lower(): v.strip() for n, _, v in (x.partition(":") for x in lines)}
+    return int(status_line.split(" ")[1]), headers, body
+
+
+def test_the_plain_port_decides_on_the_translated_normalised_path(
+    gateway: tuple[RunningGateway, EchoUpstream],
+) -> None:
+    running, _ = gateway
+    running.source.challenges["tok-1"] = "tok-1.thumbprint"
+    port = running.http_port
+    for line in (
+        "GET /.well-known/acme-challenge/tok-1 HTTP/1.1",
+        "GET /.well-known/./acme-challenge//tok-1 HTTP/1.1",
+        "GET /.well-known/acme-challenge/tok%2D1 HTTP/1.1",
+        f"GET http://{SHOP}/.well-known/acme-challenge/tok-1 HTTP/1.1",
+    ):
+        status, _, body = _plain(port, line, SHOP)
+        assert (status, body) == (200, b"tok-1.thumbprint"), line
+    assert _plain(port, "GET /.well-known/acme-challenge/tok-1%0A HTTP/1.1", SHOP)[0] == 404
+    assert _plain(port, f"GET http://{OTHER}/x HTTP/1.1", SHOP)[0] == 400
+    assert _plain(port, "GET /../x HTTP/1.1", SHOP)[0] == 400
+    assert _plain(port, "OPTIONS * HTTP/1.1", SHOP)[0] == 400
+    status, headers, _ = _plain(port, f"GET http://{SHOP}/a?b=1 HTTP/1.1", SHOP)
+    assert (status, headers["location"]) == (301, f"https://{SHOP}/a?b=1")
+
+
+@pytest.mark.slow
+def test_the_plain_port_cuts_a_slow_client() -> None:
+    with (
+        EchoUpstream() as upstream,
+        running_gateway(
+            state_of(site(SHOP, TestCA.root().issue_leaf(SHOP), upstream.url)),
+            limits=ConnectionLimits(header_seconds=1.0),
+        ) as running,
+        socket.create_connection(("127.0.0.1", running.http_port), timeout=10) as sock,
+    ):
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: shop.test\r\nX-Slow: ")
+        start = time.monotonic()
+        assert sock.recv(1) == b""
+        assert 0.8 <= time.monotonic() - start <= 2.5
