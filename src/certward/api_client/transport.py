@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Literal, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -21,6 +21,7 @@ DEFAULT_TIMEOUT_SECONDS: Final = 60.0
 PAGE_SIZE: Final = 1000  # the largest page the client-certificate listing serves
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+_Json = TypeVar("_Json", dict[str, Any], list[Any])
 
 
 def normalize_server(server: str) -> str:
@@ -112,20 +113,20 @@ class ApiTransport:
         return response
 
     def _object(self, response: httpx.Response) -> JsonObject:
-        body = self._decode(response)
-        if not isinstance(body, dict):
-            raise UnexpectedAnswer(
-                f"{self.server} answered {response.request.url.path} with JSON that is not an "
-                "object: is this certward's URL?"
-            )
+        body: JsonObject = self._decode_as(response, dict, "an object")
         return body
 
     def _list(self, response: httpx.Response) -> list[JsonObject]:
+        body: list[JsonObject] = self._decode_as(response, list, "a list")
+        return body
+
+    def _decode_as(self, response: httpx.Response, kind: type[_Json], what: str) -> _Json:
+        """The answer's JSON, which must be ``what`` (a ``kind``), else `UnexpectedAnswer`."""
         body = self._decode(response)
-        if not isinstance(body, list):
+        if not isinstance(body, kind):
             raise UnexpectedAnswer(
-                f"{self.server} answered {response.request.url.path} with JSON that is not a "
-                "list: is this certward's URL?"
+                f"{self.server} answered {response.request.url.path} with JSON that is not "
+                f"{what}: is this certward's URL?"
             )
         return body
 

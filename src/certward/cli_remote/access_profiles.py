@@ -17,19 +17,21 @@ from certward.cli_remote.options import (
     AppOption,
     IpRangeOption,
     JsonOption,
+    NoIpRangesOption,
     ProfileArgument,
     ServerOption,
     TokenOption,
     input_file,
+    new_ip_ranges,
 )
 from certward.cli_remote.terminal import (
     emit_json,
     format_time,
     print_details,
     print_line,
-    print_rows,
     print_warnings,
     show_answer,
+    show_rows,
     stdout_console,
     usage_error,
 )
@@ -105,20 +107,16 @@ def access_profile_list(
     """The app's access profiles."""
     with connect(server, token, as_json=as_json) as api:
         profiles = api.list_access_profiles(app)
-    if as_json:
-        emit_json(profiles)
-        return
-    print_rows(
+    show_rows(
+        profiles,
+        as_json,
         ("name", "IP ranges", "client CAs", "updated"),
-        [
-            (
-                p.get("name"),
-                p.get("ip_ranges"),
-                _count_nodes(p.get("certificates") or []),
-                format_time(p.get("updated_at")),
-            )
-            for p in profiles
-        ],
+        lambda p: (
+            p.get("name"),
+            p.get("ip_ranges"),
+            _count_nodes(p.get("certificates") or []),
+            format_time(p.get("updated_at")),
+        ),
         empty=f"App {app} has no access profiles.",
     )
 
@@ -146,18 +144,15 @@ def access_profile_update(
     name: ProfileArgument,
     app: AppOption,
     ip_range: IpRangeOption = None,
-    no_ip_ranges: Annotated[
-        bool, typer.Option("--no-ip-ranges", help="Remove every IP range.")
-    ] = False,
+    no_ip_ranges: NoIpRangesOption = False,
     server: ServerOption = DEFAULT_SERVER,
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Replace a profile's IP ranges (live)."""
-    if bool(ip_range) == no_ip_ranges:
-        raise usage_error("give the new ranges with --ip-range, or --no-ip-ranges")
+    ip_ranges = new_ip_ranges(ip_range, no_ip_ranges)
     with connect(server, token, as_json=as_json) as api:
-        body = api.update_access_profile(app, name, ip_ranges=ip_range or [])
+        body = api.update_access_profile(app, name, ip_ranges=ip_ranges)
     show_answer(body, as_json, _print_access_profile)
 
 

@@ -17,8 +17,8 @@ from certward.cli_remote.terminal import (
     format_time,
     print_details,
     print_line,
-    print_rows,
     show_answer,
+    show_rows,
     usage_error,
 )
 from certward.pki.convert import Pkcs12Profile
@@ -64,15 +64,16 @@ def app_list(
     """The apps the token may see."""
     with connect(server, token, as_json=as_json) as api:
         apps = api.list_apps()
-    if as_json:
-        emit_json(apps)
-        return
-    print_rows(
+    show_rows(
+        apps,
+        as_json,
         ("name", "plan", "environments", "created"),
-        [
-            (a.get("name"), a.get("plan"), a.get("environments"), format_time(a.get("created_at")))
-            for a in apps
-        ],
+        lambda a: (
+            a.get("name"),
+            a.get("plan"),
+            a.get("environments"),
+            format_time(a.get("created_at")),
+        ),
         empty="No apps.",
     )
 
@@ -167,21 +168,17 @@ def env_list(
     """The app's environments."""
     with connect(server, token, as_json=as_json) as api:
         environments = api.list_environments(app)
-    if as_json:
-        emit_json(environments)
-        return
-    print_rows(
+    show_rows(
+        environments,
+        as_json,
         ("name", "hostname", "upstream", "PKCS12 profile", "applied version"),
-        [
-            (
-                e.get("name"),
-                e.get("hostname"),
-                e.get("upstream"),
-                e.get("pkcs12_profile"),
-                e.get("applied_version"),
-            )
-            for e in environments
-        ],
+        lambda e: (
+            e.get("name"),
+            e.get("hostname"),
+            e.get("upstream"),
+            e.get("pkcs12_profile"),
+            e.get("applied_version"),
+        ),
         empty=f"App {app} has no environments.",
     )
 

@@ -24,9 +24,9 @@ from certward.cli_remote.terminal import (
     format_time,
     print_details,
     print_line,
-    print_rows,
     print_warnings,
     rows_table,
+    show_rows,
     stdout_console,
 )
 
@@ -85,20 +85,16 @@ def authority_list(
     """The environment's certificate authorities."""
     with connect(server, token, as_json=as_json) as api:
         authorities = api.list_authorities(app, env)
-    if as_json:
-        emit_json(authorities)
-        return
-    print_rows(
+    show_rows(
+        authorities,
+        as_json,
         ("id", "certificates", "state", "created"),
-        [
-            (
-                a.get("id"),
-                [c.get("subject") for c in a.get("certificates") or [] if isinstance(c, dict)],
-                a.get("state"),
-                format_time(a.get("created_at")),
-            )
-            for a in authorities
-        ],
+        lambda a: (
+            a.get("id"),
+            [c.get("subject") for c in a.get("certificates") or [] if isinstance(c, dict)],
+            a.get("state"),
+            format_time(a.get("created_at")),
+        ),
         empty=f"{app}/{env} has no certificate authorities.",
     )
 

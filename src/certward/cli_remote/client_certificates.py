@@ -32,8 +32,8 @@ from certward.cli_remote.terminal import (
     format_time,
     print_details,
     print_line,
-    print_rows,
     print_warnings,
+    show_rows,
     usage_error,
 )
 
@@ -136,22 +136,18 @@ def client_cert_list(
     """Every client certificate of the environment (every page)."""
     with connect(server, token, as_json=as_json) as api:
         certificates = api.list_client_certificates(app, env)
-    if as_json:
-        emit_json(certificates)
-        return
-    print_rows(
+    show_rows(
+        certificates,
+        as_json,
         ("id", "subject", "valid until", "pins", "call name", "state"),
-        [
-            (
-                c.get("id"),
-                c.get("subject"),
-                format_time(c.get("not_after")),
-                c.get("pins"),
-                c.get("call_name"),
-                c.get("state"),
-            )
-            for c in certificates
-        ],
+        lambda c: (
+            c.get("id"),
+            c.get("subject"),
+            format_time(c.get("not_after")),
+            c.get("pins"),
+            c.get("call_name"),
+            c.get("state"),
+        ),
         empty=f"{app}/{env} has no client certificates.",
     )
 

@@ -14,8 +14,8 @@ from certward.cli_remote.terminal import (
     emit_json,
     format_time,
     print_line,
-    print_rows,
     rows_table,
+    show_rows,
     stdout_console,
 )
 
@@ -71,10 +71,7 @@ def domain_list(
     """The default hostname, then the custom domains."""
     with connect(server, token, as_json=as_json) as api:
         domains = api.list_domains(app, env)
-    if as_json:
-        emit_json(domains)
-        return
-    print_rows(_DOMAIN_COLUMNS, [_domain_row(d) for d in domains], empty="No hostnames.")
+    show_rows(domains, as_json, _DOMAIN_COLUMNS, _domain_row, empty="No hostnames.")
 
 
 @domain_group.command("remove")

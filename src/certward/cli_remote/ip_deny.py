@@ -13,17 +13,19 @@ from certward.cli_remote.options import (
     EnvOption,
     IpRangeOption,
     JsonOption,
+    NoIpRangesOption,
     ProfileArgument,
     ServerOption,
     TokenOption,
+    new_ip_ranges,
 )
 from certward.cli_remote.terminal import (
     emit_json,
     format_time,
     print_details,
     print_line,
-    print_rows,
     show_answer,
+    show_rows,
     usage_error,
 )
 
@@ -69,20 +71,16 @@ def ip_deny_list(
     """The app's IP deny profiles and where they are attached."""
     with connect(server, token, as_json=as_json) as api:
         profiles = api.list_ip_deny_profiles(app)
-    if as_json:
-        emit_json(profiles)
-        return
-    print_rows(
+    show_rows(
+        profiles,
+        as_json,
         ("name", "IP ranges", "attached to", "updated"),
-        [
-            (
-                p.get("name"),
-                p.get("ip_ranges"),
-                p.get("environments"),
-                format_time(p.get("updated_at")),
-            )
-            for p in profiles
-        ],
+        lambda p: (
+            p.get("name"),
+            p.get("ip_ranges"),
+            p.get("environments"),
+            format_time(p.get("updated_at")),
+        ),
         empty=f"App {app} has no IP deny profiles.",
     )
 
@@ -106,18 +104,15 @@ def ip_deny_update(
     name: ProfileArgument,
     app: AppOption,
     ip_range: IpRangeOption = None,
-    no_ip_ranges: Annotated[
-        bool, typer.Option("--no-ip-ranges", help="Remove every IP range.")
-    ] = False,
+    no_ip_ranges: NoIpRangesOption = False,
     server: ServerOption = DEFAULT_SERVER,
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Replace an IP deny profile's ranges (live)."""
-    if bool(ip_range) == no_ip_ranges:
-        raise usage_error("give the new ranges with --ip-range, or --no-ip-ranges")
+    ip_ranges = new_ip_ranges(ip_range, no_ip_ranges)
     with connect(server, token, as_json=as_json) as api:
-        body = api.update_ip_deny_profile(app, name, ip_ranges=ip_range or [])
+        body = api.update_ip_deny_profile(app, name, ip_ranges=ip_ranges)
     show_answer(body, as_json, _print_ip_deny_profile)
 
 

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from certward.cli_remote.terminal import usage_error
+
 ServerOption = Annotated[
     str,
     typer.Option(
@@ -52,6 +54,7 @@ IpRangeOption = Annotated[
         "--ip-range", help="IPv4 or IPv6 network in CIDR form (repeatable).", show_default=False
     ),
 ]
+NoIpRangesOption = Annotated[bool, typer.Option("--no-ip-ranges", help="Remove every IP range.")]
 
 
 def input_file(help_text: str) -> Any:
@@ -62,3 +65,11 @@ def input_file(help_text: str) -> Any:
 
 
 ProfileArgument = Annotated[str, typer.Argument(help="The profile's name.")]
+
+
+def new_ip_ranges(ip_range: list[str] | None, no_ip_ranges: bool) -> list[str]:
+    """The ranges that replace a profile's: ``--ip-range`` given, or ``--no-ip-ranges``
+    (exactly one of them, else exit 2)."""
+    if bool(ip_range) == no_ip_ranges:
+        raise usage_error("give the new ranges with --ip-range, or --no-ip-ranges")
+    return ip_range or []

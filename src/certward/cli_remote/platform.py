@@ -12,7 +12,7 @@ from certward.api_client import DEFAULT_SERVER
 from certward.cli_remote.connection import connect
 from certward.cli_remote.local_files import write_file
 from certward.cli_remote.options import JsonOption, OptionalAppOption, ServerOption, TokenOption
-from certward.cli_remote.terminal import emit_json, format_time, print_line, print_rows
+from certward.cli_remote.terminal import emit_json, format_time, print_line, show_rows
 from certward.expiry import CertificateStatus
 
 
@@ -56,23 +56,19 @@ def inventory_command(
             app=app,
             limit=limit,
         )
-    if as_json:
-        emit_json(items)
-        return
-    print_rows(
+    show_rows(
+        items,
+        as_json,
         ("status", "valid until", "kind", "app", "environment", "subject or hostnames", "id"),
-        [
-            (
-                i.get("status"),
-                format_time(i.get("not_after")),
-                i.get("kind"),
-                i.get("app"),
-                i.get("environment"),
-                i.get("hostnames") or i.get("subject"),
-                i.get("id"),
-            )
-            for i in items
-        ],
+        lambda i: (
+            i.get("status"),
+            format_time(i.get("not_after")),
+            i.get("kind"),
+            i.get("app"),
+            i.get("environment"),
+            i.get("hostnames") or i.get("subject"),
+            i.get("id"),
+        ),
         empty="No certificates match.",
     )
 
@@ -112,22 +108,18 @@ def platform_ca_show(
     """The platform CA's certificates with their state."""
     with connect(server, None, as_json=as_json, needs_token=False) as api:
         certificates = api.platform_ca_certificates(every=every)
-    if as_json:
-        emit_json(certificates)
-        return
-    print_rows(
+    show_rows(
+        certificates,
+        as_json,
         ("id", "kind", "state", "subject", "valid until", "SHA-256"),
-        [
-            (
-                c.get("id"),
-                c.get("kind"),
-                c.get("state"),
-                c.get("subject"),
-                format_time(c.get("not_after")),
-                c.get("sha256_fingerprint"),
-            )
-            for c in certificates
-        ],
+        lambda c: (
+            c.get("id"),
+            c.get("kind"),
+            c.get("state"),
+            c.get("subject"),
+            format_time(c.get("not_after")),
+            c.get("sha256_fingerprint"),
+        ),
         empty="No published CA certificates.",
     )
 

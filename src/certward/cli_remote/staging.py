@@ -17,10 +17,10 @@ from certward.cli_remote.terminal import (
     format_time,
     plain_text,
     print_line,
-    print_rows,
     print_warnings,
     rows_table,
     show_answer,
+    show_rows,
     stdout_console,
 )
 
@@ -141,20 +141,16 @@ def versions_command(
     """The applied versions, newest first."""
     with connect(server, token, as_json=as_json) as api:
         versions = api.versions(app, env)
-    if as_json:
-        emit_json(versions)
-        return
-    print_rows(
+    show_rows(
+        versions,
+        as_json,
         ("version", "current", "applied", "by token", "digest"),
-        [
-            (
-                v.get("version"),
-                Text("current", style="bold green") if v.get("current") else "",
-                format_time(v.get("applied_at")),
-                v.get("actor"),
-                v.get("digest"),
-            )
-            for v in versions
-        ],
+        lambda v: (
+            v.get("version"),
+            Text("current", style="bold green") if v.get("current") else "",
+            format_time(v.get("applied_at")),
+            v.get("actor"),
+            v.get("digest"),
+        ),
         empty=f"{app}/{env} has no applied version yet.",
     )

@@ -102,6 +102,22 @@ def print_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, empty: 
     stdout_console().print(rows_table(columns, rows))
 
 
+def show_rows(
+    items: Sequence[JsonObject],
+    as_json: bool,
+    columns: Sequence[str],
+    row: Callable[[JsonObject], Sequence[Any]],
+    *,
+    empty: str,
+) -> None:
+    """A listing: the API's JSON for scripts, or a table of one ``row`` an item for people
+    (``empty`` when there is none)."""
+    if as_json:
+        emit_json(items)
+        return
+    print_rows(columns, [row(item) for item in items], empty=empty)
+
+
 def print_details(title: str, rows: Iterable[tuple[str, Any]]) -> None:
     table = Table(show_header=False, box=box.SIMPLE, pad_edge=False)
     table.add_column("field", style="dim", no_wrap=True)

@@ -32,8 +32,8 @@ from certward.cli_remote.terminal import (
     format_time,
     print_details,
     print_line,
-    print_rows,
     print_warnings,
+    show_rows,
     usage_error,
 )
 from certward.expiry import CertificateStatus
@@ -225,22 +225,18 @@ def tls_cert_list(
     """The app's TLS certificates, oldest first."""
     with connect(server, token, as_json=as_json) as api:
         certificates = api.list_tls_certificates(app, status=status.value if status else None)
-    if as_json:
-        emit_json(certificates)
-        return
-    print_rows(
+    show_rows(
+        certificates,
+        as_json,
         ("id", "status", "names", "valid until", "domains", "description"),
-        [
-            (
-                c.get("id"),
-                c.get("status"),
-                c.get("sans") or c.get("common_name"),
-                format_time(c.get("not_after")),
-                [d.get("hostname") for d in c.get("domains") or [] if isinstance(d, dict)],
-                c.get("description"),
-            )
-            for c in certificates
-        ],
+        lambda c: (
+            c.get("id"),
+            c.get("status"),
+            c.get("sans") or c.get("common_name"),
+            format_time(c.get("not_after")),
+            [d.get("hostname") for d in c.get("domains") or [] if isinstance(d, dict)],
+            c.get("description"),
+        ),
         empty=f"App {app} has no TLS certificates.",
     )
 

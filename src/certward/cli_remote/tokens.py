@@ -15,7 +15,7 @@ from certward.cli_remote.terminal import (
     format_time,
     print_details,
     print_line,
-    print_rows,
+    show_rows,
     stderr_console,
 )
 from certward.vocabulary import Role
@@ -67,23 +67,19 @@ def token_list(
     """The tokens the caller may see (never their values)."""
     with connect(server, token, as_json=as_json) as api:
         tokens = api.list_tokens(app=app)
-    if as_json:
-        emit_json(tokens)
-        return
-    print_rows(
+    show_rows(
+        tokens,
+        as_json,
         ("id", "role", "app", "environment", "description", "created", "revoked"),
-        [
-            (
-                t.get("id"),
-                t.get("role"),
-                t.get("app"),
-                t.get("environment"),
-                t.get("description"),
-                format_time(t.get("created_at")),
-                format_time(t.get("revoked_at")) if t.get("revoked_at") else None,
-            )
-            for t in tokens
-        ],
+        lambda t: (
+            t.get("id"),
+            t.get("role"),
+            t.get("app"),
+            t.get("environment"),
+            t.get("description"),
+            format_time(t.get("created_at")),
+            format_time(t.get("revoked_at")) if t.get("revoked_at") else None,
+        ),
         empty="No tokens.",
     )
 
@@ -127,21 +123,17 @@ def audit_command(
     """Audit events, newest first."""
     with connect(server, token, as_json=as_json) as api:
         events = api.audit(app=app, before=before, limit=limit)
-    if as_json:
-        emit_json(events)
-        return
-    print_rows(
+    show_rows(
+        events,
+        as_json,
         ("id", "at", "action", "object", "app", "by token"),
-        [
-            (
-                e.get("id"),
-                format_time(e.get("at")),
-                e.get("action"),
-                f"{e.get('object_type')} {e.get('object_id')}",
-                e.get("app"),
-                e.get("actor_token_id"),
-            )
-            for e in events
-        ],
+        lambda e: (
+            e.get("id"),
+            format_time(e.get("at")),
+            e.get("action"),
+            f"{e.get('object_type')} {e.get('object_id')}",
+            e.get("app"),
+            e.get("actor_token_id"),
+        ),
         empty="No audit events.",
     )
