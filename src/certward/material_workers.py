@@ -44,9 +44,9 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from cryptography import x509
-from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.utils import CryptographyDeprecationWarning
 
 from certward.errors import MaterialError, ServiceBusy
 from certward.pki.chains import RootStore
@@ -198,6 +198,33 @@ class MaterialWorkers:
         finally:
             self._release(worker, kept, tenant)
         return _rebuild(answer, examination, key)
+
+    def warm(self) -> None:
+        """Start the workers now, in the background, so the first uploads find them ready."""
+
+        def start_all() -> None:
+            for _ in range(self.workers):
+                with self._lock:
+                    if self._closed or self._free == 0:
+                        return
+                    if len(self._idle) + len(self._busy) >= self.workers:
+                        return
+                    self._free -= 1
+                try:
+                    worker = self._start()
+                except OSError:
+                    worker = None
+                with self._lock:
+                    self._free += 1
+                    if worker is not None and not self._closed:
+                        self._idle.append(worker)
+                    self._lock.notify_all()
+                if worker is not None and self._closed:
+                    _stop(worker)
+                if worker is None:
+                    return
+
+        threading.Thread(target=start_all, name="certward-material-warm", daemon=True).start()
 
     def statistics(self) -> dict[str, float]:
         """Counters for ``/metrics``: jobs by outcome, worker CPU seconds, starts, load."""

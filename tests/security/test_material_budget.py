@@ -207,6 +207,7 @@ def test_a_kdf_inside_the_encrypted_safe_is_refused_at_once_on_every_upload_path
     with httpx.Client(base_url=server.base_url, timeout=60) as client:
         licensed = _tenant(client, "shop")
         free = _tenant(client, "hobby", plan="free")
+        _expect(licensed.authority(_ca_pem()), 201)  # the workers are up
         probe = probe_health(server)
         attacks: list[tuple[str, Upload, bytes, str | None]] = [
             ("client certificate", licensed.client_certificate,
@@ -243,6 +244,7 @@ def test_a_wrong_password_at_the_mac_cap_is_explained_within_budget(
     server = _start(servers, tmp_path)
     with httpx.Client(base_url=server.base_url, timeout=60) as client:
         shop = _tenant(client, "shop")
+        _expect(shop.authority(_ca_pem()), 201)  # the workers are up
         at_cap = hostile.mac_at_cap(20_000)
         before = _metrics(client)["certward_material_cpu_seconds_total"]
         for password in ("wrong-password", None):
