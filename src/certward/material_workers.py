@@ -34,7 +34,6 @@ import multiprocessing
 import resource
 import signal
 import threading
-import time
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -48,6 +47,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.utils import CryptographyDeprecationWarning
 
+from certward.clock import SystemClock
 from certward.errors import MaterialError, ServiceBusy
 from certward.pki.chains import RootStore
 from certward.pki.checks import Judgement, Purpose, judge
@@ -67,6 +67,8 @@ from certward.pki.problems import Problem, ProblemCode
 CPU_SETTING = "CERTWARD_MATERIAL_CPU_SECONDS"
 WALL_SETTING = "CERTWARD_MATERIAL_WALL_SECONDS"
 WORKERS_SETTING = "CERTWARD_MATERIAL_WORKERS"
+# Budgets are real seconds, whatever clock the business logic runs on (tests fix theirs).
+_REAL_TIME = SystemClock()
 
 
 class Outcome:
@@ -249,7 +251,7 @@ class MaterialWorkers:
     # -- admission ----------------------------------------------------------------------------
 
     def _acquire(self, tenant: str) -> _Worker:
-        deadline = time.monotonic() + self.max_wait
+        deadline = _REAL_TIME.monotonic() + self.max_wait
         with self._lock:
             if self._closed:
                 raise RuntimeError("the material workers are closed")
@@ -258,7 +260,7 @@ class MaterialWorkers:
             self._waiting += 1
             try:
                 while not self._may_run(tenant):
-                    remaining = deadline - time.monotonic()
+                    remaining = deadline - _REAL_TIME.monotonic()
                     if remaining <= 0 or self._closed:
                         raise self._refuse_busy()
                     self._lock.wait(remaining)
@@ -339,7 +341,7 @@ class _Exchange:
 
     def __call__(self, examination: Examination) -> _Answer:
         pool, connection = self.pool, self.worker.connection
-        started = time.monotonic()
+        started = _REAL_TIME.monotonic()
         try:
             connection.send(examination)
             if not connection.poll(pool.wall_seconds):
@@ -359,7 +361,7 @@ class _Exchange:
                     f"reading it used more than the {pool.cpu_seconds} s of CPU allowed "
                     f"({CPU_SETTING})"
                 ) from None
-            pool._count(Outcome.CRASHED, time.monotonic() - started)
+            pool._count(Outcome.CRASHED, _REAL_TIME.monotonic() - started)
             raise MaterialError(
                 [
                     Problem.error(
