@@ -15,10 +15,11 @@ with `MaterialError` ``too-expensive`` naming the limit (422 through the API). T
 serving thread only waits on a pipe, without the GIL, so ``/healthz`` and every other
 tenant's requests go on while a hostile file burns its budget elsewhere.
 
-Admission: a job waits for a free worker at most half the wall deadline, and at most
-``4 x workers`` jobs wait at once; beyond either, `ServiceBusy` (503 ``busy`` with
-``Retry-After``). One app (the ``tenant`` of a job) holds at most ``workers - 1``
-workers at a time when there are two or more, so it can never occupy them all.
+Admission: a job waits for a free worker at most half the wall deadline; at most
+``8 x workers`` jobs wait at once, and at most a quarter of those (``2 x workers``)
+for one app; beyond any of these, `ServiceBusy` (503 ``busy`` with ``Retry-After``).
+One app (the ``tenant`` of a job) holds at most ``workers - 1`` workers at a time when
+there are two or more, so it can never occupy them all, nor the whole queue.
 
 What crosses the pipe: the uploaded bytes and password in, certificates (DER), the
 private key (PKCS#8 DER, unencrypted: the pipe is private to the two processes) and
@@ -158,7 +159,8 @@ class MaterialWorkers:
         self.wall_seconds = wall_seconds
         self.per_tenant = max(1, workers - 1)
         self.max_wait = wall_seconds / 2
-        self.max_waiting = max_waiting if max_waiting is not None else 4 * workers
+        self.max_waiting = max_waiting if max_waiting is not None else 8 * workers
+        self.max_waiting_per_tenant = max(1, self.max_waiting // 4)
         self._roots = tuple(
             c.public_bytes(serialization.Encoding.DER) for c in known_roots.anchors()
         )
@@ -170,6 +172,7 @@ class MaterialWorkers:
         self._free = workers
         self._in_flight: Counter[str] = Counter()
         self._waiting = 0
+        self._waiting_of: Counter[str] = Counter()
         self._closed = False
         self._outcomes: Counter[str] = Counter()
         self._cpu_total = 0.0
@@ -255,9 +258,13 @@ class MaterialWorkers:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the material workers are closed")
-            if not self._may_run(tenant) and self._waiting >= self.max_waiting:
+            if not self._may_run(tenant) and (
+                self._waiting >= self.max_waiting
+                or self._waiting_of[tenant] >= self.max_waiting_per_tenant
+            ):
                 raise self._refuse_busy()
             self._waiting += 1
+            self._waiting_of[tenant] += 1
             try:
                 while not self._may_run(tenant):
                     remaining = deadline - _REAL_TIME.monotonic()
@@ -266,6 +273,9 @@ class MaterialWorkers:
                     self._lock.wait(remaining)
             finally:
                 self._waiting -= 1
+                self._waiting_of[tenant] -= 1
+                if self._waiting_of[tenant] <= 0:
+                    del self._waiting_of[tenant]
             self._free -= 1
             self._in_flight[tenant] += 1
             worker = self._idle.pop() if self._idle else None
