@@ -314,6 +314,7 @@ class MaterialWorkers:
             self._lock.notify_all()
         if worker is not None and kept is None:
             _stop(worker)
+            self.warm()  # its replacement starts now, not with the next upload
 
     def _start(self) -> _Worker:
         parent, child = self._context.Pipe()
