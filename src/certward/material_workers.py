@@ -16,8 +16,8 @@ serving thread only waits on a pipe, without the GIL, so ``/healthz`` and every 
 tenant's requests go on while a hostile file burns its budget elsewhere.
 
 Admission: a job waits for a free worker at most half the wall deadline; at most
-``8 x workers`` jobs wait at once, and at most a quarter of those (``2 x workers``)
-for one app; beyond any of these, `ServiceBusy` (503 ``busy`` with ``Retry-After``).
+``8 x workers`` jobs wait at once, and at most half of those (``4 x workers``) for
+one app; beyond any of these, `ServiceBusy` (503 ``busy`` with ``Retry-After``).
 One app (the ``tenant`` of a job) holds at most ``workers - 1`` workers at a time when
 there are two or more, so it can never occupy them all, nor the whole queue.
 
@@ -160,7 +160,7 @@ class MaterialWorkers:
         self.per_tenant = max(1, workers - 1)
         self.max_wait = wall_seconds / 2
         self.max_waiting = max_waiting if max_waiting is not None else 8 * workers
-        self.max_waiting_per_tenant = max(1, self.max_waiting // 4)
+        self.max_waiting_per_tenant = max(1, self.max_waiting // 2)
         self._roots = tuple(
             c.public_bytes(serialization.Encoding.DER) for c in known_roots.anchors()
         )
