@@ -237,7 +237,7 @@ class MaterialWorkers:
             numbers: dict[str, float] = {f"jobs:{k}": float(v) for k, v in self._outcomes.items()}
             numbers["cpu_seconds"] = self._cpu_total
             numbers["started"] = float(self._started)
-            numbers["in_flight"] = float(self.workers - self._free)
+            numbers["in_flight"] = float(sum(self._in_flight.values()))
             numbers["waiting"] = float(self._waiting)
         return numbers
 

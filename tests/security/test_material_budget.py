@@ -332,6 +332,8 @@ def test_one_app_cannot_take_every_worker_and_a_full_pool_answers_busy(
     with httpx.Client(base_url=server.base_url, timeout=60) as client:
         attacker = _tenant(client, "attacker")
         victim = _tenant(client, "victim")
+        for tenant in (attacker, victim):  # both workers are up
+            _expect(tenant.authority(_ca_pem()), 201)
         first: list[httpx.Response] = []
         hog = threading.Thread(
             target=lambda: first.append(attacker.client_certificate(slow, "hostile"))
