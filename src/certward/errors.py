@@ -18,7 +18,9 @@
         ├── UnsupportedMediaType  415: a body in a format the endpoint does not take
         ├── InvalidRequest     422: well-formed but wrong (judged material, bad values)
         ├── TooManyRequests    429: over a rate limit; ``retry_after`` seconds to wait
-        └── IssuerUnavailable  503: the certificate issuer (an ACME CA) did not issue
+        ├── IssuerUnavailable  503: the certificate issuer (an ACME CA) did not issue
+        └── ServiceBusy        503: every worker that reads uploads is busy;
+                               ``retry_after`` seconds to wait
 
 Rule failures of material that *could* be read are not exceptions: they are
 `Problem` values collected by `certward.pki.checks.judge`, all of them, not the
@@ -125,6 +127,17 @@ class TooManyRequests(Refusal):
 class IssuerUnavailable(Refusal):
     status = 503
     default_code = "issuer-unavailable"
+
+
+class ServiceBusy(Refusal):
+    """503: no material worker free in time; answered with ``Retry-After``."""
+
+    status = 503
+    default_code = "busy"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, detail={"retry_after": retry_after})
+        self.retry_after = retry_after
 
 
 class MalformedRequest(Refusal):

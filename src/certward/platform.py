@@ -18,6 +18,7 @@ from certward.access import generate_token
 from certward.clock import Clock, SystemClock
 from certward.db import Database, make_engine, stored_key_ids, upgrade_database
 from certward.errors import ConfigurationError, SecretError
+from certward.material_workers import MaterialWorkers
 from certward.rate_limits import UploadLimits
 from certward.secrets import Keyring, SecretBox, open_keyring
 from certward.services import tokens
@@ -38,6 +39,7 @@ class Platform:
     admin_token: str | None = field(default=None, repr=False)
 
     def close(self) -> None:
+        self.context.material_workers.close()
         self.engine.dispose()
 
 
@@ -64,21 +66,33 @@ def open_platform(
                 f"The master key does not match the database: {exc} Start certward with "
                 "the key file (or CERTWARD_MASTER_KEY) that encrypted it."
             ) from exc
+        known_roots = public_roots()
         context = Context(
             database=database,
             secrets=SecretBox(keyring),
             clock=clock or SystemClock(),
             settings=settings,
-            known_roots=public_roots(),
+            known_roots=known_roots,
             upload_limits=UploadLimits(
                 upload=settings.upload_rate, failed_upload=settings.failed_upload_rate
             ),
+            material_workers=MaterialWorkers(
+                workers=settings.material_workers,
+                cpu_seconds=settings.material_cpu_seconds,
+                wall_seconds=settings.material_wall_seconds,
+                known_roots=known_roots,
+            ),
         )
+    except BaseException:
+        engine.dispose()
+        raise
+    try:
         ensure_platform_ca(context)
         token_file, token = _bootstrap_admin(context) if bootstrap else (None, None)
         if bootstrap:
             reconcile_bundles(context)
     except BaseException:
+        context.material_workers.close()
         engine.dispose()
         raise
     return Platform(context=context, engine=engine, admin_token_file=token_file, admin_token=token)

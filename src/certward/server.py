@@ -2,6 +2,7 @@
 renewal worker (in a background thread that stops with the server) and the HTTPS
 gateway (``certward gateway`` in a child process that stops with the server).
 
+Uploaded material is read in worker processes started here (`certward.material_workers`).
 The API's connections have a deadline for each request's headers
 (``CERTWARD_HEADER_TIMEOUT``, `certward.listener`) and are closed when idle between
 requests (``CERTWARD_IDLE_TIMEOUT``)."""
@@ -74,6 +75,8 @@ def serve(settings: Settings, *, gateway: bool = True) -> None:
     # collector's full passes, which otherwise stall requests for 100 ms and more.
     gc.collect()
     gc.freeze()
+    # The processes that read uploads start now, so that the first upload finds them ready.
+    platform.context.material_workers.warm()
     worker = RenewalWorker(platform.context)
     worker.start()
     # Migrations ran above: the gateway's workers open the same installation.

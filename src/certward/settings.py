@@ -10,7 +10,19 @@
 ``CERTWARD_MASTER_KEY``            base64 master key(s), instead of the file:
                                    ``new,old`` -- the first encrypts, all decrypt
 ``CERTWARD_MAX_UPLOAD_BYTES``      cap on one upload (262144)
-``CERTWARD_MAX_PKCS12_ITERATIONS`` cap on each PKCS12 iteration count (1000000)
+``CERTWARD_MAX_PKCS12_ITERATIONS`` cap on each PBE/PBKDF2 iteration count of a
+                                   PKCS12 file or encrypted key (100000; all
+                                   of a file's together: 4 times that)
+``CERTWARD_MAX_PKCS12_MAC_ITERATIONS``
+                                   cap on a PKCS12 file's MAC iteration count
+                                   (20000; checking it explains a wrong
+                                   password, so it stays cheap)
+``CERTWARD_MATERIAL_WORKERS``      processes that parse uploaded material (2)
+``CERTWARD_MATERIAL_CPU_SECONDS``  CPU seconds one upload may cost in its
+                                   worker before it is killed (2)
+``CERTWARD_MATERIAL_WALL_SECONDS`` seconds one upload may take in its worker
+                                   (3); waiting for a free worker longer than
+                                   half of it answers 503 ``busy``
 ``CERTWARD_MANAGED_CERT_LIFETIME`` lifetime of managed default-domain
                                    certificates: ``7d``, ``12h``, ``30m`` or
                                    seconds (``7d``; 5 minutes to 47 days)
@@ -84,6 +96,7 @@ from sqlalchemy.exc import ArgumentError
 
 from certward.egress import EgressPolicy, IPNetwork, Listener, parse_allow_list
 from certward.errors import ConfigurationError
+from certward.pki.limits import DEFAULT_MAX_ITERATIONS, DEFAULT_MAX_MAC_ITERATIONS
 from certward.rate_limits import Rate
 
 MASTER_KEY_BYTES = 32
@@ -93,7 +106,11 @@ DEFAULT_DATA_DIR = "./certward-data"
 DEFAULT_LISTEN = "127.0.0.1:8700"
 DEFAULT_PLATFORM_DOMAIN = "apps.localhost"
 DEFAULT_MAX_UPLOAD_BYTES = 256 * 1024
-DEFAULT_MAX_PKCS12_ITERATIONS = 1_000_000
+DEFAULT_MAX_PKCS12_ITERATIONS = DEFAULT_MAX_ITERATIONS
+DEFAULT_MAX_PKCS12_MAC_ITERATIONS = DEFAULT_MAX_MAC_ITERATIONS
+DEFAULT_MATERIAL_WORKERS = 2
+DEFAULT_MATERIAL_CPU_SECONDS = 2
+DEFAULT_MATERIAL_WALL_SECONDS = 3
 DEFAULT_MANAGED_CERT_LIFETIME = timedelta(days=7)
 MIN_MANAGED_CERT_LIFETIME = timedelta(minutes=5)
 # The CA/Browser Forum's ceiling from 2029 on: every certificate passes the linters.
@@ -129,6 +146,10 @@ class Settings:
     master_keys: tuple[bytes, ...] = field(default=(), repr=False)
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_pkcs12_iterations: int = DEFAULT_MAX_PKCS12_ITERATIONS
+    max_pkcs12_mac_iterations: int = DEFAULT_MAX_PKCS12_MAC_ITERATIONS
+    material_workers: int = DEFAULT_MATERIAL_WORKERS
+    material_cpu_seconds: int = DEFAULT_MATERIAL_CPU_SECONDS
+    material_wall_seconds: int = DEFAULT_MATERIAL_WALL_SECONDS
     managed_cert_lifetime: timedelta = DEFAULT_MANAGED_CERT_LIFETIME
     renewal_interval: timedelta = DEFAULT_RENEWAL_INTERVAL
     ca_url: str | None = None
@@ -161,6 +182,10 @@ class Settings:
             "master_key": "<from environment>" if self.master_keys else str(self.master_key_file),
             "max_upload_bytes": self.max_upload_bytes,
             "max_pkcs12_iterations": self.max_pkcs12_iterations,
+            "max_pkcs12_mac_iterations": self.max_pkcs12_mac_iterations,
+            "material_workers": self.material_workers,
+            "material_cpu_seconds": self.material_cpu_seconds,
+            "material_wall_seconds": self.material_wall_seconds,
             "managed_cert_lifetime": str(self.managed_cert_lifetime),
             "renewal_interval": str(self.renewal_interval),
             "ca_url": self.ca_publication_url,
@@ -256,6 +281,18 @@ class Settings:
             ),
             max_pkcs12_iterations=_positive_int(
                 env, "CERTWARD_MAX_PKCS12_ITERATIONS", DEFAULT_MAX_PKCS12_ITERATIONS
+            ),
+            max_pkcs12_mac_iterations=_positive_int(
+                env, "CERTWARD_MAX_PKCS12_MAC_ITERATIONS", DEFAULT_MAX_PKCS12_MAC_ITERATIONS
+            ),
+            material_workers=_positive_int(
+                env, "CERTWARD_MATERIAL_WORKERS", DEFAULT_MATERIAL_WORKERS
+            ),
+            material_cpu_seconds=_positive_int(
+                env, "CERTWARD_MATERIAL_CPU_SECONDS", DEFAULT_MATERIAL_CPU_SECONDS
+            ),
+            material_wall_seconds=_positive_int(
+                env, "CERTWARD_MATERIAL_WALL_SECONDS", DEFAULT_MATERIAL_WALL_SECONDS
             ),
             managed_cert_lifetime=_duration(
                 env,

@@ -26,7 +26,13 @@ def test_defaults_need_no_configuration() -> None:
     assert settings.master_key_file == Path("certward-data/master.key")
     assert settings.master_keys == ()
     assert settings.admin_token_file == Path("certward-data/admin-token")
-    assert (settings.max_upload_bytes, settings.max_pkcs12_iterations) == (262144, 1_000_000)
+    assert (settings.max_upload_bytes, settings.max_pkcs12_iterations) == (262144, 100_000)
+    assert settings.max_pkcs12_mac_iterations == 20_000
+    assert (
+        settings.material_workers,
+        settings.material_cpu_seconds,
+        settings.material_wall_seconds,
+    ) == (2, 2, 3)
 
 
 def test_every_variable_is_read(tmp_path: Path) -> None:
@@ -41,6 +47,10 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
             "CERTWARD_MASTER_KEY": f"{KEY},{OTHER_KEY}",
             "CERTWARD_MAX_UPLOAD_BYTES": "1024",
             "CERTWARD_MAX_PKCS12_ITERATIONS": "2048",
+            "CERTWARD_MAX_PKCS12_MAC_ITERATIONS": "4096",
+            "CERTWARD_MATERIAL_WORKERS": "4",
+            "CERTWARD_MATERIAL_CPU_SECONDS": "5",
+            "CERTWARD_MATERIAL_WALL_SECONDS": "7",
             "UNRELATED": "ignored",
         }
     )
@@ -52,6 +62,12 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert settings.master_keys == (bytes(range(32)), bytes(32))
     assert settings.master_key_file == tmp_path / "master.key"
     assert (settings.max_upload_bytes, settings.max_pkcs12_iterations) == (1024, 2048)
+    assert settings.max_pkcs12_mac_iterations == 4096
+    assert (
+        settings.material_workers,
+        settings.material_cpu_seconds,
+        settings.material_wall_seconds,
+    ) == (4, 5, 7)
 
 
 def test_the_database_follows_the_data_directory(tmp_path: Path) -> None:

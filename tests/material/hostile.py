@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 from asn1crypto import algos, cms, core, pkcs12
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes, padding, serialization
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.x509.oid import NameOID
 
 from tests.material.factory import DEFAULT_NOT_AFTER, DEFAULT_NOT_BEFORE, IssuedCert, TestCA
@@ -112,6 +113,94 @@ def huge_cert_bag_iterations(
             _set_pbkdf2_iterations(encrypted["content_encryption_algorithm"], iterations)
         contents.append(cms.ContentInfo.load(content_info.dump(force=True)))
     return assemble_pfx(contents, password=password, like=parsed)
+
+
+def kdf_inside_encrypted_safe(
+    *,
+    iterations: int = MAX_ITERATIONS,
+    password: str = HOSTILE_PASSWORD,
+    nested_safe: bool = False,
+) -> bytes:
+    """(f) A shrouded key bag whose PBKDF2 count is ``iterations``, hidden *inside* the
+    encrypted certificate safe, where no count is visible without the password.
+
+    The safe itself is PBES2 (PBKDF2-HMAC-SHA256, 2048 iterations, AES-256-CBC) under
+    ``password`` (``""`` makes an empty-password file, as an authority upload without a
+    password opens), the MAC is computed and verifies. ``nested_safe`` puts the key bag
+    one safeContentsBag deeper. About 1.3 KB; a loader that checks only what it sees
+    outside the safe derives the key with ``iterations`` rounds.
+    """
+    leaf, parsed, key_bag = _leaf_with_key_bag(HOSTILE_PASSWORD)
+    _set_pbkdf2_iterations(key_bag["bag_value"]["encryption_algorithm"], iterations)
+    bags = [_certificate_bag(leaf.cert_der(), key_bag), key_bag]
+    if nested_safe:
+        bags = [
+            _certificate_bag(leaf.cert_der(), key_bag),
+            pkcs12.SafeBag(
+                {"bag_id": "safe_contents", "bag_value": pkcs12.SafeContents([key_bag])}
+            ),
+        ]
+    return assemble_pfx(
+        [encrypted_content_info(pkcs12.SafeContents(bags).dump(force=True), password)],
+        password=password,
+        like=parsed,
+    )
+
+
+def mac_at_cap(iterations: int, *, password: str = HOSTILE_PASSWORD) -> bytes:
+    """(g) A valid small PKCS12 whose MAC has exactly ``iterations`` rounds (SHA-256),
+    MACed with ``password``: uploaded with another password, checking the MAC is the
+    whole cost of the refusal."""
+    parsed = pkcs12.Pfx.load(base_pkcs12(password))
+    return assemble_pfx(
+        list(parsed.authenticated_safe),
+        password=password,
+        mac_iterations=iterations,
+        mac_hash="sha256",
+    )
+
+
+def encrypted_content_info(
+    plaintext: bytes, password: str, *, iterations: int = 2048
+) -> cms.ContentInfo:
+    """``plaintext`` (DER SafeContents) as PBES2/PBKDF2-HMAC-SHA256/AES-256-CBC encrypted data."""
+    salt, iv = os.urandom(16), os.urandom(16)
+    key = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations, 32)
+    padder = padding.PKCS7(128).padder()
+    padded = padder.update(plaintext) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    ciphertext = encryptor.update(padded) + encryptor.finalize()
+    algorithm = algos.EncryptionAlgorithm(
+        {
+            "algorithm": "pbes2",
+            "parameters": {
+                "key_derivation_func": {
+                    "algorithm": "pbkdf2",
+                    "parameters": {
+                        "salt": algos.Pbkdf2Salt(name="specified", value=salt),
+                        "iteration_count": iterations,
+                        "prf": {"algorithm": "sha256", "parameters": core.Null()},
+                    },
+                },
+                "encryption_scheme": {"algorithm": "aes256_cbc", "parameters": iv},
+            },
+        }
+    )
+    return cms.ContentInfo(
+        {
+            "content_type": "encrypted_data",
+            "content": cms.EncryptedData(
+                {
+                    "version": "v0",
+                    "encrypted_content_info": {
+                        "content_type": "data",
+                        "content_encryption_algorithm": algorithm,
+                        "encrypted_content": ciphertext,
+                    },
+                }
+            ),
+        }
+    )
 
 
 def deeply_nested_safe_contents(depth: int = 50, *, password: str = HOSTILE_PASSWORD) -> bytes:

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from certward.errors import Refusal, TooManyRequests
+from certward.errors import Refusal, ServiceBusy, TooManyRequests
 from certward.pki.problems import Problem
 
 PROBLEM_JSON = "application/problem+json"
@@ -72,7 +72,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Refusal)
     async def refusal(_: Request, exc: Refusal) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        if isinstance(exc, TooManyRequests):
+        if isinstance(exc, TooManyRequests | ServiceBusy):
             headers = {"Retry-After": str(exc.retry_after)}
         return problem_response(
             exc.status,

@@ -49,6 +49,10 @@ class RootStore:
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_subject.values())
 
+    def anchors(self) -> tuple[x509.Certificate, ...]:
+        """Every anchor, in no particular order."""
+        return tuple(c for group in self._by_subject.values() for c in group)
+
     def issuer_of(self, certificate: x509.Certificate) -> x509.Certificate | None:
         """The anchor that signed ``certificate``, if any."""
         candidates = self._by_subject.get(certificate.issuer.public_bytes(), [])

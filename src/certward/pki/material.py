@@ -28,9 +28,11 @@ from certward.pki.limits import Limits
 from certward.pki.pkcs12_structure import (
     Pkcs12Encryption,
     Pkcs12Structure,
+    SafeNotOpened,
     check_encrypted_private_key,
     looks_like_pfx,
     mac_verifies,
+    open_encrypted_safes,
     read_pkcs12_structure,
 )
 from certward.pki.problems import Problem, ProblemCode
@@ -223,6 +225,14 @@ def describe(material: Material) -> str:
 
 def _load_pkcs12(data: bytes, password: bytes | None, limits: Limits) -> Material:
     structure = read_pkcs12_structure(data, limits=limits)
+    # The MAC first (cheap: its count is capped low, the KDF runs in C): a wrong
+    # password is refused before anything derives a key from the file's other counts.
+    if structure.mac is not None and not mac_verifies(structure, password):
+        raise _wrong_password(password)
+    try:
+        structure = open_encrypted_safes(structure, password, limits=limits)
+    except SafeNotOpened:
+        raise _pkcs12_failure(structure, password) from None
     try:
         with tolerating_lenient_encodings():
             loaded = pkcs12.load_pkcs12(data, password or None)
@@ -266,22 +276,26 @@ def _pkcs12_failure(structure: Pkcs12Structure, password: bytes | None) -> Mater
             "password cannot be told apart from damaged content; check the password first.",
         )
     if not mac_verifies(structure, password):
-        if not password:
-            return _refuse(
-                ProblemCode.WRONG_PASSWORD,
-                "This PKCS12 file is protected by a password, and none was given.",
-            )
-        return _refuse(
-            ProblemCode.WRONG_PASSWORD,
-            "The password is wrong: it does not reproduce this PKCS12 file's integrity MAC. "
-            "The file's structure is intact (if you are sure of the password, the file was "
-            "altered after it was made).",
-        )
+        return _wrong_password(password)
     return _refuse(
         ProblemCode.CORRUPTED,
         "The password is right (the integrity MAC verifies), but the content of this "
         "PKCS12 file cannot be decrypted or parsed: it is damaged or holds data certward "
         "cannot read.",
+    )
+
+
+def _wrong_password(password: bytes | None) -> MaterialError:
+    if not password:
+        return _refuse(
+            ProblemCode.WRONG_PASSWORD,
+            "This PKCS12 file is protected by a password, and none was given.",
+        )
+    return _refuse(
+        ProblemCode.WRONG_PASSWORD,
+        "The password is wrong: it does not reproduce this PKCS12 file's integrity MAC. "
+        "The file's structure is intact (if you are sure of the password, the file was "
+        "altered after it was made).",
     )
 
 

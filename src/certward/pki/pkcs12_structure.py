@@ -8,22 +8,29 @@ iteration count visible without the password (the MAC's, each encrypted safe's a
 each shrouded key bag's) and the algorithms used. It also verifies the MAC itself,
 which is how a wrong password is told apart from damaged data.
 
-Counts inside an *encrypted* safe (a shrouded key bag hidden in a certificate safe,
-which no mainstream tool writes) only become visible after decryption; callers that
-load untrusted files should also bound the loader's CPU time.
+Counts inside an *encrypted* safe (a shrouded key bag or a nested safe hidden in a
+certificate safe, which no mainstream tool writes) only become visible after
+decryption: `open_encrypted_safes` decrypts each safe with its own, already capped,
+parameters (`certward.pki.pkcs12_crypto`) and walks what is inside under the same
+caps, so that nothing derives a key from an unchecked count. Loaders of untrusted
+files still run in a bounded worker (`certward.pki.material_worker`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from certward.errors import MaterialError
 from certward.pki import der
 from certward.pki.limits import Limits
+from certward.pki.pkcs12_crypto import CannotOpen, LegacyPbe, Pbes2, Scheme, decrypt, pkcs12_kdf
 from certward.pki.problems import Problem, ProblemCode
+
+ITERATIONS_SETTING = "CERTWARD_MAX_PKCS12_ITERATIONS"
+MAC_ITERATIONS_SETTING = "CERTWARD_MAX_PKCS12_MAC_ITERATIONS"
 
 _MAX_NESTING = 4
 
@@ -49,6 +56,15 @@ _MAC_HASHES: dict[bytes, tuple[str, int]] = {
     _o("2.16.840.1.101.3.4.2.3"): ("sha512", 128),
 }
 _MAC_BLOCK_SIZES = dict(_MAC_HASHES.values())
+# name, cipher, key bytes (RFC 7292 appendix C)
+_LEGACY_SCHEMES: dict[str, tuple[str, int]] = {
+    "PBE-SHA1-RC4-128": ("rc4", 16),
+    "PBE-SHA1-RC4-40": ("rc4", 5),
+    "PBE-SHA1-3DES": ("3des", 24),
+    "PBE-SHA1-2DES": ("2des", 16),
+    "PBE-SHA1-RC2-128": ("rc2", 16),
+    "PBE-SHA1-RC2-40": ("rc2", 5),
+}
 _LEGACY_PBE: dict[bytes, str] = {
     _o("1.2.840.113549.1.12.1.1"): "PBE-SHA1-RC4-128",
     _o("1.2.840.113549.1.12.1.2"): "PBE-SHA1-RC4-40",
@@ -67,6 +83,12 @@ _PBES2_PRFS: dict[bytes, str] = {
     _o("1.2.840.113549.2.9"): "SHA256",
     _o("1.2.840.113549.2.10"): "SHA384",
     _o("1.2.840.113549.2.11"): "SHA512",
+}
+_PBES2_CIPHER_KEYS: dict[str, tuple[str, int]] = {
+    "AES-128-CBC": ("aes", 16),
+    "AES-192-CBC": ("aes", 24),
+    "AES-256-CBC": ("aes", 32),
+    "DES-EDE3-CBC": ("3des", 24),
 }
 _PBES2_CIPHERS: dict[bytes, str] = {
     _o("2.16.840.1.101.3.4.1.2"): "AES-128-CBC",
@@ -97,8 +119,21 @@ class Pkcs12Mac:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class EncryptedSafe:
+    """One encrypted part of the authenticated safe: its scheme (None: one that cannot
+    be opened here) and its ciphertext."""
+
+    scheme: Scheme | None
+    ciphertext: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Pkcs12Structure:
-    """What a PKCS12 file declares about itself, read without the password."""
+    """What a PKCS12 file declares about itself, read without the password.
+
+    ``encrypted_safes`` are still to be opened (`open_encrypted_safes`); after that,
+    ``inspected`` is True and the counts include what was inside them.
+    """
 
     mac: Pkcs12Mac | None
     encryption: Pkcs12Encryption
@@ -106,6 +141,9 @@ class Pkcs12Structure:
     max_iterations: int
     certificate_bags: int
     authenticated_content: bytes = field(repr=False)
+    total_iterations: int = 0
+    encrypted_safes: tuple[EncryptedSafe, ...] = ()
+    inspected: bool = False
 
 
 def looks_like_pfx(data: bytes) -> bool:
@@ -160,6 +198,59 @@ def read_pkcs12_structure(data: bytes, *, limits: Limits) -> Pkcs12Structure:
         max_iterations=walk.max_iterations,
         certificate_bags=walk.certificate_bags,
         authenticated_content=authenticated_content,
+        total_iterations=walk.total_iterations,
+        encrypted_safes=tuple(walk.encrypted_safes),
+        inspected=not walk.encrypted_safes,
+    )
+
+
+class SafeNotOpened(Exception):
+    """An encrypted safe that no candidate password decrypts into safe contents."""
+
+
+def open_encrypted_safes(
+    structure: Pkcs12Structure, password: bytes | None, *, limits: Limits
+) -> Pkcs12Structure:
+    """Decrypt every encrypted safe and walk its bags under ``limits``, before any
+    loader derives a key from a count inside one.
+
+    Each decryption costs at most its own capped count (the walk checked it). Raises
+    `MaterialError` (``too-expensive``, ``too-many-certificates``, ``corrupted``,
+    ``unsupported-algorithm``) like `read_pkcs12_structure`, and `SafeNotOpened` when
+    a safe does not decrypt with ``password`` (a wrong password, or damage).
+    """
+    walk = _Walk(limits=limits)
+    walk.total_iterations = structure.total_iterations
+    walk.max_iterations = structure.max_iterations
+    walk.certificate_bags = structure.certificate_bags
+    walk.algorithms = list(structure.algorithms)
+    walk.legacy = structure.encryption in (Pkcs12Encryption.LEGACY, Pkcs12Encryption.MIXED)
+    walk.modern = structure.encryption in (Pkcs12Encryption.MODERN, Pkcs12Encryption.MIXED)
+    for safe in structure.encrypted_safes:
+        if safe.scheme is None:
+            continue  # a PKCS#5 v1 scheme: left to the loader, inside the worker's budget
+        candidates = (
+            [password or b""] if isinstance(safe.scheme, Pbes2) else _password_encodings(password)
+        )
+        try:
+            plaintext = decrypt(safe.scheme, safe.ciphertext, candidates)
+        except CannotOpen:
+            continue  # this process lacks the cipher; the worker's budget still holds
+        if plaintext is None:
+            raise SafeNotOpened
+        try:
+            walk.safe_contents(der.read(plaintext).expect(der.SEQUENCE), depth=1)
+        except der.DerError:
+            raise SafeNotOpened from None
+    if walk.certificate_bags > limits.max_certificates:
+        raise _too_many(walk.certificate_bags, limits)
+    return replace(
+        structure,
+        algorithms=tuple(dict.fromkeys(walk.algorithms)),
+        max_iterations=walk.max_iterations,
+        certificate_bags=walk.certificate_bags,
+        total_iterations=walk.total_iterations,
+        inspected=True,
     )
 
 
@@ -191,10 +282,10 @@ def mac_verifies(structure: Pkcs12Structure, password: bytes | None) -> bool:
         return False
     hash_name, block = mac.algorithm, _MAC_BLOCK_SIZES[mac.algorithm]
     size = hashlib.new(hash_name).digest_size
+    del block  # the KDF knows each hash's block size
     for candidate in _password_encodings(password):
-        key = _pkcs12_kdf(
+        key = pkcs12_kdf(
             hash_name,
-            block,
             password=candidate,
             salt=mac.salt,
             purpose=3,  # MAC key material
@@ -231,30 +322,49 @@ class _Walk:
         self.algorithms: list[str] = []
         self.max_iterations = 0
         self.certificate_bags = 0
+        self.total_iterations = 0
         self.legacy = False
         self.modern = False
+        self.encrypted_safes: list[EncryptedSafe] = []
 
-    def count(self, node: der.Node, where: str) -> None:
+    def count(self, node: der.Node, where: str, *, mac: bool = False) -> int:
+        cap = self.limits.max_mac_iterations if mac else self.limits.max_iterations
+        setting = MAC_ITERATIONS_SETTING if mac else ITERATIONS_SETTING
         try:
             iterations = der.integer(node)
         except der.DerError:
             if node.tag == der.INTEGER and len(node.content) > 1:
-                raise self.too_expensive(where, "an astronomical number of") from None
+                raise self.too_expensive(where, "an astronomical number of", cap, setting) from None
             raise
         if iterations < 1:
             raise _corrupted(f"the {where} declares {iterations} iterations")
-        if iterations > self.limits.max_iterations:
-            raise self.too_expensive(where, f"{iterations:,}")
+        if iterations > cap:
+            raise self.too_expensive(where, f"{iterations:,}", cap, setting)
+        if not mac:
+            self.total_iterations += iterations
+            if self.total_iterations > self.limits.max_total_iterations:
+                raise MaterialError(
+                    [
+                        Problem.error(
+                            ProblemCode.TOO_EXPENSIVE,
+                            f"The key derivations of this {self.subject} ask for "
+                            f"{self.total_iterations:,} iterations in all, more than the "
+                            f"allowed {self.limits.max_total_iterations:,} (four times "
+                            f"{setting}); opening it would waste CPU, so it is refused.",
+                        )
+                    ]
+                )
         self.max_iterations = max(self.max_iterations, iterations)
+        return iterations
 
-    def too_expensive(self, where: str, amount: str) -> MaterialError:
+    def too_expensive(self, where: str, amount: str, cap: int, setting: str) -> MaterialError:
         return MaterialError(
             [
                 Problem.error(
                     ProblemCode.TOO_EXPENSIVE,
                     f"The {where} of this {self.subject} asks for {amount} iterations, more "
-                    f"than the allowed {self.limits.max_iterations:,}; opening it would "
-                    "waste minutes of CPU, so it is refused.",
+                    f"than the allowed {cap:,} ({setting}); opening it would waste CPU, so "
+                    "it is refused.",
                 )
             ]
         )
@@ -274,7 +384,9 @@ class _Walk:
                 info = encrypted[1].expect(der.SEQUENCE).children()
                 if len(info) < 2:
                     raise der.DerError("encrypted content info without algorithm")
-                self.encryption_algorithm(info[1], "certificate safe encryption")
+                scheme = self.encryption_algorithm(info[1], "certificate safe encryption")
+                ciphertext = _implicit_octets(info[2]) if len(info) > 2 else b""
+                self.encrypted_safes.append(EncryptedSafe(scheme=scheme, ciphertext=ciphertext))
             elif kind == _ENVELOPED_DATA:
                 raise MaterialError(
                     [
@@ -315,7 +427,8 @@ class _Walk:
             self.safe_contents(value[0].expect(der.SEQUENCE), depth=depth + 1)
         # key bags (an unencrypted key), CRL and secret bags cost nothing to read.
 
-    def encryption_algorithm(self, algorithm: der.Node, where: str) -> None:
+    def encryption_algorithm(self, algorithm: der.Node, where: str) -> Scheme | None:
+        """Check the scheme's count; the parameters to decrypt with (None: PKCS#5 v1)."""
         parts = algorithm.expect(der.SEQUENCE).children()
         if len(parts) != 2:
             raise der.DerError("algorithm identifier without parameters")
@@ -325,15 +438,26 @@ class _Walk:
             if len(params) != 2:
                 raise der.DerError("PBE parameters with the wrong number of parts")
             self.legacy = True
-            self.algorithms.append(_LEGACY_PBE[name])
-            self.count(params[1], where)
-        elif name == _PBES2:
+            label = _LEGACY_PBE[name]
+            self.algorithms.append(label)
+            iterations = self.count(params[1], where)
+            if label not in _LEGACY_SCHEMES:
+                return None
+            cipher, key_bytes = _LEGACY_SCHEMES[label]
+            return LegacyPbe(
+                cipher=cipher,
+                key_bytes=key_bytes,
+                salt=der.octets(params[0]),
+                iterations=iterations,
+            )
+        if name == _PBES2:
             self.modern = True
-            self.algorithms.append(self.pbes2(parts[1], where))
-        else:
-            raise _unsupported(f"its {where} uses the unknown algorithm {der.oid(parts[0])}")
+            label, scheme = self.pbes2(parts[1], where)
+            self.algorithms.append(label)
+            return scheme
+        raise _unsupported(f"its {where} uses the unknown algorithm {der.oid(parts[0])}")
 
-    def pbes2(self, params: der.Node, where: str) -> str:
+    def pbes2(self, params: der.Node, where: str) -> tuple[str, Pbes2 | None]:
         kdf, scheme = _pair(params)
         kdf_oid, kdf_params = _pair(kdf)
         if kdf_oid.expect(der.OID).content != _PBKDF2:
@@ -341,18 +465,36 @@ class _Walk:
         fields = kdf_params.expect(der.SEQUENCE).children()
         if len(fields) < 2:
             raise der.DerError("PBKDF2 parameters without an iteration count")
-        self.count(fields[1], where)
+        iterations = self.count(fields[1], where)
         prf = _HMAC_SHA1  # the DEFAULT
+        key_length: int | None = None
         for extra in fields[2:]:
             if extra.tag == der.SEQUENCE:
                 prf = extra.children()[0].expect(der.OID).content
-        cipher_node = scheme.expect(der.SEQUENCE).children()[0]
+            elif extra.tag == der.INTEGER:
+                key_length = der.integer(extra)
+        cipher_parts = scheme.expect(der.SEQUENCE).children()
+        cipher_node = cipher_parts[0]
         cipher = cipher_node.expect(der.OID).content
         if prf not in _PBES2_PRFS:
             raise _unsupported(f"its {where} uses PBKDF2 with an unknown pseudo-random function")
         if cipher not in _PBES2_CIPHERS:
             raise _unsupported(f"its {where} uses the unknown cipher {der.oid(cipher_node)}")
-        return f"PBES2/PBKDF2-HMAC-{_PBES2_PRFS[prf]}/{_PBES2_CIPHERS[cipher]}"
+        label = f"PBES2/PBKDF2-HMAC-{_PBES2_PRFS[prf]}/{_PBES2_CIPHERS[cipher]}"
+        known = _PBES2_CIPHER_KEYS.get(_PBES2_CIPHERS[cipher])
+        if known is None or fields[0].tag != der.OCTET_STRING or len(cipher_parts) != 2:
+            return label, None  # DES-CBC or an unusual salt source: left to the loader
+        cipher_name, key_bytes = known
+        if key_length is not None and key_length != key_bytes:
+            raise _corrupted(f"the {where} declares a key of {key_length} bytes for its cipher")
+        return label, Pbes2(
+            prf=_PBES2_PRFS[prf].lower(),
+            salt=fields[0].content,
+            iterations=iterations,
+            key_bytes=key_bytes,
+            cipher=cipher_name,
+            iv=der.octets(cipher_parts[1]),
+        )
 
     def encryption(self) -> Pkcs12Encryption:
         if self.legacy and self.modern:
@@ -382,8 +524,7 @@ def _read_mac(mac_data: der.Node, walk: _Walk) -> Pkcs12Mac:
     iterations_node = parts[2] if len(parts) == 3 else None
     iterations = 1
     if iterations_node is not None:
-        walk.count(iterations_node, "integrity MAC")
-        iterations = der.integer(iterations_node)
+        iterations = walk.count(iterations_node, "integrity MAC", mac=True)
     if algorithm == _PBMAC1:
         raise _unsupported("its integrity MAC uses PBMAC1 (RFC 9579)")
     if algorithm not in _MAC_HASHES:
@@ -408,39 +549,13 @@ def _password_encodings(password: bytes | None) -> list[bytes]:
     return [text.encode("utf-16-be") + b"\x00\x00"]
 
 
-def _pkcs12_kdf(
-    hash_name: str,
-    v: int,
-    *,
-    password: bytes,
-    salt: bytes,
-    purpose: int,
-    iterations: int,
-    n: int,
-) -> bytes:
-    """RFC 7292 appendix B.2, producing ``n`` bytes."""
-
-    def stretch(value: bytes) -> bytes:
-        if not value:
-            return b""
-        length = v * ((len(value) + v - 1) // v)
-        return (value * (length // len(value) + 1))[:length]
-
-    diversifier = bytes([purpose]) * v
-    block = stretch(salt) + stretch(password)
-    out = b""
-    while len(out) < n:
-        a = hashlib.new(hash_name, diversifier + block).digest()
-        for _ in range(iterations - 1):
-            a = hashlib.new(hash_name, a).digest()
-        out += a
-        b = int.from_bytes(stretch(a), "big") + 1
-        blocks = [
-            (int.from_bytes(block[i : i + v], "big") + b) % (1 << (8 * v))
-            for i in range(0, len(block), v)
-        ]
-        block = b"".join(x.to_bytes(v, "big") for x in blocks)
-    return out[:n]
+def _implicit_octets(node: der.Node) -> bytes:
+    """The value of ``[0] IMPLICIT OCTET STRING``: primitive, or BER chunks."""
+    if node.tag == der.CONTEXT_0_PRIMITIVE:
+        return node.content
+    if node.tag == der.CONTEXT_0:
+        return b"".join(der.octets(child) for child in node.children())
+    raise der.DerError(f"expected encrypted content, found tag {node.tag:#x}")
 
 
 def _corrupted(detail: str) -> MaterialError:
@@ -473,11 +588,16 @@ def _too_many(found: int, limits: Limits) -> MaterialError:
 
 
 __all__ = [
+    "ITERATIONS_SETTING",
+    "MAC_ITERATIONS_SETTING",
+    "EncryptedSafe",
     "Pkcs12Encryption",
     "Pkcs12Mac",
     "Pkcs12Structure",
+    "SafeNotOpened",
     "check_encrypted_private_key",
     "looks_like_pfx",
     "mac_verifies",
+    "open_encrypted_safes",
     "read_pkcs12_structure",
 ]

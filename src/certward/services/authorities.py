@@ -41,7 +41,7 @@ def upload(
     with ctx.database.reading() as session:
         app, _ = find_environment(session, principal, app_name, env_name, Action.MANAGE)
         require_licensed(app)
-    judgement = judge_uploads(ctx, [file], password=None, purpose=Purpose.AUTHORITY)
+    judgement = judge_uploads(ctx, [file], app=app_name, password=None, purpose=Purpose.AUTHORITY)
     summaries = [_summary(describe_certificate(c)) for c in judgement.chain]
     pem = "".join(
         c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in judgement.chain

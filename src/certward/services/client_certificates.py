@@ -138,7 +138,9 @@ def upload(
         app, _ = find_environment(session, principal, app_name, env_name, Action.MANAGE)
         require_licensed(app)
     uploads = [u for u in (file, key, chain) if u is not None]
-    judgement = judge_uploads(ctx, uploads, password=password, purpose=Purpose.CLIENT_CERTIFICATE)
+    judgement = judge_uploads(
+        ctx, uploads, app=app_name, password=password, purpose=Purpose.CLIENT_CERTIFICATE
+    )
     leaf, private_key = judgement.leaf, judgement.material.private_key
     if leaf is None or private_key is None:  # judge_uploads refuses these; keeps mypy sure
         raise InvalidRequest("The upload holds no usable client certificate.")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from certward.bundle_store import BundleStore
 from certward.clock import Clock
 from certward.db import Database
+from certward.material_workers import MaterialWorkers
 from certward.pki.chains import RootStore
 from certward.pki.limits import Limits
 from certward.rate_limits import UploadLimits
@@ -25,6 +26,8 @@ class Context:
     known_roots: RootStore
     # In this process's memory: every replica has its own buckets (see certward.rate_limits).
     upload_limits: UploadLimits
+    # Uploaded bytes are read in these processes, each job within a CPU and wall budget.
+    material_workers: MaterialWorkers
 
     @property
     def bundles(self) -> BundleStore:
@@ -36,4 +39,5 @@ class Context:
         return Limits(
             max_bytes=self.settings.max_upload_bytes,
             max_iterations=self.settings.max_pkcs12_iterations,
+            max_mac_iterations=self.settings.max_pkcs12_mac_iterations,
         )

@@ -126,11 +126,51 @@ class RateLimitCollector(Collector):
         yield refused
 
 
+class MaterialWorkerCollector(Collector):
+    """The workers that read uploads: jobs by outcome, CPU spent, processes started, load."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        numbers = self.ctx.material_workers.statistics()
+        jobs = CounterMetricFamily(
+            "certward_material_jobs",
+            "Uploads read by a material worker since start, by outcome (read, cpu-budget, "
+            "wall-deadline, crashed, busy).",
+            labels=["outcome"],
+        )
+        for outcome in ("read", "cpu-budget", "wall-deadline", "crashed", "busy"):
+            jobs.add_metric([outcome], numbers.get(f"jobs:{outcome}", 0.0))
+        yield jobs
+        yield CounterMetricFamily(
+            "certward_material_cpu_seconds",
+            "CPU seconds the material workers spent on uploads (a killed job counts its budget).",
+            value=numbers["cpu_seconds"],
+        )
+        yield CounterMetricFamily(
+            "certward_material_workers_started",
+            "Material worker processes started (the first ones, then one per killed job).",
+            value=numbers["started"],
+        )
+        yield GaugeMetricFamily(
+            "certward_material_jobs_in_flight",
+            "Uploads being read now.",
+            value=numbers["in_flight"],
+        )
+        yield GaugeMetricFamily(
+            "certward_material_jobs_waiting",
+            "Uploads waiting for a free material worker.",
+            value=numbers["waiting"],
+        )
+
+
 def render(ctx: Context) -> bytes:
     """The metrics in Prometheus' text format."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(CertificateCollector(ctx))
     registry.register(RateLimitCollector(ctx))
+    registry.register(MaterialWorkerCollector(ctx))
     return generate_latest(registry)
 
 

@@ -66,7 +66,7 @@ from certward.services.access import find_app, require_licensed
 from certward.services.acme_issuing import AcmeOrder, acme_enabled, order_certificate
 from certward.services.context import Context
 from certward.services.managed import CLAIM_LEASE, MAX_ERROR_LENGTH, RenewalReport
-from certward.services.uploads import Upload, judge_material, load_uploads
+from certward.services.uploads import Upload, examine_uploads, judge_uploads, require_sound
 from certward.vocabulary import Role
 
 MAX_SANS = 100
@@ -144,9 +144,10 @@ def upload(
     with ctx.database.reading() as session:  # refuse early, before any expensive work
         require_licensed(find_app(session, principal, app_name, Action.MANAGE))
     uploads = [u for u in (certificate, chain, private_key) if u is not None]
-    material = load_uploads(ctx, uploads, password=password)
-    judgement = judge_material(ctx, material, purpose=Purpose.TLS_CERTIFICATE)
-    leaf, key = judgement.leaf, material.private_key
+    judgement = judge_uploads(
+        ctx, uploads, app=app_name, password=password, purpose=Purpose.TLS_CERTIFICATE
+    )
+    leaf, key = judgement.leaf, judgement.material.private_key
     if leaf is None or key is None:  # the judgement refuses these; keeps mypy sure
         raise InvalidRequest("The upload holds no usable TLS certificate.")
     with ctx.database.transaction() as session:
@@ -257,7 +258,10 @@ def add_signed_certificate(
         key = _stored_key(ctx, row)
         requested = tuple(row.sans)
     uploads = [u for u in (certificate, chain) if u is not None]
-    material = load_uploads(ctx, uploads, password=None)
+    # Read and judged (with the kept key) in a worker; the checks below come first.
+    material, judgement = examine_uploads(
+        ctx, uploads, app=app_name, password=None, purpose=Purpose.TLS_CERTIFICATE, key=key
+    )
     if material.private_key is not None:
         raise InvalidRequest(
             "The upload holds a private key, but certward generated this certificate's key "
@@ -271,8 +275,7 @@ def add_signed_certificate(
             "CA signed another CSR. Upload the certificate issued for this request.",
             code=ProblemCode.KEY_MISMATCH.value,
         )
-    material = dataclasses.replace(material, private_key=key)
-    judgement = judge_material(ctx, material, purpose=Purpose.TLS_CERTIFICATE)
+    require_sound(judgement)
     problems = (*judgement.problems, *_left_out(judgement, requested))
     with ctx.database.transaction() as session:
         app = find_app(session, principal, app_name, Action.MANAGE)
