@@ -292,6 +292,12 @@ class MaterialWorkers:
     def _may_run(self, tenant: str) -> bool:
         return self._free > 0 and self._in_flight[tenant] < self.per_tenant
 
+    def count_busy(self) -> None:
+        """Count an upload refused as busy before it reached the pool (its app's turn
+        did not come in time), as one the pool refused."""
+        with self._lock:
+            self._outcomes[Outcome.BUSY] += 1
+
     def _refuse_busy(self) -> ServiceBusy:
         self._outcomes[Outcome.BUSY] += 1
         wait = max(1, math.ceil(self.wall_seconds))

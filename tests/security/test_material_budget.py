@@ -344,8 +344,8 @@ def test_one_app_cannot_take_every_worker_and_a_full_pool_answers_busy(
             assert time.monotonic() < deadline, "the first hostile job never started"
             time.sleep(0.05)
 
-        # The attacker's second job waits for its own first (one worker per app when
-        # there are two), and gives up with 503 busy; the victim is served meanwhile.
+        # The attacker's second upload waits for its own first (uploads of one app take
+        # turns), and gives up with 503 busy; the victim is served meanwhile.
         second: list[httpx.Response] = []
         waiter = threading.Thread(
             target=lambda: second.append(attacker.client_certificate(slow, "hostile"))

@@ -14,6 +14,7 @@ from certward.api.inventory import router as inventory_router
 from certward.api.limits import BodySizeLimit
 from certward.api.platform import router as platform_router
 from certward.api.routes import healthz, router
+from certward.api.upload_turns import UploadTurns
 from certward.services.context import Context
 from certward.web import mount_console
 
@@ -41,6 +42,15 @@ def create_app(context: Context) -> FastAPI:
     app.include_router(access_router)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     mount_console(app, context)  # the web console at /, after every API route
+    settings = context.settings
+    app.add_middleware(
+        UploadTurns,
+        concurrent=settings.material_workers,
+        queue=4 * settings.material_workers,
+        wait_seconds=settings.material_wall_seconds / 2,
+        retry_after=settings.material_wall_seconds,
+        on_refused=context.material_workers.count_busy,
+    )
     app.add_middleware(
         BodySizeLimit, max_bytes=3 * context.settings.max_upload_bytes + _BODY_OVERHEAD
     )
