@@ -177,6 +177,7 @@ class MaterialWorkers:
         self._outcomes: Counter[str] = Counter()
         self._cpu_total = 0.0
         self._started = 0
+        self._starting = 0  # processes being started, on demand or by `warm`
 
     # -- use ----------------------------------------------------------------------------------
 
@@ -212,15 +213,17 @@ class MaterialWorkers:
                 with self._lock:
                     if self._closed or self._free == 0:
                         return
-                    if len(self._idle) + len(self._busy) >= self.workers:
+                    if len(self._idle) + len(self._busy) + self._starting >= self.workers:
                         return
                     self._free -= 1
+                    self._starting += 1
                 try:
                     worker = self._start()
                 except OSError:
                     worker = None
                 with self._lock:
                     self._free += 1
+                    self._starting -= 1
                     if worker is not None and not self._closed:
                         self._idle.append(worker)
                     self._lock.notify_all()
@@ -279,12 +282,20 @@ class MaterialWorkers:
             self._free -= 1
             self._in_flight[tenant] += 1
             worker = self._idle.pop() if self._idle else None
+            if worker is None:
+                self._starting += 1
         if worker is None:
             try:
                 worker = self._start()
             except BaseException:
+                with self._lock:
+                    self._starting -= 1
                 self._release(None, None, tenant)
                 raise
+            with self._lock:
+                self._starting -= 1
+                self._busy.add(worker)
+            return worker
         with self._lock:
             self._busy.add(worker)
         return worker

@@ -308,8 +308,14 @@ def test_a_job_over_budget_is_killed_and_its_worker_replaced(
         # The next uploads work, on a new worker.
         _expect(shop.authority(_ca_pem()), 201)
         _expect(other.authority(_ca_pem()), 201)
+        # The replacement starts in the background as soon as the job is killed.
+        deadline = time.monotonic() + 15
         after = _metrics(client)
-        assert after["certward_material_workers_started_total"] >= started + 1
+        while after["certward_material_workers_started_total"] < started + 1:
+            assert time.monotonic() < deadline, "the killed worker was never replaced"
+            time.sleep(0.1)
+            after = _metrics(client)
+        assert after["certward_material_workers_started_total"] == started + 1
         outcome = "cpu-budget" if "CPU" in setting else "wall-deadline"
         assert after[f'certward_material_jobs_total{{outcome="{outcome}"}}'] == 1
 
