@@ -14,7 +14,7 @@ def test_the_inventory_lists_every_certificate_for_scripts_and_people(
     cli: Cli, partner_ca: TestCA, tmp_path: Path
 ) -> None:
     cli.ok("app", "create", "stock", "--plan", "licensed")
-    cli.ok("env", "create", "stock", "production", "--upstream", "http://127.0.0.1:8080")
+    cli.ok("env", "create", "stock", "production", "--upstream", "http://stock.backend.test:8080")
     p12 = write(tmp_path, "a.p12", client_leaf(partner_ca, "stock-client").pkcs12("pw"))
     cli.ok(
         "client-cert", "add", "--app", "stock", "--env", "production", "--file", str(p12),

@@ -314,6 +314,7 @@ def installation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("CERTWARD_ADMIN_TOKEN", "cw_nginx-cli-test-admin-token-0123456789")
     monkeypatch.setenv("CERTWARD_GATEWAY_LISTEN", f"127.0.0.1:{free_port()}")
     monkeypatch.setenv("CERTWARD_GATEWAY_HTTP_LISTEN", f"127.0.0.1:{free_port()}")
+    monkeypatch.setenv("CERTWARD_EGRESS_ALLOW", "127.0.0.0/8")  # the backend is local
     settings = Settings.from_env(os.environ)
     platform = open_platform(settings)
     try:
