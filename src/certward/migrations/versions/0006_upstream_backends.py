@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -58,23 +58,23 @@ def upgrade() -> None:
         sa.column("upstream", sa.String),
         sa.column("created_at", _WHEN),
     )
-    claimed: dict[str, str] = {}
+    claimed: dict[str, tuple[str, datetime]] = {}
     rows = op.get_bind().execute(
-        sa.select(environments.c.app_id, environments.c.upstream).order_by(
-            environments.c.created_at
-        )
+        sa.select(
+            environments.c.app_id, environments.c.upstream, environments.c.created_at
+        ).order_by(environments.c.created_at)
     )
-    for app_id, upstream in rows:
+    for app_id, upstream, created_at in rows:
         backend = _backend(upstream)
         if backend is not None:
-            claimed.setdefault(backend, app_id)
+            # Claimed when its first environment was created.
+            claimed.setdefault(backend, (app_id, created_at))
     if claimed:
-        now = datetime.now(UTC)
         op.bulk_insert(
             backends,
             [
-                {"backend": backend, "app_id": app_id, "created_at": now}
-                for backend, app_id in sorted(claimed.items())
+                {"backend": backend, "app_id": app_id, "created_at": created_at}
+                for backend, (app_id, created_at) in sorted(claimed.items())
             ],
         )
 
