@@ -19,6 +19,7 @@ A name is checked again by the data planes when they connect (the gateway) or re
 
 from __future__ import annotations
 
+import contextlib
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -47,8 +48,9 @@ def backend_of(destination: Destination) -> str:
 
 def admit(session: Session, ctx: Context, app: App, upstream: str) -> Destination:
     """Check ``upstream`` for an environment of ``app`` and claim its backend."""
+    with contextlib.suppress(ValueError):  # the policy says what is wrong with the URL
+        _refuse_own_hostname(session, ctx, _stored_backend(upstream).rpartition(":")[0])
     destination = check_policy(ctx, upstream)
-    _refuse_own_hostname(session, ctx, destination.host)
     backend = backend_of(destination)
     owner = session.get(UpstreamBackend, backend)
     if owner is None:
