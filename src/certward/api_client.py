@@ -589,6 +589,10 @@ class ApiClient:
         """One CA's revocation list in DER."""
         return self._download(self._request("GET", "/api/v1/platform/ca/{ca_id}/crl", ca_id=ca_id))
 
+    def excluded_sites(self) -> list[JsonObject]:
+        """The sites the nginx data plane leaves out, with the reason (platform admin)."""
+        return self._list(self._request("GET", "/api/v1/platform/data-plane/excluded-sites"))
+
     # -- TLS certificates and domains ------------------------------------------------------
 
     def upload_tls_certificate(

@@ -2482,3 +2482,31 @@ def platform_ca_crl(
         download = api.platform_ca_crl(ca_id)
     _write_file(out, download.content, private=False)
     _say(f"Wrote the CRL of {ca_id} to {out}.")
+
+
+# -- the nginx data plane ---------------------------------------------------------------------
+
+data_plane_group = typer.Typer(
+    help="What the nginx data plane serves (platform admin).", no_args_is_help=True
+)
+remote_app.add_typer(data_plane_group, name="data-plane", rich_help_panel=_PANEL_PLATFORM)
+
+
+@data_plane_group.command("excluded")
+def data_plane_excluded(
+    server: ServerOption = DEFAULT_SERVER, token: TokenOption = None, as_json: JsonOption = False
+) -> None:
+    """The sites nginx leaves out of its configuration, why, and since when."""
+    with _connect(server, token, as_json=as_json) as api:
+        sites = api.excluded_sites()
+    if as_json:
+        _emit_json(sites)
+        return
+    _print_rows(
+        ("hostname", "app", "environment", "reason", "since"),
+        [
+            (s.get("hostname"), s.get("app"), s.get("environment"), s.get("reason"), s.get("since"))
+            for s in sites
+        ],
+        empty="No site is left out: nginx serves every one.",
+    )

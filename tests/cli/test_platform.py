@@ -95,3 +95,8 @@ def test_health_metrics_and_the_platform_ca(cli: Cli, tmp_path: Path) -> None:
     crl = tmp_path / "root.crl"
     cli.ok("platform-ca", "crl", root["id"], "--out", str(crl), token="")
     assert x509.load_der_x509_crl(crl.read_bytes()).issuer.rfc4514_string() == root["subject"]
+
+
+def test_the_sites_nginx_leaves_out_are_listed(cli: Cli) -> None:
+    assert "No site is left out" in cli.ok("data-plane", "excluded").stdout
+    assert cli.ok("data-plane", "excluded", "--json").json() == []
