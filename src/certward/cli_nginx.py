@@ -7,6 +7,7 @@ sites it leaves out (`certward.services.dataplane_exclusions`).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,6 +16,8 @@ import typer
 from rich.text import Text
 
 from certward.cli import _console, _operator_platform, _settings, _usage_error
+from certward.egress import Listener
+from certward.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from certward.dataplane.state import DataPlaneState
@@ -64,13 +67,28 @@ def _nginx_options(
     program = nginx or shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
     if nginx is not None and shutil.which(nginx) is None:
         raise _usage_error(f"--nginx {nginx} is not a program that can be run")
+    https = https_listen or format_listen(settings.gateway_listen)
+    http = http_listen or format_listen(settings.gateway_http_listen)
+    policy = settings.egress_policy()
+    # nginx's own ports are the platform's listeners too, also when given here.
+    own = [Listener(host=host, port=port) for host, port in map(_listen_parts, (https, http))]
+    policy = replace(policy, platform_listeners=(*policy.platform_listeners, *own))
     return NginxOptions(
-        https_listen=https_listen or format_listen(settings.gateway_listen),
-        http_listen=http_listen or format_listen(settings.gateway_http_listen),
+        https_listen=https,
+        http_listen=http,
         acme_upstream=acme_upstream or f"http://{api}",
         nginx=program,
-        policy=settings.egress_policy(),
+        policy=policy,
     )
+
+
+def _listen_parts(value: str) -> tuple[str, int]:
+    from certward.settings import parse_listen
+
+    try:
+        return parse_listen(value, name="the listen address")
+    except ConfigurationError as exc:
+        raise _usage_error(str(exc)) from exc
 
 
 def _record(platform: Platform, state: DataPlaneState, skipped: Mapping[str, str]) -> None:
@@ -81,8 +99,6 @@ def _record(platform: Platform, state: DataPlaneState, skipped: Mapping[str, str
 
 def _with_upstream_trust(options: NginxOptions, platform: Platform) -> NginxOptions:
     """``options`` with the bundle that verifies https upstreams."""
-    from dataclasses import replace
-
     from certward.services import platform_ca
     from certward.trust import upstream_trust_pem
 
