@@ -52,7 +52,7 @@ from certward.dataplane.state import (
     state_version,
 )
 from tests.dataplane.local_policy import LOCAL_POLICY
-from tests.gateway.harness import MutableSource, profile
+from tests.gateway.harness import LOOPBACK_ALLOWED, MutableSource, profile
 from tests.material.factory import TestCA
 
 HOT_HOSTNAMES = 200
@@ -147,7 +147,9 @@ def serve_gateway(state_file: str, port: int) -> None:
     state = pickle.loads(Path(state_file).read_bytes())  # noqa: S301 - our own file
 
     async def main() -> None:
-        gateway = Gateway(MutableSource(state), refresh_seconds=3600, log_allowed=False)
+        gateway = Gateway(
+            MutableSource(state), refresh_seconds=3600, log_allowed=False, egress=LOOPBACK_ALLOWED
+        )
         await gateway.start(("127.0.0.1", port), None)
         await asyncio.Event().wait()
 

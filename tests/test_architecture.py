@@ -104,7 +104,10 @@ def test_the_data_plane_never_reaches_into_the_database(path: Path) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [PACKAGE / "dataplane" / name for name in ("state.py", "access.py", "nginx.py")],
+    [
+        PACKAGE / "dataplane" / name
+        for name in ("state.py", "access.py", "nginx.py", "request_target.py", "caller_headers.py")
+    ],
     ids=lambda p: str(p.relative_to(PACKAGE)),
 )
 def test_the_data_plane_rules_are_pure(path: Path) -> None:

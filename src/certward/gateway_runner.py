@@ -5,6 +5,13 @@ accept on them (the kernel spreads connections). Each worker opens the installat
 itself (its own database engine, nothing shared across ``fork``), loads the state
 through `DataPlaneFeed`, and runs `Gateway` on uvloop when it is installed. SIGTERM or
 SIGINT to the parent stops every worker; a worker that dies is started again.
+
+Each worker's gateway reaches upstreams under the operator's egress policy
+(`Settings.egress_policy`, with the ports the gateway actually bound added to the
+platform's own listeners), verifies ``https://`` upstreams against the public roots,
+the platform CA's published certificates (read when the worker starts) and
+``CERTWARD_UPSTREAM_CA_BUNDLE``, and bounds its connections with
+``CERTWARD_GATEWAY_HEADER_TIMEOUT`` and ``CERTWARD_GATEWAY_IDLE_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -16,16 +23,24 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 import uvloop
 
 from certward.clock import SystemClock
 from certward.dataplane.gateway import Gateway
+from certward.dataplane.http_exchange import ConnectionLimits
+from certward.dataplane.upstream import upstream_tls_context
+from certward.egress import EgressPolicy, Listener
+from certward.errors import NotFound
 from certward.platform import open_platform
+from certward.services import platform_ca
+from certward.services.context import Context
 from certward.services.dataplane_feed import DataPlaneFeed
 from certward.settings import Settings, format_listen
 
@@ -149,10 +164,42 @@ def _worker(settings: Settings, https: socket.socket, http: socket.socket) -> No
     platform = open_platform(settings, bootstrap=False)
     try:
         feed = DataPlaneFeed(platform.context)
-        gateway = Gateway(feed, refresh_seconds=settings.gateway_refresh.total_seconds())
+        gateway = Gateway(
+            feed,
+            refresh_seconds=settings.gateway_refresh.total_seconds(),
+            egress=egress_policy(settings, https, http),
+            upstream_tls=upstream_tls(settings, platform.context),
+            limits=ConnectionLimits(
+                header_seconds=settings.gateway_header_timeout.total_seconds(),
+                idle_seconds=settings.gateway_idle_timeout.total_seconds(),
+            ),
+        )
         _run_loop(_serve(gateway, https, http))
     finally:
         platform.close()
+
+
+def egress_policy(settings: Settings, *sockets: socket.socket) -> EgressPolicy:
+    """The operator's policy, refusing the ports these sockets are bound to as well."""
+    policy = settings.egress_policy()
+    bound = tuple(
+        Listener(host=str(sock.getsockname()[0]), port=int(sock.getsockname()[1]))
+        for sock in sockets
+    )
+    return replace(policy, platform_listeners=(*policy.platform_listeners, *bound))
+
+
+def upstream_tls(settings: Settings, ctx: Context) -> ssl.SSLContext:
+    """The client context for https:// upstreams: public roots, the platform CA's
+    published certificates, the operator's bundle."""
+    try:
+        published = platform_ca.show(ctx).published
+    except NotFound:
+        published = ()
+    return upstream_tls_context(
+        platform_ca_pem="".join(c.certificate_pem for c in published).encode("ascii"),
+        ca_bundle=settings.upstream_ca_bundle,
+    )
 
 
 async def _serve(gateway: Gateway, https: socket.socket, http: socket.socket) -> None:

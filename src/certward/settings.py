@@ -33,6 +33,11 @@
 ``CERTWARD_GATEWAY_WORKERS``       gateway worker processes (one per core)
 ``CERTWARD_GATEWAY_REFRESH``       how often the data plane looks for new
                                    certificates, domains and rules (``2s``)
+``CERTWARD_GATEWAY_HEADER_TIMEOUT`` time a gateway client has to send a
+                                   request's head, from the TLS handshake or
+                                   the first byte of the next request (``10s``)
+``CERTWARD_GATEWAY_IDLE_TIMEOUT``  time a gateway connection may stay idle
+                                   between requests (``75s``)
 ``CERTWARD_ACME_CA_BUNDLE``        PEM file of CA certificates that verify
                                    the ACME server's TLS certificate (a test
                                    CA such as pebble's; default: system roots)
@@ -98,6 +103,8 @@ DEFAULT_ACME_HTTP_LISTEN = "127.0.0.1:8080"
 DEFAULT_GATEWAY_LISTEN = "127.0.0.1:8443"
 DEFAULT_GATEWAY_HTTP_LISTEN = "127.0.0.1:8080"
 DEFAULT_GATEWAY_REFRESH = timedelta(seconds=2)
+DEFAULT_GATEWAY_HEADER_TIMEOUT = timedelta(seconds=10)
+DEFAULT_GATEWAY_IDLE_TIMEOUT = timedelta(seconds=75)
 DEFAULT_HEADER_TIMEOUT = timedelta(seconds=10)
 DEFAULT_IDLE_TIMEOUT = timedelta(seconds=60)
 DEFAULT_UPLOAD_RATE = Rate(count=30, period=timedelta(minutes=1))
@@ -133,6 +140,8 @@ class Settings:
     gateway_http_listen: tuple[str, int] = ("127.0.0.1", 8080)
     gateway_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     gateway_refresh: timedelta = DEFAULT_GATEWAY_REFRESH
+    gateway_header_timeout: timedelta = DEFAULT_GATEWAY_HEADER_TIMEOUT
+    gateway_idle_timeout: timedelta = DEFAULT_GATEWAY_IDLE_TIMEOUT
     egress_networks: tuple[IPNetwork, ...] = ()
     egress_suffixes: tuple[str, ...] = ()
     egress_plain_http: bool = True
@@ -162,6 +171,8 @@ class Settings:
             "gateway_http_listen": format_listen(self.gateway_http_listen),
             "gateway_workers": self.gateway_workers,
             "gateway_refresh": str(self.gateway_refresh),
+            "gateway_header_timeout": str(self.gateway_header_timeout),
+            "gateway_idle_timeout": str(self.gateway_idle_timeout),
             "egress_allow": ",".join([*map(str, self.egress_networks), *self.egress_suffixes]),
             "egress_plain_http": self.egress_plain_http,
             "upstream_ca_bundle": None
@@ -280,6 +291,20 @@ class Settings:
                 "CERTWARD_GATEWAY_REFRESH",
                 DEFAULT_GATEWAY_REFRESH,
                 minimum=timedelta(seconds=1),
+            ),
+            gateway_header_timeout=_duration(
+                env,
+                "CERTWARD_GATEWAY_HEADER_TIMEOUT",
+                DEFAULT_GATEWAY_HEADER_TIMEOUT,
+                minimum=timedelta(seconds=1),
+                maximum=timedelta(minutes=10),
+            ),
+            gateway_idle_timeout=_duration(
+                env,
+                "CERTWARD_GATEWAY_IDLE_TIMEOUT",
+                DEFAULT_GATEWAY_IDLE_TIMEOUT,
+                minimum=timedelta(seconds=1),
+                maximum=timedelta(hours=1),
             ),
             egress_networks=egress_networks,
             egress_suffixes=egress_suffixes,

@@ -196,7 +196,21 @@ def test_prefixes_and_rules_are_validated_and_nothing_is_staged_when_refused(api
     cases: list[tuple[Any, str]] = [
         ({"ws/": {"rule": "allow-all"}}, "invalid-path-prefix"),
         ({"": {"rule": "allow-all"}}, "invalid-path-prefix"),
-        ({"/a b": {"rule": "allow-all"}}, "invalid-path-prefix"),
+        ({"/a\u00a0b": {"rule": "allow-all"}}, "invalid-path-prefix"),
+        ({"/a%2Fb": {"rule": "allow-all"}}, "invalid-path-prefix"),
+        ({"/a%2f": {"rule": "allow-all"}}, "invalid-path-prefix"),
+        ({"/a//b": {"rule": "allow-all"}}, "invalid-path-prefix"),
+        ({"/a/./b": {"rule": "allow-all"}}, "invalid-path-prefix"),
+        ({"/a/../b": {"rule": "allow-all"}}, "invalid-path-prefix"),
+        ({"/a/%2e%2e": {"rule": "allow-all"}}, "invalid-path-prefix"),
+        ({"/a%FF": {"rule": "allow-all"}}, "invalid-path-prefix"),
+        ({"/100%": {"rule": "allow-all"}}, "invalid-path-prefix"),
+        ({"/a%zz": {"rule": "allow-all"}}, "invalid-path-prefix"),
+        ({"/a%25b": {"rule": "allow-all"}}, "invalid-path-prefix"),
+        ({"/a%00": {"rule": "allow-all"}}, "invalid-path-prefix"),
+        ({"/a%0Ab": {"rule": "allow-all"}}, "invalid-path-prefix"),
+        ({"/a%3Fb": {"rule": "allow-all"}}, "invalid-path-prefix"),
+        ({"/a%20b": {"rule": "allow-all"}, "/a b": {"rule": "deny-all"}}, "invalid-path-rule"),
         ({"/a\tb": {"rule": "allow-all"}}, "invalid-path-prefix"),
         ({"/a\u200bb": {"rule": "allow-all"}}, "invalid-path-prefix"),
         ({"/a\x7f": {"rule": "allow-all"}}, "invalid-path-prefix"),
@@ -229,6 +243,26 @@ def test_prefixes_and_rules_are_validated_and_nothing_is_staged_when_refused(api
     expect(put_rules(api, {longest: {"rule": "allow-all"}}), 200)
     expect(put_rules(api, {f"/p{n}": {"rule": "allow-all"} for n in range(200)}), 200)
     expect(put_rules(api, {"/caf%C3%A9/": {"rule": "deny-all"}, "/é": {"rule": "inherit"}}), 200)
+
+
+def test_prefixes_are_stored_decoded_and_read_back_unchanged(api: Api) -> None:
+    """``/files/a%20b`` once never matched: paths are decoded before they are matched.
+    Now it is stored as the path it means, and what is read back can be sent again."""
+    shop(api)
+    sent = {
+        "/files/a%20b": {"rule": "deny-all"},
+        "/caf%C3%A9": {"rule": "allow-all"},
+        "/docs/": {"rule": "inherit"},
+        "/api%2Ddoc": {"rule": "allow-all"},
+    }
+    staged = expect(put_rules(api, sent), 200)["staged"]
+    assert staged == {
+        "/files/a b": {"rule": "deny-all"},
+        "/café": {"rule": "allow-all"},
+        "/docs/": {"rule": "inherit"},
+        "/api-doc": {"rule": "allow-all"},
+    }
+    assert expect(put_rules(api, staged), 200)["staged"] == staged
 
 
 def test_path_rules_follow_the_token_roles(api: Api) -> None:

@@ -22,7 +22,7 @@ from certward.api_client import ApiClient
 from certward.cli import app
 from tests.cli.conftest import LiveServer
 
-SOURCE = Path(api_client.__file__)
+SOURCES = sorted(Path(api_client.__file__).parent.glob("*.py"))
 NOT_FOR_PEOPLE = {
     # Answered for the ACME CA validating a name (HTTP-01), never called by a person.
     ("GET", "/.well-known/acme-challenge/{token}"),
@@ -35,13 +35,20 @@ def openapi(server: LiveServer) -> dict[str, Any]:
 
 
 def requests_in_client() -> dict[tuple[str, str], str]:
-    """``(method, path template)`` of every ``self._request`` call -> the method making it."""
+    """``(method, path template)`` of every ``self._request`` call -> the method making it.
+
+    `ApiClient` inherits its methods from one class per part of the API, each in a module
+    of the ``certward.api_client`` package, so every class of the package is read."""
     found: dict[tuple[str, str], str] = {}
-    tree = ast.parse(SOURCE.read_text())
-    client = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ApiClient")
-    for function in client.body:
-        if not isinstance(function, ast.FunctionDef):
-            continue
+    functions = [
+        function
+        for source in SOURCES
+        for node in ast.parse(source.read_text()).body
+        if isinstance(node, ast.ClassDef)
+        for function in node.body
+        if isinstance(function, ast.FunctionDef)
+    ]
+    for function in functions:
         for node in ast.walk(function):
             if (
                 isinstance(node, ast.Call)
@@ -74,7 +81,8 @@ def test_every_client_method_is_used_by_a_command() -> None:
     }
     used = {
         node.attr
-        for node in ast.walk(ast.parse(Path(cli_remote.__file__).read_text()))
+        for module in sorted(Path(cli_remote.__file__).parent.glob("*.py"))
+        for node in ast.walk(ast.parse(module.read_text()))
         if isinstance(node, ast.Attribute)
         and isinstance(node.value, ast.Name)
         and node.value.id == "api"

@@ -68,6 +68,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from certward.clock import SystemClock
 from certward.dataplane.access import ClientIdentity, Decision, decide
 from certward.dataplane.nginx import openssl_dn
+from certward.dataplane.request_target import canonical_prefix
 from certward.dataplane.state import (
     AccessProfile,
     ClientCa,
@@ -735,10 +736,20 @@ def plain_request(endpoints: Endpoints, host: str, path: str) -> http.client.HTT
     return response
 
 
+def origin_form(target: str) -> str:
+    """``https://host/x?q`` → ``/x?q`` (what an upstream receives); other targets as they are."""
+    absolute = re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*(.*)", target)
+    if absolute is None:
+        return target
+    rest = absolute[1]
+    return rest if rest.startswith("/") else "/" + rest
+
+
 def normalised_path(target: str) -> str:
-    """The path a request is about: query dropped, percent-decoded, slashes merged, dot
-    segments resolved (RFC 3986 section 5.2.4), as nginx's ``$uri``."""
-    path = re.sub("/+", "/", unquote(target.split("?", 1)[0]))
+    """The path a request is about: an absolute-form target's path, query and fragment
+    dropped, percent-decoded, slashes merged, dot segments resolved (RFC 3986 section
+    5.2.4), as nginx's ``$uri``."""
+    path = re.sub("/+", "/", unquote(re.split("[?#]", origin_form(target), maxsplit=1)[0]))
     segments = path.split("/")
     kept: list[str] = []
     for segment in segments[1:]:
@@ -803,7 +814,7 @@ def check_forwarded(
     """What the upstream received: our headers, never the client's."""
     data = answer.json()
     assert data["upstream"] == request.upstream, f"served by {data['upstream']}"
-    assert (data["method"], data["target"]) == (request.method, request.path)
+    assert (data["method"], data["target"]) == (request.method, origin_form(request.path))
     assert data["body_length"] == len(request.body or b"")
     assert answer.forwarded("X-Forwarded-For") == [request.source]
     assert answer.forwarded("X-Real-IP") == [request.source]
@@ -1174,6 +1185,20 @@ def _path_rules(env: Env) -> DataPlaneState:
     )
 
 
+def _encoded_prefix(env: Env) -> DataPlaneState:
+    # As the control plane stores them: ``/files/a%20b`` once never matched anything.
+    return state_of(
+        site(
+            env,
+            RULES,
+            path_rules=rules(
+                (canonical_prefix("/files/a%20b"), "deny-all"),
+                (canonical_prefix("/caf%C3%A9"), "deny-all"),
+            ),
+        )
+    )
+
+
 def _spoofing(env: Env) -> DataPlaneState:
     partners = profile("partners", cas=[env.pki.partner_root])
     return state_of(
@@ -1432,6 +1457,52 @@ CASES: tuple[Case, ...] = (
             Request(host=RULES, path="/secre%74s", expect=403),
             Request(host=RULES, path="/zz/%2e%2e/secret", expect=403),
             Request(host=RULES, path="/zz/secret"),
+        ),
+    ),
+    Case(
+        name="absolute-form-targets-decided-on-their-path",
+        build=_path_rules,
+        steps=(
+            Request(host=RULES, path=f"https://{RULES}/secret", expect=403),
+            Request(host=RULES, path=f"https://{RULES}/secret/x?y=1", expect=403),
+            Request(host=RULES, path=f"HTTPS://{RULES.upper()}:443/a/z", expect=403),
+            Request(host=RULES, path=f"https://{RULES}/zz/../secret", expect=403),
+            Request(host=RULES, path=f"https://{RULES}/api-doc/", expect=403),
+            Request(host=RULES, path=f"http://{RULES}/api%2Ddoc", expect=403),
+            Request(host=RULES, path=f"https://{RULES}/a/b?q=1"),
+            Request(host=RULES, path=f"https://{RULES}/zz/secret"),
+            Request(host=RULES, path="/api-doc#x", expect=403),
+            Request(host=RULES, path="/secret#x", expect=403),
+        ),
+    ),
+    Case(
+        name="asterisk-authority-and-malformed-targets-are-refused",
+        build=_path_rules,
+        steps=(
+            Request(host=RULES, path="*", expect=400, decided=False),
+            Request(host=RULES, path="*", method="POST", expect=400, decided=False),
+            Request(host=RULES, path=f"{RULES}:443", method="CONNECT", expect=400, decided=False),
+            Request(host=RULES, path="secret", expect=400, decided=False),
+            Request(host=RULES, path="/../secret", expect=400, decided=False),
+            Request(host=RULES, path="/%2e%2e/secret", expect=400, decided=False),
+            Request(host=RULES, path="/secret%00", expect=400, decided=False),
+            Request(host=RULES, path="/secret%zz", expect=400, decided=False),
+            Request(host=RULES, path=f"https://user@{RULES}/x", expect=400, decided=False),
+            Request(host=RULES),
+        ),
+    ),
+    Case(
+        name="percent-encoded-prefix-denies-what-it-names",
+        build=_encoded_prefix,
+        steps=(
+            Request(host=RULES, path="/files/a%20b", expect=403),
+            Request(host=RULES, path="/files/a%20b/c.txt", expect=403),
+            Request(host=RULES, path="/files//a%20b/", expect=403),
+            Request(host=RULES, path="/files/a%2520b"),
+            Request(host=RULES, path="/files/ab"),
+            Request(host=RULES, path="/caf%C3%A9/menu", expect=403),
+            Request(host=RULES, path="/caf%C3%A9s", expect=403),
+            Request(host=RULES, path="/cafe"),
         ),
     ),
     Case(

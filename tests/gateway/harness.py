@@ -28,6 +28,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 
 from certward.dataplane.gateway import Gateway
+from certward.dataplane.http_exchange import ConnectionLimits
 from certward.dataplane.state import (
     AccessProfile,
     ClientCa,
@@ -38,9 +39,12 @@ from certward.dataplane.state import (
     Site,
     state_version,
 )
+from certward.egress import EgressPolicy
 from tests.material.factory import IssuedCert, TestCA
 
 WAIT_SECONDS = 10.0
+LOOPBACK_ALLOWED = EgressPolicy(allowed_networks=(ip_network("127.0.0.0/8"),))
+"""The test upstreams listen on loopback, which the default egress policy refuses."""
 
 
 class MutableSource:
@@ -79,21 +83,37 @@ class RunningGateway:
 
 
 @contextmanager
-def running_gateway(state: DataPlaneState, *, refresh: float = 0.05) -> Iterator[RunningGateway]:
-    """A gateway on free loopback ports in a thread of its own, stopped at the end."""
-    with running_gateway_on(MutableSource(state), refresh=refresh) as running:
+def running_gateway(
+    state: DataPlaneState, *, refresh: float = 0.05, **options: Any
+) -> Iterator[RunningGateway]:
+    """A gateway on free loopback ports in a thread of its own, stopped at the end;
+    ``options`` go to `Gateway` (``egress``, ``upstream_tls``, ``limits``)."""
+    with running_gateway_on(MutableSource(state), refresh=refresh, **options) as running:
         yield running
 
 
 @contextmanager
-def running_gateway_on(source: Any, *, refresh: float = 0.05) -> Iterator[RunningGateway]:
+def running_gateway_on(
+    source: Any,
+    *,
+    refresh: float = 0.05,
+    egress: EgressPolicy = LOOPBACK_ALLOWED,
+    upstream_tls: ssl.SSLContext | None = None,
+    limits: ConnectionLimits | None = None,
+) -> Iterator[RunningGateway]:
     """A gateway serving any `StateSource` (a `DataPlaneFeed` over a real database)."""
     running = RunningGateway(source=source)
     started = threading.Event()
     stop: dict[str, Any] = {}
 
     async def main() -> None:
-        gateway = Gateway(running.source, refresh_seconds=refresh)
+        gateway = Gateway(
+            running.source,
+            refresh_seconds=refresh,
+            egress=egress,
+            upstream_tls=upstream_tls,
+            limits=limits,
+        )
         await gateway.start(("127.0.0.1", 0), ("127.0.0.1", 0))
         running.gateway = gateway
         running.loop = asyncio.get_running_loop()

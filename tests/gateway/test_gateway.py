@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from certward.dataplane.gateway import ContextCache
+from certward.dataplane.tls_contexts import ContextCache
 from tests.gateway.harness import (
     EchoUpstream,
     client_context,

@@ -22,6 +22,7 @@ from certward.services import (
     authorities,
     client_certificates,
     domains,
+    path_rules,
     tls_certificates,
     tokens,
 )
@@ -128,7 +129,7 @@ def populate(platform: Platform) -> HostileInstallation:
         PROFILE,
         file=Upload(filename="cas.pem", data=root.cert_pem() + issuing.cert_pem()),
     )
-    access_profiles.replace_path_rules(
+    path_rules.replace_path_rules(
         ctx,
         OPERATOR,
         APP,

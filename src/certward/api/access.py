@@ -19,14 +19,14 @@ from certward.api.schemas import (
     IpDenyProfileUpdate,
     PathRules,
 )
-from certward.services import access_profiles, upload_limits
+from certward.services import access_profiles, path_rules, upload_limits
 from certward.services.access_profiles import (
     AccessProfileView,
     ClientCaTreeView,
     EnvironmentIpDenyView,
     IpDenyProfileView,
-    PathRulesView,
 )
+from certward.services.path_rules import PathRulesView
 from certward.snapshot import PathRuleState
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(url_without_nul)])
@@ -181,7 +181,7 @@ def attach_ip_deny_profiles(
 
 @router.get(ENV + "/path-rules", tags=[TAG])
 def list_path_rules(app: str, env: str, ctx: ContextDep, who: PrincipalDep) -> PathRulesView:
-    return access_profiles.list_path_rules(ctx, who, app, env)
+    return path_rules.list_path_rules(ctx, who, app, env)
 
 
 @router.put(ENV + "/path-rules", tags=[TAG])
@@ -193,4 +193,4 @@ def replace_path_rules(
         PathRuleState(prefix=prefix, rule=spec.rule, profile=spec.profile)
         for prefix, spec in body.root.items()
     ]
-    return access_profiles.replace_path_rules(ctx, who, app, env, rules)
+    return path_rules.replace_path_rules(ctx, who, app, env, rules)

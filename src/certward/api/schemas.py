@@ -13,8 +13,8 @@ from certward.services.access_profiles import (
     MAX_CLIENT_CAS,
     MAX_DENY_PROFILES,
     MAX_IP_RANGES,
-    MAX_PATH_RULES,
 )
+from certward.services.path_rules import MAX_PATH_RULES
 from certward.vocabulary import Plan, Role
 
 MAX_VERSION = 2**31 - 1  # versions are a 32-bit INTEGER column

@@ -12,12 +12,10 @@ the profile's accepted CAs.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address
 from typing import TypeAlias
-from urllib.parse import unquote
 
 from certward.dataplane.state import PathRule, RuleKind, Site
 
@@ -73,31 +71,6 @@ def matching_rule(rules: tuple[PathRule, ...], path: str) -> PathRule | None:
         if rule.rule is not RuleKind.INHERIT:
             return rule
     return None
-
-
-def normalized_path(target: str) -> str:
-    """The path a request is about, as nginx's ``$uri`` and the app see it: the query
-    dropped, percent-escapes decoded, repeated slashes merged, ``.`` and ``..`` segments
-    resolved (RFC 3986 section 5.2.4; never above the root).
-
-    Rules are matched against this, never the raw target, or ``/api%2Ddoc`` or
-    ``/x/../api-doc`` would slip past a rule written for ``/api-doc``.
-    """
-    path = re.sub("/+", "/", unquote(target.split("?", 1)[0]))
-    if not path.startswith("/"):
-        path = "/" + path
-    segments = path.split("/")
-    kept: list[str] = []
-    for segment in segments[1:]:
-        if segment == "..":
-            if kept:
-                kept.pop()
-        elif segment != ".":
-            kept.append(segment)
-    result = "/" + "/".join(kept)
-    if segments[-1] in (".", "..") and not result.endswith("/"):
-        result += "/"
-    return result
 
 
 def first_segment(path: str) -> str:

@@ -3,15 +3,33 @@
 One asyncio event loop per worker process. TLS runs through pyOpenSSL on memory BIOs,
 because Python's `ssl` cannot ask for a client certificate, or advertise acceptable CA
 names, per SNI host: the servername callback switches the connection to the host's
-`SSL.Context` and, only where the host's rules involve client CAs, sets
-``VERIFY_PEER`` on that one connection. A client certificate that fails verification
-does not break the handshake; the failure is recorded and the request is decided by
-`certward.dataplane.access.decide` like any other (an IP range may still admit it).
+`SSL.Context` (`certward.dataplane.tls_contexts`) and, only where the host's rules
+involve client CAs, sets ``VERIFY_PEER`` on that one connection. A client certificate
+that fails verification does not break the handshake; the failure is recorded and the
+request is decided by `certward.dataplane.access.decide` like any other (an IP range
+may still admit it).
 
-HTTP/1.1 on both sides is h11: keep-alive, streamed bodies in both directions,
-WebSocket upgrades (bytes are piped after the upstream's 101). The caller's own
-``X-Forwarded-*``, ``X-Real-IP`` and ``SSL-*`` headers (any spelling, ``_`` or ``-``)
-are dropped before the gateway adds its own.
+HTTP/1.1 on both sides is h11 (`certward.dataplane.http_exchange`): keep-alive,
+streamed bodies in both directions, WebSocket upgrades (bytes are piped after the
+upstream's 101). Request targets are served in origin-form only
+(`certward.dataplane.request_target`); every decision is made on the normalised path,
+as nginx makes it.
+
+Caller headers: every header `certward.dataplane.caller_headers.is_stripped` names —
+the ``SSL-*``, ``X-SSL-*``, ``X-Forwarded-*`` and ``X-Client-*`` families, and
+`caller_headers.STRIPPED_NAMES` (``X-Real-IP``, ``Forwarded``, ``True-Client-IP``,
+``Client-Cert``, ...), in any letter case and with ``_`` for ``-`` — is dropped before
+the gateway adds its own ``X-Real-IP``, ``X-Forwarded-For``, ``X-Forwarded-Proto`` and
+``SSL-*``. A request whose ``CDN-Loop`` carries the platform's mark is refused with
+508; every forwarded one carries it (`certward.dataplane.upstream`).
+
+Upstreams are reached only where the operator's egress policy allows, checked at
+connect time on the addresses the name resolves to; ``https://`` upstreams over
+verified TLS with SNI (`certward.dataplane.upstream`).
+
+Deadlines (`ConnectionLimits`): the TLS handshake, each request's head, and idle time
+between requests are bounded; the plain-HTTP port gives a client the header deadline
+for its one request.
 
 The state comes from a `StateSource` polled every few seconds in a thread; a new state
 replaces the old one atomically. Contexts are cached by hostname, certificate id and
@@ -23,81 +41,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import re
-from collections import OrderedDict
-from dataclasses import dataclass
+import ssl
 from ipaddress import ip_address
 from typing import Any, Protocol, cast
-from urllib.parse import urlsplit
 
 import h11
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import Encoding
-from OpenSSL import SSL, crypto
+from OpenSSL import SSL
 
-from certward.dataplane.access import Address, ClientIdentity, decide, normalized_path
-from certward.dataplane.nginx import openssl_dn
-from certward.dataplane.state import DataPlaneState, Site
+from certward.dataplane.access import Address, ClientIdentity
+from certward.dataplane.http_exchange import (
+    BAD_REQUEST_PAGE,
+    READ_CHUNK,
+    ConnectionLimits,
+    HttpExchange,
+    strip_port,
+)
+from certward.dataplane.request_target import TargetRefused, parse_target
+from certward.dataplane.state import DataPlaneState
+from certward.dataplane.tls_contexts import (
+    ContextCache,
+    Handshake,
+    accept_and_record,
+    base_context,
+    tls_headers,
+)
+from certward.dataplane.upstream import UpstreamConnector
+from certward.egress import EgressPolicy
 
 log = logging.getLogger("certward.gateway")
 access_log = logging.getLogger("certward.gateway.access")
 
 ACME_PREFIX = "/.well-known/acme-challenge/"
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
-MAX_HEAD_BYTES = 64 * 1024
-READ_CHUNK = 64 * 1024
-HANDSHAKE_TIMEOUT = 10.0
-DEFAULT_CONTEXT_CAPACITY = 4096  # TLS contexts kept (most recently used hostnames)
-IDLE_TIMEOUT = 75.0
-UPSTREAM_CONNECT_TIMEOUT = 10.0
-
-# Headers the gateway sets itself: whatever the caller sent under these names is dropped.
-FORWARDED_HEADERS = frozenset(
-    {
-        "x-real-ip",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "ssl-protocol",
-        "ssl-cipher",
-        "ssl-client-s-dn",
-        "ssl-client-i-dn",
-        "ssl-client-fingerprint",
-        "ssl-client-serial",
-    }
-)
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-
-_HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
-
-FORBIDDEN_PAGE = (
-    b"<!doctype html><html><head><title>403 Forbidden</title></head>"
-    b"<body><h1>403 Forbidden</h1><p>Access to this path is restricted.</p></body></html>\n"
-)
-MISDIRECTED_PAGE = (
-    b"<!doctype html><html><head><title>421 Misdirected Request</title></head>"
-    b"<body><h1>421 Misdirected Request</h1><p>This connection serves another host.</p>"
-    b"</body></html>\n"
-)
-BAD_GATEWAY_PAGE = (
-    b"<!doctype html><html><head><title>502 Bad Gateway</title></head>"
-    b"<body><h1>502 Bad Gateway</h1><p>The app did not answer.</p></body></html>\n"
-)
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,255}")
+PLAIN_HEAD_BYTES = 16 * 1024
 
 
 class StateSource(Protocol):
@@ -106,117 +85,6 @@ class StateSource(Protocol):
     def load(self) -> DataPlaneState: ...
 
     def challenge(self, token: str) -> str | None: ...
-
-
-# -- TLS contexts ---------------------------------------------------------------------------
-
-
-def _base_context() -> SSL.Context:
-    """The context every connection starts on: no certificate, so an unknown SNI (or none)
-    cannot complete a handshake."""
-    context = SSL.Context(SSL.TLS_SERVER_METHOD)
-    context.set_min_proto_version(SSL.TLS1_2_VERSION)
-    # No resumption: a resumed session would carry a client-certificate verdict made
-    # under an earlier trust configuration (the nginx rendering does the same).
-    context.set_options(
-        SSL.OP_NO_RENEGOTIATION | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_TICKET
-    )
-    context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
-    return context
-
-
-def site_context(site: Site) -> SSL.Context:
-    """The TLS context of one hostname: its certificate chain and, where its rules involve
-    client CAs, the names and trust store used to verify client certificates."""
-    if site.certificate is None:
-        raise ValueError(f"{site.hostname} has no certificate yet")
-    context = _base_context()
-    chain = x509.load_pem_x509_certificates(site.certificate.chain_pem)
-    context.use_certificate(chain[0])
-    for extra in chain[1:]:
-        context.add_extra_chain_cert(extra)
-    # The key was validated when it entered certward; pyca's RSA check costs ~40 ms.
-    key = serialization.load_pem_private_key(
-        site.certificate.key_pem, password=None, unsafe_skip_rsa_key_validation=True
-    )
-    context.use_privatekey(key)  # type: ignore[arg-type]
-    context.check_privatekey()
-    trust = site.client_trust_pem()
-    if trust:
-        store = context.get_cert_store()
-        if store is None:  # pragma: no cover - OpenSSL always gives a context a store
-            raise RuntimeError("the TLS context has no certificate store")
-        seen: set[bytes] = set()
-        for certificate in x509.load_pem_x509_certificates(trust):
-            der = certificate.public_bytes(Encoding.DER)
-            if der in seen:
-                continue
-            seen.add(der)
-            store.add_cert(crypto.X509.from_cryptography(certificate))
-            context.add_client_ca(certificate)
-        # A selected intermediate is a trust anchor by itself, its root uploaded or not.
-        store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)
-        context.set_verify_depth(8)
-    return context
-
-
-@dataclass(slots=True)
-class _Handshake:
-    """What one connection's handshake learnt."""
-
-    site: Site | None = None
-    verify_error: str | None = None
-    wants_client_certificate: bool = False
-
-
-class ContextCache:
-    """TLS contexts by (hostname, certificate id, client-CA digest), built on first use
-    and kept for the ``capacity`` most recently used hostnames.
-
-    An OpenSSL context with its certificate costs about 27 KB, so building one for each of
-    10,000 hostnames would take most of 300 MB; the state itself costs about 2 KB a
-    hostname. A hostname whose context was dropped gets a new one at its next handshake
-    (about a millisecond). ``_by_site`` remembers each `Site`'s key, so a handshake on a
-    known site costs two dictionary lookups; `retain` clears it when the state changes.
-    """
-
-    def __init__(self, capacity: int = DEFAULT_CONTEXT_CAPACITY) -> None:
-        self.capacity = capacity
-        self._contexts: OrderedDict[tuple[str, str, str], SSL.Context] = OrderedDict()
-        self._by_site: dict[int, tuple[Site, tuple[str, str, str], bool]] = {}
-
-    def get(self, site: Site) -> tuple[SSL.Context, bool]:
-        """The site's context, and whether it asks for a client certificate."""
-        known = self._by_site.get(id(site))
-        if known is not None and known[0] is site:
-            key, wants = known[1], known[2]
-        else:
-            if site.certificate is None:
-                raise ValueError(f"{site.hostname} has no certificate yet")
-            digest = hashlib.sha256(site.client_trust_pem()).hexdigest()
-            key = (site.hostname, site.certificate.id, digest)
-            wants = site.wants_client_certificate
-            self._by_site[id(site)] = (site, key, wants)
-        context = self._contexts.get(key)
-        if context is None:
-            context = site_context(site)
-            self._contexts[key] = context
-            if len(self._contexts) > self.capacity:
-                self._contexts.popitem(last=False)
-        else:
-            self._contexts.move_to_end(key)
-        return context, wants
-
-    def retain(self, state: DataPlaneState) -> None:
-        """Forget contexts of hostnames or certificates no longer served."""
-        self._by_site.clear()
-        for key in list(self._contexts):
-            site = state.sites.get(key[0])
-            if site is None or site.certificate is None or site.certificate.id != key[1]:
-                del self._contexts[key]
-
-    def __len__(self) -> int:
-        return len(self._contexts)
 
 
 # -- the gateway ----------------------------------------------------------------------------
@@ -231,13 +99,22 @@ class Gateway:
         *,
         refresh_seconds: float = 2.0,
         log_allowed: bool = True,
+        egress: EgressPolicy | None = None,
+        upstream_tls: ssl.SSLContext | None = None,
+        limits: ConnectionLimits | None = None,
     ) -> None:
+        """``egress`` is the operator's policy (`Settings.egress_policy`; by default every
+        address but loopback, link-local, metadata and the like); ``upstream_tls`` the
+        client context for https:// upstreams (`upstream_tls_context`; by default the
+        public roots only)."""
         self.source = source
         self.refresh_seconds = refresh_seconds
         self.log_allowed = log_allowed
+        self.connector = UpstreamConnector(egress or EgressPolicy(), upstream_tls)
+        self.limits = limits or ConnectionLimits()
         self.contexts = ContextCache()
         self.state: DataPlaneState = DataPlaneState(sites={}, version="")
-        self._base = _base_context()
+        self._base = base_context()
         self._base.set_tlsext_servername_callback(self._on_servername)
         self._servers: list[asyncio.AbstractServer] = []
         self._refresher: asyncio.Task[None] | None = None
@@ -266,7 +143,7 @@ class Gateway:
     # TLS -----------------------------------------------------------------------------------
 
     def _on_servername(self, connection: SSL.Connection) -> None:
-        handshake: _Handshake = connection.get_app_data()
+        handshake: Handshake = connection.get_app_data()
         name = connection.get_servername()
         site = self.state.site(name.decode("ascii", "replace") if name else None)
         if site is None or site.certificate is None:
@@ -280,7 +157,7 @@ class Gateway:
         handshake.site = site
         if wants_client_certificate:
             handshake.wants_client_certificate = True
-            connection.set_verify(SSL.VERIFY_PEER, _accept_and_record)
+            connection.set_verify(SSL.VERIFY_PEER, accept_and_record)
 
     # serving -------------------------------------------------------------------------------
 
@@ -329,47 +206,17 @@ class Gateway:
             await server.wait_closed()
         self._servers.clear()
 
-    def log_request(self, record: dict[str, Any], *, allowed: bool) -> None:
+    def log_request(self, record: dict[str, Any], allowed: bool) -> None:
         if allowed and not self.log_allowed:
             return
         access_log.info(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
-
-
-def _accept_and_record(
-    connection: SSL.Connection, certificate: crypto.X509, error: int, depth: int, ok: int
-) -> bool:
-    """Never fail the handshake over a client certificate; remember why it failed."""
-    if not ok:
-        handshake: _Handshake = connection.get_app_data()
-        if handshake.verify_error is None:
-            handshake.verify_error = f"{_verify_message(error)} (depth {depth})"
-    return True
-
-
-# OpenSSL's words for the verification failures a client certificate commonly meets.
-_VERIFY_ERRORS = {
-    2: "unable to get issuer certificate",
-    7: "certificate signature failure",
-    9: "certificate is not yet valid",
-    10: "certificate has expired",
-    18: "self-signed certificate",
-    19: "self-signed certificate in certificate chain",
-    20: "unable to get local issuer certificate",
-    21: "unable to verify the first certificate",
-    24: "invalid CA certificate",
-    26: "unsupported certificate purpose",
-}
-
-
-def _verify_message(error: int) -> str:
-    return _VERIFY_ERRORS.get(error, f"certificate verify error {error}")
 
 
 # -- HTTPS connections ----------------------------------------------------------------------
 
 
 class _TlsProtocol(asyncio.Protocol):
-    """One client connection: TLS on memory BIOs, then HTTP served by `_HttpExchange`.
+    """One client connection: TLS on memory BIOs, then HTTP served by `HttpExchange`.
 
     Per-connection work is kept to what the handshake needs: the stream reader, the
     request task and the parsed peer address appear only when the first request bytes
@@ -379,7 +226,7 @@ class _TlsProtocol(asyncio.Protocol):
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self.handshake = _Handshake()
+        self.handshake = Handshake()
         self.tls = SSL.Connection(gateway._base, None)
         self.tls.set_app_data(self.handshake)
         self.tls.set_accept_state()
@@ -390,6 +237,7 @@ class _TlsProtocol(asyncio.Protocol):
         self.peer: Address | None = None
         self.task: asyncio.Task[None] | None = None
         self.timeout: asyncio.TimerHandle | None = None
+        self.head_started = 0.0
         self._can_write: asyncio.Event | None = None
         self.closed = False
 
@@ -397,7 +245,9 @@ class _TlsProtocol(asyncio.Protocol):
         self.transport = cast("asyncio.Transport", transport)
         peer = transport.get_extra_info("peername")
         self.peer_host = peer[0] if isinstance(peer, tuple) and peer else ""
-        self.timeout = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self.abort)
+        self.timeout = asyncio.get_running_loop().call_later(
+            self.gateway.limits.handshake_seconds, self.abort
+        )
 
     def abort(self) -> None:
         if self.transport is not None and not self.closed:
@@ -420,9 +270,11 @@ class _TlsProtocol(asyncio.Protocol):
             if self.handshake.site is None:
                 self.abort()
                 return
-            if self.timeout is not None:  # from now on: the wait for a first request
+            if self.timeout is not None:  # from now on: the first request's head deadline
                 self.timeout.cancel()
-            self.timeout = asyncio.get_running_loop().call_later(IDLE_TIMEOUT, self.abort)
+            loop = asyncio.get_running_loop()
+            self.head_started = loop.time()
+            self.timeout = loop.call_later(self.gateway.limits.header_seconds, self.abort)
         self._read_plaintext()
 
     def _start_http(self) -> asyncio.StreamReader | None:
@@ -551,7 +403,18 @@ class _TlsProtocol(asyncio.Protocol):
         if site is None or self.peer is None or self.reader is None:
             return
         try:
-            await _HttpExchange(self, site, self.peer, self.reader).run()
+            await HttpExchange(
+                self,
+                self.reader,
+                site=site,
+                peer=self.peer,
+                identity=self.identity(),
+                tls_headers=tls_headers(self.tls, self.handshake),
+                connector=self.gateway.connector,
+                limits=self.gateway.limits,
+                log_request=self.gateway.log_request,
+                head_started=self.head_started,
+            ).run()
         except asyncio.CancelledError:
             pass
         except Exception:
@@ -560,342 +423,31 @@ class _TlsProtocol(asyncio.Protocol):
             self.close()
 
 
-def tls_headers(protocol: _TlsProtocol) -> list[tuple[bytes, bytes]]:
-    """The ``SSL-*`` headers sent upstream (empty values are left out, as nginx does)."""
-    tls = protocol.tls
-    headers: list[tuple[bytes, bytes]] = [
-        (b"SSL-Protocol", (tls.get_protocol_version_name() or "").encode()),
-        (b"SSL-Cipher", (tls.get_cipher_name() or "").encode()),
-    ]
-    # Client details only for a certificate that verified (an app must be able to trust
-    # them), with DNs as OpenSSL prints them, as nginx sends them.
-    if protocol.handshake.wants_client_certificate and protocol.handshake.verify_error is None:
-        peer = tls.get_peer_certificate()
-        if peer is not None:
-            certificate = peer.to_cryptography()
-            serial = f"{certificate.serial_number:X}"
-            if len(serial) % 2:
-                serial = "0" + serial
-            headers += [
-                (b"SSL-Client-S-DN", openssl_dn(certificate.subject).encode()),
-                (b"SSL-Client-I-DN", openssl_dn(certificate.issuer).encode()),
-                (
-                    b"SSL-Client-Fingerprint",
-                    peer.digest("sha1").decode().replace(":", "").lower().encode(),
-                ),
-                (b"SSL-Client-Serial", serial.encode()),
-            ]
-    return [(name, value) for name, value in headers if value]
-
-
-# -- HTTP over one connection ---------------------------------------------------------------
-
-
-class _Closed(Exception):
-    """The client went away or broke the protocol."""
-
-
-class _HttpExchange:
-    """Keep-alive request loop of one client connection, proxied to the site's upstream."""
-
-    def __init__(
-        self, client: _TlsProtocol, site: Site, peer: Address, reader: asyncio.StreamReader
-    ) -> None:
-        self.client = client
-        self.reader = reader
-        self.site = site
-        self.peer = peer
-        self.http = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
-        self.upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-        self.identity = client.identity()
-        # The same for every request of the connection: computed once.
-        self.tls_headers = tls_headers(client)
-
-    async def _next_client_event(self) -> Any:
-        while True:
-            try:
-                event = self.http.next_event()
-            except h11.RemoteProtocolError:
-                raise _Closed from None
-            if event is h11.NEED_DATA:
-                try:
-                    data = await asyncio.wait_for(self.reader.read(READ_CHUNK), IDLE_TIMEOUT)
-                except TimeoutError:
-                    raise _Closed from None
-                self.http.receive_data(data)
-                continue
-            return event
-
-    def _send(self, event: Any) -> None:
-        data = self.http.send(event)
-        if data:
-            self.client.send(data)
-
-    async def run(self) -> None:
-        try:
-            while True:
-                event = await self._next_client_event()
-                if isinstance(event, h11.ConnectionClosed):
-                    return
-                if not isinstance(event, h11.Request):
-                    return
-                keep_going = await self._handle(event)
-                if not keep_going or self.http.our_state is h11.MUST_CLOSE:
-                    return
-                try:
-                    self.http.start_next_cycle()
-                except h11.LocalProtocolError:
-                    return
-        except (_Closed, ConnectionError):
-            return
-        finally:
-            if self.upstream is not None:
-                self.upstream[1].close()
-
-    async def _handle(self, request: h11.Request) -> bool:
-        target = request.target.decode("latin-1")
-        path = normalized_path(target)
-        host = self.site.hostname
-        if _host_header(request) != host:
-            # A connection serves the host it was opened for: its client certificate was
-            # verified against that host's CAs, not the other one's.
-            await self._drain_request_body()
-            self._respond(421, MISDIRECTED_PAGE)
-            return self.http.our_state is not h11.MUST_CLOSE
-        decision = decide(self.site, path, self.peer, self.identity)
-        record: dict[str, Any] = {
-            "host": host,
-            "method": request.method.decode("latin-1"),
-            "path": path,
-            "ip": str(self.peer),
-            "decision": decision.verdict.value,
-            "rule": decision.rule,
-            "reason": decision.reason,
-            "client_subject": self.identity.subject if self.identity else None,
-            "client_issuer": self.identity.issuer if self.identity else None,
-        }
-        if not decision.allowed:
-            record["status"] = 403
-            self.gateway_log(record, allowed=False)
-            await self._drain_request_body()
-            self._respond(403, FORBIDDEN_PAGE)
-            return self.http.our_state is not h11.MUST_CLOSE
-        status = await self._proxy(request)
-        record["status"] = status
-        self.gateway_log(record, allowed=True)
-        return status not in {0, 101}
-
-    def gateway_log(self, record: dict[str, Any], *, allowed: bool) -> None:
-        self.client.gateway.log_request(record, allowed=allowed)
-
-    async def _drain_request_body(self) -> None:
-        while True:
-            event = await self._next_client_event()
-            if isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                return
-
-    def _respond(self, status: int, body: bytes) -> None:
-        self._send(
-            h11.Response(
-                status_code=status,
-                headers=[
-                    (b"Content-Type", b"text/html; charset=utf-8"),
-                    (b"Content-Length", str(len(body)).encode()),
-                    (b"Cache-Control", b"no-store"),
-                ],
-            )
-        )
-        self._send(h11.Data(data=body))
-        self._send(h11.EndOfMessage())
-
-    def _upstream_headers(self, request: h11.Request) -> tuple[list[tuple[bytes, bytes]], bool]:
-        named_in_connection: set[bytes] = set()
-        upgrade = False
-        for name, value in request.headers:
-            if name == b"connection":
-                tokens = {t.strip().lower() for t in value.split(b",")}
-                named_in_connection |= tokens
-                upgrade = upgrade or b"upgrade" in tokens
-        websocket = upgrade and any(
-            name == b"upgrade" and value.lower() == b"websocket" for name, value in request.headers
-        )
-        headers: list[tuple[bytes, bytes]] = []
-        chunked = False
-        for name, value in request.headers:
-            text = name.decode("latin-1").replace("_", "-")
-            if name == b"transfer-encoding":
-                chunked = True  # h11 accepts only chunked: the body is sent on chunked
-            if text in FORWARDED_HEADERS or text in HOP_BY_HOP or name in named_in_connection:
-                continue
-            headers.append((name, value))
-        if chunked:
-            headers.append((b"Transfer-Encoding", b"chunked"))
-        peer = str(self.peer).encode()
-        headers += [
-            (b"X-Real-IP", peer),
-            (b"X-Forwarded-For", peer),
-            (b"X-Forwarded-Proto", b"https"),
-            *self.tls_headers,
-        ]
-        if websocket:
-            headers += [(b"Upgrade", b"websocket"), (b"Connection", b"upgrade")]
-        return headers, websocket
-
-    async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self.upstream is not None and not self.upstream[1].is_closing():
-            return self.upstream
-        parts = urlsplit(self.site.upstream)
-        host = parts.hostname or "127.0.0.1"
-        port = parts.port or 80
-        self.upstream = await asyncio.wait_for(
-            asyncio.open_connection(host, port, limit=READ_CHUNK * 4), UPSTREAM_CONNECT_TIMEOUT
-        )
-        return self.upstream
-
-    async def _proxy(self, request: h11.Request) -> int:
-        """Forward one request and its response; the status sent (0: connection dropped)."""
-        headers, websocket = self._upstream_headers(request)
-        try:
-            reader, writer = await self._open_upstream()
-        except (OSError, TimeoutError):
-            await self._drain_request_body()
-            self._respond(502, BAD_GATEWAY_PAGE)
-            return 502
-        upstream = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
-        outgoing = h11.Request(
-            method=request.method, target=request.target, headers=headers, http_version="1.1"
-        )
-        try:
-            writer.write(upstream.send(outgoing) or b"")
-            # The request body, streamed as it arrives.
-            while True:
-                event = await self._next_client_event()
-                if isinstance(event, h11.Data):
-                    writer.write(upstream.send(event) or b"")
-                    await writer.drain()
-                elif isinstance(event, h11.EndOfMessage):
-                    writer.write(upstream.send(h11.EndOfMessage()) or b"")
-                    await writer.drain()
-                    break
-                else:
-                    raise _Closed
-            return await self._relay_response(upstream, reader, writer, websocket)
-        except (OSError, h11.ProtocolError) as exc:
-            if self.upstream is not None:
-                self.upstream[1].close()
-                self.upstream = None
-            if self.http.our_state is h11.SEND_RESPONSE:
-                log.warning("upstream %s failed: %s", self.site.upstream, exc)
-                self._respond(502, BAD_GATEWAY_PAGE)
-                return 502
-            return 0
-
-    async def _relay_response(
-        self,
-        upstream: h11.Connection,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        websocket: bool,
-    ) -> int:
-        status = 0
-        while True:
-            event = upstream.next_event()
-            if event is h11.NEED_DATA:
-                data = await reader.read(READ_CHUNK)
-                upstream.receive_data(data)
-                continue
-            if isinstance(event, h11.InformationalResponse):
-                if event.status_code == 101 and websocket:
-                    self._send(
-                        h11.InformationalResponse(
-                            status_code=101, headers=_response_headers(event.headers, upgrade=True)
-                        )
-                    )
-                    trailing, _ = upstream.trailing_data
-                    await self._pipe(reader, writer, trailing)
-                    return 101
-                continue
-            if isinstance(event, h11.Response):
-                status = event.status_code
-                self._send(
-                    h11.Response(
-                        status_code=status,
-                        headers=_response_headers(event.headers, upgrade=False),
-                        reason=event.reason,
-                    )
-                )
-            elif isinstance(event, h11.Data):
-                self._send(h11.Data(data=event.data))
-                await self.client.drain()
-            elif isinstance(event, h11.EndOfMessage):
-                self._send(h11.EndOfMessage())
-                if upstream.our_state is h11.MUST_CLOSE or upstream.their_state is h11.MUST_CLOSE:
-                    writer.close()
-                    self.upstream = None
-                return status
-            elif isinstance(event, h11.ConnectionClosed):
-                raise ConnectionError("the upstream closed the connection")
-
-    async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first: bytes
-    ) -> None:
-        """After a 101: bytes both ways until either side closes."""
-        trailing, _ = self.http.trailing_data
-        if trailing:
-            writer.write(trailing)
-        if first:
-            self.client.send(first)
-
-        async def client_to_upstream() -> None:
-            while data := await self.reader.read(READ_CHUNK):
-                writer.write(data)
-                await writer.drain()
-            with contextlib.suppress(OSError):
-                writer.write_eof()
-
-        async def upstream_to_client() -> None:
-            while data := await reader.read(READ_CHUNK):
-                self.client.send(data)
-                await self.client.drain()
-
-        tasks = [
-            asyncio.create_task(client_to_upstream()),
-            asyncio.create_task(upstream_to_client()),
-        ]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            writer.close()
-            self.upstream = None
-
-
-def _response_headers(headers: Any, *, upgrade: bool) -> list[tuple[bytes, bytes]]:
-    named: set[bytes] = set()
-    for name, value in headers:
-        if name == b"connection":
-            named |= {t.strip().lower() for t in value.split(b",")}
-    kept = [(n, v) for n, v in headers if n not in _HOP_BY_HOP_BYTES and n not in named]
-    if upgrade:
-        kept += [(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade")]
-    return kept
-
-
 # -- the plain-HTTP port --------------------------------------------------------------------
 
 
 class _PlainProtocol(asyncio.Protocol):
-    """Port 80's job: ACME HTTP-01 answers, and a redirect to HTTPS for everything else."""
+    """Port 80's job: ACME HTTP-01 answers, and a redirect to HTTPS for everything else.
+
+    One request per connection, whose head must arrive within the header deadline.
+    """
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self.http = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
+        self.http = h11.Connection(h11.SERVER, max_incomplete_event_size=PLAIN_HEAD_BYTES)
         self.transport: asyncio.Transport | None = None
         self.busy = False
+        self.timeout: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast("asyncio.Transport", transport)
+        self.timeout = asyncio.get_running_loop().call_later(
+            self.gateway.limits.header_seconds, self.transport.abort
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timeout is not None:
+            self.timeout.cancel()
 
     def data_received(self, data: bytes) -> None:
         self.http.receive_data(data)
@@ -912,6 +464,8 @@ class _PlainProtocol(asyncio.Protocol):
             return
         if isinstance(event, h11.Request):
             self.busy = True
+            if self.timeout is not None:
+                self.timeout.cancel()
             asyncio.get_running_loop().create_task(self._answer(event))
         elif isinstance(event, h11.ConnectionClosed):
             self.transport.close()
@@ -919,35 +473,20 @@ class _PlainProtocol(asyncio.Protocol):
     async def _answer(self, request: h11.Request) -> None:
         if self.transport is None:
             return
-        target = request.target.decode("latin-1")
-        path = target.split("?", 1)[0]
         host = ""
         for name, value in request.headers:
             if name == b"host":
-                host = _strip_port(value.decode("latin-1"))
-        if path.startswith(ACME_PREFIX):
-            token = path[len(ACME_PREFIX) :]
-            answer = None
-            if _TOKEN.match(token):
-                loop = asyncio.get_running_loop()
-                answer = await loop.run_in_executor(None, self.gateway.source.challenge, token)
-            if answer is None:
-                response = _simple(404, b"not found\n", b"text/plain")
-            else:
-                response = _simple(200, answer.encode("ascii"), b"text/plain")
-        elif self.gateway.state.site(host) is not None:
-            response = [
-                h11.Response(
-                    status_code=301,
-                    headers=[
-                        (b"Location", f"https://{host}{target}".encode("latin-1")),
-                        (b"Content-Length", b"0"),
-                    ],
-                ),
-                h11.EndOfMessage(),
-            ]
+                host = strip_port(value.decode("latin-1")).rstrip(".").lower()
+        try:
+            target = parse_target(
+                request.method.decode("latin-1"), request.target.decode("utf-8", "surrogateescape")
+            )
+            if target.asterisk or (target.authority is not None and target.authority != host):
+                raise TargetRefused("asterisk-form, or an authority other than Host")
+        except TargetRefused:
+            response = _simple(400, BAD_REQUEST_PAGE, b"text/html; charset=utf-8")
         else:
-            response = _simple(404, b"unknown host\n", b"text/plain")
+            response = await self._response(host, target.origin, target.path)
         try:
             for event in response:
                 self.transport.write(self.http.send(event) or b"")
@@ -956,20 +495,31 @@ class _PlainProtocol(asyncio.Protocol):
             return
         self.transport.close()
 
-
-def _host_header(request: h11.Request) -> str:
-    """The request's ``Host`` as nginx's ``$host``: lower case, no port, no trailing dot."""
-    for name, value in request.headers:
-        if name == b"host":
-            return _strip_port(value.decode("latin-1")).rstrip(".").lower()
-    return ""
-
-
-def _strip_port(host: str) -> str:
-    """``example.com:8080`` → ``example.com``; ``[::1]:80`` → ``[::1]``."""
-    if host.startswith("["):
-        return host.split("]", 1)[0] + "]"
-    return host.split(":", 1)[0]
+    async def _response(self, host: str, origin: str, path: str) -> list[Any]:
+        if path.startswith(ACME_PREFIX):
+            token = path[len(ACME_PREFIX) :]
+            answer = None
+            if _TOKEN.fullmatch(token):
+                loop = asyncio.get_running_loop()
+                answer = await loop.run_in_executor(None, self.gateway.source.challenge, token)
+            if answer is None:
+                return _simple(404, b"not found\n", b"text/plain")
+            return _simple(200, answer.encode("ascii"), b"text/plain")
+        if self.gateway.state.site(host) is not None:
+            return [
+                h11.Response(
+                    status_code=301,
+                    headers=[
+                        (
+                            b"Location",
+                            f"https://{host}".encode() + origin.encode("utf-8", "surrogateescape"),
+                        ),
+                        (b"Content-Length", b"0"),
+                    ],
+                ),
+                h11.EndOfMessage(),
+            ]
+        return _simple(404, b"unknown host\n", b"text/plain")
 
 
 def _simple(status: int, body: bytes, content_type: bytes) -> list[Any]:

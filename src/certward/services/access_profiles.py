@@ -19,7 +19,6 @@ queries.
 from __future__ import annotations
 
 import ipaddress
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from certward.access import Action, Principal
 from certward.dataplane.state import AccessProfile as DataPlaneProfile
-from certward.dataplane.state import ClientCa, Network, RuleKind
+from certward.dataplane.state import ClientCa, Network
 from certward.dataplane.state import PathRule as DataPlaneRule
 from certward.errors import Conflict, InvalidRequest, NotFound
 from certward.model import (
@@ -44,7 +43,6 @@ from certward.model import (
     App,
     Environment,
     EnvironmentIpDeny,
-    EnvironmentVersion,
     IpDenyProfile,
     PathRule,
 )
@@ -56,14 +54,12 @@ from certward.services import audit
 from certward.services.access import find_app, find_environment
 from certward.services.apps import check_label
 from certward.services.context import Context
-from certward.services.staging import applied_snapshot, stage_path_rules, staged_path_rules
+from certward.services.path_rules import applied_rules
+from certward.services.staging import applied_snapshot
 from certward.services.uploads import Upload, judge_uploads
-from certward.snapshot import PathRuleState, path_rules_json
 
 MAX_IP_RANGES = 500
 MAX_CLIENT_CAS = 100  # per access profile
-MAX_PATH_RULES = 200  # per environment
-MAX_PREFIX_LENGTH = 1024  # the column's size
 MAX_DENY_PROFILES = 100  # attached to one environment
 _FINGERPRINT_LENGTH = 64
 _HEX = frozenset("0123456789abcdef")
@@ -122,14 +118,6 @@ class EnvironmentIpDenyView:
     """The IP deny profiles attached to an environment, by name."""
 
     profiles: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PathRulesView:
-    """``{prefix: {"rule", "profile"?}}`` staged (what a restart applies) and applied."""
-
-    staged: dict[str, dict[str, str]]
-    applied: dict[str, dict[str, str]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -696,130 +684,6 @@ def attach_ip_deny_profiles(
         return EnvironmentIpDenyView(profiles=tuple(names))
 
 
-# -- path rules (staged) --------------------------------------------------------------------
-
-
-def list_path_rules(
-    ctx: Context, principal: Principal, app_name: str, env_name: str
-) -> PathRulesView:
-    with ctx.database.reading() as session:
-        _, environment = find_environment(session, principal, app_name, env_name, Action.READ)
-        applied = applied_snapshot(session, environment)
-        return PathRulesView(
-            staged=path_rules_json(staged_path_rules(session, environment)),
-            applied=path_rules_json(applied.path_rules) if applied is not None else {},
-        )
-
-
-def replace_path_rules(
-    ctx: Context,
-    principal: Principal,
-    app_name: str,
-    env_name: str,
-    rules: Sequence[PathRuleState],
-) -> PathRulesView:
-    """Stage ``rules`` as the environment's whole set; a restart applies them.
-
-    Prefixes start with ``/`` and hold no whitespace or control characters (nor ``?`` or
-    ``#``, which never occur in a path); a ``profile`` rule names an access profile of
-    the app, and only a ``profile`` rule names one.
-    """
-    if len(rules) > MAX_PATH_RULES:
-        raise InvalidRequest(
-            f"{len(rules)} path rules were given; an environment has at most "
-            f"{MAX_PATH_RULES} (rules apply to prefixes, so one rule covers a whole subtree).",
-            code="too-many-path-rules",
-        )
-    prefixes = [rule.prefix for rule in rules]
-    if len(set(prefixes)) != len(prefixes):
-        raise InvalidRequest("A prefix is given twice.", code="invalid-path-rule")
-    for rule in rules:
-        check_path_rule(rule)
-    named = sorted({r.profile for r in rules if r.profile is not None})
-    with ctx.database.transaction() as session:
-        app, environment = find_environment(session, principal, app_name, env_name, Action.MANAGE)
-        existing = set(
-            session.scalars(
-                select(AccessProfile.name)
-                .where(AccessProfile.app_id == app.id, AccessProfile.name.in_(named))
-                .with_for_update(read=True)  # not deleted before this transaction commits
-            )
-        )
-        missing = [n for n in named if n not in existing]
-        if missing:
-            users = [r.prefix for r in rules if r.profile == missing[0]]
-            raise InvalidRequest(
-                f"The rule for {_shown(users[0])} names the access profile {missing[0]!r}, "
-                f"which app {app_name!r} does not have; create it first "
-                "(POST /apps/{app}/access-profiles).",
-                code="unknown-access-profile",
-                detail={"access_profiles": missing},
-            )
-        before = path_rules_json(staged_path_rules(session, environment))
-        stage_path_rules(session, environment, rules)
-        after = path_rules_json(staged_path_rules(session, environment))
-        audit.record(
-            session,
-            ctx,
-            principal,
-            action="path_rules.stage",
-            object_type="environment",
-            object_id=environment.id,
-            app_id=app.id,
-            before={"path_rules": before},
-            after={"path_rules": after},
-        )
-        applied = applied_snapshot(session, environment)
-        return PathRulesView(
-            staged=after,
-            applied=path_rules_json(applied.path_rules) if applied is not None else {},
-        )
-
-
-def check_path_rule(rule: PathRuleState) -> None:
-    """Refuse (422) a prefix that can never match a request path, or a rule that is
-    inconsistent about its profile."""
-    prefix = rule.prefix
-    shown = _shown(prefix)
-    if not prefix.startswith("/"):
-        raise InvalidRequest(
-            f"The path prefix {shown} does not start with '/': it is matched against the "
-            "request path, which always does.",
-            code="invalid-path-prefix",
-        )
-    if len(prefix) > MAX_PREFIX_LENGTH:
-        raise InvalidRequest(
-            f"The path prefix {shown} is {len(prefix)} characters long; at most "
-            f"{MAX_PREFIX_LENGTH} are allowed.",
-            code="invalid-path-prefix",
-        )
-    bad = next((c for c in prefix if c.isspace() or unicodedata.category(c).startswith("C")), None)
-    if bad is not None:
-        raise InvalidRequest(
-            f"The path prefix {shown} contains U+{ord(bad):04X}, a whitespace or control "
-            "character; percent-encode it as it appears in request paths.",
-            code="invalid-path-prefix",
-        )
-    if "?" in prefix or "#" in prefix:
-        raise InvalidRequest(
-            f"The path prefix {shown} contains '?' or '#': a query or fragment is never part "
-            "of the path the rule is matched against.",
-            code="invalid-path-prefix",
-        )
-    if rule.rule is RuleKind.PROFILE and rule.profile is None:
-        raise InvalidRequest(
-            f"The rule for {shown} is 'profile' but names no profile: add \"profile\": the "
-            "name of one of the app's access profiles.",
-            code="invalid-path-rule",
-        )
-    if rule.rule is not RuleKind.PROFILE and rule.profile is not None:
-        raise InvalidRequest(
-            f"The rule for {shown} is {rule.rule.value!r}, which takes no profile; use "
-            '"rule": "profile" to restrict the path to a profile.',
-            code="invalid-path-rule",
-        )
-
-
 # -- for the data plane ---------------------------------------------------------------------
 
 
@@ -833,7 +697,7 @@ def applied_access(session: Session) -> dict[str, EnvironmentAccess]:
     IP deny profiles. Profiles are shared between the environments of one app.
     """
     environments = session.execute(select(Environment.id, Environment.app_id)).all()
-    rules = _applied_rules(session)
+    rules = applied_rules(session)
     profiles = _data_plane_profiles(session)
     denies = _deny_ranges(session)
     none: Mapping[str, DataPlaneProfile] = MappingProxyType({})
@@ -846,53 +710,6 @@ def applied_access(session: Session) -> dict[str, EnvironmentAccess]:
         )
         for environment_id, app_id in environments
     }
-
-
-_RulesKey = tuple[str, int, str]  # environment id, version, digest
-_APPLIED_RULES: dict[_RulesKey, tuple[DataPlaneRule, ...]] = {}
-_CHUNK = 500
-
-
-def _applied_rules(session: Session) -> dict[str, tuple[DataPlaneRule, ...]]:
-    """Applied path rules by environment id; only versions not seen before are read."""
-    global _APPLIED_RULES  # noqa: PLW0603 - replaced whole: holds applied versions only
-    is_applied = (Environment.id == EnvironmentVersion.environment_id) & (
-        Environment.applied_version == EnvironmentVersion.version
-    )
-    key_columns = (
-        EnvironmentVersion.environment_id,
-        EnvironmentVersion.version,
-        EnvironmentVersion.digest,
-    )
-    known = _APPLIED_RULES
-    fresh: dict[_RulesKey, tuple[DataPlaneRule, ...]] = {}
-    missing: list[str] = []
-    for environment_id, version, digest in session.execute(
-        select(*key_columns).join(Environment, is_applied)
-    ):
-        key = (environment_id, version, digest)
-        rules = known.get(key)
-        if rules is None:
-            missing.append(key[0])
-        else:
-            fresh[key] = rules
-    for start in range(0, len(missing), _CHUNK):
-        query = (
-            select(*key_columns, EnvironmentVersion.snapshot["path_rules"])
-            .join(Environment, is_applied)
-            .where(EnvironmentVersion.environment_id.in_(missing[start : start + _CHUNK]))
-        )
-        for environment_id, version, digest, data in session.execute(query):
-            fresh[(environment_id, version, digest)] = _data_plane_rules(data or {})
-    _APPLIED_RULES = fresh
-    return {key[0]: rules for key, rules in fresh.items()}
-
-
-def _data_plane_rules(data: Mapping[str, Any]) -> tuple[DataPlaneRule, ...]:
-    return tuple(
-        DataPlaneRule(prefix=prefix, rule=RuleKind(rule["rule"]), profile=rule.get("profile"))
-        for prefix, rule in sorted(data.items())
-    )
 
 
 def _data_plane_profiles(session: Session) -> dict[str, Mapping[str, DataPlaneProfile]]:
@@ -1190,8 +1007,3 @@ def _fingerprint(value: str) -> str:
             code="unknown-client-ca",
         )
     return text
-
-
-def _shown(prefix: str) -> str:
-    """A prefix for a message: quoted with escapes, cut when very long."""
-    return repr(prefix if len(prefix) <= 80 else prefix[:77] + "...")

@@ -27,6 +27,7 @@ from certward.services import (
     client_certificates,
     domains,
     managed,
+    path_rules,
     staging,
     tls_certificates,
 )
@@ -643,7 +644,7 @@ async def _access(
 
 
 def _access_values(ctx: Context, who: Principal, app: str, env: str) -> dict[str, Any]:
-    rules = access_profiles.list_path_rules(ctx, who, app, env)
+    rules = path_rules.list_path_rules(ctx, who, app, env)
     prefixes = sorted(rules.staged.keys() | rules.applied.keys())
     lines_ = [
         PathRuleLine(
@@ -699,7 +700,7 @@ async def save_path_rules(request: Request) -> Response:
     try:
         if errors:
             raise InvalidRequest(" ".join(errors.general), code="invalid-path-rule")
-        await call(access_profiles.replace_path_rules, visit.context, visit.who, app, env, rules)
+        await call(path_rules.replace_path_rules, visit.context, visit.who, app, env, rules)
     except Refusal as refusal:
         if refusal.status in (403, 404):
             raise

@@ -1,0 +1,231 @@
+"""``certward access-profile``: who may call an app (IP ranges and client-CA trees)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+from rich.tree import Tree
+
+from certward.api_client import DEFAULT_SERVER, JsonObject
+from certward.cli_remote.connection import connect
+from certward.cli_remote.local_files import read_upload
+from certward.cli_remote.options import (
+    AppOption,
+    IpRangeOption,
+    JsonOption,
+    NoIpRangesOption,
+    ProfileArgument,
+    ServerOption,
+    TokenOption,
+    input_file,
+    new_ip_ranges,
+)
+from certward.cli_remote.terminal import (
+    emit_json,
+    format_time,
+    print_details,
+    print_line,
+    print_warnings,
+    show_answer,
+    show_rows,
+    stdout_console,
+    usage_error,
+)
+
+access_profile_group = typer.Typer(
+    help="Who may call an app: IP ranges and client CAs (live).", no_args_is_help=True
+)
+
+
+def _ca_tree(certificates: Sequence[Any], title: str) -> Tree:
+    tree = Tree(Text(title, style="bold"))
+
+    def grow(branch: Tree, nodes: Sequence[Any]) -> None:
+        for node in nodes:
+            if not isinstance(node, dict):
+                continue
+            label = Text("✓ " if node.get("selected") else "  ", style="green")
+            label.append(str(node.get("subject")))
+            label.append(
+                f"  until {format_time(node.get('not_after'))}  {node.get('sha256_fingerprint')}",
+                style="dim",
+            )
+            grow(branch.add(label), node.get("children") or [])
+
+    grow(tree, certificates)
+    return tree
+
+
+def _print_ca_tree(body: JsonObject) -> None:
+    certificates = body.get("certificates") or []
+    if not certificates:
+        print_line("No client CAs: only the IP ranges let requests through.")
+        return
+    stdout_console().print(
+        _ca_tree(certificates, "Client CAs (✓ selected; none selected: all accepted)")
+    )
+
+
+def _print_access_profile(body: JsonObject) -> None:
+    print_details(
+        f"Access profile {body.get('name')}",
+        [
+            ("IP ranges", body.get("ip_ranges")),
+            ("created", format_time(body.get("created_at"))),
+            ("updated", format_time(body.get("updated_at"))),
+        ],
+    )
+    _print_ca_tree(body)
+
+
+@access_profile_group.command("create")
+def access_profile_create(
+    name: ProfileArgument,
+    app: AppOption,
+    ip_range: IpRangeOption = None,
+    server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create an access profile."""
+    with connect(server, token, as_json=as_json) as api:
+        body = api.create_access_profile(app, name, ip_ranges=ip_range or ())
+    show_answer(body, as_json, _print_access_profile)
+
+
+@access_profile_group.command("list")
+def access_profile_list(
+    app: AppOption,
+    server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The app's access profiles."""
+    with connect(server, token, as_json=as_json) as api:
+        profiles = api.list_access_profiles(app)
+    show_rows(
+        profiles,
+        as_json,
+        ("name", "IP ranges", "client CAs", "updated"),
+        lambda p: (
+            p.get("name"),
+            p.get("ip_ranges"),
+            _count_nodes(p.get("certificates") or []),
+            format_time(p.get("updated_at")),
+        ),
+        empty=f"App {app} has no access profiles.",
+    )
+
+
+def _count_nodes(nodes: Sequence[Any]) -> int:
+    return sum(1 + _count_nodes(n.get("children") or []) for n in nodes if isinstance(n, dict))
+
+
+@access_profile_group.command("show")
+def access_profile_show(
+    name: ProfileArgument,
+    app: AppOption,
+    server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A profile's IP ranges and its client CAs as a tree."""
+    with connect(server, token, as_json=as_json) as api:
+        body = api.get_access_profile(app, name)
+    show_answer(body, as_json, _print_access_profile)
+
+
+@access_profile_group.command("update")
+def access_profile_update(
+    name: ProfileArgument,
+    app: AppOption,
+    ip_range: IpRangeOption = None,
+    no_ip_ranges: NoIpRangesOption = False,
+    server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Replace a profile's IP ranges (live)."""
+    ip_ranges = new_ip_ranges(ip_range, no_ip_ranges)
+    with connect(server, token, as_json=as_json) as api:
+        body = api.update_access_profile(app, name, ip_ranges=ip_ranges)
+    show_answer(body, as_json, _print_access_profile)
+
+
+@access_profile_group.command("delete")
+def access_profile_delete(
+    name: ProfileArgument,
+    app: AppOption,
+    server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete a profile (refused while a path rule names it)."""
+    with connect(server, token, as_json=as_json) as api:
+        api.delete_access_profile(app, name)
+    if not as_json:
+        print_line(f"Deleted access profile {name}.")
+
+
+@access_profile_group.command("add-cas")
+def access_profile_add_cas(
+    name: ProfileArgument,
+    app: AppOption,
+    file: Annotated[Path, input_file("PEM with CA certificates, or one DER certificate.")],
+    server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add client CA certificates to a profile (merged; shown as a tree)."""
+    with connect(server, token, as_json=as_json) as api:
+        body = api.upload_client_cas(app, name, file=read_upload(file))
+    if as_json:
+        emit_json(body)
+        return
+    _print_ca_tree(body)
+    print_warnings(body)
+
+
+@access_profile_group.command("select-cas")
+def access_profile_select_cas(
+    name: ProfileArgument,
+    app: AppOption,
+    fingerprint: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fingerprint", help="SHA-256 of an accepted CA (repeatable).", show_default=False
+        ),
+    ] = None,
+    none: Annotated[
+        bool, typer.Option("--none", help="Select none: every CA of the profile is accepted.")
+    ] = False,
+    server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Choose the CAs whose client certificates are accepted (each with the CAs below it)."""
+    if bool(fingerprint) == none:
+        raise usage_error("give the accepted CAs with --fingerprint, or --none")
+    with connect(server, token, as_json=as_json) as api:
+        body = api.select_client_cas(app, name, selected=fingerprint or [])
+    show_answer(body, as_json, _print_ca_tree)
+
+
+@access_profile_group.command("remove-ca")
+def access_profile_remove_ca(
+    name: ProfileArgument,
+    fingerprint: Annotated[str, typer.Argument(help="SHA-256 of the CA to remove.")],
+    app: AppOption,
+    server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove one client CA from a profile."""
+    with connect(server, token, as_json=as_json) as api:
+        api.remove_client_ca(app, name, fingerprint)
+    if not as_json:
+        print_line(f"Removed the client CA {fingerprint} from {name}.")

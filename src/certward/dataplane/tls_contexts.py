@@ -1,0 +1,190 @@
+"""The TLS side of the gateway's client connections: one `SSL.Context` per hostname.
+
+Every connection starts on `base_context`, which has no certificate, so an unknown SNI
+(or none) cannot complete a handshake; the gateway's servername callback switches it
+to the site's context from `ContextCache`. Where the site's rules involve client CAs
+the context carries their names and trust store, and `accept_and_record` keeps a
+failed client certificate from failing the handshake: the failure is recorded in the
+connection's `Handshake` and the request is decided like any other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import Encoding
+from OpenSSL import SSL, crypto
+
+from certward.dataplane.nginx import openssl_dn
+from certward.dataplane.state import DataPlaneState, Site
+
+DEFAULT_CONTEXT_CAPACITY = 4096  # TLS contexts kept (most recently used hostnames)
+
+
+def base_context() -> SSL.Context:
+    """The context every connection starts on: no certificate, so an unknown SNI (or none)
+    cannot complete a handshake."""
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    context.set_min_proto_version(SSL.TLS1_2_VERSION)
+    # No resumption: a resumed session would carry a client-certificate verdict made
+    # under an earlier trust configuration (the nginx rendering does the same).
+    context.set_options(
+        SSL.OP_NO_RENEGOTIATION | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_TICKET
+    )
+    context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+    return context
+
+
+def site_context(site: Site) -> SSL.Context:
+    """The TLS context of one hostname: its certificate chain and, where its rules involve
+    client CAs, the names and trust store used to verify client certificates."""
+    if site.certificate is None:
+        raise ValueError(f"{site.hostname} has no certificate yet")
+    context = base_context()
+    chain = x509.load_pem_x509_certificates(site.certificate.chain_pem)
+    context.use_certificate(chain[0])
+    for extra in chain[1:]:
+        context.add_extra_chain_cert(extra)
+    # The key was validated when it entered certward; pyca's RSA check costs ~40 ms.
+    key = serialization.load_pem_private_key(
+        site.certificate.key_pem, password=None, unsafe_skip_rsa_key_validation=True
+    )
+    context.use_privatekey(key)  # type: ignore[arg-type]
+    context.check_privatekey()
+    trust = site.client_trust_pem()
+    if trust:
+        store = context.get_cert_store()
+        if store is None:  # pragma: no cover - OpenSSL always gives a context a store
+            raise RuntimeError("the TLS context has no certificate store")
+        seen: set[bytes] = set()
+        for certificate in x509.load_pem_x509_certificates(trust):
+            der = certificate.public_bytes(Encoding.DER)
+            if der in seen:
+                continue
+            seen.add(der)
+            store.add_cert(crypto.X509.from_cryptography(certificate))
+            context.add_client_ca(certificate)
+        # A selected intermediate is a trust anchor by itself, its root uploaded or not.
+        store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)
+        context.set_verify_depth(8)
+    return context
+
+
+@dataclass(slots=True)
+class Handshake:
+    """What one connection's handshake learnt."""
+
+    site: Site | None = None
+    verify_error: str | None = None
+    wants_client_certificate: bool = False
+
+
+class ContextCache:
+    """TLS contexts by (hostname, certificate id, client-CA digest), built on first use
+    and kept for the ``capacity`` most recently used hostnames.
+
+    An OpenSSL context with its certificate costs about 27 KB, so building one for each of
+    10,000 hostnames would take most of 300 MB; the state itself costs about 2 KB a
+    hostname. A hostname whose context was dropped gets a new one at its next handshake
+    (about a millisecond). ``_by_site`` remembers each `Site`'s key, so a handshake on a
+    known site costs two dictionary lookups; `retain` clears it when the state changes.
+    """
+
+    def __init__(self, capacity: int = DEFAULT_CONTEXT_CAPACITY) -> None:
+        self.capacity = capacity
+        self._contexts: OrderedDict[tuple[str, str, str], SSL.Context] = OrderedDict()
+        self._by_site: dict[int, tuple[Site, tuple[str, str, str], bool]] = {}
+
+    def get(self, site: Site) -> tuple[SSL.Context, bool]:
+        """The site's context, and whether it asks for a client certificate."""
+        known = self._by_site.get(id(site))
+        if known is not None and known[0] is site:
+            key, wants = known[1], known[2]
+        else:
+            if site.certificate is None:
+                raise ValueError(f"{site.hostname} has no certificate yet")
+            digest = hashlib.sha256(site.client_trust_pem()).hexdigest()
+            key = (site.hostname, site.certificate.id, digest)
+            wants = site.wants_client_certificate
+            self._by_site[id(site)] = (site, key, wants)
+        context = self._contexts.get(key)
+        if context is None:
+            context = site_context(site)
+            self._contexts[key] = context
+            if len(self._contexts) > self.capacity:
+                self._contexts.popitem(last=False)
+        else:
+            self._contexts.move_to_end(key)
+        return context, wants
+
+    def retain(self, state: DataPlaneState) -> None:
+        """Forget contexts of hostnames or certificates no longer served."""
+        self._by_site.clear()
+        for key in list(self._contexts):
+            site = state.sites.get(key[0])
+            if site is None or site.certificate is None or site.certificate.id != key[1]:
+                del self._contexts[key]
+
+    def __len__(self) -> int:
+        return len(self._contexts)
+
+
+def accept_and_record(
+    connection: SSL.Connection, certificate: crypto.X509, error: int, depth: int, ok: int
+) -> bool:
+    """Never fail the handshake over a client certificate; remember why it failed."""
+    if not ok:
+        handshake: Handshake = connection.get_app_data()
+        if handshake.verify_error is None:
+            handshake.verify_error = f"{_verify_message(error)} (depth {depth})"
+    return True
+
+
+# OpenSSL's words for the verification failures a client certificate commonly meets.
+_VERIFY_ERRORS = {
+    2: "unable to get issuer certificate",
+    7: "certificate signature failure",
+    9: "certificate is not yet valid",
+    10: "certificate has expired",
+    18: "self-signed certificate",
+    19: "self-signed certificate in certificate chain",
+    20: "unable to get local issuer certificate",
+    21: "unable to verify the first certificate",
+    24: "invalid CA certificate",
+    26: "unsupported certificate purpose",
+}
+
+
+def _verify_message(error: int) -> str:
+    return _VERIFY_ERRORS.get(error, f"certificate verify error {error}")
+
+
+def tls_headers(tls: SSL.Connection, handshake: Handshake) -> list[tuple[bytes, bytes]]:
+    """The ``SSL-*`` headers sent upstream (empty values are left out, as nginx does)."""
+    headers: list[tuple[bytes, bytes]] = [
+        (b"SSL-Protocol", (tls.get_protocol_version_name() or "").encode()),
+        (b"SSL-Cipher", (tls.get_cipher_name() or "").encode()),
+    ]
+    # Client details only for a certificate that verified (an app must be able to trust
+    # them), with DNs as OpenSSL prints them, as nginx sends them.
+    if handshake.wants_client_certificate and handshake.verify_error is None:
+        peer = tls.get_peer_certificate()
+        if peer is not None:
+            certificate = peer.to_cryptography()
+            serial = f"{certificate.serial_number:X}"
+            if len(serial) % 2:
+                serial = "0" + serial
+            headers += [
+                (b"SSL-Client-S-DN", openssl_dn(certificate.subject).encode()),
+                (b"SSL-Client-I-DN", openssl_dn(certificate.issuer).encode()),
+                (
+                    b"SSL-Client-Fingerprint",
+                    peer.digest("sha1").decode().replace(":", "").lower().encode(),
+                ),
+                (b"SSL-Client-Serial", serial.encode()),
+            ]
+    return [(name, value) for name, value in headers if value]
