@@ -131,7 +131,7 @@ def _problem(response: httpx.Response) -> dict[str, Any]:
 def test_every_spelling_of_a_forbidden_upstream_is_refused_at_write(
     servers: ServerLauncher, tmp_path: Path, admin_of: list[httpx.Client]
 ) -> None:
-    server = _start(servers, tmp_path)
+    server = _start(servers, tmp_path, CERTWARD_EGRESS_ALLOW="")  # the default policy
     tenant = Tenant(server, _admin(server, admin_of), "shop", admin_of)
     assert tenant.create("prod", "http://10.20.0.5:8080/").status_code == 201
     refused: dict[str, str] = {}
