@@ -51,6 +51,7 @@ from certward.dataplane.state import (
     Site,
     state_version,
 )
+from tests.dataplane.local_policy import LOCAL_POLICY
 from tests.gateway.harness import LOOPBACK_ALLOWED, MutableSource, profile
 from tests.material.factory import TestCA
 
@@ -194,6 +195,7 @@ class NginxProcess:
             http_listen=f"127.0.0.1:{free_port()}",
             acme_upstream="http://127.0.0.1:9",
             prefix=str(self.prefix),
+            policy=LOCAL_POLICY,
         )
         for relative, rendered in files.items():
             path = self.prefix / relative

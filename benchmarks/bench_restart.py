@@ -38,7 +38,7 @@ def main() -> None:
         context = platform.context
         apps.create_app(context, ADMIN, name="bench", plan=Plan.LICENSED)
         apps.create_environment(
-            context, ADMIN, "bench", name="production", upstream="http://127.0.0.1:9"
+            context, ADMIN, "bench", name="production", upstream="http://10.0.0.1:9"
         )
         issuer = TestCA.root(name="bench issuing CA").intermediate(name="bench intermediate")
         leaves = [

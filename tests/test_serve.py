@@ -132,8 +132,9 @@ class ServerLauncher:
             "CERTWARD_GATEWAY_LISTEN": f"127.0.0.1:{free_port()}",
             "CERTWARD_GATEWAY_HTTP_LISTEN": f"127.0.0.1:{free_port()}",
             "CERTWARD_GATEWAY_WORKERS": "1",
-            # The test apps listen on loopback, which the default egress policy refuses.
-            "CERTWARD_EGRESS_ALLOW": "127.0.0.0/8",
+            # The test apps listen on loopback, which the default egress policy refuses;
+            # 10.0.0.0/8 holds the backends that are named but never reached.
+            "CERTWARD_EGRESS_ALLOW": "127.0.0.0/8,10.0.0.0/8",
         }
         env = clean_environment(**{**gateway, **environ}, CERTWARD_LISTEN=f"127.0.0.1:{port}")
         number = len(self.started)

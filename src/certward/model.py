@@ -582,3 +582,35 @@ class AcmeChallenge(Base):
     key_authorization: Mapped[str] = mapped_column(String(512))
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class UpstreamBackend(Base):
+    """A backend address (``host:port`` of an upstream) and the one app it belongs to.
+
+    Kept while any environment of the app forwards there: another app naming the same
+    backend is refused (409), as a hostname is, so one tenant cannot send its callers'
+    verified client-certificate headers to another tenant's backend.
+    """
+
+    __tablename__ = "upstream_backends"
+
+    backend: Mapped[str] = mapped_column(String(300), primary_key=True)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+
+
+class DataPlaneExclusion(Base):
+    """A hostname the nginx data plane leaves out of its configuration, and why.
+
+    Written by the nginx agent after each install: the rows are exactly the sites the
+    active configuration does not serve (a refused or unresolvable upstream, a site
+    ``nginx -t`` rejects). ``since`` is when the site was first left out.
+    """
+
+    __tablename__ = "data_plane_exclusions"
+
+    hostname: Mapped[str] = mapped_column(String(253), primary_key=True)
+    app: Mapped[str] = mapped_column(String(63))
+    environment: Mapped[str] = mapped_column(String(63))
+    reason: Mapped[str] = mapped_column(Text)
+    since: Mapped[datetime]

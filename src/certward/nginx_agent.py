@@ -17,14 +17,19 @@ while the symlink moves still gets one consistent set. nginx is reloaded with SI
 to the pid in ``run/nginx.pid``, and the reload is confirmed by asking the plain-HTTP
 listener which state version it serves.
 
-When ``nginx -t`` names a site (an upstream host it cannot resolve, a certificate it
-cannot load), that site is left out and the rest is validated again: one broken site
-does not hold back every other change.
+Upstream names are resolved here, once per install, and every address checked against
+the operator's egress policy (`certward.dataplane.nginx_upstreams`): a site whose
+upstream is refused or does not resolve is left out before nginx sees it. When
+``nginx -t`` still refuses a set, the sites it names (a certificate it cannot load) are
+left out; when it names none, the sites are bisected -- subsets rendered and tested
+-- until the ones it refuses are found, and the rest is installed. One broken site
+does not hold back every other tenant's change or renewal. The sites left out are
+handed to the ``report`` callback of `NginxSync` (the CLI stores them for the API, the
+console, the metrics and the webhooks: `certward.services.dataplane_exclusions`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import logging
 import os
@@ -32,28 +37,32 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from certward.dataplane.nginx import (
     CONFIG_FILE,
     STATE_PATH,
     VERSION_FILE,
     RenderedFile,
+    RenderedSet,
     render_set,
 )
+from certward.dataplane.nginx_upstreams import Lookup, UpstreamChecks, check_upstreams
 from certward.dataplane.state import DataPlaneState
+from certward.egress import EgressPolicy
 
 log = logging.getLogger("certward.nginx")
 
 KEPT_SETS = 3  # the active set and the ones before it (a reload may still be reading one)
 VALIDATION_TIMEOUT = 120.0
 MAX_EXCLUSION_ROUNDS = 5
+MAX_BISECT_TRIALS = 200  # nginx -t runs one install may spend finding refused sites
 _SET_NAME = re.compile(r"^(\d{6})-[A-Za-z0-9]+$")
 
 
@@ -62,13 +71,23 @@ class NginxOptions:
     """How the configuration is rendered and checked.
 
     ``nginx`` is the program used for ``nginx -t``; None skips validation (rendering on
-    a machine without nginx).
+    a machine without nginx). ``policy`` is the operator's egress policy every upstream
+    address must pass; ``upstream_trust_pem`` the CA certificates that verify https
+    upstreams (`certward.trust.upstream_trust_pem`).
     """
 
     https_listen: str
     http_listen: str
     acme_upstream: str
     nginx: str | None = None
+    policy: EgressPolicy = field(default_factory=EgressPolicy)
+    upstream_trust_pem: bytes = field(default=b"", repr=False)
+
+
+def resolve_host(host: str, port: int) -> Sequence[str]:
+    """The addresses of ``host`` (`OSError` when it does not resolve)."""
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in found]
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,25 +254,13 @@ def validate(nginx: str, directory: NginxDirectory, set_path: Path) -> Validatio
     return Validation(ok=completed.returncode == 0, output=(completed.stderr or "").strip())
 
 
-_UNRESOLVED_UPSTREAM = re.compile(r'host not found in upstream "([^"]+)"')
 _SITE_FILE = re.compile(r"/(?:tls|client-ca)/([a-z0-9.-]+?)\.(?:crt|key|pem)\b")
 
 
 def sites_named_in(output: str, state: DataPlaneState) -> set[str]:
-    """The hostnames an ``nginx -t`` failure is about: a site file it could not load, or
-    every site whose upstream host it could not resolve."""
-    named = {match.group(1) for match in _SITE_FILE.finditer(output)} & set(state.sites)
-    for match in _UNRESOLVED_UPSTREAM.finditer(output):
-        address = match.group(1)
-        if address.startswith("["):
-            host = address[1:].split("]", 1)[0]
-        else:
-            host = address.rsplit(":", 1)[0]
-        for hostname, site in state.sites.items():
-            with contextlib.suppress(ValueError):
-                if (urlsplit(site.upstream).hostname or "").lower() == host.lower():
-                    named.add(hostname)
-    return named
+    """The hostnames an ``nginx -t`` failure names: a site file it could not load.
+    (Upstreams are rendered as checked addresses: nginx resolves no site's name.)"""
+    return {match.group(1) for match in _SITE_FILE.finditer(output)} & set(state.sites)
 
 
 # -- installing a state -------------------------------------------------------------------------
@@ -273,38 +280,35 @@ class Installed:
     problem: str | None = None
 
 
-def install(state: DataPlaneState, directory: NginxDirectory, options: NginxOptions) -> Installed:
+def install(
+    state: DataPlaneState,
+    directory: NginxDirectory,
+    options: NginxOptions,
+    *,
+    lookup: Lookup = resolve_host,
+) -> Installed:
     """Render ``state`` into a new set, validate it, and make it the active one.
 
-    Sites ``nginx -t`` names are left out and the set rendered again (a few rounds at
-    most). Nothing is reloaded here.
+    Upstream names are resolved once through ``lookup`` and checked against the policy.
+    Sites ``nginx -t`` names are left out and the set rendered again; when it names
+    none, the sites are bisected to find the ones it refuses. Nothing is reloaded here.
     """
     directory.prepare()
+    checks = check_upstreams(
+        (site.upstream for site in state.sites.values()), options.policy, lookup
+    )
     excluded: dict[str, str] = {}
     for _ in range(MAX_EXCLUSION_ROUNDS + 1):
         set_path = directory.new_set_path(state.version)
-        rendered = render_set(
-            state,
-            https_listen=options.https_listen,
-            http_listen=options.http_listen,
-            acme_upstream=options.acme_upstream,
-            prefix=str(set_path.absolute()),
-            exclude=excluded,
-        )
-        skipped = {**rendered.skipped, **excluded}
+        rendered = _render(state, options, checks, set_path, excluded)
         active = directory.active_set()
         if active is not None:
             # Same state rendered into the active set's place: compare like with like.
-            again = render_set(
-                state,
-                https_listen=options.https_listen,
-                http_listen=options.http_listen,
-                acme_upstream=options.acme_upstream,
-                prefix=str(active.absolute()),
-                exclude=excluded,
-            )
+            again = _render(state, options, checks, active, excluded)
             if directory.holds(again.files):
-                return Installed(outcome=InstallOutcome.UNCHANGED, set_path=active, skipped=skipped)
+                return Installed(
+                    outcome=InstallOutcome.UNCHANGED, set_path=active, skipped=rendered.skipped
+                )
         directory.write_set(set_path, rendered.files)
         if options.nginx is None:
             check = Validation(ok=True, output="")
@@ -313,24 +317,102 @@ def install(state: DataPlaneState, directory: NginxDirectory, options: NginxOpti
         if check.ok:
             directory.activate(set_path)
             directory.prune()
-            return Installed(outcome=InstallOutcome.INSTALLED, set_path=set_path, skipped=skipped)
+            return Installed(
+                outcome=InstallOutcome.INSTALLED, set_path=set_path, skipped=rendered.skipped
+            )
         shutil.rmtree(set_path, ignore_errors=True)
         culprits = sites_named_in(check.output, state) - set(excluded)
-        if not culprits:
+        reasons = {
+            hostname: f"nginx refused it: {_last_line(check.output)}" for hostname in culprits
+        }
+        if not reasons and options.nginx is not None:
+            served = [h for h in sorted(state.sites) if h not in rendered.skipped]
+            reasons = _bisect(options.nginx, state, directory, options, checks, excluded, served)
+        if not reasons:
             return Installed(
                 outcome=InstallOutcome.REJECTED,
                 set_path=directory.active_set(),
-                skipped=skipped,
+                skipped=rendered.skipped,
                 problem=check.output,
             )
-        for hostname in culprits:
-            excluded[hostname] = f"nginx refused it: {_last_line(check.output)}"
+        excluded |= reasons
     return Installed(
         outcome=InstallOutcome.REJECTED,
         set_path=directory.active_set(),
         skipped=excluded,
         problem="too many sites refused by nginx -t",
     )
+
+
+def _render(
+    state: DataPlaneState,
+    options: NginxOptions,
+    checks: UpstreamChecks,
+    set_path: Path,
+    exclude: Mapping[str, str] | Collection[str],
+) -> RenderedSet:
+    return render_set(
+        state,
+        https_listen=options.https_listen,
+        http_listen=options.http_listen,
+        acme_upstream=options.acme_upstream,
+        prefix=str(set_path.absolute()),
+        policy=options.policy,
+        upstreams=checks,
+        upstream_trust_pem=options.upstream_trust_pem,
+        exclude=exclude,
+    )
+
+
+def _bisect(
+    nginx: str,
+    state: DataPlaneState,
+    directory: NginxDirectory,
+    options: NginxOptions,
+    checks: UpstreamChecks,
+    excluded: Mapping[str, str],
+    candidates: list[str],
+) -> dict[str, str]:
+    """The sites among ``candidates`` that ``nginx -t`` refuses, each with nginx's words.
+
+    Sets of sites are rendered and tested, halving the suspects each time: about
+    2·k·log2(n) runs of ``nginx -t`` for k bad sites among n. Empty when the set fails
+    without any site (the fault is elsewhere: an option, the ACME upstream).
+    """
+    trials = [0]
+
+    def passes(included: Sequence[str]) -> Validation:
+        trials[0] += 1
+        keep = set(included)
+        exclude = {**excluded, **{h: "bisect" for h in candidates if h not in keep}}
+        set_path = directory.new_set_path(state.version)
+        directory.write_set(set_path, _render(state, options, checks, set_path, exclude).files)
+        try:
+            return validate(nginx, directory, set_path)
+        finally:
+            shutil.rmtree(set_path, ignore_errors=True)
+
+    if not passes([]).ok:
+        return {}
+    bad: dict[str, str] = {}
+    good: list[str] = []
+
+    def search(suspects: list[str]) -> None:
+        if not suspects or trials[0] >= MAX_BISECT_TRIALS:
+            return
+        check = passes(good + suspects)
+        if check.ok:
+            good.extend(suspects)
+            return
+        if len(suspects) == 1:
+            bad[suspects[0]] = f"nginx refused it: {_last_line(check.output)}"
+            return
+        middle = len(suspects) // 2
+        search(suspects[:middle])
+        search(suspects[middle:])
+
+    search(candidates)
+    return bad
 
 
 def _last_line(output: str) -> str:
@@ -412,7 +494,8 @@ class NginxSync:
     """Polls the state; renders, validates, activates and reloads when it changes.
 
     A version nginx refused is not tried again until the state changes (its reason is
-    logged once); the set before it keeps serving.
+    logged once); the set before it keeps serving. After each install, ``report`` (if
+    given) is told which sites the active set leaves out and why.
     """
 
     def __init__(
@@ -422,8 +505,10 @@ class NginxSync:
         options: NginxOptions,
         *,
         confirm_attempts: int = 100,
+        report: Callable[[DataPlaneState, Mapping[str, str]], None] | None = None,
     ) -> None:
         self.load_state = load_state
+        self.report = report
         self.directory = directory
         self.options = options
         self.confirm_attempts = confirm_attempts
@@ -456,6 +541,7 @@ class NginxSync:
             return SyncReport(outcome=SyncOutcome.REJECTED, version=state.version)
         self._applied = state.version
         self._rejected = None
+        self._report(state, installed.skipped)
         if installed.outcome is InstallOutcome.UNCHANGED:
             log.info("state %s is already in %s", state.version[:12], installed.set_path)
             return SyncReport(outcome=SyncOutcome.UNCHANGED, version=state.version)
@@ -486,6 +572,15 @@ class NginxSync:
         return SyncReport(
             outcome=SyncOutcome.APPLIED, version=state.version, reloaded=True, confirmed=confirmed
         )
+
+    def _report(self, state: DataPlaneState, skipped: Mapping[str, str]) -> None:
+        if self.report is None:
+            return
+        try:
+            self.report(state, skipped)
+        except Exception:  # the database away, say: nginx is served all the same
+            log.exception("could not report the sites nginx leaves out")
+            self._applied = None  # report again at the next poll
 
     def run(self, interval: float) -> None:
         """`sync_once` every ``interval`` seconds until `stop`."""

@@ -53,7 +53,8 @@ from tests.material.factory import NOW, IssuedCert, KeyType, TestCA
 
 ADMIN_TOKEN = "cw_test-admin-token-0123456789abcdef"  # a test credential
 API = "/api/v1"
-DEFAULT_UPSTREAM = "http://10.0.0.10:8080"
+DEFAULT_UPSTREAM = "http://{app}.backend.test:8080"
+"""An app's own backend: a backend belongs to one app, so each app gets its own name."""
 DATABASES = ("sqlite", "postgresql")
 # The clock stands still in these tests: upload rate limits would never refill. Tests of
 # the limits themselves set their own rates through ``api_environ``.
@@ -152,7 +153,7 @@ class Api:
     ) -> dict[str, Any]:
         response = self.client.post(
             self.app_url(app, "/environments"),
-            json={"name": name, "upstream": upstream},
+            json={"name": name, "upstream": upstream.format(app=app)},
             headers=headers or self.admin_headers,
         )
         body: dict[str, Any] = expect(response, 201)

@@ -81,7 +81,7 @@ def client_loop(
                 acknowledged.apps.append(app)
                 created = c.post(
                     f"/apps/{app}/environments",
-                    json={"name": env, "upstream": "http://10.0.0.1:8080"},
+                    json={"name": env, "upstream": f"http://{app}.backend.test:8080"},
                 )
                 if created.status_code != 201:
                     continue

@@ -118,6 +118,12 @@ def test_metrics_give_each_certificate_its_expiry(api: Api, client_ca: TestCA) -
     assert api.client.get("/metrics", headers=viewer.headers).status_code == 403
 
 
+@pytest.fixture
+def api_environ() -> dict[str, str]:
+    """The webhook receivers of these tests listen on loopback: the operator opens it."""
+    return {"CERTWARD_EGRESS_ALLOW": "127.0.0.0/8"}
+
+
 class Receiver:
     """A webhook receiver on 127.0.0.1 that fails its first ``failures`` requests."""
 
@@ -202,6 +208,8 @@ def test_webhook_commands_add_list_and_remove(
     monkeypatch.setenv("CERTWARD_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("COLUMNS", "200")
     assert main(["webhook", "add", "ftp://nope"]) == 2
+    assert main(["webhook", "add", "http://127.0.0.1:9/hook"]) == 2  # loopback: closed
+    monkeypatch.setenv("CERTWARD_EGRESS_ALLOW", "127.0.0.0/8")
     assert main(["webhook", "add", "http://127.0.0.1:9/hook"]) == 0
     capsys.readouterr()
     assert main(["webhook", "list", "--json"]) == 0

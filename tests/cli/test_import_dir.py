@@ -16,7 +16,7 @@ def test_a_directory_is_imported_and_the_summary_says_what_failed_and_why(
     cli: Cli, partner_ca: TestCA, tmp_path: Path
 ) -> None:
     cli.ok("app", "create", "bulk", "--plan", "licensed")
-    cli.ok("env", "create", "bulk", "production", "--upstream", "http://127.0.0.1:8080")
+    cli.ok("env", "create", "bulk", "production", "--upstream", "http://bulk.backend.test:8080")
     certificates = tmp_path / "certificates"
     certificates.mkdir()
     write(certificates, "billing.p12", client_leaf(partner_ca, "billing").pkcs12(PASSWORD))
@@ -74,7 +74,9 @@ def test_the_json_summary_is_for_scripts_and_a_clean_import_exits_0(
     cli: Cli, partner_ca: TestCA, tmp_path: Path
 ) -> None:
     cli.ok("app", "create", "bulkjson", "--plan", "licensed")
-    cli.ok("env", "create", "bulkjson", "production", "--upstream", "http://127.0.0.1:8080")
+    cli.ok(
+        "env", "create", "bulkjson", "production", "--upstream", "http://bulkjson.backend.test:8080"
+    )
     directory = tmp_path / "in"
     directory.mkdir()
     write(directory, "a.p12", client_leaf(partner_ca, "json-a").pkcs12(PASSWORD))

@@ -24,7 +24,7 @@ def fingerprint(ca: TestCA) -> str:
 
 def test_a_tls_certificate_serves_a_custom_domain(cli: Cli, tls_ca: TestCA, tmp_path: Path) -> None:
     cli.ok("app", "create", "web", "--plan", "licensed")
-    cli.ok("env", "create", "web", "production", "--upstream", "http://127.0.0.1:8080")
+    cli.ok("env", "create", "web", "production", "--upstream", "http://web.backend.test:8080")
     leaf = tls_ca.issue_leaf("www.web.example", sans=["www.web.example", "web.example"])
     certificate = write(tmp_path, "web.crt", leaf.cert_pem())
     key = write(tmp_path, "web.key", leaf.key_pem())
@@ -105,7 +105,7 @@ def test_access_profiles_and_path_rules_are_staged_and_applied(
     cli: Cli, partner_ca: TestCA, tmp_path: Path
 ) -> None:
     cli.ok("app", "create", "gate", "--plan", "licensed")
-    cli.ok("env", "create", "gate", "production", "--upstream", "http://127.0.0.1:8080")
+    cli.ok("env", "create", "gate", "production", "--upstream", "http://gate.backend.test:8080")
 
     bad = cli.refused(
         "access-profile", "create", "office", "--app", "gate",
@@ -191,7 +191,7 @@ def test_access_profiles_and_path_rules_are_staged_and_applied(
 
 def test_ip_deny_profiles_are_attached_as_a_whole_set(cli: Cli) -> None:
     cli.ok("app", "create", "deny", "--plan", "free")  # any plan
-    cli.ok("env", "create", "deny", "production", "--upstream", "http://127.0.0.1:8080")
+    cli.ok("env", "create", "deny", "production", "--upstream", "http://deny.backend.test:8080")
     cli.ok("ip-deny-profile", "create", "scanners", "--app", "deny", "--ip-range", "192.0.2.0/24")
     cli.ok("ip-deny-profile", "create", "old-office", "--app", "deny")
     attached = cli.ok(

@@ -33,12 +33,18 @@ def test_an_app_goes_from_nothing_to_a_rolled_back_version(
     assert "licensed" in cli.ok("app", "list").stdout
 
     environment = cli.ok(
-        "env", "create", "shop", "production", "--upstream", "http://127.0.0.1:8080", "--json"
+        "env",
+        "create",
+        "shop",
+        "production",
+        "--upstream",
+        "http://shop.backend.test:8080",
+        "--json",
     ).json()
     assert environment["hostname"].startswith("production-shop.")
     shown = cli.ok("env", "show", "shop", "production").stdout
     assert environment["hostname"] in shown
-    assert "http://127.0.0.1:8080" in shown
+    assert "http://shop.backend.test:8080" in shown
 
     leaf = client_leaf(partner_ca, "shop-production")
     p12 = write(tmp_path, "partner.p12", leaf.pkcs12(PASSWORD, legacy=True))
@@ -141,7 +147,7 @@ def test_a_pin_taken_by_another_certificate_is_refused_naming_both(
     cli: Cli, partner_ca: TestCA, tmp_path: Path
 ) -> None:
     cli.ok("app", "create", "pins", "--plan", "licensed")
-    cli.ok("env", "create", "pins", "production", "--upstream", "http://127.0.0.1:8080")
+    cli.ok("env", "create", "pins", "production", "--upstream", "http://pins.backend.test:8080")
     first = client_leaf(partner_ca, "first")
     second = client_leaf(partner_ca, "second")
     password_file = write(tmp_path, "pw", OTHER_PASSWORD.encode())
@@ -173,7 +179,9 @@ def test_passwords_come_from_stdin_or_a_hidden_prompt_never_from_arguments(
     cli: Cli, partner_ca: TestCA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cli.ok("app", "create", "secrets", "--plan", "licensed")
-    cli.ok("env", "create", "secrets", "production", "--upstream", "http://127.0.0.1:8080")
+    cli.ok(
+        "env", "create", "secrets", "production", "--upstream", "http://secrets.backend.test:8080"
+    )
     p12 = write(tmp_path, "a.p12", client_leaf(partner_ca, "stdin").pkcs12(PASSWORD))
 
     usage = cli("client-cert", "add", *where("secrets"), "--file", str(p12), "--password", "x")
@@ -211,7 +219,7 @@ def test_an_openssl_legacy_pkcs12_is_staged(
     cli: Cli, partner_ca: TestCA, openssl_cli: OpenSSLCli, tmp_path: Path
 ) -> None:
     cli.ok("app", "create", "legacy", "--plan", "licensed")
-    cli.ok("env", "create", "legacy", "production", "--upstream", "http://127.0.0.1:8080")
+    cli.ok("env", "create", "legacy", "production", "--upstream", "http://legacy.backend.test:8080")
     leaf = client_leaf(partner_ca, "openssl-legacy")
     p12 = write(
         tmp_path,
@@ -229,7 +237,7 @@ def test_free_apps_are_told_custom_certificates_need_a_licensed_plan(
     cli: Cli, partner_ca: TestCA, tmp_path: Path
 ) -> None:
     cli.ok("app", "create", "hobby")
-    cli.ok("env", "create", "hobby", "production", "--upstream", "http://127.0.0.1:8080")
+    cli.ok("env", "create", "hobby", "production", "--upstream", "http://hobby.backend.test:8080")
     authority = write(tmp_path, "ca.pem", partner_ca.cert_pem())
     refused = cli.refused("authority", "add", *where("hobby"), "--file", str(authority))
     assert "403 plan-required" in refused.stderr
@@ -240,12 +248,12 @@ def test_free_apps_are_told_custom_certificates_need_a_licensed_plan(
 
 def test_environments_are_updated_listed_and_deleted(cli: Cli) -> None:
     cli.ok("app", "create", "envs", "--plan", "licensed")
-    cli.ok("env", "create", "envs", "staging", "--upstream", "http://127.0.0.1:8081")
+    cli.ok("env", "create", "envs", "staging", "--upstream", "http://envs.backend.test:8081")
     updated = cli.ok(
-        "env", "update", "envs", "staging", "--upstream", "http://127.0.0.1:9090",
+        "env", "update", "envs", "staging", "--upstream", "http://envs.backend.test:9090",
         "--pkcs12-profile", "legacy", "--no-client-certificate", "open.example.com", "--json",
     ).json()  # fmt: skip
-    assert updated["upstream"] == "http://127.0.0.1:9090"
+    assert updated["upstream"] == "http://envs.backend.test:9090"
     assert cli("env", "update", "envs", "staging").code == 2  # nothing to change
     assert "staging" in cli.ok("env", "list", "envs").stdout
     managed = cli.ok("env", "managed-certificate", "envs", "staging", "--json").json()

@@ -14,7 +14,7 @@ def test_the_inventory_lists_every_certificate_for_scripts_and_people(
     cli: Cli, partner_ca: TestCA, tmp_path: Path
 ) -> None:
     cli.ok("app", "create", "stock", "--plan", "licensed")
-    cli.ok("env", "create", "stock", "production", "--upstream", "http://127.0.0.1:8080")
+    cli.ok("env", "create", "stock", "production", "--upstream", "http://stock.backend.test:8080")
     p12 = write(tmp_path, "a.p12", client_leaf(partner_ca, "stock-client").pkcs12("pw"))
     cli.ok(
         "client-cert", "add", "--app", "stock", "--env", "production", "--file", str(p12),
@@ -95,3 +95,8 @@ def test_health_metrics_and_the_platform_ca(cli: Cli, tmp_path: Path) -> None:
     crl = tmp_path / "root.crl"
     cli.ok("platform-ca", "crl", root["id"], "--out", str(crl), token="")
     assert x509.load_der_x509_crl(crl.read_bytes()).issuer.rfc4514_string() == root["subject"]
+
+
+def test_the_sites_nginx_leaves_out_are_listed(cli: Cli) -> None:
+    assert "No site is left out" in cli.ok("data-plane", "excluded").stdout
+    assert cli.ok("data-plane", "excluded", "--json").json() == []

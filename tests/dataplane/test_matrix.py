@@ -27,6 +27,7 @@ from certward.nginx_agent import (
     reload,
     wait_until_serving,
 )
+from tests.dataplane.local_policy import LOCAL_POLICY
 from tests.dataplane.matrix import (
     CASES,
     Case,
@@ -68,6 +69,7 @@ class NginxDataPlane:
                 http_listen=f"127.0.0.1:{http_port}",
                 acme_upstream=self.setup.acme_upstream,
                 nginx=self.binary,
+                policy=LOCAL_POLICY,
             )
             installed = install(state, self.directory, options)
             assert installed.outcome is not InstallOutcome.REJECTED, installed.problem

@@ -9,6 +9,7 @@ import re
 import subprocess
 from ipaddress import ip_network
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -40,14 +41,16 @@ from certward.dataplane.state import (
     Site,
     state_version,
 )
+from tests.dataplane.local_policy import LOCAL_POLICY
 from tests.dataplane.matrix import MatrixPki, profile, rules
 from tests.material.factory import TestCA
 from tests.material.tools import require_tool
 
-LISTEN = {
+LISTEN: dict[str, Any] = {
     "https_listen": "127.0.0.1:8443",
     "http_listen": "127.0.0.1:8080",
     "acme_upstream": "http://127.0.0.1:8700",
+    "policy": LOCAL_POLICY,
 }
 
 

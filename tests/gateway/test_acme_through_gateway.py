@@ -47,6 +47,7 @@ def test_pebble_validates_through_the_gateway_and_the_gateway_serves_the_result(
                 "CERTWARD_ACME_CA_BUNDLE": str(pebble.ca_bundle),
                 "CERTWARD_GATEWAY_HTTP_LISTEN": f"127.0.0.1:{http_port}",
                 "CERTWARD_GATEWAY_REFRESH": "1",
+                "CERTWARD_EGRESS_ALLOW": "127.0.0.0/8",  # the test backend is local
             },
             cwd=tmp_path,
         )

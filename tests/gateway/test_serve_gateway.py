@@ -47,6 +47,8 @@ def test_serve_runs_the_gateway_for_managed_and_custom_hostnames(
             "CERTWARD_ADMIN_TOKEN": ADMIN_TOKEN,
             "CERTWARD_GATEWAY_REFRESH": "1",
             "CERTWARD_GATEWAY_WORKERS": "2",
+            # The test backends run on this machine: the operator opens loopback.
+            "CERTWARD_EGRESS_ALLOW": "127.0.0.0/8",
         },
         cwd=tmp_path,
     )

@@ -59,9 +59,7 @@ def installation(tmp_path: Path) -> Path:
     platform = open_platform(settings_for(tmp_path))
     context = platform.context
     apps.create_app(context, ADMIN, name="shop", plan=Plan.LICENSED)
-    apps.create_environment(
-        context, ADMIN, "shop", name="production", upstream="http://127.0.0.1:9"
-    )
+    apps.create_environment(context, ADMIN, "shop", name="production", upstream="http://10.0.0.1:9")
     ca = TestCA.root(name="crash test CA")
     for number in range(5):
         leaf = ca.issue_leaf(f"client-{number}", eku=["clientAuth"])

@@ -119,7 +119,11 @@ class ConsoleClient:
 
     def create_environment(self, app: str, name: str) -> None:
         apps.create_environment(
-            self.platform.context, OPERATOR, app, name=name, upstream="http://10.0.0.10:8080"
+            self.platform.context,
+            OPERATOR,
+            app,
+            name=name,
+            upstream=f"http://{app}.backend.test:8080",
         )
 
     def _keep(self, response: httpx.Response) -> httpx.Response:
@@ -166,7 +170,11 @@ class LiveConsole:
 
     def create_environment(self, app: str, name: str) -> None:
         apps.create_environment(
-            self.platform.context, OPERATOR, app, name=name, upstream="http://10.0.0.10:8080"
+            self.platform.context,
+            OPERATOR,
+            app,
+            name=name,
+            upstream=f"http://{app}.backend.test:8080",
         )
 
 

@@ -12,7 +12,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from certward.api.deps import ContextDep, PrincipalDep, url_without_nul
-from certward.services import managed, platform_ca
+from certward.services import dataplane_exclusions, managed, platform_ca
+from certward.services.dataplane_exclusions import ExcludedSite
 from certward.services.managed import ManagedCertificateView
 from certward.services.platform_ca import CaCertificateView
 
@@ -101,3 +102,11 @@ def managed_certificate(
     """The certificate of the environment's default hostname, issued and renewed by the
     platform: public material, dates and renewal state (never its key)."""
     return managed.get_managed_certificate(ctx, who, app, env)
+
+
+@router.get("/platform/data-plane/excluded-sites", tags=["data plane"])
+def excluded_sites(ctx: ContextDep, who: PrincipalDep) -> list[ExcludedSite]:
+    """The sites the nginx data plane leaves out of its configuration, with the reason
+    (an upstream refused by the egress policy or that does not resolve, a site nginx
+    refuses) and since when. Platform administrators only."""
+    return dataplane_exclusions.list_excluded(ctx, who)

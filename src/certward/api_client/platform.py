@@ -55,6 +55,10 @@ class PlatformApi(ApiTransport):
             )
         )
 
+    def excluded_sites(self) -> list[JsonObject]:
+        """The sites the nginx data plane leaves out, with the reason (platform admin)."""
+        return self._list(self._request("GET", "/api/v1/platform/data-plane/excluded-sites"))
+
     def platform_ca_pem(self, *, every: bool = False) -> str:
         """The active root as PEM (``every``: every published root and intermediate)."""
         return self._request("GET", "/api/v1/platform/ca", params={"all": every or None}).text

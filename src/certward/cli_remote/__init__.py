@@ -75,3 +75,4 @@ remote_app.command("audit", rich_help_panel=_PANEL_PLATFORM)(tokens.audit_comman
 remote_app.add_typer(
     platform.platform_ca_group, name="platform-ca", rich_help_panel=_PANEL_PLATFORM
 )
+remote_app.add_typer(platform.data_plane_group, name="data-plane", rich_help_panel=_PANEL_PLATFORM)

@@ -162,3 +162,30 @@ def platform_ca_crl(
         download = api.platform_ca_crl(ca_id)
     write_file(out, download.content, private=False)
     print_line(f"Wrote the CRL of {ca_id} to {out}.")
+
+
+data_plane_group = typer.Typer(
+    help="What the nginx data plane serves (platform admin).", no_args_is_help=True
+)
+
+
+@data_plane_group.command("excluded")
+def data_plane_excluded(
+    server: ServerOption = DEFAULT_SERVER, token: TokenOption = None, as_json: JsonOption = False
+) -> None:
+    """The sites nginx leaves out of its configuration, why, and since when."""
+    with connect(server, token, as_json=as_json) as api:
+        sites = api.excluded_sites()
+    show_rows(
+        sites,
+        as_json,
+        ("hostname", "app", "environment", "reason", "since"),
+        lambda s: (
+            s.get("hostname"),
+            s.get("app"),
+            s.get("environment"),
+            s.get("reason"),
+            format_time(s.get("since")),
+        ),
+        empty="No site is left out: nginx serves every one.",
+    )

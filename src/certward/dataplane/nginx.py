@@ -21,9 +21,9 @@ request by request:
   location runs; ``error_page 495 = @named`` sends the request through the same
   decision in a named location (``$uri`` untouched), where the failure counts as "not
   verified", exactly like ``ClientIdentity(verified=False)``.
-* **Selected intermediates are trust anchors**: nginx cannot set OpenSSL's partial-chain
-  flag, so every client CA is also written as a ``TRUSTED CERTIFICATE`` carrying the
-  clientAuth trust setting, which makes OpenSSL accept a chain that ends there.
+* **Selected intermediates are trust anchors** (`certward.dataplane.nginx_client_ca`).
+* **Upstreams** are rendered as checked literal addresses, https ones verified, caller
+  headers cleared and loops refused (`certward.dataplane.nginx_upstreams`).
 
 The decision is made on ``$uri``: percent-decoded, dot segments resolved, slashes
 merged. Deciding on the raw target would let ``/api%2Ddoc/`` past a rule on
@@ -32,22 +32,30 @@ merged. Deciding on the raw target would let ``/api%2Ddoc/`` past a rule on
 whose ``Host`` names another site than the connection's SNI gets 421: the certificate
 was verified against the SNI host's CAs, not the other site's.
 
-Pure: no files, sockets or clock.
+Pure: no files, sockets or clock (upstream names are resolved by the caller).
 """
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
-
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from certward.dataplane.access import matching_rule
+from certward.dataplane.nginx_client_ca import accepted_issuer_dns, client_ca_file
+from certward.dataplane.nginx_client_ca import openssl_dn as openssl_dn  # noqa: PLC0414
+from certward.dataplane.nginx_upstreams import (
+    UPSTREAM_TRUST_FILE,
+    CheckedUpstream,
+    UpstreamBlocks,
+    UpstreamChecks,
+    UpstreamTarget,
+    acme_origin,
+    check_upstreams,
+    forwarded_headers,
+    tls_lines,
+)
 from certward.dataplane.state import (
     AccessProfile,
     DataPlaneState,
@@ -56,7 +64,7 @@ from certward.dataplane.state import (
     RuleKind,
     Site,
 )
-from certward.pki import der
+from certward.egress import EgressPolicy
 
 PRIVATE_MODE = 0o600
 PUBLIC_MODE = 0o644
@@ -66,7 +74,6 @@ STATE_PATH = "/.well-known/certward/state"
 """Answers the state version being served (loopback callers only): how a reload is
 confirmed to be in effect."""
 CLIENT_VERIFY_DEPTH = 8
-UPSTREAM_KEEPALIVE = 16
 
 FORBIDDEN_PAGE = (
     "<!doctype html><html><head><title>403 Forbidden</title></head>"
@@ -86,11 +93,10 @@ TLS12_CIPHERS = ":".join(
 )
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
-_LISTEN_HOST = re.compile(r"^[A-Za-z0-9.*-]+$")
-_VERSION = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
-_CLIENT_AUTH_TRUST = bytes.fromhex("300c300a06082b06010505070302")
-"""The DER ``X509_CERT_AUX`` that marks a certificate trusted for clientAuth."""
+# Used with fullmatch: ``match`` with ``$`` would let a trailing newline through.
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*")
+_LISTEN_HOST = re.compile(r"[A-Za-z0-9.*-]+")
+_VERSION = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +122,9 @@ def render(
     http_listen: str,
     acme_upstream: str,
     prefix: str,
+    policy: EgressPolicy,
+    upstreams: UpstreamChecks | None = None,
+    upstream_trust_pem: bytes = b"",
 ) -> dict[str, RenderedFile]:
     """Every file nginx needs to serve ``state``, by path relative to ``prefix``.
 
@@ -125,6 +134,9 @@ def render(
     are relative paths, resolved by nginx against its own ``-p`` prefix.
     ``https_listen``/``http_listen`` are ``host:port``; ``acme_upstream`` is where
     ``/.well-known/acme-challenge/`` on the HTTP port is proxied (certward's API).
+    Each site's upstream is checked against ``policy``; ``upstreams`` gives the checks
+    made already, with names resolved (without it, a name is left unresolved and its
+    site out). ``upstream_trust_pem`` verifies https upstreams.
     Raises `ValueError` when the options cannot be rendered safely; see `render_set`
     for sites that cannot.
     """
@@ -134,6 +146,9 @@ def render(
         http_listen=http_listen,
         acme_upstream=acme_upstream,
         prefix=prefix,
+        policy=policy,
+        upstreams=upstreams,
+        upstream_trust_pem=upstream_trust_pem,
     ).files
 
 
@@ -144,30 +159,38 @@ def render_set(
     http_listen: str,
     acme_upstream: str,
     prefix: str,
-    exclude: Collection[str] = (),
+    policy: EgressPolicy,
+    upstreams: UpstreamChecks | None = None,
+    upstream_trust_pem: bytes = b"",
+    exclude: Mapping[str, str] | Collection[str] = (),
 ) -> RenderedSet:
-    """`render`, also naming the sites left out: those in ``exclude`` (say, a site whose
-    upstream nginx could not resolve) and those whose upstream or hostname cannot be
-    written into the configuration safely. One bad site must not hold back the rest."""
+    """`render`, also naming the sites left out, with the reason: those in ``exclude``
+    (a mapping gives the reason: say, a site ``nginx -t`` refused), those whose upstream
+    the policy refuses or that does not resolve, and those that cannot be written into
+    the configuration safely. One bad site must not hold back the rest."""
     base = _check_prefix(prefix)
-    if not _VERSION.match(state.version):
+    if not _VERSION.fullmatch(state.version):
         raise ValueError(f"the state version {state.version!r} is not a plain token")
     https = _listen(https_listen, "https_listen")
     http = _listen(http_listen, "http_listen")
-    acme = _acme_origin(acme_upstream)
+    acme = acme_origin(acme_upstream)
+    if upstreams is None:
+        upstreams = check_upstreams((s.upstream for s in state.sites.values()), policy)
+    trust_file = f"{base}/{UPSTREAM_TRUST_FILE}"
     files: dict[str, RenderedFile] = {}
     skipped: dict[str, str] = {}
-    upstreams = _Upstreams()
+    blocks_of_upstreams = UpstreamBlocks()
     blocks: list[str] = []
     named: list[str] = []
     hostnames = sorted(state.sites)
     for index, hostname in enumerate(hostnames):
         site = state.sites[hostname]
         if hostname in exclude:
-            skipped[hostname] = "excluded"
+            skipped[hostname] = exclude[hostname] if isinstance(exclude, Mapping) else "excluded"
             continue
         try:
             _check_hostname(hostname)
+            checked = _checked_upstream(site, upstreams, upstream_trust_pem)
             if site.certificate is None:
                 named.append(hostname)
                 blocks.append(f"    # {hostname}: no certificate yet, refused at the handshake\n")
@@ -187,7 +210,7 @@ def render_set(
                 chain=f"{base}/tls/{hostname}.crt",
                 key=f"{base}/tls/{hostname}.key",
                 client_ca=None if client_ca is None else f"{base}/{client_ca}",
-                upstream=upstreams.name(site.upstream),
+                upstream=blocks_of_upstreams.name(checked, trust_file),
             )
         except ValueError as exc:
             skipped[hostname] = str(exc)
@@ -196,190 +219,26 @@ def render_set(
         files |= site_files
         blocks.append(block)
     config = _http_preamble(state, len(hostnames), max(map(len, named), default=1))
-    config += upstreams.render()
+    config += blocks_of_upstreams.render()
     config += "".join(blocks)
     config += _default_servers(https=https, http=http, acme=acme, version=state.version)
     config += _redirect_server(named, http=http, acme=acme, version=state.version)
     config += "}\n"
     files[CONFIG_FILE] = RenderedFile(config.encode("utf-8"), PUBLIC_MODE)
+    if blocks_of_upstreams.any_tls:
+        files[UPSTREAM_TRUST_FILE] = RenderedFile(upstream_trust_pem, PUBLIC_MODE)
     files[VERSION_FILE] = RenderedFile(state.version.encode("ascii") + b"\n", PUBLIC_MODE)
     return RenderedSet(files=files, skipped=skipped)
 
 
-# -- client certificates ----------------------------------------------------------------------
-
-
-def client_ca_file(site: Site) -> bytes:
-    """The site's client CAs for ``ssl_client_certificate``.
-
-    Each CA appears twice: first as a ``TRUSTED CERTIFICATE`` trusted for clientAuth
-    (loaded into the verification store first, it makes the CA an anchor even when its
-    own issuer is absent), then as a plain ``CERTIFICATE``, which is all that the list
-    of acceptable CA names sent to clients reads (the store ignores the duplicate).
-    """
-    certificates = _unique(x509.load_pem_x509_certificates(site.client_trust_pem()))
-    trusted = [_trusted_pem(c.public_bytes(Encoding.DER)) for c in certificates]
-    plain = [c.public_bytes(Encoding.PEM) for c in certificates]
-    return b"".join(trusted + plain)
-
-
-def _unique(certificates: Iterable[x509.Certificate]) -> list[x509.Certificate]:
-    seen: set[bytes] = set()
-    out: list[x509.Certificate] = []
-    for certificate in certificates:
-        encoded = certificate.public_bytes(Encoding.DER)
-        if encoded not in seen:
-            seen.add(encoded)
-            out.append(certificate)
-    return out
-
-
-def _trusted_pem(certificate_der: bytes) -> bytes:
-    body = base64.b64encode(certificate_der + _CLIENT_AUTH_TRUST)
-    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
-    return (
-        b"-----BEGIN TRUSTED CERTIFICATE-----\n"
-        + b"\n".join(lines)
-        + b"\n-----END TRUSTED CERTIFICATE-----\n"
-    )
-
-
-def accepted_issuer_dns(site: Site, profile: AccessProfile) -> list[str]:
-    """The profile's accepted issuers as nginx's ``$ssl_client_i_dn`` will read them.
-
-    Each RFC 4514 issuer is looked up among the site's CA certificates and printed the
-    OpenSSL way; an issuer with no certificate at hand is parsed from its string.
-    """
-    by_subject: dict[str, x509.Name] = {}
-    pem = site.client_trust_pem() + profile.trust_pem
-    if pem.strip():
-        for certificate in x509.load_pem_x509_certificates(pem):
-            by_subject.setdefault(certificate.subject.rfc4514_string(), certificate.subject)
-    out: list[str] = []
-    for issuer in sorted(profile.accepted_issuers):
-        name = by_subject.get(issuer)
-        if name is None:
-            try:
-                name = x509.Name.from_rfc4514_string(issuer)
-            except ValueError:
-                continue  # cannot match anything: the issuer stays refused
-        try:
-            rendered = openssl_dn(name)
-        except ValueError:
-            continue  # a value OpenSSL could not print either: never matches
-        if rendered not in out:
-            out.append(rendered)
-    return out
-
-
-# OpenSSL's short names of the attribute types found in distinguished names; a type
-# missing here is printed as a dotted OID with its value dumped, as OpenSSL does for
-# the types it does not know.
-OPENSSL_SHORT_NAMES: Mapping[str, str] = {
-    "2.5.4.3": "CN",
-    "2.5.4.4": "SN",
-    "2.5.4.5": "serialNumber",
-    "2.5.4.6": "C",
-    "2.5.4.7": "L",
-    "2.5.4.8": "ST",
-    "2.5.4.9": "street",
-    "2.5.4.10": "O",
-    "2.5.4.11": "OU",
-    "2.5.4.12": "title",
-    "2.5.4.13": "description",
-    "2.5.4.15": "businessCategory",
-    "2.5.4.16": "postalAddress",
-    "2.5.4.17": "postalCode",
-    "2.5.4.18": "postOfficeBox",
-    "2.5.4.19": "physicalDeliveryOfficeName",
-    "2.5.4.20": "telephoneNumber",
-    "2.5.4.41": "name",
-    "2.5.4.42": "GN",
-    "2.5.4.43": "initials",
-    "2.5.4.44": "generationQualifier",
-    "2.5.4.45": "x500UniqueIdentifier",
-    "2.5.4.46": "dnQualifier",
-    "2.5.4.65": "pseudonym",
-    "2.5.4.72": "role",
-    "2.5.4.97": "organizationIdentifier",
-    "0.9.2342.19200300.100.1.1": "UID",
-    "0.9.2342.19200300.100.1.25": "DC",
-    "1.2.840.113549.1.9.1": "emailAddress",
-    "1.2.840.113549.1.9.2": "unstructuredName",
-    "1.2.840.113549.1.9.8": "unstructuredAddress",
-    "1.3.6.1.4.1.311.60.2.1.1": "jurisdictionL",
-    "1.3.6.1.4.1.311.60.2.1.2": "jurisdictionST",
-    "1.3.6.1.4.1.311.60.2.1.3": "jurisdictionC",
-}
-
-# Bytes per character of the ASN.1 string types OpenSSL prints as text (0: UTF-8).
-_STRING_WIDTH = {12: 0, 18: 1, 19: 1, 20: 1, 21: 1, 22: 1, 23: 1, 24: 1, 25: 1, 26: 1, 27: 1}
-_STRING_WIDTH |= {28: 4, 30: 2}
-_ALWAYS_ESCAPED = frozenset(',+"\\<>;')
-
-
-def openssl_dn(name: x509.Name) -> str:
-    """``name`` exactly as OpenSSL prints it with ``XN_FLAG_RFC2253``.
-
-    That is what nginx puts in ``$ssl_client_s_dn`` and ``$ssl_client_i_dn`` (and so in
-    the ``SSL-Client-*-DN`` headers): attributes last to first, ``+`` inside a
-    multi-valued RDN, OpenSSL's short names, ``,+"\\<>;`` escaped with a backslash, a
-    leading ``#`` or space and a trailing space too, control characters and every
-    byte of a non-ASCII character as ``\\XX``, and values of unknown types or
-    attributes as ``#`` and their DER in hex. `x509.Name.rfc4514_string` differs on
-    non-ASCII text and on attribute names.
-    """
-    entries: list[tuple[int, str, int, bytes, bytes]] = []  # rdn, oid, tag, content, tlv
-    top = der.read(name.public_bytes()).expect(der.SEQUENCE)
-    for rdn_index, rdn in enumerate(top.children()):
-        rdn.expect(der.SET)
-        for attribute in rdn.children():
-            oid_node, value_start = _first_child(attribute.expect(der.SEQUENCE))
-            value = der.read(attribute.data, value_start, attribute.end)
-            tlv = attribute.data[value_start : value.next]
-            entries.append((rdn_index, der.oid(oid_node), value.tag, value.content, tlv))
-    out: list[str] = []
-    previous: int | None = None
-    for rdn_index, oid, tag, content, tlv in reversed(entries):
-        if previous is not None:
-            out.append("+" if previous == rdn_index else ",")
-        previous = rdn_index
-        short = OPENSSL_SHORT_NAMES.get(oid)
-        width = _STRING_WIDTH.get(tag) if short is not None else None
-        out.append(f"{short or oid}=")
-        out.append("#" + tlv.hex().upper() if width is None else _openssl_text(content, width))
-    return "".join(out)
-
-
-def _first_child(node: der.Node) -> tuple[der.Node, int]:
-    first = der.read(node.data, node.start, node.end)
-    return first, first.next
-
-
-def _openssl_text(content: bytes, width: int) -> str:
-    """One attribute value, escaped as OpenSSL's RFC 2253 printer does."""
-    if width == 0:
-        data = content  # UTF-8 is taken byte by byte: every non-ASCII byte is escaped
-    else:
-        characters = [
-            int.from_bytes(content[i : i + width], "big") for i in range(0, len(content), width)
-        ]
-        data = "".join(map(chr, characters)).encode("utf-8", "surrogatepass")
-    out: list[str] = []
-    last = len(data) - 1
-    for position, byte in enumerate(data):
-        character = chr(byte)
-        if byte > 0x7F or byte < 0x20 or byte == 0x7F:
-            out.append(f"\\{byte:02X}")
-        elif (
-            character in _ALWAYS_ESCAPED
-            or (position == 0 and character in "# ")
-            or (position == last and character == " ")
-        ):
-            out.append("\\" + character)
-        else:
-            out.append(character)
-    return "".join(out)
+def _checked_upstream(site: Site, upstreams: UpstreamChecks, trust_pem: bytes) -> CheckedUpstream:
+    """The site's upstream as checked, or `ValueError` saying why it cannot be served."""
+    checked = upstreams.get(site.upstream, "the upstream was not checked")
+    if not isinstance(checked, CheckedUpstream):
+        raise ValueError(checked)
+    if checked.tls and not trust_pem.strip():
+        raise ValueError("no trust bundle was given to verify https upstreams")
+    return checked
 
 
 # -- the configuration --------------------------------------------------------------------
@@ -436,19 +295,7 @@ http {{
     proxy_redirect off;
     proxy_read_timeout 300s;
     proxy_send_timeout 300s;
-    proxy_set_header Host $http_host;
-    proxy_set_header X-Real-IP $remote_addr;
-    proxy_set_header X-Forwarded-For $remote_addr;
-    proxy_set_header X-Forwarded-Proto https;
-    proxy_set_header SSL-Protocol $ssl_protocol;
-    proxy_set_header SSL-Cipher $ssl_cipher;
-    proxy_set_header SSL-Client-S-DN $cw_client_s_dn;
-    proxy_set_header SSL-Client-I-DN $cw_client_i_dn;
-    proxy_set_header SSL-Client-Fingerprint $cw_client_fingerprint;
-    proxy_set_header SSL-Client-Serial $cw_client_serial;
-    proxy_set_header Upgrade $http_upgrade;
-    proxy_set_header Connection $cw_upstream_connection;
-
+{forwarded_headers()}
     # A literal dollar sign for rule labels (map values would read "$" as a variable).
     geo $cw_dollar {{
         default "$";
@@ -533,7 +380,7 @@ def _site_blocks(
     chain: str,
     key: str,
     client_ca: str | None,
-    upstream: _UpstreamTarget,
+    upstream: UpstreamTarget,
 ) -> str:
     """The geo/map blocks and the ``server`` of one hostname.
 
@@ -695,13 +542,17 @@ def _server(
     chain: str,
     key: str,
     client_ca: str | None,
-    upstream: _UpstreamTarget,
+    upstream: UpstreamTarget,
 ) -> str:
     # The same decision in both locations: the named one takes requests whose client
     # certificate failed verification (nginx's 495), with $uri untouched.
     body = [
         f"set $cw_verdict ${decision}_verdict;",
         f"set $cw_rule ${decision}_label;",
+        "# A request that already went through the platform: a loop.",
+        "if ($cw_loop) {",
+        "    return 508;",
+        "}",
         "# Served by SNI: a request naming another host on this connection is refused.",
         "if ($cw_misdirected) {",
         "    return 421;",
@@ -726,8 +577,7 @@ def _server(
             "# A certificate that fails verification counts as not verified.",
             f"error_page 495 496 = @{name}_unverified;",
         ]
-    if upstream.tls_name is not None:
-        lines += ["proxy_ssl_server_name on;", f"proxy_ssl_name {_quote(upstream.tls_name)};"]
+    lines += tls_lines(upstream)
     lines += [
         'default_type "text/html; charset=utf-8";',
         *_block("location /", body),
@@ -746,6 +596,9 @@ def _default_servers(*, https: str, http: str, acme: str, version: str) -> str:
             f"listen {http} default_server;",
             "server_name _;",
             "access_log logs/access.log cw_http;",
+            "# Declares the variables cw_https logs, also when no site sets them.",
+            'set $cw_verdict "";',
+            'set $cw_rule "";',
             *_plain_locations(acme, version, http),
             *_block(
                 "location /",
@@ -829,67 +682,6 @@ def _indented(lines: list[str], level: int) -> str:
     return "".join(f"{pad}{line}\n" for line in lines)
 
 
-# -- upstreams ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _UpstreamTarget:
-    proxy_pass: str
-    tls_name: str | None
-
-
-class _Upstreams:
-    """One ``upstream`` block (with idle keep-alive connections) per distinct origin.
-
-    The request goes to ``scheme://<block>$request_uri``: the target exactly as the
-    client sent it. The path of an upstream URL is not used, as in the gateway.
-    """
-
-    def __init__(self) -> None:
-        self._blocks: dict[tuple[str, str, int], str] = {}
-
-    def name(self, upstream: str) -> _UpstreamTarget:
-        scheme, host, port = _upstream_origin(upstream)
-        block = self._blocks.setdefault((scheme, host, port), f"cw_upstream_{len(self._blocks)}")
-        tls_name = host if scheme == "https" and not _is_ip(host) else None
-        return _UpstreamTarget(proxy_pass=f"{scheme}://{block}$request_uri", tls_name=tls_name)
-
-    def render(self) -> str:
-        out: list[str] = []
-        for (_, host, port), block in self._blocks.items():
-            address = f"[{host}]" if ":" in host else host
-            out.append(
-                f"    upstream {block} {{\n"
-                f"        server {address}:{port};\n"
-                f"        keepalive {UPSTREAM_KEEPALIVE};\n"
-                "    }\n"
-            )
-        return "".join(out) + "\n"
-
-
-def _upstream_origin(upstream: str) -> tuple[str, str, int]:
-    try:
-        parts = urlsplit(upstream)
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"the upstream {upstream!r} is not a URL") from exc
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in ("http", "https") or not host:
-        raise ValueError(f"the upstream {upstream!r} is not an http(s) URL with a host")
-    if not _is_ip(host):
-        _check_hostname(host)
-    return parts.scheme, host, port or (443 if parts.scheme == "https" else 80)
-
-
-def _acme_origin(value: str) -> str:
-    """``http://host:port`` of the ACME responder (``host:port`` is accepted too)."""
-    url = value if "://" in value else f"http://{value}"
-    scheme, host, port = _upstream_origin(url)
-    if scheme != "http":
-        raise ValueError(f"acme_upstream must be a plain http:// origin, not {value!r}")
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
-
-
 # -- checks and quoting ---------------------------------------------------------------------
 
 
@@ -902,7 +694,7 @@ def _is_ip(host: str) -> bool:
 
 
 def _check_hostname(hostname: str) -> None:
-    if not _HOSTNAME.match(hostname):
+    if not _HOSTNAME.fullmatch(hostname):
         raise ValueError(f"{hostname!r} is not a lower-case DNS host name")
 
 
@@ -923,7 +715,9 @@ def _listen(value: str, what: str) -> str:
     host, sep, port_text = value.strip().rpartition(":")
     bracketed = host.startswith("[") and host.endswith("]")
     bare = host[1:-1] if bracketed else host
-    valid_host = (bracketed and _is_ip(bare)) or (not bracketed and bool(_LISTEN_HOST.match(host)))
+    valid_host = (bracketed and _is_ip(bare)) or (
+        not bracketed and bool(_LISTEN_HOST.fullmatch(host))
+    )
     if not sep or not valid_host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError(f"{what} must be host:port (or [v6]:port), not {value!r}")
     return f"{host}:{int(port_text)}"

@@ -17,7 +17,7 @@ from certward.errors import Conflict, InvalidRequest
 from certward.model import App, Environment
 from certward.pki.convert import Pkcs12Profile
 from certward.pki.names import HostnameError, normalize_hostname
-from certward.services import audit, managed
+from certward.services import audit, managed, upstreams
 from certward.services.access import find_app, find_environment, require
 from certward.services.client_certificates import normalize_pins
 from certward.services.context import Context
@@ -59,10 +59,11 @@ def check_label(value: str, what: str) -> str:
 
 
 def check_upstream(value: str) -> str:
-    """An http(s) URL with a host: where the gateway forwards the environment's traffic.
+    """An http(s) URL with a host: where the data plane forwards the environment's traffic.
 
-    Printable ASCII only (no spaces or control characters that could break the gateway's
-    configuration; international names in A-label form), and a valid host name or IP.
+    Printable ASCII only (no spaces or control characters; international names in
+    A-label form), and a valid host name or IP (422 ``invalid-upstream``). What it may
+    lead to is the operator's policy, checked by `certward.services.upstreams.admit`.
     """
     if not _URL_CHARACTERS.fullmatch(value):
         raise InvalidRequest(
@@ -188,6 +189,7 @@ def create_environment(
                 code="invalid-name",
             )
         hostname = f"{label}.{ctx.settings.platform_domain}"
+        upstreams.admit(session, ctx, app, upstream)
         exists = select(Environment.id).where(
             (Environment.app_id == app.id) & (Environment.name == name)
             | (Environment.hostname == hostname)
@@ -262,7 +264,9 @@ def update_environment(
         app, environment = find_environment(session, principal, app_name, env_name, Action.MANAGE)
         before = _settings_of(environment)
         if upstream is not None:
+            upstreams.admit(session, ctx, app, upstream)
             environment.upstream = upstream
+            upstreams.release_unused(session, app)
         if pkcs12_profile is not None:
             environment.pkcs12_profile = pkcs12_profile
         if excluded is not None:
@@ -296,6 +300,7 @@ def delete_environment(ctx: Context, principal: Principal, app_name: str, env_na
             before={"name": environment.name, "hostname": environment.hostname},
         )
         session.delete(environment)
+        upstreams.release_unused(session, app)
     ctx.bundles.remove_environment(app_name, env_name)
 
 

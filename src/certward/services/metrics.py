@@ -1,5 +1,6 @@
 """Prometheus metrics: every certificate's expiry, every managed certificate's renewal,
-and the requests the upload rate limits refused.
+the requests the upload rate limits refused, and the sites the nginx data plane leaves
+out (``certward_dataplane_excluded_sites``, from what its agent last reported).
 
 Certificates are collected from the database at each scrape, so any replica answers the
 same. ``certward_rate_limited_total{limit}`` counts this process's refusals since it
@@ -26,6 +27,7 @@ from certward.model import (
     ManagedCertificate,
     TlsCertificate,
 )
+from certward.services import dataplane_exclusions
 from certward.services.context import Context
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -165,12 +167,29 @@ class MaterialWorkerCollector(Collector):
         )
 
 
+class DataPlaneCollector(Collector):
+    """The sites the nginx data plane leaves out, as its agent last reported."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        excluded = GaugeMetricFamily(
+            "certward_dataplane_excluded_sites",
+            "Sites the nginx data plane leaves out of its configuration "
+            "(see GET /api/v1/platform/data-plane/excluded-sites).",
+        )
+        excluded.add_metric([], float(dataplane_exclusions.count(self.ctx)))
+        yield excluded
+
+
 def render(ctx: Context) -> bytes:
     """The metrics in Prometheus' text format."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(CertificateCollector(ctx))
     registry.register(RateLimitCollector(ctx))
     registry.register(MaterialWorkerCollector(ctx))
+    registry.register(DataPlaneCollector(ctx))
     return generate_latest(registry)
 
 

@@ -4,20 +4,30 @@
 certificate: a unique key makes a rescan harmless); `deliver_due` POSTs them as JSON
 and retries failures with exponential backoff. The worker runs both periodically.
 Webhook URLs are set by operators only; nothing here follows a URL from a certificate.
+
+Webhook URLs go through the same egress policy as upstreams (`certward.egress`): when
+one is registered (422 ``webhook-url-not-allowed``), and again at every delivery, when
+its name is resolved and each address checked; the request then goes to a checked
+address (with the URL's host as ``Host``, SNI and the name its certificate must carry),
+so a name that resolves elsewhere a moment later changes nothing. Redirects are not
+followed. The ``data-plane.site-excluded`` notices of
+`certward.services.dataplane_exclusions` are delivered here too.
 """
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from certward.access import Action, Principal
+from certward.egress import EgressPolicy, EgressRefused, check_addresses, check_url
 from certward.errors import InvalidRequest, NotFound
 from certward.expiry import CertificateStatus
 from certward.model import ManagedCertificate, TlsCertificate, Webhook, WebhookDelivery
@@ -56,6 +66,10 @@ def add_webhook(ctx: Context, principal: Principal, url: str) -> WebhookView:
         or any(c.isspace() or not c.isprintable() for c in url)
     ):
         raise InvalidRequest(f"The webhook URL {url!r} must be an http(s) URL.", code="invalid-url")
+    try:
+        check_url(ctx.settings.egress_policy(), url, what="webhook URL")
+    except EgressRefused as exc:
+        raise InvalidRequest(str(exc), code="webhook-url-not-allowed") from exc
     with ctx.database.transaction() as session:
         row = Webhook(url=url, created_at=ctx.clock.now())
         session.add(row)
@@ -175,12 +189,23 @@ def deliver_due(ctx: Context, client: httpx.Client) -> DeliveryReport:
             .limit(DELIVERY_BATCH)
         ).all()
     delivered = failed = 0
+    policy = ctx.settings.egress_policy()
     for delivery_id, url, payload in due:
         error: str | None = None
         try:
-            response = client.post(url, json=payload, timeout=10)
+            request = checked_request(policy, url)
+            response = client.post(
+                request.url,
+                json=payload,
+                headers={"Host": request.host_header},
+                extensions=request.extensions,
+                timeout=10,
+                follow_redirects=False,
+            )
             if not response.is_success:
                 error = f"HTTP {response.status_code}"
+        except EgressRefused as exc:
+            error = f"webhook-url-not-allowed: {exc}"[:500]
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
         with ctx.database.transaction() as session:
@@ -198,6 +223,47 @@ def deliver_due(ctx: Context, client: httpx.Client) -> DeliveryReport:
                 )
                 failed += 1
     return DeliveryReport(delivered=delivered, failed=failed)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckedRequest:
+    """Where a webhook POST goes: a checked address, with the URL's own host name."""
+
+    url: str
+    host_header: str
+    extensions: dict[str, Any]
+
+
+def checked_request(
+    policy: EgressPolicy, url: str, lookup: Any = socket.getaddrinfo
+) -> CheckedRequest:
+    """``url`` with its host replaced by a checked address; `EgressRefused` says why not."""
+    destination = check_url(policy, url, what="webhook URL")
+    if destination.address is not None:
+        address = destination.address
+    else:
+        try:
+            found = [str(info[4][0]) for info in lookup(destination.host, destination.port)]
+        except OSError as exc:
+            raise EgressRefused(
+                f"The webhook URL's host {destination.host} does not resolve ({exc})."
+            ) from exc
+        address = check_addresses(policy, destination, dict.fromkeys(found), what="webhook URL")[0]
+    parts = urlsplit(url)
+    literal = f"[{address}]" if address.version == 6 else str(address)
+    netloc = f"{literal}:{destination.port}"
+    default_port = 443 if destination.tls else 80
+    host_header = destination.host if ":" not in destination.host else f"[{destination.host}]"
+    if destination.port != default_port:
+        host_header += f":{destination.port}"
+    extensions: dict[str, Any] = {}
+    if destination.tls and destination.address is None:
+        extensions["sni_hostname"] = destination.host
+    return CheckedRequest(
+        url=urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")),
+        host_header=host_header,
+        extensions=extensions,
+    )
 
 
 def _describe(item: InventoryItem) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from certward.expiry import CertificateStatus
 from certward.services import (
     apps,
     audit,
+    dataplane_exclusions,
     inventory,
     platform_ca,
     tokens,
@@ -118,6 +119,13 @@ async def audit_page(request: Request) -> Response:
             "older": events[-1].id if len(events) == AUDIT_PAGE else None,
         },
     )
+
+
+async def data_plane_page(request: Request) -> Response:
+    """Platform administrators: the sites the nginx data plane leaves out, and why."""
+    visit = await begin(request)
+    excluded = await call(dataplane_exclusions.list_excluded, visit.context, visit.who)
+    return render(visit, "data_plane.html", {"excluded": excluded})
 
 
 async def platform_ca_page(request: Request) -> Response:

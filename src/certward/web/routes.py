@@ -192,6 +192,9 @@ async def create_environment(request: Request) -> Response:
                 "invalid-name": "name",
                 "environment-exists": "name",
                 "invalid-upstream": "upstream",
+                "upstream-not-allowed": "upstream",
+                "hostname-is-upstream": "upstream",
+                "upstream-taken": "upstream",
             },
         )
         return await _app(
@@ -288,6 +291,7 @@ def console_routes() -> list[BaseRoute]:
         Route("/platform/certificates", platform_pages.inventory_page, methods=get),
         Route("/platform/audit", platform_pages.audit_page, methods=get),
         Route("/platform/ca", platform_pages.platform_ca_page, methods=get),
+        Route("/platform/data-plane", platform_pages.data_plane_page, methods=get),
         Route("/platform/tokens", platform_pages.tokens_page, methods=get),
         Route("/platform/tokens", platform_pages.create_token, methods=post),
         Route("/platform/tokens/{token_id}/revoke", platform_pages.revoke_token, methods=post),
