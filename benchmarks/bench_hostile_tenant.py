@@ -57,7 +57,6 @@ TARGET_ANSWER_S = 3.0
 CPU_BUDGET_S = 2.0
 ADMIN = "bench-admin-token-" + secrets.token_hex(8)
 API = "/api/v1"
-UPSTREAM = "http://10.0.0.10:8080"
 
 
 def free_port() -> int:
@@ -135,7 +134,7 @@ def prepare(base: str) -> tuple[dict[str, str], dict[str, str], list[str]]:
             client.post(f"{API}/apps", json={"name": app, "plan": "licensed"}, headers=admin)
             client.post(
                 f"{API}/apps/{app}/environments",
-                json={"name": "prod", "upstream": UPSTREAM},
+                json={"name": "prod", "upstream": f"http://{app}.backend.test:8080"},
                 headers=admin,
             ).raise_for_status()
             token = client.post(

@@ -76,7 +76,7 @@ class UploadTurns:
         app_name = _app_of(scope.get("path", ""))
         line = self._lines.setdefault(app_name, _Line())
         if line.waiting >= self.queue:
-            await self._refuse(send, app_name)
+            await self._refuse(receive, send, app_name)
             return
         with self._waiting(line):
             try:
@@ -89,7 +89,7 @@ class UploadTurns:
                         raise
             except TimeoutError:
                 self._forget_if_idle(app_name, line)
-                await self._refuse(send, app_name)
+                await self._refuse(receive, send, app_name)
                 return
         try:
             await self.app(scope, receive, send)
@@ -113,8 +113,15 @@ class UploadTurns:
         if line.waiting == 0 and not line.turn.locked() and self._lines.get(app_name) is line:
             del self._lines[app_name]
 
-    async def _refuse(self, send: Send, app_name: str) -> None:
+    async def _refuse(self, receive: Receive, send: Send, app_name: str) -> None:
+        """503 ``busy``, after reading (and dropping) the body: a client still sending
+        it would otherwise see its connection reset instead of the answer. The body is
+        within the size wall in front of this one."""
         self.on_refused()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
         retry_after = self.retry_after
         whose = f"app {app_name!r}" if app_name else "the platform"
         body = json.dumps(
@@ -138,7 +145,6 @@ class UploadTurns:
                     (b"content-type", b"application/problem+json"),
                     (b"content-length", str(len(body)).encode()),
                     (b"retry-after", str(retry_after).encode()),
-                    (b"connection", b"close"),
                 ],
             }
         )
