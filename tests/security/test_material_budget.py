@@ -41,7 +41,6 @@ pytestmark = pytest.mark.slow
 
 API = "/api/v1"
 ADMIN = bearer(ADMIN_TOKEN)
-UPSTREAM = "http://10.0.0.10:8080"
 UNLIMITED_UPLOADS = {
     "CERTWARD_UPLOAD_RATE": "1000000/s",
     "CERTWARD_FAILED_UPLOAD_RATE": "1000000/s",
@@ -111,7 +110,7 @@ def _tenant(client: httpx.Client, app: str, plan: str = "licensed") -> Tenant:
     _expect(
         client.post(
             f"{API}/apps/{app}/environments",
-            json={"name": "prod", "upstream": UPSTREAM},
+            json={"name": "prod", "upstream": f"http://{app}.backend.test:8080"},
             headers=ADMIN,
         ),
         201,
