@@ -139,3 +139,24 @@ def test_the_platform_wide_limit_holds_uploads_of_different_apps() -> None:
         assert refused == []
 
     asyncio.run(scenario())
+
+
+def test_waiters_under_made_up_app_names_are_bounded_in_all() -> None:
+    async def scenario() -> None:
+        held, refused = HeldUploads(), []
+        wall = _wall(held, refused, concurrent=1, queue=2, wait_seconds=5.0)
+        transport = httpx.ASGITransport(app=wall)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            holder = asyncio.create_task(_post(client, "shop"))
+            await asyncio.sleep(0.1)
+            waiters = [asyncio.create_task(_post(client, f"made-up-{n}")) for n in range(4)]
+            await asyncio.sleep(0.1)
+            assert (await _post(client, "made-up-5")).status_code == 503
+            for name in ["shop", *(f"made-up-{n}" for n in range(4))]:
+                held.release.setdefault(name, asyncio.Event()).set()
+            assert (await holder).status_code == 201
+            assert [(await w).status_code for w in waiters] == [201] * 4
+        assert refused == [1]
+        assert wall._lines == {}
+
+    asyncio.run(scenario())

@@ -7,7 +7,8 @@ of its threads and queue every other tenant's reads behind them. `UploadTurns` i
 ASGI wall in front of everything: a multipart request (every upload of the API and the
 console is one) waits, without reading its body, until its app has no other upload in
 progress and fewer than ``concurrent`` uploads run in all. A request that cannot get
-its turn within ``wait_seconds``, or finds ``queue`` others of its app already waiting,
+its turn within ``wait_seconds``, or finds ``queue`` others of its app (or twice that
+of all apps: the app in the path is the caller's to choose) already waiting,
 is answered 503 ``busy`` with ``Retry-After`` — the same answer as a full worker pool,
 counted with the pool's own busy refusals (``certward_material_jobs_total``).
 
@@ -75,10 +76,11 @@ class UploadTurns:
         self._bind()
         app_name = _app_of(scope.get("path", ""))
         line = self._lines.setdefault(app_name, _Line())
-        if line.waiting >= self.queue:
+        if line.waiting >= self.queue or self._waiting_in_all >= 2 * self.queue:
+            self._forget_if_idle(app_name, line)
             await self._refuse(receive, send, app_name)
             return
-        with self._waiting(line):
+        with self._waiting_for(line):
             try:
                 async with asyncio.timeout(self.wait_seconds):
                     await line.turn.acquire()
@@ -98,9 +100,13 @@ class UploadTurns:
             line.turn.release()
             self._forget_if_idle(app_name, line)
 
+    @property
+    def _waiting_in_all(self) -> int:
+        return sum(line.waiting for line in self._lines.values())
+
     @staticmethod
     @contextmanager
-    def _waiting(line: _Line) -> Iterator[None]:
+    def _waiting_for(line: _Line) -> Iterator[None]:
         line.waiting += 1
         try:
             yield
