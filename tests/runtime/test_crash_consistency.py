@@ -1,8 +1,11 @@
 """kill -9 during apply never leaves a torn bundle or a `current` pointing at one.
 
-A forked process restarts one environment again and again (each restart flips the
-PKCS12 profile, so each is a new version with a new bundle); the test kills it with
-SIGKILL at a random moment, 50 times. After every kill, before any repair: each
+A child process restarts one environment again and again (each restart flips the
+PKCS12 profile, so each is a new version with a new bundle); once it says it is
+applying, the test kills it with SIGKILL at a random moment, 50 times. Children come
+from a fork server (a clean, single-threaded process with certward imported), never
+from a fork of the test process: threads left by earlier tests could hold a lock the
+child then waits on forever. After every kill, before any repair: each
 version directory is complete and matches its manifest's digests (a half-written one
 only ever exists under a temporary ``.incoming-`` name), and ``current`` points at a
 complete version. Then opening the platform makes ``current`` the database's applied
@@ -16,6 +19,7 @@ import os
 import random
 import signal
 import time
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import pytest
@@ -39,12 +43,13 @@ def settings_for(data_dir: Path) -> Settings:
     return Settings.from_env({"CERTWARD_DATA_DIR": str(data_dir)})
 
 
-def restart_forever(data_dir: str) -> None:
+def restart_forever(data_dir: str, applying: Event) -> None:
     """The apply process: flip the profile and restart, until killed."""
     platform = open_platform(settings_for(Path(data_dir)), bootstrap=False)
     context = platform.context
     profiles = [Pkcs12Profile.LEGACY, Pkcs12Profile.MODERN]
     turn = 0
+    applying.set()
     while True:
         turn += 1
         apps.update_environment(
@@ -86,11 +91,14 @@ def test_kill_9_during_apply_leaves_only_complete_bundles(installation: Path) ->
     store = BundleStore(installation / "bundles", box)
     directory = store.environment_directory("shop", "production")
     rng = random.Random(20261126)
-    fork = multiprocessing.get_context("fork")
+    server = multiprocessing.get_context("forkserver")
+    server.set_forkserver_preload([__name__])
     versions_seen: set[int] = set()
     for _ in range(TRIALS):
-        child = fork.Process(target=restart_forever, args=(str(installation),))
+        applying = server.Event()
+        child = server.Process(target=restart_forever, args=(str(installation), applying))
         child.start()
+        assert applying.wait(30), "the apply process never got going"
         time.sleep(rng.uniform(0.05, 0.6))
         assert child.pid is not None
         os.kill(child.pid, signal.SIGKILL)
