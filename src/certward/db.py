@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from certward.errors import ConfigurationError
+from certward.errors import ConfigurationError, Conflict
 from certward.model import Base
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -184,3 +184,11 @@ def _sqlite_pragma(connection: Connection, statement: str) -> None:
         cursor.execute(statement)
     finally:
         cursor.close()
+
+
+def flush_or_conflict(session: Session, message: str, *, code: str | None = None) -> None:
+    """Flush, turning a unique-constraint race into the same 409 its pre-check gives."""
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise Conflict(message, code=code) from exc

@@ -2,7 +2,7 @@
 
 Each pass renews due managed certificates (and issues those whose first ACME order
 failed), then due ACME certificates of custom domains
-(`certward.services.tls_certificates.renew_due_acme`), deletes HTTP-01 challenges
+(`certward.services.tls_acme.renew_due_acme`), deletes HTTP-01 challenges
 that expired (left by orders that died), and queues and sends expiry webhooks
 (`certward.services.notifications`): delivered at least once, retried with backoff.
 
@@ -28,7 +28,7 @@ from certward.services import notifications
 from certward.services.acme_issuing import sweep_challenges
 from certward.services.context import Context
 from certward.services.managed import RenewalReport, renew_due
-from certward.services.tls_certificates import renew_due_acme
+from certward.services.tls_acme import renew_due_acme
 
 BATCH = 500  # certificates claimed per transaction (issued in ~0.1 s, far within the lease)
 log = logging.getLogger("certward.worker")

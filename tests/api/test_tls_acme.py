@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from certward.clock import SystemClock
 from certward.model import AcmeChallenge, AuditEvent, TlsCertificate
 from certward.services.acme_issuing import close_acme
-from certward.services.tls_certificates import renew_due_acme
+from certward.services.tls_acme import renew_due_acme
 from tests.api.conftest import Api, expect
 from tests.material.factory import TestCA, pem_certificates
 from tests.material.pebble import Pebble, Served, free_port, pebble_root, run_pebble, serve_http

@@ -19,13 +19,9 @@ from certward.api.schemas import (
     IpDenyProfileUpdate,
     PathRules,
 )
-from certward.services import access_profiles, path_rules, upload_limits
-from certward.services.access_profiles import (
-    AccessProfileView,
-    ClientCaTreeView,
-    EnvironmentIpDenyView,
-    IpDenyProfileView,
-)
+from certward.services import access_profiles, ip_deny_profiles, path_rules, upload_limits
+from certward.services.access_profiles import AccessProfileView, ClientCaTreeView
+from certward.services.ip_deny_profiles import EnvironmentIpDenyView, IpDenyProfileView
 from certward.services.path_rules import PathRulesView
 from certward.snapshot import PathRuleState
 
@@ -127,28 +123,28 @@ def create_ip_deny_profile(
     app: str, body: IpDenyProfileCreate, ctx: ContextDep, who: PrincipalDep
 ) -> IpDenyProfileView:
     """Address ranges refused on the environments the profile is attached to (live)."""
-    return access_profiles.create_ip_deny_profile(
+    return ip_deny_profiles.create_ip_deny_profile(
         ctx, who, app, name=body.name, ip_ranges=body.ip_ranges
     )
 
 
 @router.get(DENY_PROFILES, tags=[TAG])
 def list_ip_deny_profiles(app: str, ctx: ContextDep, who: PrincipalDep) -> list[IpDenyProfileView]:
-    return access_profiles.list_ip_deny_profiles(ctx, who, app)
+    return ip_deny_profiles.list_ip_deny_profiles(ctx, who, app)
 
 
 @router.get(ONE_DENY_PROFILE, tags=[TAG])
 def get_ip_deny_profile(
     app: str, deny_profile: str, ctx: ContextDep, who: PrincipalDep
 ) -> IpDenyProfileView:
-    return access_profiles.get_ip_deny_profile(ctx, who, app, deny_profile)
+    return ip_deny_profiles.get_ip_deny_profile(ctx, who, app, deny_profile)
 
 
 @router.patch(ONE_DENY_PROFILE, tags=[TAG])
 def update_ip_deny_profile(
     app: str, deny_profile: str, body: IpDenyProfileUpdate, ctx: ContextDep, who: PrincipalDep
 ) -> IpDenyProfileView:
-    return access_profiles.update_ip_deny_profile(
+    return ip_deny_profiles.update_ip_deny_profile(
         ctx, who, app, deny_profile, ip_ranges=body.ip_ranges
     )
 
@@ -157,7 +153,7 @@ def update_ip_deny_profile(
 def delete_ip_deny_profile(
     app: str, deny_profile: str, ctx: ContextDep, who: PrincipalDep
 ) -> Response:
-    access_profiles.delete_ip_deny_profile(ctx, who, app, deny_profile)
+    ip_deny_profiles.delete_ip_deny_profile(ctx, who, app, deny_profile)
     return Response(status_code=204)
 
 
@@ -165,7 +161,7 @@ def delete_ip_deny_profile(
 def environment_ip_denies(
     app: str, env: str, ctx: ContextDep, who: PrincipalDep
 ) -> EnvironmentIpDenyView:
-    return access_profiles.environment_ip_denies(ctx, who, app, env)
+    return ip_deny_profiles.environment_ip_denies(ctx, who, app, env)
 
 
 @router.put(ENV + "/ip-deny-profiles", tags=[TAG])
@@ -173,7 +169,7 @@ def attach_ip_deny_profiles(
     app: str, env: str, body: EnvironmentIpDenies, ctx: ContextDep, who: PrincipalDep
 ) -> EnvironmentIpDenyView:
     """The IP deny profiles attached to the environment, as a whole set (live)."""
-    return access_profiles.attach_ip_deny_profiles(ctx, who, app, env, profiles=body.profiles)
+    return ip_deny_profiles.attach_ip_deny_profiles(ctx, who, app, env, profiles=body.profiles)
 
 
 # -- path rules (staged) --------------------------------------------------------------------

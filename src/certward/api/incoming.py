@@ -17,7 +17,7 @@ from certward.api.schemas import (
     TlsCsrCreate,
 )
 from certward.expiry import CertificateStatus
-from certward.services import domains, tls_certificates, upload_limits
+from certward.services import domains, tls_acme, tls_certificates, upload_limits
 from certward.services.domains import DomainView
 from certward.services.tls_certificates import TlsCertificateView
 
@@ -92,9 +92,7 @@ def order_acme_tls_certificate(
     resolve to the platform already), with a key certward generates and keeps; renewed
     automatically. 409 ``acme-not-configured``; 503 ``issuer-unavailable`` when the CA
     cannot be reached or does not issue."""
-    return tls_certificates.order_from_acme(
-        ctx, who, app, sans=body.sans, description=body.description
-    )
+    return tls_acme.order_from_acme(ctx, who, app, sans=body.sans, description=body.description)
 
 
 @router.post(

@@ -2,15 +2,17 @@
 
 Three things, each with its own lifecycle:
 
-- **Access profiles** belong to the app: IP ranges and client CAs (a root and
+- **Access profiles** (here) belong to the app: IP ranges and client CAs (a root and
   intermediates, shown as a tree, with a selection). A ``profile`` path rule names one.
   Edits are live: a profile says whom the app trusts *now*, and waiting for a restart
   to stop trusting someone would be the wrong way round.
-- **IP deny profiles** belong to the app too, and are attached to environments (live):
-  addresses refused before any path rule is looked at.
-- **Path rules** belong to one environment and are *staged* like its outgoing
-  configuration: they join its `EnvironmentSnapshot` and take effect at restart, so a
-  rule change ships with the release that needs it, and rollback brings old rules back.
+- **IP deny profiles** (`certward.services.ip_deny_profiles`) belong to the app too, and
+  are attached to environments (live): addresses refused before any path rule is
+  looked at.
+- **Path rules** (`certward.services.path_rules`) belong to one environment and are
+  *staged* like its outgoing configuration: they join its `EnvironmentSnapshot` and
+  take effect at restart, so a rule change ships with the release that needs it, and
+  rollback brings old rules back.
 
 `applied_access` gives the data plane all of it, for every environment, in a handful of
 queries.
@@ -18,32 +20,28 @@ queries.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from certward.access import Action, Principal
 from certward.dataplane.state import AccessProfile as DataPlaneProfile
 from certward.dataplane.state import ClientCa, Network
 from certward.dataplane.state import PathRule as DataPlaneRule
+from certward.db import flush_or_conflict
 from certward.errors import Conflict, InvalidRequest, NotFound
 from certward.model import (
     AccessProfile,
     AccessProfileCa,
     App,
     Environment,
-    EnvironmentIpDeny,
-    IpDenyProfile,
     PathRule,
 )
 from certward.pki.chains import issued_by, names_link
@@ -51,16 +49,16 @@ from certward.pki.checks import Purpose
 from certward.pki.inspect import is_self_signed
 from certward.pki.problems import Problem
 from certward.services import audit
-from certward.services.access import find_app, find_environment
+from certward.services.access import find_app
 from certward.services.apps import check_label
 from certward.services.context import Context
+from certward.services.ip_deny_profiles import deny_ranges
+from certward.services.ip_ranges import check_ip_ranges, stored_network
 from certward.services.path_rules import applied_rules
 from certward.services.staging import applied_snapshot
 from certward.services.uploads import Upload, judge_uploads
 
-MAX_IP_RANGES = 500
 MAX_CLIENT_CAS = 100  # per access profile
-MAX_DENY_PROFILES = 100  # attached to one environment
 _FINGERPRINT_LENGTH = 64
 _HEX = frozenset("0123456789abcdef")
 
@@ -103,24 +101,6 @@ class AccessProfileView:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class IpDenyProfileView:
-    """An IP deny profile and the environments it is attached to."""
-
-    name: str
-    ip_ranges: tuple[str, ...]
-    environments: tuple[str, ...]
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EnvironmentIpDenyView:
-    """The IP deny profiles attached to an environment, by name."""
-
-    profiles: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class EnvironmentAccess:
     """What the data plane enforces for one environment.
 
@@ -133,89 +113,6 @@ class EnvironmentAccess:
     path_rules: tuple[DataPlaneRule, ...]
     profiles: Mapping[str, DataPlaneProfile]
     deny_ranges: tuple[Network, ...]
-
-
-# -- IP ranges ------------------------------------------------------------------------------
-
-
-def check_ip_ranges(values: Sequence[str]) -> list[str]:
-    """Each entry a network in CIDR form (a bare address is its /32 or /128), normalized.
-
-    Refused with every wrong entry named, by position, with the reason: host bits set
-    (``10.0.0.1/8`` — which network was meant is a guess certward does not make),
-    netmasks, scope ids, IPv4-mapped IPv6 ranges (clients arrive as IPv4 addresses, so
-    such a range would never match). Duplicates are dropped; order is kept.
-    """
-    if len(values) > MAX_IP_RANGES:
-        raise InvalidRequest(
-            f"ip_ranges has {len(values)} entries; at most {MAX_IP_RANGES} are allowed "
-            "(merge adjacent ranges into larger ones).",
-            code="too-many-ip-ranges",
-        )
-    normalized: list[str] = []
-    wrong: list[dict[str, object]] = []
-    for index, value in enumerate(values):
-        try:
-            network = _network_of(value)
-        except ValueError as exc:
-            wrong.append({"index": index, "entry": value[:100], "reason": str(exc)})
-            continue
-        text = network.with_prefixlen
-        if text not in normalized:
-            normalized.append(text)
-    if wrong:
-        first = wrong[0]
-        more = f" ({len(wrong) - 1} more entries are wrong too)" if len(wrong) > 1 else ""
-        raise InvalidRequest(
-            f"ip_ranges[{first['index']}] {first['entry']!r}: {first['reason']}{more}.",
-            code="invalid-ip-range",
-            detail={"invalid": wrong},
-        )
-    return normalized
-
-
-def _network_of(value: str) -> Network:
-    address, slash, prefix = value.partition("/")
-    if not value:
-        raise ValueError("the entry is empty; write a network like 10.0.0.0/8")
-    if any(c.isspace() for c in value):
-        raise ValueError("an IP range is written without spaces, like 10.0.0.0/8 or 2001:db8::/32")
-    if "%" in address:
-        raise ValueError("a scope id (%zone) has no meaning in an IP range; leave it out")
-    if slash and not (prefix.isascii() and prefix.isdigit()):
-        raise ValueError(
-            "write the prefix length after the slash (10.0.0.0/8), not a netmask or anything else"
-        )
-    try:
-        network = ipaddress.ip_network(value, strict=True)
-    except ValueError:
-        try:
-            loose = ipaddress.ip_network(value, strict=False)
-        except ValueError:
-            raise ValueError(
-                "not an IP range: write an IPv4 or IPv6 network in CIDR form, like "
-                "10.0.0.0/8 or 2001:db8::/32 (or a single address)"
-            ) from None
-        raise ValueError(
-            f"host bits are set: {loose.with_prefixlen} is the /{loose.prefixlen} network "
-            f"containing {address}; write that network, or {address}/{loose.max_prefixlen} for "
-            "the one address"
-        ) from None
-    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_IPV4_MAPPED):
-        raise ValueError(
-            "an IPv4-mapped IPv6 range never matches, because IPv4 clients arrive as IPv4 "
-            "addresses; write the IPv4 range instead"
-        )
-    return network
-
-
-_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
-
-
-@lru_cache(maxsize=65536)
-def _stored_network(text: str) -> Network:
-    """A stored (already normalized) range as a network object, parsed once."""
-    return ipaddress.ip_network(text)
 
 
 # -- access profiles ------------------------------------------------------------------------
@@ -240,7 +137,7 @@ def create_access_profile(
             app_id=app.id, name=name, ip_ranges=ranges, created_at=now, updated_at=now
         )
         session.add(profile)
-        _flush(session, exists, code="access-profile-exists")
+        flush_or_conflict(session, exists, code="access-profile-exists")
         audit.record(
             session,
             ctx,
@@ -497,193 +394,6 @@ def remove_client_ca(
         )
 
 
-# -- IP deny profiles -----------------------------------------------------------------------
-
-
-def create_ip_deny_profile(
-    ctx: Context, principal: Principal, app_name: str, *, name: str, ip_ranges: Sequence[str]
-) -> IpDenyProfileView:
-    check_label(name, "IP deny profile name")
-    ranges = check_ip_ranges(ip_ranges)
-    with ctx.database.transaction() as session:
-        app = find_app(session, principal, app_name, Action.MANAGE)
-        exists = f"App {app_name!r} already has an IP deny profile called {name!r}."
-        if session.scalar(
-            select(IpDenyProfile.id).where(
-                IpDenyProfile.app_id == app.id, IpDenyProfile.name == name
-            )
-        ):
-            raise Conflict(exists, code="ip-deny-profile-exists")
-        now = ctx.clock.now()
-        profile = IpDenyProfile(
-            app_id=app.id, name=name, ip_ranges=ranges, created_at=now, updated_at=now
-        )
-        session.add(profile)
-        _flush(session, exists, code="ip-deny-profile-exists")
-        audit.record(
-            session,
-            ctx,
-            principal,
-            action="ip_deny_profile.create",
-            object_type="ip_deny_profile",
-            object_id=profile.id,
-            app_id=app.id,
-            after=_deny_state(profile),
-        )
-        return _deny_view(profile, ())
-
-
-def list_ip_deny_profiles(
-    ctx: Context, principal: Principal, app_name: str
-) -> list[IpDenyProfileView]:
-    with ctx.database.reading() as session:
-        app = find_app(session, principal, app_name, Action.READ)
-        profiles = list(
-            session.scalars(
-                select(IpDenyProfile)
-                .where(IpDenyProfile.app_id == app.id)
-                .order_by(IpDenyProfile.name)
-            )
-        )
-        attached = _attached_environments(session, [p.id for p in profiles])
-        return [_deny_view(p, attached.get(p.id, ())) for p in profiles]
-
-
-def get_ip_deny_profile(
-    ctx: Context, principal: Principal, app_name: str, name: str
-) -> IpDenyProfileView:
-    with ctx.database.reading() as session:
-        app = find_app(session, principal, app_name, Action.READ)
-        profile = _find_deny_profile(session, app, name)
-        attached = _attached_environments(session, [profile.id])
-        return _deny_view(profile, attached.get(profile.id, ()))
-
-
-def update_ip_deny_profile(
-    ctx: Context,
-    principal: Principal,
-    app_name: str,
-    name: str,
-    *,
-    ip_ranges: Sequence[str] | None = None,
-) -> IpDenyProfileView:
-    """Replace the ranges (live, on every environment the profile is attached to)."""
-    ranges = check_ip_ranges(ip_ranges) if ip_ranges is not None else None
-    with ctx.database.transaction() as session:
-        app = find_app(session, principal, app_name, Action.MANAGE)
-        profile = _find_deny_profile(session, app, name, for_update=True)
-        before = _deny_state(profile)
-        if ranges is not None:
-            profile.ip_ranges = ranges
-            profile.updated_at = ctx.clock.now()
-        audit.record(
-            session,
-            ctx,
-            principal,
-            action="ip_deny_profile.update",
-            object_type="ip_deny_profile",
-            object_id=profile.id,
-            app_id=app.id,
-            before=before,
-            after=_deny_state(profile),
-        )
-        attached = _attached_environments(session, [profile.id])
-        return _deny_view(profile, attached.get(profile.id, ()))
-
-
-def delete_ip_deny_profile(ctx: Context, principal: Principal, app_name: str, name: str) -> None:
-    """Delete the profile; 409 naming the environments it is still attached to (deleting
-    it would lift their denial without anyone saying so)."""
-    with ctx.database.transaction() as session:
-        app = find_app(session, principal, app_name, Action.MANAGE)
-        profile = _find_deny_profile(session, app, name, for_update=True)
-        attached = _attached_environments(session, [profile.id]).get(profile.id, ())
-        if attached:
-            raise Conflict(
-                f"The IP deny profile {name!r} is attached to {', '.join(attached)}: detach "
-                "it (PUT …/environments/{env}/ip-deny-profiles) before deleting it.",
-                code="ip-deny-profile-in-use",
-                detail={"environments": list(attached)},
-            )
-        audit.record(
-            session,
-            ctx,
-            principal,
-            action="ip_deny_profile.delete",
-            object_type="ip_deny_profile",
-            object_id=profile.id,
-            app_id=app.id,
-            before=_deny_state(profile),
-        )
-        session.delete(profile)
-
-
-def environment_ip_denies(
-    ctx: Context, principal: Principal, app_name: str, env_name: str
-) -> EnvironmentIpDenyView:
-    with ctx.database.reading() as session:
-        _, environment = find_environment(session, principal, app_name, env_name, Action.READ)
-        return EnvironmentIpDenyView(profiles=_attached_names(session, environment))
-
-
-def attach_ip_deny_profiles(
-    ctx: Context, principal: Principal, app_name: str, env_name: str, *, profiles: Sequence[str]
-) -> EnvironmentIpDenyView:
-    """Make ``profiles`` (names of the app's IP deny profiles) the attached set (live)."""
-    names = sorted(set(profiles))
-    if len(names) > MAX_DENY_PROFILES:
-        raise InvalidRequest(
-            f"At most {MAX_DENY_PROFILES} IP deny profiles may be attached to an environment.",
-            code="too-many-ip-deny-profiles",
-        )
-    with ctx.database.transaction() as session:
-        app, environment = find_environment(session, principal, app_name, env_name, Action.MANAGE)
-        found = {
-            p.name: p
-            for p in session.scalars(
-                select(IpDenyProfile)
-                .where(IpDenyProfile.app_id == app.id, IpDenyProfile.name.in_(names))
-                .with_for_update(read=True)  # not deleted before this transaction commits
-            )
-        }
-        unknown = [n for n in names if n not in found]
-        if unknown:
-            raise InvalidRequest(
-                f"App {app_name!r} has no IP deny profile called {unknown[0]!r}; create it "
-                "first (POST /apps/{app}/ip-deny-profiles).",
-                code="unknown-ip-deny-profile",
-                detail={"profiles": unknown},
-            )
-        before = _attached_names(session, environment)
-        wanted = {found[n].id for n in names}
-        current = list(
-            session.scalars(
-                select(EnvironmentIpDeny).where(EnvironmentIpDeny.environment_id == environment.id)
-            )
-        )
-        for row in current:
-            if row.profile_id not in wanted:
-                session.delete(row)
-        now = ctx.clock.now()
-        session.add_all(
-            EnvironmentIpDeny(environment_id=environment.id, profile_id=profile_id, created_at=now)
-            for profile_id in sorted(wanted - {row.profile_id for row in current})
-        )
-        session.flush()
-        audit.record(
-            session,
-            ctx,
-            principal,
-            action="environment.ip_deny_profiles",
-            object_type="environment",
-            object_id=environment.id,
-            app_id=app.id,
-            before={"ip_deny_profiles": list(before)},
-            after={"ip_deny_profiles": names},
-        )
-        return EnvironmentIpDenyView(profiles=tuple(names))
-
-
 # -- for the data plane ---------------------------------------------------------------------
 
 
@@ -699,7 +409,7 @@ def applied_access(session: Session) -> dict[str, EnvironmentAccess]:
     environments = session.execute(select(Environment.id, Environment.app_id)).all()
     rules = applied_rules(session)
     profiles = _data_plane_profiles(session)
-    denies = _deny_ranges(session)
+    denies = deny_ranges(session)
     none: Mapping[str, DataPlaneProfile] = MappingProxyType({})
     return {
         environment_id: EnvironmentAccess(
@@ -749,7 +459,7 @@ def _data_plane_profile(
         pending += children.get(row.sha256_fingerprint, [])
     return DataPlaneProfile(
         name=name,
-        ip_ranges=tuple(_stored_network(text) for text in ip_ranges),
+        ip_ranges=tuple(stored_network(text) for text in ip_ranges),
         client_cas=tuple(
             ClientCa(
                 sha256_fingerprint=row.sha256_fingerprint,
@@ -763,40 +473,7 @@ def _data_plane_profile(
     )
 
 
-def _deny_ranges(session: Session) -> dict[str, tuple[Network, ...]]:
-    """Deny ranges by environment id: each profile's ranges parsed once, and each set of
-    attached profiles merged once (environments of an app mostly share one)."""
-    profiles: dict[str, tuple[str, tuple[Network, ...]]] = {
-        profile_id: (name, tuple(_stored_network(text) for text in ip_ranges or ()))
-        for profile_id, name, ip_ranges in session.execute(
-            select(IpDenyProfile.id, IpDenyProfile.name, IpDenyProfile.ip_ranges)
-        )
-    }
-    attached: dict[str, list[str]] = {}
-    for environment_id, profile_id in session.execute(
-        select(EnvironmentIpDeny.environment_id, EnvironmentIpDeny.profile_id)
-    ):
-        if profile_id in profiles:  # attached after the profiles were read: next time
-            attached.setdefault(environment_id, []).append(profile_id)
-    merged: dict[tuple[str, ...], tuple[Network, ...]] = {}
-    ranges: dict[str, tuple[Network, ...]] = {}
-    for environment_id, profile_ids in attached.items():
-        key = tuple(sorted(profile_ids, key=lambda p: profiles[p][0]))
-        if key not in merged:
-            merged[key] = tuple(dict.fromkeys(network for p in key for network in profiles[p][1]))
-        ranges[environment_id] = merged[key]
-    return ranges
-
-
 # -- details --------------------------------------------------------------------------------
-
-
-def _flush(session: Session, message: str, *, code: str) -> None:
-    """Turn a unique-constraint race into the same 409 the pre-check gives."""
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        raise Conflict(message, code=code) from exc
 
 
 def _find_profile(
@@ -808,19 +485,6 @@ def _find_profile(
         raise NotFound(
             f"App {app.name!r} has no access profile called {name!r}.",
             code="access-profile-not-found",
-        )
-    return profile
-
-
-def _find_deny_profile(
-    session: Session, app: App, name: str, *, for_update: bool = False
-) -> IpDenyProfile:
-    query = select(IpDenyProfile).where(IpDenyProfile.app_id == app.id, IpDenyProfile.name == name)
-    profile = session.scalar(query.with_for_update() if for_update else query)
-    if profile is None:
-        raise NotFound(
-            f"App {app.name!r} has no IP deny profile called {name!r}.",
-            code="ip-deny-profile-not-found",
         )
     return profile
 
@@ -956,45 +620,6 @@ def _profile_state(profile: AccessProfile, cas: Sequence[AccessProfileCa]) -> di
             for row in sorted(cas, key=lambda r: r.sha256_fingerprint)
         ],
     }
-
-
-def _deny_state(profile: IpDenyProfile) -> dict[str, Any]:
-    return {"name": profile.name, "ip_ranges": list(profile.ip_ranges or ())}
-
-
-def _deny_view(profile: IpDenyProfile, environments: Iterable[str]) -> IpDenyProfileView:
-    return IpDenyProfileView(
-        name=profile.name,
-        ip_ranges=tuple(profile.ip_ranges or ()),
-        environments=tuple(environments),
-        created_at=profile.created_at,
-        updated_at=profile.updated_at,
-    )
-
-
-def _attached_environments(session: Session, profile_ids: list[str]) -> dict[str, tuple[str, ...]]:
-    """Names of the environments each IP deny profile is attached to, sorted."""
-    attached: dict[str, list[str]] = {}
-    if profile_ids:
-        for profile_id, env_name in session.execute(
-            select(EnvironmentIpDeny.profile_id, Environment.name)
-            .join(Environment, Environment.id == EnvironmentIpDeny.environment_id)
-            .where(EnvironmentIpDeny.profile_id.in_(profile_ids))
-            .order_by(Environment.name)
-        ):
-            attached.setdefault(profile_id, []).append(env_name)
-    return {profile_id: tuple(names) for profile_id, names in attached.items()}
-
-
-def _attached_names(session: Session, environment: Environment) -> tuple[str, ...]:
-    return tuple(
-        session.scalars(
-            select(IpDenyProfile.name)
-            .join(EnvironmentIpDeny, EnvironmentIpDeny.profile_id == IpDenyProfile.id)
-            .where(EnvironmentIpDeny.environment_id == environment.id)
-            .order_by(IpDenyProfile.name)
-        )
-    )
 
 
 def _fingerprint(value: str) -> str:

@@ -9,10 +9,10 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from certward.access import Action, Principal, authorize
+from certward.db import flush_or_conflict
 from certward.errors import Conflict, InvalidRequest
 from certward.model import App, Environment
 from certward.pki.convert import Pkcs12Profile
@@ -102,7 +102,7 @@ def create_app(ctx: Context, principal: Principal, *, name: str, plan: Plan) -> 
             raise Conflict(f"An app called {name!r} already exists.", code="app-exists")
         app = App(name=name, plan=plan, created_at=ctx.clock.now())
         session.add(app)
-        _flush(session, f"An app called {name!r} already exists.")
+        flush_or_conflict(session, f"An app called {name!r} already exists.")
         audit.record(
             session,
             ctx,
@@ -210,7 +210,7 @@ def create_environment(
             created_at=ctx.clock.now(),
         )
         session.add(environment)
-        _flush(session, f"App {app_name!r} already has an environment called {name!r}.")
+        flush_or_conflict(session, f"App {app_name!r} already has an environment called {name!r}.")
         pending = managed.issue_for_environment(session, ctx, environment)
         audit.record(
             session,
@@ -302,14 +302,6 @@ def delete_environment(ctx: Context, principal: Principal, app_name: str, env_na
         session.delete(environment)
         upstreams.release_unused(session, app)
     ctx.bundles.remove_environment(app_name, env_name)
-
-
-def _flush(session: Session, conflict_message: str) -> None:
-    """Turn a unique-constraint race into the same 409 the pre-check gives."""
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        raise Conflict(conflict_message) from exc
 
 
 def _app_view(session: Session, app: App) -> AppView:

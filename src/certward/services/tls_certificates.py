@@ -11,40 +11,28 @@ key for good and the data plane may cache by id. The private key is stored only 
 envelope bound to its row (`private_key_aad`); no response ever carries it, and the key
 of a CSR-born or ACME certificate is generated here and never leaves certward at all.
 
-**ACME certificates** (`order_from_acme`, with ``CERTWARD_ACME_DIRECTORY`` set) are
-ordered over HTTP-01, so every name must already point at the platform's data plane;
-the order runs outside any transaction. The worker renews them (`renew_due_acme`) from
-``renew_after``, about two thirds into their own lifetime, the way managed
-certificates are renewed: claimed with a lease, ordered outside a transaction, a
-failure retried with backoff. Since material never changes, a renewal is a new row:
-one short transaction inserts it, moves every custom domain of the old certificate to
-it, and deletes the old one (audited as ``tls_certificate.renew`` with both ids). The
-data plane sees the domains switch at once; the app keeps one certificate per order,
-not a trail of expiring ones (whose expiry notices would be false alarms).
+**ACME certificates** are ordered and renewed in `certward.services.tls_acme`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.orm import Session
 
 from certward.access import Action, Principal
-from certward.errors import Conflict, InvalidRequest, IssuerUnavailable, NotFound
+from certward.errors import Conflict, InvalidRequest, NotFound
 from certward.expiry import EXPIRES_SOON, CertificateStatus, certificate_status
-from certward.issuing.acme import AcmeError
-from certward.issuing.renewal import renew_after, retry_at
-from certward.model import App, Base, CustomDomain, Environment, TlsCertificate
+from certward.model import App, CustomDomain, Environment, TlsCertificate
 from certward.pki.chains import key_owner
 from certward.pki.checks import Judgement, Purpose
 from certward.pki.convert import private_key_der
@@ -58,27 +46,20 @@ from certward.pki.csr import (
 )
 from certward.pki.inspect import chain_summary, describe_certificate, key_info, subject_of
 from certward.pki.material import load_stored_private_key
-from certward.pki.names import HostnameError, covers, is_ip
+from certward.pki.names import HostnameError, covers
 from certward.pki.problems import Problem, ProblemCode
 from certward.secrets import private_key_aad
 from certward.services import audit
 from certward.services.access import find_app, require_licensed
-from certward.services.acme_issuing import AcmeOrder, acme_enabled, order_certificate
 from certward.services.context import Context
-from certward.services.managed import CLAIM_LEASE, MAX_ERROR_LENGTH, RenewalReport
 from certward.services.uploads import Upload, examine_uploads, judge_uploads, require_sound
-from certward.vocabulary import Role
 
 MAX_SANS = 100
 MAX_DESCRIPTION = 1000
 UPLOAD = "upload"
 CSR = "csr"
 ACME = "acme"
-MIN_RENEWAL_DELAY = timedelta(hours=1)  # never due again sooner than this after issuance
 key_aad = private_key_aad("tls_certificates")
-
-_RENEWAL = Principal(token_id=None, role=Role.ADMIN)  # the worker, acting for the platform
-_rng = random.SystemRandom()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,7 +121,7 @@ def upload(
     chain complete (a missing intermediate is explained) and put in order (said in a
     warning), validity, key strength, serverAuth.
     """
-    _check_description(description)
+    check_description(description)
     with ctx.database.reading() as session:  # refuse early, before any expensive work
         require_licensed(find_app(session, principal, app_name, Action.MANAGE))
     uploads = [u for u in (certificate, chain, private_key) if u is not None]
@@ -176,9 +157,9 @@ def upload(
             object_type="tls_certificate",
             object_id=row.id,
             app_id=app.id,
-            after=_state(row),
+            after=certificate_state(row),
         )
-        return _view(session, ctx, app, row, problems=judgement.problems)
+        return certificate_view(session, ctx, app, row, problems=judgement.problems)
 
 
 def create_csr(
@@ -196,8 +177,8 @@ def create_csr(
     The common name is also the first SAN (CAs match names by SAN only). The
     certificate stays ``pending`` until `add_signed_certificate`.
     """
-    _check_description(description)
-    names = _csr_names(common_name, sans)
+    check_description(description)
+    names = csr_names(common_name, sans)
     with ctx.database.reading() as session:
         require_licensed(find_app(session, principal, app_name, Action.MANAGE))
     key = generate_key(key_type)
@@ -230,9 +211,9 @@ def create_csr(
             object_type="tls_certificate",
             object_id=row.id,
             app_id=app.id,
-            after=_state(row),
+            after=certificate_state(row),
         )
-        return _view(session, ctx, app, row)
+        return certificate_view(session, ctx, app, row)
 
 
 def add_signed_certificate(
@@ -282,7 +263,7 @@ def add_signed_certificate(
         require_licensed(app)
         row = find_tls_certificate(session, app, certificate_id, for_update=True)
         _require_pending(row)  # a concurrent upload may have completed it meanwhile
-        before = _state(row)
+        before = certificate_state(row)
         _set_material(row, judgement)
         row.updated_at = ctx.clock.now()
         audit.record(
@@ -294,85 +275,9 @@ def add_signed_certificate(
             object_id=row.id,
             app_id=app.id,
             before=before,
-            after=_state(row),
+            after=certificate_state(row),
         )
-        return _view(session, ctx, app, row, problems=problems)
-
-
-def order_from_acme(
-    ctx: Context,
-    principal: Principal,
-    app_name: str,
-    *,
-    sans: Sequence[str],
-    description: str = "",
-) -> TlsCertificateView:
-    """A certificate for ``sans`` from the ACME CA, with a key certward generates and keeps.
-
-    Validated over HTTP-01, so each name must already resolve to the platform's data
-    plane; renewed by the worker (see the module). The order holds no transaction while
-    the CA validates. 403 unless licensed; 409 ``acme-not-configured`` without an ACME
-    directory; 422 for names HTTP-01 cannot validate (wildcards, IP addresses) or that
-    are not the app's to ask for; 503 ``issuer-unavailable`` when the CA cannot be
-    reached or does not issue (its reason in the message).
-    """
-    _check_description(description)
-    names = _acme_names(ctx, sans)
-    with ctx.database.reading() as session:
-        app = find_app(session, principal, app_name, Action.MANAGE)
-        require_licensed(app)
-        if not acme_enabled(ctx):
-            raise Conflict(
-                "No ACME CA is configured on this platform (CERTWARD_ACME_DIRECTORY): upload "
-                "a certificate, or create a CSR and have it signed, instead.",
-                code="acme-not-configured",
-            )
-        _refuse_names_of_other_apps(session, app, names)
-    try:
-        order = order_certificate(ctx, names)
-    except AcmeError as exc:
-        raise IssuerUnavailable(
-            f"{exc} Nothing was stored; make sure every name resolves to the platform and "
-            "try again.",
-            detail={"sans": list(names)},
-        ) from exc
-    with ctx.database.transaction() as session:
-        app = find_app(session, principal, app_name, Action.MANAGE)
-        require_licensed(app)
-        row = _acme_row(session, ctx, app.id, order, names=names, description=description)
-        audit.record(
-            session,
-            ctx,
-            principal,
-            action="tls_certificate.acme",
-            object_type="tls_certificate",
-            object_id=row.id,
-            app_id=app.id,
-            after=_state(row),
-        )
-        return _view(session, ctx, app, row)
-
-
-def renew_due_acme(ctx: Context, *, worker: str, limit: int) -> RenewalReport:
-    """Renew up to ``limit`` ACME certificates that are due (what a worker calls).
-
-    Claimed in one statement with a lease (any number of workers at once), ordered with
-    no transaction open, then each stored in its own short transaction: a new row, the
-    domains moved to it, the old row deleted (see the module). A failed order is
-    recorded on the old row with backoff; the domains keep the old certificate.
-    """
-    claims = _claim_acme(ctx, worker, limit)
-    renewed = failed = 0
-    for certificate_id, names, attempts in claims:
-        try:
-            order = order_certificate(ctx, names)
-        except AcmeError as exc:
-            failed += _record_failure(ctx, worker, certificate_id, attempts, str(exc))
-        else:
-            renewed += _store_renewal(ctx, worker, certificate_id, order)
-    return RenewalReport(
-        claimed=len(claims), renewed=renewed, failed=failed, lost=len(claims) - renewed - failed
-    )
+        return certificate_view(session, ctx, app, row, problems=problems)
 
 
 def list_certificates(
@@ -391,7 +296,7 @@ def list_certificates(
             query = query.where(status_condition(status, ctx.clock.now()))
         rows = list(session.scalars(query.order_by(TlsCertificate.created_at, TlsCertificate.id)))
         uses = _domain_uses(session, [row.id for row in rows])
-        return [_view(session, ctx, app, row, uses=uses.get(row.id, ())) for row in rows]
+        return [certificate_view(session, ctx, app, row, uses=uses.get(row.id, ())) for row in rows]
 
 
 def get_certificate(
@@ -400,7 +305,9 @@ def get_certificate(
     with ctx.database.reading() as session:
         app = find_app(session, principal, app_name, Action.READ)
         require_licensed(app)
-        return _view(session, ctx, app, find_tls_certificate(session, app, certificate_id))
+        return certificate_view(
+            session, ctx, app, find_tls_certificate(session, app, certificate_id)
+        )
 
 
 def replace_certificate(
@@ -450,14 +357,14 @@ def replace_certificate(
             object_type="tls_certificate",
             object_id=row.id,
             app_id=app.id,
-            before=_state(row),
-            after=_state(replacement),
+            before=certificate_state(row),
+            after=certificate_state(replacement),
             detail={
                 "replacement_id": replacement.id,
                 "hostnames": [d.hostname for d in domains],
             },
         )
-        return _view(session, ctx, app, replacement)
+        return certificate_view(session, ctx, app, replacement)
 
 
 def delete_certificate(
@@ -485,12 +392,12 @@ def delete_certificate(
             object_type="tls_certificate",
             object_id=row.id,
             app_id=app.id,
-            before=_state(row),
+            before=certificate_state(row),
         )
         session.delete(row)
 
 
-# -- shared with custom domains -------------------------------------------------------------
+# -- shared with custom domains and ACME orders ------------------------------------------
 
 
 def find_tls_certificate(
@@ -564,7 +471,7 @@ def key_type_of(key: PrivateKeyTypes) -> str:
 # -- details --------------------------------------------------------------------------------
 
 
-def _check_description(description: str) -> None:
+def check_description(description: str) -> None:
     if len(description) > MAX_DESCRIPTION:
         raise InvalidRequest(
             f"A description may be at most {MAX_DESCRIPTION} characters.",
@@ -572,184 +479,7 @@ def _check_description(description: str) -> None:
         )
 
 
-def _acme_names(ctx: Context, sans: Sequence[str]) -> tuple[str, ...]:
-    """The names of an ACME order, normalized like a CSR's, without repeats; 422 for what
-    HTTP-01 cannot validate and for names of the platform's own domain."""
-    if not sans:
-        raise InvalidRequest("Name at least one host name in sans.", code="invalid-hostname")
-    names = _csr_names(sans[0], sans[1:], check_common_name=False)
-    for name in names:
-        if name.startswith("*."):
-            raise InvalidRequest(
-                f"{name} is a wildcard: the ACME CA validates names over HTTP-01, which "
-                "cannot prove a wildcard. Name each host, or create a CSR instead.",
-                code="invalid-hostname",
-            )
-        if is_ip(name):
-            raise InvalidRequest(
-                f"{name} is an IP address: ACME certificates here are for DNS host names.",
-                code="invalid-hostname",
-            )
-        domain = ctx.settings.platform_domain
-        if name == domain or name.endswith("." + domain):
-            raise InvalidRequest(
-                f"{name} is under the platform domain {domain}, whose names have managed "
-                "certificates already; order certificates for names of your own.",
-                code="reserved-hostname",
-            )
-    return names
-
-
-def _refuse_names_of_other_apps(session: Session, app: App, names: Sequence[str]) -> None:
-    """409 when another app serves one of ``names`` as a custom domain (without saying
-    which app: that is not the caller's to know)."""
-    taken = session.scalars(
-        select(CustomDomain.hostname)
-        .join(Environment, Environment.id == CustomDomain.environment_id)
-        .where(CustomDomain.hostname.in_(list(names)), Environment.app_id != app.id)
-        .order_by(CustomDomain.hostname)
-    ).all()
-    if taken:
-        raise Conflict(
-            f"{', '.join(taken)} {'is' if len(taken) == 1 else 'are'} served by another app "
-            "of the platform: a certificate for it cannot be ordered here.",
-            code="hostname-taken",
-            detail={"hostnames": list(taken)},
-        )
-
-
-def _acme_row(
-    session: Session,
-    ctx: Context,
-    app_id: str,
-    order: AcmeOrder,
-    *,
-    names: Sequence[str],
-    description: str,
-) -> TlsCertificate:
-    """A new row for an ordered certificate (flushed, key sealed), its renewal scheduled
-    from its own dates."""
-    now = ctx.clock.now()
-    certificate = order.certificate
-    info = describe_certificate(certificate)
-    row = TlsCertificate(
-        app_id=app_id,
-        origin=ACME,
-        description=description,
-        common_name=names[0],
-        key_type=key_type_of(order.private_key),
-        subject=info.subject,
-        issuer=info.issuer,
-        serial=info.serial,
-        not_before=info.not_before,
-        not_after=info.not_after,
-        sha256_fingerprint=info.sha256_fingerprint,
-        sans=list(_sans(certificate)),
-        certificate_pem=_pem([certificate]),
-        chain_pem=order.chain_pem,
-        renew_after=renew_after(
-            info.not_before, info.not_after, rng=_rng, earliest=now + MIN_RENEWAL_DELAY
-        ),
-        attempts=0,
-        private_key_ciphertext=b"",
-        key_id=ctx.secrets.keyring.active.key_id,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(row)
-    session.flush()  # assigns the id the ciphertext is bound to
-    row.private_key_ciphertext = ctx.secrets.encrypt(
-        private_key_der(order.private_key), aad=key_aad(row.id)
-    )
-    return row
-
-
-def _claim_acme(ctx: Context, worker: str, limit: int) -> list[tuple[str, tuple[str, ...], int]]:
-    """Mark up to ``limit`` due ACME certificates as this worker's: (id, names, attempts)."""
-    table = Base.metadata.tables[TlsCertificate.__tablename__]
-    with ctx.database.transaction() as session:
-        now = ctx.clock.now()
-        due = (
-            select(TlsCertificate.id)
-            .where(
-                TlsCertificate.renew_after <= now,
-                or_(
-                    TlsCertificate.next_attempt_at.is_(None), TlsCertificate.next_attempt_at <= now
-                ),
-                or_(TlsCertificate.claimed_until.is_(None), TlsCertificate.claimed_until < now),
-            )
-            .order_by(TlsCertificate.renew_after)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        claimed = session.connection().execute(
-            update(table)
-            .where(table.c.id.in_(due))
-            .values(claimed_by=worker, claimed_until=now + CLAIM_LEASE)
-            .returning(table.c.id, table.c.sans, table.c.attempts)
-        )
-        return [(r.id, tuple(r.sans), r.attempts) for r in claimed]
-
-
-def _store_renewal(ctx: Context, worker: str, certificate_id: str, order: AcmeOrder) -> int:
-    """Replace the certificate this worker holds by its renewal (1), or store nothing
-    when the claim was lost or the certificate deleted meanwhile (0)."""
-    with ctx.database.transaction() as session:
-        old = session.scalar(
-            select(TlsCertificate)
-            .where(TlsCertificate.id == certificate_id, TlsCertificate.claimed_by == worker)
-            .with_for_update()
-        )
-        if old is None:
-            return 0
-        new = _acme_row(
-            session, ctx, old.app_id, order, names=tuple(old.sans), description=old.description
-        )
-        hostnames = list(
-            session.scalars(
-                update(CustomDomain)
-                .where(CustomDomain.tls_certificate_id == old.id)
-                .values(tls_certificate_id=new.id)
-                .returning(CustomDomain.hostname)
-            )
-        )
-        audit.record(
-            session,
-            ctx,
-            _RENEWAL,
-            action="tls_certificate.renew",
-            object_type="tls_certificate",
-            object_id=old.id,
-            app_id=old.app_id,
-            before=_state(old),
-            after=_state(new),
-            detail={"replacement_id": new.id, "hostnames": sorted(hostnames)},
-        )
-        session.delete(old)
-        return 1
-
-
-def _record_failure(
-    ctx: Context, worker: str, certificate_id: str, attempts: int, error: str
-) -> int:
-    """Back off on a certificate this worker holds (1), or do nothing if it lost it (0)."""
-    with ctx.database.transaction() as session:
-        now = ctx.clock.now()
-        result = session.execute(
-            update(TlsCertificate)
-            .where(TlsCertificate.id == certificate_id, TlsCertificate.claimed_by == worker)
-            .values(
-                attempts=attempts + 1,
-                next_attempt_at=retry_at(now, attempts + 1),
-                last_error=f"ACME renewal failed: {error}"[:MAX_ERROR_LENGTH],
-                claimed_by=None,
-                claimed_until=None,
-            )
-        )
-        return 1 if getattr(result, "rowcount", 0) == 1 else 0
-
-
-def _csr_names(
+def csr_names(
     common_name: str, sans: Sequence[str], *, check_common_name: bool = True
 ) -> tuple[str, ...]:
     """The common name then the other SANs, normalized and without repeats; 422 if wrong."""
@@ -801,12 +531,12 @@ def _set_material(row: TlsCertificate, judgement: Judgement) -> None:
     row.not_before = info.not_before
     row.not_after = info.not_after
     row.sha256_fingerprint = info.sha256_fingerprint
-    row.sans = list(_sans(leaf))
-    row.certificate_pem = _pem([leaf])
-    row.chain_pem = _pem(judgement.chain[1:])
+    row.sans = list(sans_of(leaf))
+    row.certificate_pem = pem_of([leaf])
+    row.chain_pem = pem_of(judgement.chain[1:])
 
 
-def _sans(certificate: x509.Certificate) -> tuple[str, ...]:
+def sans_of(certificate: x509.Certificate) -> tuple[str, ...]:
     """DNS names (lower case) and IP addresses of the certificate's SAN extension."""
     try:
         extension = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
@@ -839,7 +569,7 @@ def _left_out(judgement: Judgement, requested: Iterable[str]) -> list[Problem]:
 def _covers_name(leaf: x509.Certificate, name: str) -> bool:
     """Whether ``leaf`` covers a requested SAN (a wildcard: exactly as a SAN of its own)."""
     if name.startswith("*."):
-        return name in _sans(leaf)
+        return name in sans_of(leaf)
     return covers(leaf, name)
 
 
@@ -847,7 +577,7 @@ def _san_list(row: TlsCertificate) -> str:
     return ", ".join(row.sans) or "none"
 
 
-def _pem(certificates: Iterable[x509.Certificate]) -> str:
+def pem_of(certificates: Iterable[x509.Certificate]) -> str:
     return "".join(c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in certificates)
 
 
@@ -876,7 +606,7 @@ def _domain_uses(
     return {k: tuple(v) for k, v in found.items()}
 
 
-def _state(row: TlsCertificate) -> dict[str, Any]:
+def certificate_state(row: TlsCertificate) -> dict[str, Any]:
     """The public description audited (digested): never the key."""
     return {
         "id": row.id,
@@ -890,7 +620,7 @@ def _state(row: TlsCertificate) -> dict[str, Any]:
     }
 
 
-def _view(
+def certificate_view(
     session: Session,
     ctx: Context,
     app: App,

@@ -19,6 +19,8 @@ from certward.pki.csr import CsrKeyType
 from certward.services import (
     access_profiles,
     apps,
+    ip_deny_profiles,
+    tls_acme,
     tls_certificates,
 )
 from certward.services.acme_issuing import acme_enabled
@@ -177,7 +179,7 @@ async def order_acme_certificate(request: Request) -> Response:
     app = request.path_params["app"]
     try:
         created = await call(
-            tls_certificates.order_from_acme,
+            tls_acme.order_from_acme,
             visit.context,
             visit.who,
             app,
@@ -593,8 +595,8 @@ async def _ip_deny_profiles(
 
 def _deny_values(
     ctx: Context, who: Principal, app: str
-) -> tuple[AppView, list[access_profiles.IpDenyProfileView]]:
-    return apps.get_app(ctx, who, app), access_profiles.list_ip_deny_profiles(ctx, who, app)
+) -> tuple[AppView, list[ip_deny_profiles.IpDenyProfileView]]:
+    return apps.get_app(ctx, who, app), ip_deny_profiles.list_ip_deny_profiles(ctx, who, app)
 
 
 async def create_ip_deny_profile(request: Request) -> Response:
@@ -602,7 +604,7 @@ async def create_ip_deny_profile(request: Request) -> Response:
     app = request.path_params["app"]
     try:
         created = await call(
-            access_profiles.create_ip_deny_profile,
+            ip_deny_profiles.create_ip_deny_profile,
             visit.context,
             visit.who,
             app,
@@ -628,7 +630,7 @@ async def update_ip_deny_profile(request: Request) -> Response:
     p = request.path_params
     try:
         await call(
-            access_profiles.update_ip_deny_profile,
+            ip_deny_profiles.update_ip_deny_profile,
             visit.context,
             visit.who,
             p["app"],
@@ -652,7 +654,7 @@ async def delete_ip_deny_profile(request: Request) -> Response:
     p = request.path_params
     try:
         await call(
-            access_profiles.delete_ip_deny_profile,
+            ip_deny_profiles.delete_ip_deny_profile,
             visit.context,
             visit.who,
             p["app"],

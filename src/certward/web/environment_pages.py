@@ -26,6 +26,7 @@ from certward.services import (
     authorities,
     client_certificates,
     domains,
+    ip_deny_profiles,
     managed,
     path_rules,
     staging,
@@ -660,8 +661,8 @@ def _access_values(ctx: Context, who: Principal, app: str, env: str) -> dict[str
         "path_rules": lines_,
         "rows": [line for line in lines_ if line.rule],
         "profile_names": [p.name for p in access_profiles.list_access_profiles(ctx, who, app)],
-        "deny_profiles": access_profiles.list_ip_deny_profiles(ctx, who, app),
-        "attached": set(access_profiles.environment_ip_denies(ctx, who, app, env).profiles),
+        "deny_profiles": ip_deny_profiles.list_ip_deny_profiles(ctx, who, app),
+        "attached": set(ip_deny_profiles.environment_ip_denies(ctx, who, app, env).profiles),
     }
 
 
@@ -722,7 +723,7 @@ async def attach_ip_deny_profiles(request: Request) -> Response:
     app, env = request.path_params["app"], request.path_params["env"]
     try:
         await call(
-            access_profiles.attach_ip_deny_profiles,
+            ip_deny_profiles.attach_ip_deny_profiles,
             visit.context,
             visit.who,
             app,
