@@ -67,6 +67,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from certward.clock import SystemClock
 from certward.dataplane.access import ClientIdentity, Decision, decide
+from certward.dataplane.caller_headers import HOP_MARK, HOP_MARK_HEADER, carries_hop_mark
 from certward.dataplane.nginx import openssl_dn
 from certward.dataplane.request_target import canonical_prefix
 from certward.dataplane.state import (
@@ -821,6 +822,10 @@ def check_forwarded(
     assert answer.forwarded("X-Forwarded-Proto") == ["https"]
     assert answer.forwarded("SSL-Protocol") == [answer.tls_version]
     assert answer.forwarded("SSL-Cipher") == [answer.cipher]
+    loop = answer.forwarded(HOP_MARK_HEADER)
+    assert any(carries_hop_mark(v) for v in loop), f"no hop mark upstream: {loop}"
+    sent = [v for n, v in request.headers if n.lower() == HOP_MARK_HEADER.lower()]
+    assert all(any(s in v for v in loop) for s in sent), f"{sent} dropped: {loop}"
     host = answer.forwarded("Host")
     assert [h.rsplit(":", 1)[0].lower() for h in host] == [request.host], host
     site = state.site(request.host)
@@ -1517,6 +1522,31 @@ CASES: tuple[Case, ...] = (
                 host=PARTNERS, path="/open", headers=SPOOFED, client="stranger", verified=False
             ),
             Request(host=PARTNERS, path="/partner", headers=SPOOFED, expect=403),
+        ),
+    ),
+    Case(
+        name="a-request-that-went-through-the-platform-is-a-loop",
+        build=_shop_with(""),
+        steps=(
+            Request(host=SHOP, headers=((HOP_MARK_HEADER, "other-cdn"),)),
+            Request(host=SHOP, headers=((HOP_MARK_HEADER, "other-cdn; v=2, edge-7"),)),
+            Request(host=SHOP, headers=((HOP_MARK_HEADER, HOP_MARK),), expect=508, decided=False),
+            Request(
+                host=SHOP,
+                headers=(("cdn-loop", "other-cdn, CertWard; v=1"),),
+                expect=508,
+                decided=False,
+            ),
+            Request(
+                host=SHOP,
+                path="/x",
+                method="POST",
+                body=b"again",
+                headers=((HOP_MARK_HEADER, f"a, {HOP_MARK}"),),
+                expect=508,
+                decided=False,
+            ),
+            Request(host=SHOP, headers=((HOP_MARK_HEADER, "certward-other"),)),
         ),
     ),
     Case(
