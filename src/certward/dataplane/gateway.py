@@ -31,10 +31,12 @@ Deadlines (`ConnectionLimits`): the TLS handshake, each request's head, and idle
 between requests are bounded; the plain-HTTP port gives a client the header deadline
 for its one request.
 
-The state comes from a `StateSource` polled every few seconds in a thread; a new state
-replaces the old one atomically. Contexts are cached by hostname, certificate id and
-client-CA digest, so a renewed or replaced certificate is served from the next
-handshake on while connections already open keep theirs.
+The state comes from a `StateSource` polled every few seconds in a thread (in
+production `certward.services.dataplane_follower.StateFollower`: one small query when
+nothing changed, the changed sites otherwise, the last good state while the database
+is away); a new state replaces the old one atomically. Contexts are cached by
+hostname, certificate id and client-CA digest, so a renewed or replaced certificate
+is served from the next handshake on while connections already open keep theirs.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ queries.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -687,19 +687,25 @@ def attach_ip_deny_profiles(
 # -- for the data plane ---------------------------------------------------------------------
 
 
-def applied_access(session: Session) -> dict[str, EnvironmentAccess]:
-    """Every environment's applied path rules, its app's access profiles (live) and its
-    IP deny ranges, keyed by environment id.
+def applied_access(
+    session: Session, environment_ids: Collection[str] | None = None
+) -> dict[str, EnvironmentAccess]:
+    """Every environment's (or those of ``environment_ids``) applied path rules, its
+    app's access profiles (live) and its IP deny ranges, keyed by environment id.
 
     A fixed number of queries whatever the number of environments: environments,
     applied versions' digests (path rules are read from a version's snapshot once and
     kept, since versions never change), access profiles, their client CAs, attached
     IP deny profiles. Profiles are shared between the environments of one app.
     """
-    environments = session.execute(select(Environment.id, Environment.app_id)).all()
-    rules = applied_rules(session)
-    profiles = _data_plane_profiles(session)
-    denies = _deny_ranges(session)
+    query = select(Environment.id, Environment.app_id)
+    if environment_ids is not None:
+        query = query.where(Environment.id.in_(sorted(environment_ids)))
+    environments = session.execute(query).all()
+    rules = applied_rules(session, environment_ids)
+    apps = None if environment_ids is None else {app_id for _, app_id in environments}
+    profiles = _data_plane_profiles(session, apps)
+    denies = _deny_ranges(session, environment_ids)
     none: Mapping[str, DataPlaneProfile] = MappingProxyType({})
     return {
         environment_id: EnvironmentAccess(
@@ -712,15 +718,23 @@ def applied_access(session: Session) -> dict[str, EnvironmentAccess]:
     }
 
 
-def _data_plane_profiles(session: Session) -> dict[str, Mapping[str, DataPlaneProfile]]:
-    """Every access profile as the data plane reads it, by app id, then by name."""
+def _data_plane_profiles(
+    session: Session, app_ids: Collection[str] | None
+) -> dict[str, Mapping[str, DataPlaneProfile]]:
+    """Every access profile (of ``app_ids``) as the data plane reads it, by app id, then
+    by name."""
+    ca_query = select(AccessProfileCa).order_by(AccessProfileCa.profile_id)
+    query = select(
+        AccessProfile.id, AccessProfile.app_id, AccessProfile.name, AccessProfile.ip_ranges
+    )
+    if app_ids is not None:
+        ca_query = ca_query.join(AccessProfile).where(AccessProfile.app_id.in_(sorted(app_ids)))
+        query = query.where(AccessProfile.app_id.in_(sorted(app_ids)))
     cas: dict[str, list[AccessProfileCa]] = {}
-    for row in session.scalars(select(AccessProfileCa).order_by(AccessProfileCa.profile_id)):
+    for row in session.scalars(ca_query):
         cas.setdefault(row.profile_id, []).append(row)
     by_app: dict[str, dict[str, DataPlaneProfile]] = {}
-    for profile_id, app_id, name, ip_ranges in session.execute(
-        select(AccessProfile.id, AccessProfile.app_id, AccessProfile.name, AccessProfile.ip_ranges)
-    ):
+    for profile_id, app_id, name, ip_ranges in session.execute(query):
         by_app.setdefault(app_id, {})[name] = _data_plane_profile(
             name, ip_ranges or [], cas.get(profile_id, [])
         )
@@ -763,19 +777,25 @@ def _data_plane_profile(
     )
 
 
-def _deny_ranges(session: Session) -> dict[str, tuple[Network, ...]]:
-    """Deny ranges by environment id: each profile's ranges parsed once, and each set of
-    attached profiles merged once (environments of an app mostly share one)."""
+def _deny_ranges(
+    session: Session, environment_ids: Collection[str] | None
+) -> dict[str, tuple[Network, ...]]:
+    """Deny ranges by environment id (of ``environment_ids``): each profile's ranges
+    parsed once, and each set of attached profiles merged once (environments of an app
+    mostly share one)."""
+    query = select(IpDenyProfile.id, IpDenyProfile.name, IpDenyProfile.ip_ranges)
+    links = select(EnvironmentIpDeny.environment_id, EnvironmentIpDeny.profile_id)
+    if environment_ids is not None:
+        links = links.where(EnvironmentIpDeny.environment_id.in_(sorted(environment_ids)))
+        query = query.where(
+            IpDenyProfile.id.in_(links.with_only_columns(EnvironmentIpDeny.profile_id))
+        )
     profiles: dict[str, tuple[str, tuple[Network, ...]]] = {
         profile_id: (name, tuple(_stored_network(text) for text in ip_ranges or ()))
-        for profile_id, name, ip_ranges in session.execute(
-            select(IpDenyProfile.id, IpDenyProfile.name, IpDenyProfile.ip_ranges)
-        )
+        for profile_id, name, ip_ranges in session.execute(query)
     }
     attached: dict[str, list[str]] = {}
-    for environment_id, profile_id in session.execute(
-        select(EnvironmentIpDeny.environment_id, EnvironmentIpDeny.profile_id)
-    ):
+    for environment_id, profile_id in session.execute(links):
         if profile_id in profiles:  # attached after the profiles were read: next time
             attached.setdefault(environment_id, []).append(profile_id)
     merged: dict[tuple[str, ...], tuple[Network, ...]] = {}
