@@ -44,6 +44,7 @@ class NodeStatus:
     hostnames: int
     started_at: datetime
     last_contact: datetime
+    seconds_since_contact: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +79,8 @@ def list_nodes(ctx: Context, principal: Principal) -> Nodes:
 
 
 def read_nodes(ctx: Context) -> Nodes:
+    """The nodes and the current sequence, without an access check (the metrics)."""
+    now = ctx.clock.now()
     with ctx.database.reading() as session:
         current = int(
             session.scalar(select(DataPlaneSequence.value).where(DataPlaneSequence.id == 1)) or 0
@@ -95,6 +98,7 @@ def read_nodes(ctx: Context) -> Nodes:
                     hostnames=row.hostnames,
                     started_at=row.started_at,
                     last_contact=row.last_contact,
+                    seconds_since_contact=max(0.0, (now - row.last_contact).total_seconds()),
                 )
                 for row in rows
             ],
