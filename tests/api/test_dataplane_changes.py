@@ -355,3 +355,23 @@ def test_concurrent_writers_on_postgresql_never_share_a_sequence(api: Api) -> No
     assert len(sequences) == len(set(sequences)) == 40  # one row each, none shared, none lost
     assert sorted(sequences) == list(range(start + 1, start + 41))
     assert feed.poll() == start + 40
+
+
+@pytest.mark.parametrize("api", ["postgresql"], indirect=True)
+def test_a_commit_wakes_a_listening_node_on_postgresql(api: Api) -> None:
+    api.create_app("shop")
+    follower = StateFollower(DataPlaneFeed(api.context), kind="gateway", node="listening")
+    follower.load()
+    follower.wait_for_change(0.01)  # LISTEN now, before the change
+    woke = threading.Event()
+
+    def wait() -> None:
+        follower.wait_for_change(120)  # far longer than the test waits below
+        woke.set()
+
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    environment = api.create_environment("shop", "prod")
+    assert woke.wait(30), "no notification woke the node"
+    assert environment["hostname"] in follower.load().sites
+    follower.close()

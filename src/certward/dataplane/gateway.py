@@ -133,8 +133,12 @@ class Gateway:
 
     async def _refresh_forever(self) -> None:
         loop = asyncio.get_running_loop()
+        wait = getattr(self.source, "wait_for_change", None)  # woken early by a change
         while True:
-            await asyncio.sleep(self.refresh_seconds)
+            if wait is None:
+                await asyncio.sleep(self.refresh_seconds)
+            else:
+                await loop.run_in_executor(None, wait, self.refresh_seconds)
             try:
                 state = await loop.run_in_executor(None, self.source.load)
             except Exception:

@@ -8,15 +8,25 @@ loads a full snapshot again. When the database is unreachable the last good stat
 being served: that is logged once when it starts and once when the database is back,
 not at every poll. After a successful poll, at most every ``report_seconds``, the node
 reports what it serves (`certward.services.dataplane_nodes`).
+
+`wait_for_change` is how long a node sleeps between polls: on PostgreSQL it LISTENs on
+``certward_data_plane`` (the feed's triggers notify at commit) on a connection of its
+own, so a change wakes the node at once; the poll interval stays the bound, and on
+SQLite, or while that connection is broken, it is a plain sleep.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
 import time
+from typing import Any
+
+import psycopg
+from sqlalchemy.engine import Engine
 
 from certward.dataplane.state import DataPlaneState, with_changes
 from certward.services import dataplane_nodes
@@ -25,6 +35,7 @@ from certward.services.dataplane_feed import DataPlaneFeed
 log = logging.getLogger("certward.dataplane")
 
 REPORT_SECONDS = 5.0
+CHANNEL = "certward_data_plane"
 
 
 def node_id(kind: str) -> str:
@@ -53,6 +64,7 @@ class StateFollower:
         self._reported_at: float | None = None
         self._started = feed.ctx.clock.now()
         self._lock = threading.Lock()
+        self._listener = ChangeListener(feed.ctx.database.engine)
 
     def load(self) -> DataPlaneState:
         """The state to serve now. Raises only when no state was ever loaded."""
@@ -85,6 +97,13 @@ class StateFollower:
 
     def challenge(self, token: str) -> str | None:
         return self.feed.challenge(token)
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Return after ``timeout`` seconds, or sooner when a change is committed."""
+        self._listener.wait(timeout)
+
+    def close(self) -> None:
+        self._listener.close()
 
     def _refresh(self) -> DataPlaneState:
         state = self.state
@@ -124,3 +143,41 @@ class StateFollower:
         except Exception:  # serving matters more than being seen; the next poll retries
             log.warning("could not report node %s", self.node, exc_info=True)
             self._reported_at = None
+
+
+class ChangeListener:
+    """Waits for the feed's notifications on PostgreSQL; sleeps elsewhere."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._conninfo: str | None = None
+        if engine.dialect.name == "postgresql":
+            url = engine.url.set(drivername="postgresql")
+            self._conninfo = url.render_as_string(hide_password=False)
+        self._connection: psycopg.Connection[Any] | None = None
+        self._sleep = threading.Event()
+
+    def wait(self, timeout: float) -> None:
+        conninfo = self._conninfo
+        if conninfo is None:
+            self._sleep.wait(timeout)
+            return
+        began = time.monotonic()
+        try:
+            connection = self._connected(conninfo)
+            for _ in connection.notifies(timeout=timeout, stop_after=1):
+                pass
+        except psycopg.Error:
+            self.close()  # connect again next time; the poll interval still holds
+            self._sleep.wait(max(0.0, timeout - (time.monotonic() - began)))
+
+    def _connected(self, conninfo: str) -> psycopg.Connection[Any]:
+        if self._connection is None or self._connection.closed:
+            self._connection = psycopg.connect(conninfo, autocommit=True, connect_timeout=5)
+            self._connection.execute(f"LISTEN {CHANNEL}")
+        return self._connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._connection.close()
+            self._connection = None
