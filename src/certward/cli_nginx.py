@@ -179,6 +179,7 @@ def nginx_sync_command(
 
     from certward.nginx_agent import NginxDirectory, NginxSync
     from certward.services.dataplane_feed import DataPlaneFeed
+    from certward.services.dataplane_follower import StateFollower
 
     settings = _settings()
     try:
@@ -189,7 +190,7 @@ def nginx_sync_command(
         raise _usage_error("nginx is not installed (apt-get install nginx), or give --nginx")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     with _operator_platform() as platform:
-        feed = DataPlaneFeed(platform.context)
+        feed = StateFollower(DataPlaneFeed(platform.context), kind="nginx")
         sync = NginxSync(
             feed.load,
             NginxDirectory(out.absolute()),

@@ -2,9 +2,10 @@
 
 The parent binds the HTTPS and plain-HTTP sockets, then forks the workers, which all
 accept on them (the kernel spreads connections). Each worker opens the installation
-itself (its own database engine, nothing shared across ``fork``), loads the state
-through `DataPlaneFeed`, and runs `Gateway` on uvloop when it is installed. SIGTERM or
-SIGINT to the parent stops every worker; a worker that dies is started again.
+itself (its own database engine, nothing shared across ``fork``), follows the state
+through `StateFollower` (a full snapshot at start, then the changed sites), and runs
+`Gateway` on uvloop when it is installed. SIGTERM or SIGINT to the parent stops every
+worker; a worker that dies is started again.
 
 Each worker's gateway reaches upstreams under the operator's egress policy
 (`Settings.egress_policy`, with the ports the gateway actually bound added to the
@@ -42,6 +43,7 @@ from certward.platform import open_platform
 from certward.services import platform_ca
 from certward.services.context import Context
 from certward.services.dataplane_feed import DataPlaneFeed
+from certward.services.dataplane_follower import StateFollower
 from certward.settings import Settings, format_listen
 
 log = logging.getLogger("certward.gateway")
@@ -163,7 +165,7 @@ def _fork(settings: Settings, https: socket.socket, http: socket.socket) -> int:
 def _worker(settings: Settings, https: socket.socket, http: socket.socket) -> None:
     platform = open_platform(settings, bootstrap=False)
     try:
-        feed = DataPlaneFeed(platform.context)
+        feed = StateFollower(DataPlaneFeed(platform.context), kind="gateway")
         gateway = Gateway(
             feed,
             refresh_seconds=settings.gateway_refresh.total_seconds(),

@@ -614,3 +614,46 @@ class DataPlaneExclusion(Base):
     environment: Mapped[str] = mapped_column(String(63))
     reason: Mapped[str] = mapped_column(Text)
     since: Mapped[datetime]
+
+
+class DataPlaneSequence(Base):
+    """The one row (``id`` 1) counting changes to what the data plane serves.
+
+    Written only by the database's own triggers (migration 0007): every insert, update
+    or delete of a served row adds one to ``value`` and lists the hostnames it touched
+    in `DataPlaneChange`, in the same transaction. ``trimmed`` is the newest sequence
+    whose changes were deleted: a node behind it loads a full snapshot.
+    """
+
+    __tablename__ = "data_plane_sequence"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    value: Mapped[int] = mapped_column(BigInteger)
+    trimmed: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class DataPlaneChange(Base):
+    """A hostname whose served site changed at ``sequence`` (it may now be gone)."""
+
+    __tablename__ = "data_plane_changes"
+
+    sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hostname: Mapped[str] = mapped_column(String(253), primary_key=True)
+
+
+class DataPlaneNode(Base):
+    """A gateway worker or nginx agent, as it last reported itself.
+
+    ``sequence`` and ``version`` are what it serves (the change sequence it has applied
+    and the state digest); ``last_contact`` is when it last wrote this row.
+    """
+
+    __tablename__ = "data_plane_nodes"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "gateway" or "nginx"
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    version: Mapped[str] = mapped_column(String(64))
+    hostnames: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    last_contact: Mapped[datetime]

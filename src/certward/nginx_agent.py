@@ -514,6 +514,7 @@ class NginxSync:
         self.confirm_attempts = confirm_attempts
         self._applied: str | None = None
         self._rejected: str | None = None
+        self._unreported: Mapping[str, str] | None = None  # exclusions still to report
         self._stop = threading.Event()
 
     def sync_once(self) -> SyncReport:
@@ -524,6 +525,8 @@ class NginxSync:
             log.exception("could not load the data plane state; nginx keeps serving the last one")
             return SyncReport(outcome=SyncOutcome.LOAD_FAILED)
         if state.version == self._applied:
+            if self._unreported is not None:
+                self._report(state, self._unreported)
             return SyncReport(outcome=SyncOutcome.UNCHANGED, version=state.version)
         if state.version == self._rejected:
             return SyncReport(outcome=SyncOutcome.REJECTED, version=state.version)
@@ -579,8 +582,11 @@ class NginxSync:
         try:
             self.report(state, skipped)
         except Exception:  # the database away, say: nginx is served all the same
-            log.exception("could not report the sites nginx leaves out")
-            self._applied = None  # report again at the next poll
+            if self._unreported is None:  # said once, not at every poll
+                log.exception("could not report the sites nginx leaves out; retrying")
+            self._unreported = skipped  # report again at the next poll
+        else:
+            self._unreported = None
 
     def run(self, interval: float) -> None:
         """`sync_once` every ``interval`` seconds until `stop`."""

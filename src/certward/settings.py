@@ -120,6 +120,7 @@ DEFAULT_ACME_HTTP_LISTEN = "127.0.0.1:8080"
 DEFAULT_GATEWAY_LISTEN = "127.0.0.1:8443"
 DEFAULT_GATEWAY_HTTP_LISTEN = "127.0.0.1:8080"
 DEFAULT_GATEWAY_REFRESH = timedelta(seconds=2)
+DEFAULT_DATA_PLANE_CHANGES_KEPT = 100_000  # change sequences a lagging node can catch up on
 DEFAULT_GATEWAY_HEADER_TIMEOUT = timedelta(seconds=10)
 DEFAULT_GATEWAY_IDLE_TIMEOUT = timedelta(seconds=75)
 DEFAULT_HEADER_TIMEOUT = timedelta(seconds=10)
@@ -161,6 +162,7 @@ class Settings:
     gateway_http_listen: tuple[str, int] = ("127.0.0.1", 8080)
     gateway_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     gateway_refresh: timedelta = DEFAULT_GATEWAY_REFRESH
+    data_plane_changes_kept: int = DEFAULT_DATA_PLANE_CHANGES_KEPT
     gateway_header_timeout: timedelta = DEFAULT_GATEWAY_HEADER_TIMEOUT
     gateway_idle_timeout: timedelta = DEFAULT_GATEWAY_IDLE_TIMEOUT
     egress_networks: tuple[IPNetwork, ...] = ()
@@ -196,6 +198,7 @@ class Settings:
             "gateway_http_listen": format_listen(self.gateway_http_listen),
             "gateway_workers": self.gateway_workers,
             "gateway_refresh": str(self.gateway_refresh),
+            "data_plane_changes_kept": self.data_plane_changes_kept,
             "gateway_header_timeout": str(self.gateway_header_timeout),
             "gateway_idle_timeout": str(self.gateway_idle_timeout),
             "egress_allow": ",".join([*map(str, self.egress_networks), *self.egress_suffixes]),
@@ -328,6 +331,9 @@ class Settings:
                 "CERTWARD_GATEWAY_REFRESH",
                 DEFAULT_GATEWAY_REFRESH,
                 minimum=timedelta(seconds=1),
+            ),
+            data_plane_changes_kept=_positive_int(
+                env, "CERTWARD_DATA_PLANE_CHANGES_KEPT", DEFAULT_DATA_PLANE_CHANGES_KEPT
             ),
             gateway_header_timeout=_duration(
                 env,

@@ -27,6 +27,7 @@ import httpx
 from certward.services import notifications
 from certward.services.acme_issuing import sweep_challenges
 from certward.services.context import Context
+from certward.services.dataplane_feed import trim_changes
 from certward.services.managed import RenewalReport, renew_due
 from certward.services.tls_acme import renew_due_acme
 
@@ -82,6 +83,7 @@ class RenewalWorker:
         swept = sweep_challenges(self.ctx)
         if swept:
             log.info("deleted %d expired ACME challenge(s)", swept)
+        trim_changes(self.ctx, self.ctx.settings.data_plane_changes_kept)
         return total
 
     def notify(self, client: httpx.Client) -> None:

@@ -100,3 +100,10 @@ def test_health_metrics_and_the_platform_ca(cli: Cli, tmp_path: Path) -> None:
 def test_the_sites_nginx_leaves_out_are_listed(cli: Cli) -> None:
     assert "No site is left out" in cli.ok("data-plane", "excluded").stdout
     assert cli.ok("data-plane", "excluded", "--json").json() == []
+
+
+def test_the_data_plane_nodes_are_listed(cli: Cli) -> None:
+    assert "No data-plane node has reported yet" in cli.ok("data-plane", "nodes").stdout
+    answer = cli.ok("data-plane", "nodes", "--json").json()
+    assert answer["nodes"] == []
+    assert answer["sequence"] >= 0

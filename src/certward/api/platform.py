@@ -12,8 +12,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from certward.api.deps import ContextDep, PrincipalDep, url_without_nul
-from certward.services import dataplane_exclusions, managed, platform_ca
+from certward.services import dataplane_exclusions, dataplane_nodes, managed, platform_ca
 from certward.services.dataplane_exclusions import ExcludedSite
+from certward.services.dataplane_nodes import Nodes
 from certward.services.managed import ManagedCertificateView
 from certward.services.platform_ca import CaCertificateView
 
@@ -110,3 +111,13 @@ def excluded_sites(ctx: ContextDep, who: PrincipalDep) -> list[ExcludedSite]:
     (an upstream refused by the egress policy or that does not resolve, a site nginx
     refuses) and since when. Platform administrators only."""
     return dataplane_exclusions.list_excluded(ctx, who)
+
+
+@router.get("/platform/data-plane/nodes", tags=["data plane"])
+def data_plane_nodes(ctx: ContextDep, who: PrincipalDep) -> Nodes:
+    """The current data-plane change sequence and every gateway worker and nginx agent as
+    it last reported itself: the sequence it serves and its lag behind the current one,
+    the digest of its state, its hostnames, its last contact. A node that cannot reach
+    the database keeps serving its last state and stops reporting (its last contact
+    ages). Platform administrators only."""
+    return dataplane_nodes.list_nodes(ctx, who)

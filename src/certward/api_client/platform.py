@@ -59,6 +59,10 @@ class PlatformApi(ApiTransport):
         """The sites the nginx data plane leaves out, with the reason (platform admin)."""
         return self._list(self._request("GET", "/api/v1/platform/data-plane/excluded-sites"))
 
+    def data_plane_nodes(self) -> JsonObject:
+        """The current change sequence and every data-plane node's (platform admin)."""
+        return self._object(self._request("GET", "/api/v1/platform/data-plane/nodes"))
+
     def platform_ca_pem(self, *, every: bool = False) -> str:
         """The active root as PEM (``every``: every published root and intermediate)."""
         return self._request("GET", "/api/v1/platform/ca", params={"all": every or None}).text

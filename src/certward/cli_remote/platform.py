@@ -189,3 +189,33 @@ def data_plane_excluded(
         ),
         empty="No site is left out: nginx serves every one.",
     )
+
+
+@data_plane_group.command("nodes")
+def data_plane_nodes(
+    server: ServerOption = DEFAULT_SERVER, token: TokenOption = None, as_json: JsonOption = False
+) -> None:
+    """The gateway workers and nginx agents: the change sequence each serves, its lag
+    behind the current one, its state digest and its last contact."""
+    with connect(server, token, as_json=as_json) as api:
+        answer = api.data_plane_nodes()
+    if as_json:
+        emit_json(answer)
+        return
+    print_line(f"Current data-plane sequence: {answer.get('sequence')}")
+    nodes = answer.get("nodes")
+    show_rows(
+        nodes if isinstance(nodes, list) else [],
+        as_json,
+        ("node", "kind", "sequence", "lag", "hostnames", "digest", "last contact"),
+        lambda n: (
+            n.get("id"),
+            n.get("kind"),
+            n.get("sequence"),
+            n.get("lag"),
+            n.get("hostnames"),
+            str(n.get("version") or "")[:12],
+            format_time(n.get("last_contact")),
+        ),
+        empty="No data-plane node has reported yet.",
+    )

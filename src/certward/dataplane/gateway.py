@@ -31,10 +31,12 @@ Deadlines (`ConnectionLimits`): the TLS handshake, each request's head, and idle
 between requests are bounded; the plain-HTTP port gives a client the header deadline
 for its one request.
 
-The state comes from a `StateSource` polled every few seconds in a thread; a new state
-replaces the old one atomically. Contexts are cached by hostname, certificate id and
-client-CA digest, so a renewed or replaced certificate is served from the next
-handshake on while connections already open keep theirs.
+The state comes from a `StateSource` polled every few seconds in a thread (in
+production `certward.services.dataplane_follower.StateFollower`: one small query when
+nothing changed, the changed sites otherwise, the last good state while the database
+is away); a new state replaces the old one atomically. Contexts are cached by
+hostname, certificate id and client-CA digest, so a renewed or replaced certificate
+is served from the next handshake on while connections already open keep theirs.
 """
 
 from __future__ import annotations
@@ -131,8 +133,12 @@ class Gateway:
 
     async def _refresh_forever(self) -> None:
         loop = asyncio.get_running_loop()
+        wait = getattr(self.source, "wait_for_change", None)  # woken early by a change
         while True:
-            await asyncio.sleep(self.refresh_seconds)
+            if wait is None:
+                await asyncio.sleep(self.refresh_seconds)
+            else:
+                await loop.run_in_executor(None, wait, self.refresh_seconds)
             try:
                 state = await loop.run_in_executor(None, self.source.load)
             except Exception:

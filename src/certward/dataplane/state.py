@@ -10,7 +10,7 @@ same. Pure: no database, no files, no clock.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network
@@ -124,15 +124,80 @@ class Site:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DataPlaneState:
-    """Every served hostname; ``version`` names this exact content (a digest)."""
+    """Every served hostname; ``version`` names this exact content (a digest).
+
+    A state read from the database also carries the change ``sequence`` it is current
+    to and each site's digest (`SiteDigests`), so that changes can be applied to it
+    (`with_changes`) and its version kept equal to that of a full read.
+    """
 
     sites: Mapping[str, Site]
     version: str
+    sequence: int = 0
+    digests: SiteDigests | None = None
 
     def site(self, hostname: str | None) -> Site | None:
         if not hostname:
             return None
         return self.sites.get(hostname.rstrip(".").lower())
+
+
+@dataclass(frozen=True, slots=True)
+class SiteDigests:
+    """Each site's digest, and their sum modulo 2**256: the version of a set of sites
+    that one changed site updates in constant time."""
+
+    by_hostname: Mapping[str, int]
+    total: int
+
+    @property
+    def version(self) -> str:
+        text = f"{len(self.by_hostname)}:{self.total:064x}"
+        return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+    @classmethod
+    def of(cls, digests: Mapping[str, int]) -> SiteDigests:
+        return cls(by_hostname=digests, total=sum(digests.values()) % _MODULUS)
+
+
+_MODULUS = 1 << 256
+
+
+def site_digest(parts: Iterable[str]) -> int:
+    """A site's digest (as an integer) from the strings that identify its content."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\0")
+    return int.from_bytes(digest.digest(), "big")
+
+
+def with_changes(
+    state: DataPlaneState,
+    *,
+    sequence: int,
+    changed: Mapping[str, tuple[Site, int]],
+    removed: Iterable[str],
+) -> DataPlaneState:
+    """``state`` with the ``changed`` sites (each with its digest) put in and the
+    ``removed`` hostnames taken out, current to ``sequence``. The old state is left as
+    it is (a connection may still be reading it)."""
+    if state.digests is None:
+        raise ValueError("changes apply to a state read with its site digests")
+    sites = dict(state.sites)
+    digests = dict(state.digests.by_hostname)
+    total = state.digests.total
+    for hostname in [*removed, *changed]:
+        old = digests.pop(hostname, None)
+        if old is not None:
+            total -= old
+            del sites[hostname]
+    for hostname, (site, digest) in changed.items():
+        sites[hostname] = site
+        digests[hostname] = digest
+        total += digest
+    result = SiteDigests(by_hostname=digests, total=total % _MODULUS)
+    return DataPlaneState(sites=sites, version=result.version, sequence=sequence, digests=result)
 
 
 def state_version(parts: list[str]) -> str:

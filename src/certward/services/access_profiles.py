@@ -20,7 +20,7 @@ queries.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -397,19 +397,25 @@ def remove_client_ca(
 # -- for the data plane ---------------------------------------------------------------------
 
 
-def applied_access(session: Session) -> dict[str, EnvironmentAccess]:
-    """Every environment's applied path rules, its app's access profiles (live) and its
-    IP deny ranges, keyed by environment id.
+def applied_access(
+    session: Session, environment_ids: Collection[str] | None = None
+) -> dict[str, EnvironmentAccess]:
+    """Every environment's (or those of ``environment_ids``) applied path rules, its
+    app's access profiles (live) and its IP deny ranges, keyed by environment id.
 
     A fixed number of queries whatever the number of environments: environments,
     applied versions' digests (path rules are read from a version's snapshot once and
     kept, since versions never change), access profiles, their client CAs, attached
     IP deny profiles. Profiles are shared between the environments of one app.
     """
-    environments = session.execute(select(Environment.id, Environment.app_id)).all()
-    rules = applied_rules(session)
-    profiles = _data_plane_profiles(session)
-    denies = deny_ranges(session)
+    query = select(Environment.id, Environment.app_id)
+    if environment_ids is not None:
+        query = query.where(Environment.id.in_(sorted(environment_ids)))
+    environments = session.execute(query).all()
+    rules = applied_rules(session, environment_ids)
+    apps = None if environment_ids is None else {app_id for _, app_id in environments}
+    profiles = _data_plane_profiles(session, apps)
+    denies = deny_ranges(session, environment_ids)
     none: Mapping[str, DataPlaneProfile] = MappingProxyType({})
     return {
         environment_id: EnvironmentAccess(
@@ -422,15 +428,23 @@ def applied_access(session: Session) -> dict[str, EnvironmentAccess]:
     }
 
 
-def _data_plane_profiles(session: Session) -> dict[str, Mapping[str, DataPlaneProfile]]:
-    """Every access profile as the data plane reads it, by app id, then by name."""
+def _data_plane_profiles(
+    session: Session, app_ids: Collection[str] | None
+) -> dict[str, Mapping[str, DataPlaneProfile]]:
+    """Every access profile (of ``app_ids``) as the data plane reads it, by app id, then
+    by name."""
+    ca_query = select(AccessProfileCa).order_by(AccessProfileCa.profile_id)
+    query = select(
+        AccessProfile.id, AccessProfile.app_id, AccessProfile.name, AccessProfile.ip_ranges
+    )
+    if app_ids is not None:
+        ca_query = ca_query.join(AccessProfile).where(AccessProfile.app_id.in_(sorted(app_ids)))
+        query = query.where(AccessProfile.app_id.in_(sorted(app_ids)))
     cas: dict[str, list[AccessProfileCa]] = {}
-    for row in session.scalars(select(AccessProfileCa).order_by(AccessProfileCa.profile_id)):
+    for row in session.scalars(ca_query):
         cas.setdefault(row.profile_id, []).append(row)
     by_app: dict[str, dict[str, DataPlaneProfile]] = {}
-    for profile_id, app_id, name, ip_ranges in session.execute(
-        select(AccessProfile.id, AccessProfile.app_id, AccessProfile.name, AccessProfile.ip_ranges)
-    ):
+    for profile_id, app_id, name, ip_ranges in session.execute(query):
         by_app.setdefault(app_id, {})[name] = _data_plane_profile(
             name, ip_ranges or [], cas.get(profile_id, [])
         )

@@ -7,6 +7,16 @@ access rules. A certificate row never changes once written (a renewal or replace
 is another row), so decrypted material is cached by row id and a reload decrypts only
 what is new. The state's ``version`` is a digest of everything served, so the gateway
 and the nginx agent can tell cheaply whether anything changed.
+
+Between full loads a node follows the change feed: the database's triggers (migration
+0007) advance ``data_plane_sequence`` and list the changed hostnames in
+``data_plane_changes`` in the transaction of every served change. `poll` reads the
+sequence (one row); `changes_since` reads the hostnames changed after a sequence and
+builds only their sites, with the same queries as a full load restricted to them.
+The sequence is read before the rows, so what a node builds is at least as new as the
+sequence it records; a change committed meanwhile is read again at the next poll.
+The version is a sum of per-site digests (`certward.dataplane.state.SiteDigests`), so
+a state with changes applied has the version a full load of the same rows has.
 """
 
 from __future__ import annotations
@@ -14,13 +24,27 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from certward.dataplane.state import DataPlaneState, ServedCertificate, Site, state_version
-from certward.model import App, Environment, ManagedCertificate, TlsCertificate
+from certward.dataplane.state import (
+    DataPlaneState,
+    ServedCertificate,
+    Site,
+    SiteDigests,
+    site_digest,
+)
+from certward.model import (
+    App,
+    DataPlaneChange,
+    DataPlaneSequence,
+    Environment,
+    ManagedCertificate,
+    TlsCertificate,
+)
 from certward.secrets import private_key_aad
 from certward.services.access_profiles import applied_access
 from certward.services.acme_issuing import challenge_response
@@ -40,6 +64,19 @@ def pem_private_key(der: bytes) -> bytes:
     return b"-----BEGIN PRIVATE KEY-----\n" + b"\n".join(lines) + b"\n-----END PRIVATE KEY-----\n"
 
 
+MAX_CHANGED_SITES = 10_000  # more changed hostnames than this: a full load is cheaper
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedChanges:
+    """What changed after a sequence: fresh sites (with their digests) and the changed
+    hostnames no longer served; current to ``sequence``."""
+
+    sequence: int
+    changed: Mapping[str, tuple[Site, int]]
+    removed: frozenset[str]
+
+
 class DataPlaneFeed:
     """Builds the state the gateway and the nginx agent serve; safe to call from threads."""
 
@@ -49,35 +86,71 @@ class DataPlaneFeed:
         self._lock = threading.Lock()
 
     def load(self) -> DataPlaneState:
+        """A full snapshot: every served site, current to the sequence it carries."""
         with self._lock, self.ctx.database.reading() as session:
-            return self._load(session)
+            sequence, _ = _sequence(session)
+            sites = self._sites(session, live_hostnames(session), cache=True)
+            digests = SiteDigests.of({host: digest for host, (_, digest) in sites.items()})
+            return DataPlaneState(
+                sites={host: site for host, (site, _) in sites.items()},
+                version=digests.version,
+                sequence=sequence,
+                digests=digests,
+            )
+
+    def poll(self) -> int:
+        """The current change sequence (one row read)."""
+        with self.ctx.database.reading() as session:
+            return _sequence(session)[0]
+
+    def changes_since(self, sequence: int) -> FeedChanges | None:
+        """The sites changed after ``sequence``; None when the log no longer reaches
+        back that far (or too much changed): load a full snapshot instead."""
+        with self._lock, self.ctx.database.reading() as session:
+            current, trimmed = _sequence(session)
+            if sequence < trimmed or sequence > current:
+                return None
+            if sequence == current:
+                return FeedChanges(sequence=current, changed={}, removed=frozenset())
+            hostnames = set(
+                session.scalars(
+                    select(DataPlaneChange.hostname)
+                    .where(DataPlaneChange.sequence > sequence)
+                    .where(DataPlaneChange.sequence <= current)
+                    .distinct()
+                    .limit(MAX_CHANGED_SITES + 1)
+                )
+            )
+            if len(hostnames) > MAX_CHANGED_SITES:
+                return None
+            changed = self._sites(session, live_hostnames(session, hostnames), cache=False)
+            return FeedChanges(
+                sequence=current, changed=changed, removed=frozenset(hostnames - set(changed))
+            )
 
     def challenge(self, token: str) -> str | None:
         """The HTTP-01 key authorization published for ``token``, if any."""
         with self.ctx.database.reading() as session:
             return challenge_response(session, token, self.ctx.clock.now())
 
-    def _load(self, session: Session) -> DataPlaneState:
-        hosts = live_hostnames(session)
-        environments = {
-            environment_id: (app, name, upstream)
-            for environment_id, app, name, upstream in session.execute(
-                select(Environment.id, App.name, Environment.name, Environment.upstream).join(
-                    App, App.id == Environment.app_id
-                )
-            )
-        }
-        self._fetch_material(session, hosts.values())
-        access = applied_access(session)
-        sites: dict[str, Site] = {}
-        parts: list[str] = []
+    def _sites(
+        self, session: Session, hosts: Mapping[str, LiveHostname], *, cache: bool
+    ) -> dict[str, tuple[Site, int]]:
+        """The sites of ``hosts`` with their digests. ``cache``: keep the material read
+        for the next call and forget what no host uses (a full load); otherwise read
+        material not cached without keeping it (a few changed sites)."""
+        environment_ids = None if cache else {h.environment_id for h in hosts.values()}
+        environments = _environments(session, environment_ids)
+        material = self._fetch_material(session, hosts.values(), keep=cache)
+        access = applied_access(session, environment_ids)
+        sites: dict[str, tuple[Site, int]] = {}
         for host in sorted(hosts):
             live = hosts[host]
             app, environment, upstream = environments[live.environment_id]
             certificate = (
                 None
                 if live.certificate_id is None
-                else self._material.get((live.certificate_table, live.certificate_id))
+                else material.get((live.certificate_table, live.certificate_id))
             )
             rules = access.get(live.environment_id)
             site = Site(
@@ -92,23 +165,36 @@ class DataPlaneFeed:
                 profiles=rules.profiles if rules else {},
                 deny_ranges=rules.deny_ranges if rules else (),
             )
-            sites[host] = site
-            parts += [
-                host,
-                live.kind,
-                upstream,
-                certificate.id if certificate else "-",
-                _access_digest(site),
-            ]
-        self._forget_unused(hosts.values())
-        return DataPlaneState(sites=sites, version=state_version(parts))
+            digest = site_digest(
+                (
+                    host,
+                    live.kind,
+                    app,
+                    environment,
+                    upstream,
+                    certificate.id if certificate else "-",
+                    _access_digest(site),
+                )
+            )
+            sites[host] = (site, digest)
+        if cache:
+            self._forget_unused(hosts.values())
+        return sites
 
-    def _fetch_material(self, session: Session, hosts: Iterable[LiveHostname]) -> None:
+    def _fetch_material(
+        self, session: Session, hosts: Iterable[LiveHostname], *, keep: bool
+    ) -> Mapping[tuple[str, str], ServedCertificate]:
+        """The material of ``hosts``' certificates: cached rows, and the others read and
+        decrypted (kept in the cache when ``keep``)."""
+        found: dict[tuple[str, str], ServedCertificate] = self._material if keep else {}
         wanted: dict[str, set[str]] = {}
         for live in hosts:
             if live.certificate_id is None:
                 continue
-            if (live.certificate_table, live.certificate_id) not in self._material:
+            key = (live.certificate_table, live.certificate_id)
+            if key in self._material:
+                found[key] = self._material[key]
+            else:
                 wanted.setdefault(live.certificate_table, set()).add(live.certificate_id)
         for table, ids in wanted.items():
             model = _TABLES[table]
@@ -128,16 +214,59 @@ class DataPlaneFeed:
                         continue  # a CSR still waiting for its signed certificate
                     der = self.ctx.secrets.decrypt(ciphertext, aad=aad(row_id))
                     chain = certificate_pem.strip() + "\n" + (chain_pem or "").strip()
-                    self._material[(table, row_id)] = ServedCertificate(
+                    found[(table, row_id)] = ServedCertificate(
                         id=f"{table}:{row_id}:{hashlib.sha256(chain.encode()).hexdigest()[:16]}",
                         chain_pem=chain.strip().encode("ascii") + b"\n",
                         key_pem=pem_private_key(der),
                     )
+        return found
 
     def _forget_unused(self, hosts: Iterable[LiveHostname]) -> None:
         used = {(h.certificate_table, h.certificate_id) for h in hosts if h.certificate_id}
         for key in [k for k in self._material if k not in used]:
             del self._material[key]
+
+
+def trim_changes(ctx: Context, kept: int) -> int:
+    """Delete the changes of all but the newest ``kept`` sequences (the
+    ``CERTWARD_DATA_PLANE_CHANGES_KEPT`` setting); how many rows went. A node behind
+    what is left loads a full snapshot."""
+    with ctx.database.transaction() as session:
+        current, trimmed = _sequence(session)
+        through = current - kept
+        if through <= trimmed:
+            return 0
+        gone = session.execute(delete(DataPlaneChange).where(DataPlaneChange.sequence <= through))
+        session.execute(
+            update(DataPlaneSequence).where(DataPlaneSequence.id == 1).values(trimmed=through)
+        )
+        return int(getattr(gone, "rowcount", 0) or 0)
+
+
+def _sequence(session: Session) -> tuple[int, int]:
+    """The current change sequence and the newest one trimmed from the log."""
+    row = session.execute(
+        select(DataPlaneSequence.value, DataPlaneSequence.trimmed).where(DataPlaneSequence.id == 1)
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def _environments(session: Session, ids: Collection[str] | None) -> dict[str, tuple[str, str, str]]:
+    """App name, environment name and upstream by environment id (of ``ids``)."""
+    query = select(Environment.id, App.name, Environment.name, Environment.upstream).join(
+        App, App.id == Environment.app_id
+    )
+    found: dict[str, tuple[str, str, str]] = {}
+    if ids is None:
+        chunks: list[list[str] | None] = [None]
+    else:
+        ordered = sorted(ids)
+        chunks = [ordered[start : start + 500] for start in range(0, len(ordered), 500)]
+    for chunk in chunks:
+        chosen = query if chunk is None else query.where(Environment.id.in_(chunk))
+        for environment_id, app, name, upstream in session.execute(chosen):
+            found[environment_id] = (app, name, upstream)
+    return found
 
 
 def _access_digest(site: Site) -> str:

@@ -11,6 +11,7 @@ Changes are live, never staged: the data plane reads `live_hostnames`.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -211,21 +212,48 @@ def list_domains(
         return domains
 
 
-def live_hostnames(session: Session) -> dict[str, LiveHostname]:
-    """Every hostname the platform serves, with its environment and certificate row.
+def live_hostnames(
+    session: Session, hostnames: Collection[str] | None = None
+) -> dict[str, LiveHostname]:
+    """Every hostname the platform serves (or those of ``hostnames`` it serves), with
+    its environment and certificate row.
 
     Three plain queries, whatever the number of environments: default hostnames,
     active managed certificates (the newest per environment wins), custom domains.
+    With ``hostnames``, the same queries restricted to them (in chunks).
     """
-    newest: dict[str, str] = {}
-    for environment_id, certificate_id in session.execute(
+    if hostnames is None:
+        return _live(session, None)
+    names = sorted(set(hostnames))
+    served: dict[str, LiveHostname] = {}
+    for start in range(0, len(names), _CHUNK):
+        served |= _live(session, names[start : start + _CHUNK])
+    return served
+
+
+_CHUNK = 500
+
+
+def _live(session: Session, names: list[str] | None) -> dict[str, LiveHostname]:
+    defaults = select(Environment.hostname, Environment.id)
+    domains = select(
+        CustomDomain.hostname, CustomDomain.environment_id, CustomDomain.tls_certificate_id
+    )
+    managed = (
         select(ManagedCertificate.environment_id, ManagedCertificate.id)
         .where(ManagedCertificate.state == ACTIVE)
         .order_by(ManagedCertificate.created_at, ManagedCertificate.id)
-    ):
+    )
+    if names is not None:
+        defaults = defaults.where(Environment.hostname.in_(names))
+        domains = domains.where(CustomDomain.hostname.in_(names))
+        managed = managed.join(Environment, Environment.id == ManagedCertificate.environment_id)
+        managed = managed.where(Environment.hostname.in_(names))
+    newest: dict[str, str] = {}
+    for environment_id, certificate_id in session.execute(managed):
         newest[environment_id] = certificate_id
     served: dict[str, LiveHostname] = {}
-    for host, environment_id in session.execute(select(Environment.hostname, Environment.id)):
+    for host, environment_id in session.execute(defaults):
         served[host] = LiveHostname(
             hostname=host,
             kind=MANAGED,
@@ -233,9 +261,7 @@ def live_hostnames(session: Session) -> dict[str, LiveHostname]:
             certificate_table=ManagedCertificate.__tablename__,
             certificate_id=newest.get(environment_id),
         )
-    for host, environment_id, certificate_id in session.execute(
-        select(CustomDomain.hostname, CustomDomain.environment_id, CustomDomain.tls_certificate_id)
-    ):
+    for host, environment_id, certificate_id in session.execute(domains):
         served[host] = LiveHostname(
             hostname=host,
             kind=CUSTOM,

@@ -7,7 +7,7 @@ plane every environment's merged ranges in two queries.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -237,19 +237,25 @@ def attach_ip_deny_profiles(
 # -- for the data plane ---------------------------------------------------------------------
 
 
-def deny_ranges(session: Session) -> dict[str, tuple[Network, ...]]:
-    """Deny ranges by environment id: each profile's ranges parsed once, and each set of
-    attached profiles merged once (environments of an app mostly share one)."""
+def deny_ranges(
+    session: Session, environment_ids: Collection[str] | None = None
+) -> dict[str, tuple[Network, ...]]:
+    """Deny ranges by environment id (of ``environment_ids``): each profile's ranges
+    parsed once, and each set of attached profiles merged once (environments of an app
+    mostly share one)."""
+    query = select(IpDenyProfile.id, IpDenyProfile.name, IpDenyProfile.ip_ranges)
+    links = select(EnvironmentIpDeny.environment_id, EnvironmentIpDeny.profile_id)
+    if environment_ids is not None:
+        links = links.where(EnvironmentIpDeny.environment_id.in_(sorted(environment_ids)))
+        query = query.where(
+            IpDenyProfile.id.in_(links.with_only_columns(EnvironmentIpDeny.profile_id))
+        )
     profiles: dict[str, tuple[str, tuple[Network, ...]]] = {
         profile_id: (name, tuple(stored_network(text) for text in ip_ranges or ()))
-        for profile_id, name, ip_ranges in session.execute(
-            select(IpDenyProfile.id, IpDenyProfile.name, IpDenyProfile.ip_ranges)
-        )
+        for profile_id, name, ip_ranges in session.execute(query)
     }
     attached: dict[str, list[str]] = {}
-    for environment_id, profile_id in session.execute(
-        select(EnvironmentIpDeny.environment_id, EnvironmentIpDeny.profile_id)
-    ):
+    for environment_id, profile_id in session.execute(links):
         if profile_id in profiles:  # attached after the profiles were read: next time
             attached.setdefault(environment_id, []).append(profile_id)
     merged: dict[tuple[str, ...], tuple[Network, ...]] = {}

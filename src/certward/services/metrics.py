@@ -1,6 +1,9 @@
 """Prometheus metrics: every certificate's expiry, every managed certificate's renewal,
 the requests the upload rate limits refused, and the sites the nginx data plane leaves
-out (``certward_dataplane_excluded_sites``, from what its agent last reported).
+out (``certward_dataplane_excluded_sites``, from what its agent last reported), the
+data-plane change sequence and each node's lag and last contact
+(``certward_dataplane_sequence``, ``certward_dataplane_node_lag``,
+``certward_dataplane_node_last_contact_timestamp_seconds``).
 
 Certificates are collected from the database at each scrape, so any replica answers the
 same. ``certward_rate_limited_total{limit}`` counts this process's refusals since it
@@ -27,7 +30,7 @@ from certward.model import (
     ManagedCertificate,
     TlsCertificate,
 )
-from certward.services import dataplane_exclusions
+from certward.services import dataplane_exclusions, dataplane_nodes
 from certward.services.context import Context
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -168,7 +171,8 @@ class MaterialWorkerCollector(Collector):
 
 
 class DataPlaneCollector(Collector):
-    """The sites the nginx data plane leaves out, as its agent last reported."""
+    """The sites the nginx data plane leaves out, as its agent last reported, and the
+    change sequence with each node's lag and last contact."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -181,6 +185,29 @@ class DataPlaneCollector(Collector):
         )
         excluded.add_metric([], float(dataplane_exclusions.count(self.ctx)))
         yield excluded
+        nodes = dataplane_nodes.read_nodes(self.ctx)
+        yield GaugeMetricFamily(
+            "certward_dataplane_sequence",
+            "The current data-plane change sequence.",
+            value=float(nodes.sequence),
+        )
+        lag = GaugeMetricFamily(
+            "certward_dataplane_node_lag",
+            "Change sequences a data-plane node is behind the current one, as it last "
+            "reported (see GET /api/v1/platform/data-plane/nodes).",
+            labels=["node", "kind"],
+        )
+        contact = GaugeMetricFamily(
+            "certward_dataplane_node_last_contact_timestamp_seconds",
+            "When the data-plane node last reported (Unix time); a node that cannot reach "
+            "the database serves its last state and stops reporting.",
+            labels=["node", "kind"],
+        )
+        for node in nodes.nodes:
+            lag.add_metric([node.id, node.kind], float(node.lag))
+            contact.add_metric([node.id, node.kind], node.last_contact.timestamp())
+        yield lag
+        yield contact
 
 
 def render(ctx: Context) -> bytes:

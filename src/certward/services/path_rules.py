@@ -13,7 +13,7 @@ the data plane reads them (`served_prefix`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -165,8 +165,13 @@ _APPLIED_RULES: dict[_RulesKey, tuple[DataPlaneRule, ...]] = {}
 _CHUNK = 500
 
 
-def applied_rules(session: Session) -> dict[str, tuple[DataPlaneRule, ...]]:
-    """Applied path rules by environment id; only versions not seen before are read."""
+def applied_rules(
+    session: Session, environment_ids: Collection[str] | None = None
+) -> dict[str, tuple[DataPlaneRule, ...]]:
+    """Applied path rules by environment id; only versions not seen before are read.
+
+    With ``environment_ids``, the rules of those environments only, read through the
+    cache without replacing it (the cache holds what a full read last found)."""
     global _APPLIED_RULES  # noqa: PLW0603 - replaced whole: holds applied versions only
     is_applied = (Environment.id == EnvironmentVersion.environment_id) & (
         Environment.applied_version == EnvironmentVersion.version
@@ -176,12 +181,13 @@ def applied_rules(session: Session) -> dict[str, tuple[DataPlaneRule, ...]]:
         EnvironmentVersion.version,
         EnvironmentVersion.digest,
     )
+    query = select(*key_columns).join(Environment, is_applied)
+    if environment_ids is not None:
+        query = query.where(EnvironmentVersion.environment_id.in_(sorted(environment_ids)))
     known = _APPLIED_RULES
     fresh: dict[_RulesKey, tuple[DataPlaneRule, ...]] = {}
     missing: list[str] = []
-    for environment_id, version, digest in session.execute(
-        select(*key_columns).join(Environment, is_applied)
-    ):
+    for environment_id, version, digest in session.execute(query):
         key = (environment_id, version, digest)
         rules = known.get(key)
         if rules is None:
@@ -189,14 +195,15 @@ def applied_rules(session: Session) -> dict[str, tuple[DataPlaneRule, ...]]:
         else:
             fresh[key] = rules
     for start in range(0, len(missing), _CHUNK):
-        query = (
+        snapshots = (
             select(*key_columns, EnvironmentVersion.snapshot["path_rules"])
             .join(Environment, is_applied)
             .where(EnvironmentVersion.environment_id.in_(missing[start : start + _CHUNK]))
         )
-        for environment_id, version, digest, data in session.execute(query):
+        for environment_id, version, digest, data in session.execute(snapshots):
             fresh[(environment_id, version, digest)] = _data_plane_rules(data or {})
-    _APPLIED_RULES = fresh
+    if environment_ids is None:
+        _APPLIED_RULES = fresh
     return {key[0]: rules for key, rules in fresh.items()}
 
 

@@ -19,6 +19,7 @@ from certward.services import (
     apps,
     audit,
     dataplane_exclusions,
+    dataplane_nodes,
     inventory,
     platform_ca,
     tokens,
@@ -122,10 +123,12 @@ async def audit_page(request: Request) -> Response:
 
 
 async def data_plane_page(request: Request) -> Response:
-    """Platform administrators: the sites the nginx data plane leaves out, and why."""
+    """Platform administrators: the data-plane nodes and their lag, and the sites the
+    nginx data plane leaves out, and why."""
     visit = await begin(request)
+    nodes = await call(dataplane_nodes.list_nodes, visit.context, visit.who)
     excluded = await call(dataplane_exclusions.list_excluded, visit.context, visit.who)
-    return render(visit, "data_plane.html", {"excluded": excluded})
+    return render(visit, "data_plane.html", {"excluded": excluded, "nodes": nodes})
 
 
 async def platform_ca_page(request: Request) -> Response:
