@@ -176,7 +176,10 @@ def _worker(settings: Settings, https: socket.socket, http: socket.socket) -> No
                 idle_seconds=settings.gateway_idle_timeout.total_seconds(),
             ),
         )
-        _run_loop(_serve(gateway, https, http))
+        try:
+            _run_loop(_serve(gateway, https, http))
+        finally:
+            feed.close()
     finally:
         platform.close()
 

@@ -157,22 +157,27 @@ def test_the_gateway_serves_its_last_state_while_the_database_is_gone(
                 DataPlaneFeed(platform.context), kind="gateway", node="outage", report_seconds=0
             )
             caplog.set_level(logging.INFO, logger="certward.dataplane")
-            with running_gateway_on(follower, refresh=0.05) as gateway:
-                assert served_certificate(gateway.https_port, first)
-                own_postgres.stop()
-                for _ in range(10):  # many polls fail meanwhile
+            try:
+                with running_gateway_on(follower, refresh=0.05) as gateway:
                     assert served_certificate(gateway.https_port, first)
-                    time.sleep(0.05)
-                assert follower.database_unreachable
-                gone = [r for r in caplog.records if "database is unreachable" in r.getMessage()]
-                assert len(gone) == 1  # logged once, not at every poll
+                    own_postgres.stop()
+                    for _ in range(10):  # many polls fail meanwhile
+                        assert served_certificate(gateway.https_port, first)
+                        time.sleep(0.05)
+                    assert follower.database_unreachable
+                    gone = [
+                        r for r in caplog.records if "database is unreachable" in r.getMessage()
+                    ]
+                    assert len(gone) == 1  # logged once, not at every poll
 
-                own_postgres.start()
-                assert _wait_until(lambda: not follower.database_unreachable)
-                second = create("staging")
-                assert _wait_until(lambda: served_certificate(gateway.https_port, second))
-                assert served_certificate(gateway.https_port, first)
-                back = [r for r in caplog.records if "reachable again" in r.getMessage()]
-                assert len(back) == 1
+                    own_postgres.start()
+                    assert _wait_until(lambda: not follower.database_unreachable)
+                    second = create("staging")
+                    assert _wait_until(lambda: served_certificate(gateway.https_port, second))
+                    assert served_certificate(gateway.https_port, first)
+                    back = [r for r in caplog.records if "reachable again" in r.getMessage()]
+                    assert len(back) == 1
+            finally:
+                follower.close()
     finally:
         platform.close()

@@ -22,12 +22,12 @@ import logging
 import os
 import socket
 import threading
-import time
 from typing import Any
 
 import psycopg
 from sqlalchemy.engine import Engine
 
+from certward.clock import SystemClock
 from certward.dataplane.state import DataPlaneState, with_changes
 from certward.services import dataplane_nodes
 from certward.services.dataplane_feed import DataPlaneFeed
@@ -124,7 +124,7 @@ class StateFollower:
         return self.feed.load()
 
     def _report(self, state: DataPlaneState) -> None:
-        now = time.monotonic()
+        now = self.feed.ctx.clock.monotonic()
         if self._reported_at is not None and now - self._reported_at < self.report_seconds:
             return
         self._reported_at = now
@@ -155,20 +155,21 @@ class ChangeListener:
             self._conninfo = url.render_as_string(hide_password=False)
         self._connection: psycopg.Connection[Any] | None = None
         self._sleep = threading.Event()
+        self._clock = SystemClock()  # real waiting, whatever clock the installation runs on
 
     def wait(self, timeout: float) -> None:
         conninfo = self._conninfo
         if conninfo is None:
             self._sleep.wait(timeout)
             return
-        began = time.monotonic()
+        began = self._clock.monotonic()
         try:
             connection = self._connected(conninfo)
             for _ in connection.notifies(timeout=timeout, stop_after=1):
                 pass
         except psycopg.Error:
             self.close()  # connect again next time; the poll interval still holds
-            self._sleep.wait(max(0.0, timeout - (time.monotonic() - began)))
+            self._sleep.wait(max(0.0, timeout - (self._clock.monotonic() - began)))
 
     def _connected(self, conninfo: str) -> psycopg.Connection[Any]:
         if self._connection is None or self._connection.closed:

@@ -247,13 +247,14 @@ def _live(session: Session, names: list[str] | None) -> dict[str, LiveHostname]:
     if names is not None:
         defaults = defaults.where(Environment.hostname.in_(names))
         domains = domains.where(CustomDomain.hostname.in_(names))
-        managed = managed.join(Environment, Environment.id == ManagedCertificate.environment_id)
-        managed = managed.where(Environment.hostname.in_(names))
+    found = session.execute(defaults).all()
+    if names is not None:  # by environment id: the (environment_id, state) index
+        managed = managed.where(ManagedCertificate.environment_id.in_([e for _, e in found]))
     newest: dict[str, str] = {}
     for environment_id, certificate_id in session.execute(managed):
         newest[environment_id] = certificate_id
     served: dict[str, LiveHostname] = {}
-    for host, environment_id in session.execute(defaults):
+    for host, environment_id in found:
         served[host] = LiveHostname(
             hostname=host,
             kind=MANAGED,
