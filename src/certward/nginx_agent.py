@@ -5,12 +5,26 @@ A directory holds everything (``certward nginx render|sync --out DIR``; nginx ru
 ``nginx -c DIR/nginx.conf -p DIR``)::
 
     DIR/nginx.conf -> sets/000007-3f2a.../nginx.conf   (a symlink, swapped atomically)
-    DIR/sets/000007-3f2a.../   one rendered set: nginx.conf, tls/, client-ca/
+    DIR/sets/000007-3f2a.../   one rendered set: nginx.conf, client-ca/, state-version
+    DIR/certificates/<host>.pem   chain and key, read by nginx at every handshake (0600)
+    DIR/state-version          the state whose configuration and certificates are in place
     DIR/logs/ DIR/run/ DIR/tmp/   error and access logs, pid file, nginx's temp files
 
-A set is written into a temporary directory (every file fsynced, keys 0600) and
-renamed into place whole, then validated with ``nginx -t`` on its own ``nginx.conf``,
-and only then does the ``nginx.conf`` symlink move to it; so nginx never reads half a
+Certificates are not part of a set: nginx loads each one per handshake from
+``certificates/`` (`certward.nginx_certificates`), so a renewal or a replaced
+certificate is a file renamed into place and needs no reload; nginx is reloaded only
+when the configuration itself changes (a hostname added or removed, rules, client CAs,
+upstreams), because a reload closes every idle keep-alive connection. The
+configuration answers the version of the state it was rendered from, which stays the
+same while only certificates change (``served_as``).
+
+Before anything is written where nginx reads it, the changed material is checked with
+``nginx -t`` on a scratch set that loads it the static way (``ssl_certificate`` naming
+the files): every certificate and the whole configuration when the configuration
+changes, only the changed certificates otherwise. A set is written into a temporary
+directory (every file fsynced) and renamed into place whole, then validated with
+``nginx -t`` on its own ``nginx.conf``, and only then does the ``nginx.conf`` symlink
+move to it; so nginx never reads half a
 set, and a set nginx refuses is deleted while the last good one stays in service. The
 configuration names its files by absolute path inside its set, so a reload that reads
 while the symlink moves still gets one consistent set. nginx is reloaded with SIGHUP
@@ -33,11 +47,13 @@ from __future__ import annotations
 import http.client
 import logging
 import os
+import pwd
 import re
 import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -56,6 +72,10 @@ from certward.dataplane.nginx import (
 from certward.dataplane.nginx_upstreams import Lookup, UpstreamChecks, check_upstreams
 from certward.dataplane.state import DataPlaneState
 from certward.egress import EgressPolicy
+from certward.nginx_certificates import CertificateDirectory, fsync_directory, write_new_file
+
+_write_file = write_new_file
+_fsync_directory = fsync_directory
 
 log = logging.getLogger("certward.nginx")
 
@@ -73,7 +93,10 @@ class NginxOptions:
     ``nginx`` is the program used for ``nginx -t``; None skips validation (rendering on
     a machine without nginx). ``policy`` is the operator's egress policy every upstream
     address must pass; ``upstream_trust_pem`` the CA certificates that verify https
-    upstreams (`certward.trust.upstream_trust_pem`).
+    upstreams (`certward.trust.upstream_trust_pem`). ``worker_user`` is the user nginx's
+    worker processes run as when its master runs as root (nginx's built-in default,
+    ``nobody``, on Debian): they read the certificate files at every handshake, so an
+    agent running as root makes that user their owner.
     """
 
     https_listen: str
@@ -82,6 +105,7 @@ class NginxOptions:
     nginx: str | None = None
     policy: EgressPolicy = field(default_factory=EgressPolicy)
     upstream_trust_pem: bytes = field(default=b"", repr=False)
+    worker_user: str = "nobody"
 
 
 def resolve_host(host: str, port: int) -> Sequence[str]:
@@ -106,6 +130,31 @@ class NginxDirectory:
         return self.root / "sets"
 
     @property
+    def certificates(self) -> CertificateDirectory:
+        """Where nginx reads each hostname's certificate at every handshake."""
+        return CertificateDirectory(self.root.absolute() / "certificates")
+
+    def certificates_for(self, options: NginxOptions) -> CertificateDirectory:
+        """`certificates`, owned by nginx's worker user when this process is root."""
+        path = self.certificates.path
+        if os.geteuid() != 0:
+            return CertificateDirectory(path)
+        try:
+            worker = pwd.getpwnam(options.worker_user)
+        except KeyError:
+            raise ValueError(
+                f"nginx's worker user {options.worker_user!r} does not exist"
+            ) from None
+        for parent in path.parents:
+            if not _may_enter(parent, worker.pw_uid, worker.pw_gid):
+                raise ValueError(
+                    f"nginx's workers (user {options.worker_user}) read the certificates in "
+                    f"{path} at every handshake, but cannot enter {parent} "
+                    f"(mode {stat.S_IMODE(parent.stat().st_mode):o})"
+                )
+        return CertificateDirectory(path, worker.pw_uid)
+
+    @property
     def pid_file(self) -> Path:
         return self.root / "run" / "nginx.pid"
 
@@ -119,7 +168,9 @@ class NginxDirectory:
 
     def prepare(self) -> None:
         """Create the directories nginx and the sets need; drop half-written sets."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        if not self.root.is_dir():
+            self.root.mkdir(parents=True)
+            self.root.chmod(0o755)  # nginx's workers enter it (whatever the umask)
         self.sets.mkdir(mode=0o700, exist_ok=True)
         for name in ("logs", "run", "tmp"):
             (self.root / name).mkdir(mode=0o755, exist_ok=True)
@@ -133,8 +184,9 @@ class NginxDirectory:
         target = (self.root / os.readlink(self.config)).parent
         return target if target.is_dir() else None
 
-    def served_version(self) -> str | None:
-        """The state version of the active set, as written next to its configuration."""
+    def config_version(self) -> str | None:
+        """The state version the active set's configuration was rendered from (what it
+        answers on the state path)."""
         active = self.active_set()
         if active is None:
             return None
@@ -142,6 +194,25 @@ class NginxDirectory:
             return (active / VERSION_FILE).read_text().strip()
         except OSError:
             return None
+
+    def served_version(self) -> str | None:
+        """The state whose configuration and certificates are in place (newer than
+        `config_version` when only certificates changed since the last reload)."""
+        try:
+            return (self.root / VERSION_FILE).read_text().strip()
+        except OSError:
+            return self.config_version()
+
+    def record_version(self, version: str) -> None:
+        """Write `served_version` (a new file renamed over the old)."""
+        temporary = self.root / f".{VERSION_FILE}.{secrets.token_hex(6)}"
+        try:
+            _write_file(temporary, RenderedFile(version.encode("ascii") + b"\n"))
+            os.replace(temporary, self.root / VERSION_FILE)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        _fsync_directory(self.root)
 
     def holds(self, files: Mapping[str, RenderedFile]) -> bool:
         """Whether the active set is exactly ``files`` (nothing to write or reload)."""
@@ -210,21 +281,14 @@ class NginxDirectory:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
-def _write_file(path: Path, rendered: RenderedFile) -> None:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, rendered.mode)
-    with os.fdopen(descriptor, "wb") as stream:
-        stream.write(rendered.content)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.chmod(path, rendered.mode)  # whatever the umask took away
-
-
-def _fsync_directory(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+def _may_enter(directory: Path, uid: int, gid: int) -> bool:
+    """Whether the user ``uid`` (primary group ``gid``) may traverse ``directory``."""
+    info = directory.stat()
+    if info.st_uid == uid:
+        return bool(info.st_mode & stat.S_IXUSR)
+    if info.st_gid == gid:
+        return bool(info.st_mode & stat.S_IXGRP)
+    return bool(info.st_mode & stat.S_IXOTH)
 
 
 # -- validation -------------------------------------------------------------------------------
@@ -267,17 +331,24 @@ def sites_named_in(output: str, state: DataPlaneState) -> set[str]:
 
 
 class InstallOutcome(StrEnum):
-    UNCHANGED = "unchanged"  # the active set already is this rendering
-    INSTALLED = "installed"  # a new set is active
+    UNCHANGED = "unchanged"  # the active set and the certificates already are this state
+    CERTIFICATES = "certificates"  # only certificates changed: replaced in place, no reload
+    INSTALLED = "installed"  # a new set is active (a reload puts it in effect)
     REJECTED = "rejected"  # nginx refused it; the last good set stays active
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Installed:
+    """What `install` did. ``certificates`` are the hostnames whose certificate file
+    was written; ``config_version`` is what the active configuration answers on the
+    state path (`wait_until_serving` after a reload)."""
+
     outcome: InstallOutcome
     set_path: Path | None
     skipped: Mapping[str, str] = field(default_factory=dict)
     problem: str | None = None
+    certificates: tuple[str, ...] = ()
+    config_version: str | None = None
 
 
 def install(
@@ -287,55 +358,98 @@ def install(
     *,
     lookup: Lookup = resolve_host,
 ) -> Installed:
-    """Render ``state`` into a new set, validate it, and make it the active one.
+    """Render ``state``, check it, write the changed certificates in place and, when the
+    configuration changed, make a new set the active one.
 
     Upstream names are resolved once through ``lookup`` and checked against the policy.
     Sites ``nginx -t`` names are left out and the set rendered again; when it names
-    none, the sites are bisected to find the ones it refuses. Nothing is reloaded here.
+    none, the sites are bisected to find the ones it refuses. Nothing is reloaded here:
+    the caller reloads when the outcome is `InstallOutcome.INSTALLED`.
     """
     directory.prepare()
+    store = directory.certificates_for(options)
+    store.prepare()
     checks = check_upstreams(
         (site.upstream for site in state.sites.values()), options.policy, lookup
     )
     excluded: dict[str, str] = {}
     for _ in range(MAX_EXCLUSION_ROUNDS + 1):
         set_path = directory.new_set_path(state.version)
-        rendered = _render(state, options, checks, set_path, excluded)
+        rendered = _render(state, options, checks, set_path, excluded, live=store)
         active = directory.active_set()
-        if active is not None:
-            # Same state rendered into the active set's place: compare like with like.
-            again = _render(state, options, checks, active, excluded)
-            if directory.holds(again.files):
-                return Installed(
-                    outcome=InstallOutcome.UNCHANGED, set_path=active, skipped=rendered.skipped
-                )
-        directory.write_set(set_path, rendered.files)
-        if options.nginx is None:
-            check = Validation(ok=True, output="")
-        else:
-            check = validate(options.nginx, directory, set_path)
-        if check.ok:
-            directory.activate(set_path)
-            directory.prune()
-            return Installed(
-                outcome=InstallOutcome.INSTALLED, set_path=set_path, skipped=rendered.skipped
+        active_version = directory.config_version()
+        same_config = False
+        if active is not None and active_version is not None:
+            # Rendered into the active set's place, answering its version: like with like.
+            again = _render(
+                state, options, checks, active, excluded, live=store, served_as=active_version
             )
-        shutil.rmtree(set_path, ignore_errors=True)
-        culprits = sites_named_in(check.output, state) - set(excluded)
-        reasons = {
-            hostname: f"nginx refused it: {_last_line(check.output)}" for hostname in culprits
-        }
-        if not reasons and options.nginx is not None:
-            served = [h for h in sorted(state.sites) if h not in rendered.skipped]
-            reasons = _bisect(options.nginx, state, directory, options, checks, excluded, served)
-        if not reasons:
+            same_config = directory.holds(again.files)
+        changed = store.changed(rendered.certificates)
+        if same_config and not changed:
+            store.keep_only(rendered.certificates)
+            directory.record_version(state.version)
             return Installed(
-                outcome=InstallOutcome.REJECTED,
-                set_path=directory.active_set(),
+                outcome=InstallOutcome.UNCHANGED,
+                set_path=active,
                 skipped=rendered.skipped,
-                problem=check.output,
+                config_version=active_version,
             )
-        excluded |= reasons
+        if options.nginx is not None:
+            # A new configuration is checked whole; otherwise only the new certificates.
+            check, reasons = _check(
+                options.nginx,
+                state,
+                directory,
+                options,
+                checks,
+                excluded,
+                scope=set(changed) if same_config else None,
+            )
+            if not check.ok:
+                if not reasons:
+                    return Installed(
+                        outcome=InstallOutcome.REJECTED,
+                        set_path=active,
+                        skipped=rendered.skipped,
+                        problem=check.output,
+                    )
+                excluded |= reasons
+                continue
+        # Written before a configuration naming a new hostname goes live.
+        store.write(changed)
+        if same_config:
+            store.keep_only(rendered.certificates)
+            directory.record_version(state.version)
+            return Installed(
+                outcome=InstallOutcome.CERTIFICATES,
+                set_path=active,
+                skipped=rendered.skipped,
+                certificates=tuple(sorted(changed)),
+                config_version=active_version,
+            )
+        directory.write_set(set_path, rendered.files)
+        if options.nginx is not None:
+            check = validate(options.nginx, directory, set_path)
+            if not check.ok:
+                shutil.rmtree(set_path, ignore_errors=True)
+                return Installed(
+                    outcome=InstallOutcome.REJECTED,
+                    set_path=active,
+                    skipped=rendered.skipped,
+                    problem=check.output,
+                )
+        directory.activate(set_path)
+        directory.prune()
+        store.keep_only(rendered.certificates)
+        directory.record_version(state.version)
+        return Installed(
+            outcome=InstallOutcome.INSTALLED,
+            set_path=set_path,
+            skipped=rendered.skipped,
+            certificates=tuple(sorted(changed)),
+            config_version=state.version,
+        )
     return Installed(
         outcome=InstallOutcome.REJECTED,
         set_path=directory.active_set(),
@@ -344,13 +458,51 @@ def install(
     )
 
 
+def _check(
+    nginx: str,
+    state: DataPlaneState,
+    directory: NginxDirectory,
+    options: NginxOptions,
+    checks: UpstreamChecks,
+    excluded: Mapping[str, str],
+    *,
+    scope: Collection[str] | None,
+) -> tuple[Validation, dict[str, str]]:
+    """``nginx -t`` on a scratch set loading the certificates of the sites in ``scope``
+    (every site when None) the static way, so nginx reads each one now; with the sites
+    it refuses, each with nginx's words (empty when the fault is no site's)."""
+    exclude = dict(excluded)
+    if scope is not None:
+        exclude |= {hostname: "unchanged" for hostname in state.sites if hostname not in scope}
+    check_path = directory.new_set_path(state.version)
+    rendered = _render(state, options, checks, check_path, exclude)
+    directory.write_set(check_path, rendered.files)
+    try:
+        check = validate(nginx, directory, check_path)
+    finally:
+        shutil.rmtree(check_path, ignore_errors=True)
+    if check.ok:
+        return check, {}
+    culprits = sites_named_in(check.output, state) - set(exclude)
+    reasons = {hostname: f"nginx refused it: {_last_line(check.output)}" for hostname in culprits}
+    if not reasons:
+        served = [h for h in sorted(state.sites) if h not in rendered.skipped]
+        reasons = _bisect(nginx, state, directory, options, checks, exclude, served)
+    return check, reasons
+
+
 def _render(
     state: DataPlaneState,
     options: NginxOptions,
     checks: UpstreamChecks,
     set_path: Path,
     exclude: Mapping[str, str] | Collection[str],
+    *,
+    live: CertificateDirectory | None = None,
+    served_as: str | None = None,
 ) -> RenderedSet:
+    """The set for ``set_path``: with ``live``, certificates loaded per handshake from
+    that directory (what nginx serves); without, named in the set (what is checked)."""
     return render_set(
         state,
         https_listen=options.https_listen,
@@ -361,6 +513,8 @@ def _render(
         upstreams=checks,
         upstream_trust_pem=options.upstream_trust_pem,
         exclude=exclude,
+        certificates=None if live is None else str(live.path),
+        served_as=served_as,
     )
 
 
@@ -480,6 +634,9 @@ class SyncOutcome(StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SyncReport:
+    """``confirmed``: the state is in effect (nginx answered the reloaded configuration's
+    version, or only certificates changed, which nginx reads at every handshake)."""
+
     outcome: SyncOutcome
     version: str | None = None
     reloaded: bool = False
@@ -545,6 +702,14 @@ class NginxSync:
         if installed.outcome is InstallOutcome.UNCHANGED:
             log.info("state %s is already in %s", state.version[:12], installed.set_path)
             return SyncReport(outcome=SyncOutcome.UNCHANGED, version=state.version)
+        if installed.outcome is InstallOutcome.CERTIFICATES:
+            # Read at the next handshake: nothing to reload, no connection closed.
+            log.info(
+                "state %s: certificates of %d hostname(s) replaced in place, no reload",
+                state.version[:12],
+                len(installed.certificates),
+            )
+            return SyncReport(outcome=SyncOutcome.APPLIED, version=state.version, confirmed=True)
         log.info(
             "state %s (%d hostnames) written to %s",
             state.version[:12],
@@ -559,7 +724,9 @@ class NginxSync:
             )
             return SyncReport(outcome=SyncOutcome.APPLIED, version=state.version)
         confirmed = wait_until_serving(
-            self.options.http_listen, state.version, attempts=self.confirm_attempts
+            self.options.http_listen,
+            installed.config_version or state.version,
+            attempts=self.confirm_attempts,
         )
         if confirmed:
             log.info("nginx reloaded: serving state %s", state.version[:12])
