@@ -86,6 +86,19 @@ MAX_BISECT_TRIALS = 200  # nginx -t runs one install may spend finding refused s
 _SET_NAME = re.compile(r"^(\d{6})-[A-Za-z0-9]+$")
 
 
+class CertificateLoading(StrEnum):
+    """How nginx gets site certificates (figures: ``benchmarks/bench_nginx_certificates.py``).
+
+    ``per-handshake`` (the default): read from ``certificates/`` at every full
+    handshake, so certificate changes need no reload and close no connection; a full
+    handshake costs 2.7-3.6x the CPU. ``static``: part of the set, loaded at a reload;
+    every renewal is a reload, which closes idle keep-alive connections.
+    """
+
+    PER_HANDSHAKE = "per-handshake"
+    STATIC = "static"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NginxOptions:
     """How the configuration is rendered and checked.
@@ -96,7 +109,8 @@ class NginxOptions:
     upstreams (`certward.trust.upstream_trust_pem`). ``worker_user`` is the user nginx's
     worker processes run as when its master runs as root (nginx's built-in default,
     ``nobody``, on Debian): they read the certificate files at every handshake, so an
-    agent running as root makes that user their owner.
+    agent running as root makes that user their owner. ``certificates`` is how nginx
+    loads them (`CertificateLoading`).
     """
 
     https_listen: str
@@ -106,6 +120,7 @@ class NginxOptions:
     policy: EgressPolicy = field(default_factory=EgressPolicy)
     upstream_trust_pem: bytes = field(default=b"", repr=False)
     worker_user: str = "nobody"
+    certificates: CertificateLoading = CertificateLoading.PER_HANDSHAKE
 
 
 def resolve_host(host: str, port: int) -> Sequence[str]:
@@ -364,39 +379,44 @@ def install(
     Upstream names are resolved once through ``lookup`` and checked against the policy.
     Sites ``nginx -t`` names are left out and the set rendered again; when it names
     none, the sites are bisected to find the ones it refuses. Nothing is reloaded here:
-    the caller reloads when the outcome is `InstallOutcome.INSTALLED`.
+    the caller reloads when the outcome is `InstallOutcome.INSTALLED`. With
+    `CertificateLoading.STATIC` certificates are files of the set, as the configuration
+    is, so every certificate change is a new set.
     """
     directory.prepare()
-    store = directory.certificates_for(options)
-    store.prepare()
+    per_handshake = options.certificates is CertificateLoading.PER_HANDSHAKE
+    store = directory.certificates_for(options) if per_handshake else directory.certificates
+    if per_handshake:
+        store.prepare()
+    live = store if per_handshake else None
     checks = check_upstreams(
         (site.upstream for site in state.sites.values()), options.policy, lookup
     )
     excluded: dict[str, str] = {}
     for _ in range(MAX_EXCLUSION_ROUNDS + 1):
         set_path = directory.new_set_path(state.version)
-        rendered = _render(state, options, checks, set_path, excluded, live=store)
+        rendered = _render(state, options, checks, set_path, excluded, live=live)
         active = directory.active_set()
         active_version = directory.config_version()
         same_config = False
         if active is not None and active_version is not None:
             # Rendered into the active set's place, answering its version: like with like.
             again = _render(
-                state, options, checks, active, excluded, live=store, served_as=active_version
+                state, options, checks, active, excluded, live=live, served_as=active_version
             )
             same_config = directory.holds(again.files)
         changed = store.changed(rendered.certificates)
         if same_config and not changed:
-            store.keep_only(rendered.certificates)
-            directory.record_version(state.version)
+            _settle(directory, store, rendered, state, per_handshake=per_handshake)
             return Installed(
                 outcome=InstallOutcome.UNCHANGED,
                 set_path=active,
                 skipped=rendered.skipped,
                 config_version=active_version,
             )
-        if options.nginx is not None:
-            # A new configuration is checked whole; otherwise only the new certificates.
+        if options.nginx is not None and per_handshake:
+            # nginx -t of the set does not load them: a new configuration is checked
+            # whole, the static way; otherwise only the new certificates.
             check, reasons = _check(
                 options.nginx,
                 state,
@@ -408,19 +428,13 @@ def install(
             )
             if not check.ok:
                 if not reasons:
-                    return Installed(
-                        outcome=InstallOutcome.REJECTED,
-                        set_path=active,
-                        skipped=rendered.skipped,
-                        problem=check.output,
-                    )
+                    return _rejected(active, rendered, check.output)
                 excluded |= reasons
                 continue
         # Written before a configuration naming a new hostname goes live.
         store.write(changed)
         if same_config:
-            store.keep_only(rendered.certificates)
-            directory.record_version(state.version)
+            _settle(directory, store, rendered, state, per_handshake=per_handshake)
             return Installed(
                 outcome=InstallOutcome.CERTIFICATES,
                 set_path=active,
@@ -433,16 +447,16 @@ def install(
             check = validate(options.nginx, directory, set_path)
             if not check.ok:
                 shutil.rmtree(set_path, ignore_errors=True)
-                return Installed(
-                    outcome=InstallOutcome.REJECTED,
-                    set_path=active,
-                    skipped=rendered.skipped,
-                    problem=check.output,
+                reasons = _refusals(
+                    options.nginx, check, state, directory, options, checks, excluded, rendered
                 )
+                if not reasons:
+                    return _rejected(active, rendered, check.output)
+                excluded |= reasons
+                continue
         directory.activate(set_path)
         directory.prune()
-        store.keep_only(rendered.certificates)
-        directory.record_version(state.version)
+        _settle(directory, store, rendered, state, per_handshake=per_handshake)
         return Installed(
             outcome=InstallOutcome.INSTALLED,
             set_path=set_path,
@@ -456,6 +470,29 @@ def install(
         skipped=excluded,
         problem="too many sites refused by nginx -t",
     )
+
+
+def _rejected(active: Path | None, rendered: RenderedSet, problem: str) -> Installed:
+    return Installed(
+        outcome=InstallOutcome.REJECTED, set_path=active, skipped=rendered.skipped, problem=problem
+    )
+
+
+def _settle(
+    directory: NginxDirectory,
+    store: CertificateDirectory,
+    rendered: RenderedSet,
+    state: DataPlaneState,
+    *,
+    per_handshake: bool,
+) -> None:
+    """After an install: no certificate file of a site no longer served, and the
+    state recorded as the one in place."""
+    if per_handshake:
+        store.keep_only(rendered.certificates)
+    elif store.path.is_dir():  # loaded from the sets now: no key left behind
+        store.keep_only(())
+    directory.record_version(state.version)
 
 
 def _check(
@@ -483,12 +520,26 @@ def _check(
         shutil.rmtree(check_path, ignore_errors=True)
     if check.ok:
         return check, {}
+    return check, _refusals(nginx, check, state, directory, options, checks, exclude, rendered)
+
+
+def _refusals(
+    nginx: str,
+    check: Validation,
+    state: DataPlaneState,
+    directory: NginxDirectory,
+    options: NginxOptions,
+    checks: UpstreamChecks,
+    exclude: Mapping[str, str],
+    rendered: RenderedSet,
+) -> dict[str, str]:
+    """The sites of a refused set nginx -t named, else found by bisection."""
     culprits = sites_named_in(check.output, state) - set(exclude)
     reasons = {hostname: f"nginx refused it: {_last_line(check.output)}" for hostname in culprits}
     if not reasons:
         served = [h for h in sorted(state.sites) if h not in rendered.skipped]
         reasons = _bisect(nginx, state, directory, options, checks, exclude, served)
-    return check, reasons
+    return reasons
 
 
 def _render(

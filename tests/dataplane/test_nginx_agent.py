@@ -26,6 +26,7 @@ from certward.dataplane.nginx import RenderedFile
 from certward.dataplane.state import DataPlaneState, ServedCertificate
 from certward.nginx_agent import (
     KEPT_SETS,
+    CertificateLoading,
     InstallOutcome,
     NginxDirectory,
     NginxOptions,
@@ -159,6 +160,25 @@ def test_sets_are_written_whole_then_swapped_in_and_old_ones_pruned(
         f"{OTHER}.pem",
         f"{SHOP}.pem",
     ]
+
+
+def test_static_certificates_are_files_of_the_set_and_each_change_a_new_set(
+    matrix_pki: MatrixPki, tmp_path: Path
+) -> None:
+    directory = NginxDirectory(tmp_path / "nginx")
+    per_handshake = install(shop_state(matrix_pki), directory, options())
+    assert (directory.certificates.path / f"{SHOP}.pem").is_file()
+    rendering = replace(options(), certificates=CertificateLoading.STATIC)
+    first = install(shop_state(matrix_pki), directory, rendering)
+    assert first.outcome is InstallOutcome.INSTALLED
+    assert first.set_path is not None and first.set_path != per_handshake.set_path
+    assert modes(first.set_path)[f"tls/{SHOP}.key"] == 0o600
+    assert list(directory.certificates.path.iterdir()) == []  # no key left behind
+    renewed = install(shop_state(matrix_pki, f"{SHOP}#2"), directory, rendering)
+    assert renewed.outcome is InstallOutcome.INSTALLED  # a reload puts it in effect
+    assert renewed.set_path is not None
+    served_pem = (renewed.set_path / f"tls/{SHOP}.crt").read_bytes()
+    assert served_pem == matrix_pki.served(f"{SHOP}#2").chain_pem
 
 
 def test_a_write_that_fails_halfway_leaves_the_active_set_alone(
@@ -433,3 +453,4 @@ def test_cli_refuses_bad_options(installation: Settings, tmp_path: Path) -> None
     out = str(tmp_path / "nginx")
     assert main(["nginx", "render", "--out", out, "--https-listen", "nowhere"]) == 2
     assert main(["nginx", "sync", "--out", out, "--once", "--nginx", "/no/such/nginx"]) == 2
+    assert main(["nginx", "render", "--out", out, "--certificates", "lazy"]) == 2
