@@ -171,7 +171,8 @@ def test_static_certificates_are_files_of_the_set_and_each_change_a_new_set(
     rendering = replace(options(), certificates=CertificateLoading.STATIC)
     first = install(shop_state(matrix_pki), directory, rendering)
     assert first.outcome is InstallOutcome.INSTALLED
-    assert first.set_path is not None and first.set_path != per_handshake.set_path
+    assert first.set_path is not None
+    assert first.set_path != per_handshake.set_path
     assert modes(first.set_path)[f"tls/{SHOP}.key"] == 0o600
     assert list(directory.certificates.path.iterdir()) == []  # no key left behind
     renewed = install(shop_state(matrix_pki, f"{SHOP}#2"), directory, rendering)
