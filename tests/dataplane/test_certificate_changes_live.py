@@ -8,6 +8,10 @@ connection each and send requests back to back, while 20 managed renewals
 (`tls_certificates.replace_certificate`) are made through the services. No request
 may fail, every new handshake must present the certificate just stored (by serial),
 and nginx must not have been reloaded (same master, same workers).
+
+A new client CA reaches the gateway in place too: new handshakes are verified against
+it while a keep-alive connection opened before goes on. (nginx 1.22 reads client CAs
+only at a reload: see docs/architecture.md.)
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from sqlalchemy import select
 
 from certward.access import Principal
 from certward.clock import FixedClock, SystemClock
+from certward.dataplane.state import DataPlaneState
 from certward.model import ManagedCertificate
 from certward.nginx_agent import NginxDirectory, NginxOptions, NginxSync, SyncOutcome
 from certward.platform import open_platform
@@ -39,11 +44,18 @@ from certward.vocabulary import Plan, Role
 from tests.dataplane.matrix import free_port
 from tests.dataplane.test_matrix import children_of
 from tests.dataplane.test_nginx_agent import RunningNginx
-from tests.gateway.harness import EchoUpstream, running_gateway_on
-from tests.material.factory import TestCA
+from tests.gateway.harness import (
+    EchoUpstream,
+    client_context,
+    https_request,
+    profile,
+    running_gateway,
+    running_gateway_on,
+    site,
+    state_of,
+)
+from tests.material.factory import IssuedCert, TestCA
 from tests.material.tools import require_tool
-
-pytestmark = [pytest.mark.external("nginx"), pytest.mark.slow]
 
 ADMIN = Principal(token_id=None, role=Role.ADMIN)
 CUSTOM = "www.live-shop.test"
@@ -181,6 +193,8 @@ def custom_certificate(ctx: object, ca: TestCA) -> str:
     return view.id
 
 
+@pytest.mark.external("nginx")
+@pytest.mark.slow
 def test_renewals_and_replacements_fail_no_keep_alive_request_on_nginx_or_the_gateway(
     installation: Settings, echo: EchoUpstream, tmp_path: Path
 ) -> None:
@@ -269,3 +283,43 @@ def test_renewals_and_replacements_fail_no_keep_alive_request_on_nginx_or_the_ga
         assert client.failures == [], (client.host, client.port, client.failures)
         assert client.requests > 0
         assert client.connections == client.announced_closes + 1, client
+
+
+def test_a_new_client_ca_reaches_the_gateway_in_place(echo: EchoUpstream, tmp_path: Path) -> None:
+    server_ca = TestCA.root(name="live server root")
+    old_ca, new_ca = TestCA.root(name="old partners"), TestCA.root(name="new partners")
+    host = "partners.live-shop.test"
+    certificate = server_ca.issue_leaf(host)
+
+    def state_trusting(ca: TestCA) -> DataPlaneState:
+        return state_of(
+            site(
+                host,
+                certificate,
+                echo.url,
+                rules={"/partner": ("profile", "partners")},
+                profiles=(profile("partners", cas=(ca,)),),
+            )
+        )
+
+    old_client = old_ca.issue_leaf("old partner", eku=["clientAuth"])
+    new_client = new_ca.issue_leaf("new partner", eku=["clientAuth"])
+
+    def partner_status(port: int, client: IssuedCert) -> int:
+        context = client_context(server_ca, tmp_path, client)
+        return https_request(port, host, context, path="/partner/x").status
+
+    with running_gateway(state_trusting(old_ca)) as gateway:
+        keep_alive = KeepAliveClient(port=gateway.https_port, host=host)
+        keep_alive.start()
+        try:
+            for trusted, refused in ((new_ca, old_client), (old_ca, new_client)) * 2:
+                gateway.update(state_trusting(trusted))
+                admitted = new_client if trusted is new_ca else old_client
+                assert partner_status(gateway.https_port, admitted) == 200
+                assert partner_status(gateway.https_port, refused) == 403
+        finally:
+            keep_alive.stop()
+    assert keep_alive.failures == []
+    assert keep_alive.requests > 0
+    assert keep_alive.connections == 1
