@@ -18,18 +18,17 @@ upstreams), because a reload closes every idle keep-alive connection. The
 configuration answers the version of the state it was rendered from, which stays the
 same while only certificates change (``served_as``).
 
-Before anything is written where nginx reads it, the changed material is checked with
-``nginx -t`` on a scratch set that loads it the static way (``ssl_certificate`` naming
-the files): every certificate and the whole configuration when the configuration
-changes, only the changed certificates otherwise. A set is written into a temporary
-directory (every file fsynced) and renamed into place whole, then validated with
-``nginx -t`` on its own ``nginx.conf``, and only then does the ``nginx.conf`` symlink
-move to it; so nginx never reads half a
-set, and a set nginx refuses is deleted while the last good one stays in service. The
-configuration names its files by absolute path inside its set, so a reload that reads
-while the symlink moves still gets one consistent set. nginx is reloaded with SIGHUP
-to the pid in ``run/nginx.pid``, and the reload is confirmed by asking the plain-HTTP
-listener which state version it serves.
+Before anything is written where nginx reads it, new certificates are checked with
+``nginx -t`` on a scratch set that loads them the static way (``ssl_certificate``
+naming the files); those already in place were checked when they were written. A set
+is written into a temporary directory (every file fsynced) and renamed into place
+whole, then validated with ``nginx -t`` on its own ``nginx.conf``, and only then does
+the ``nginx.conf`` symlink move to it; so nginx never reads half a set, and a set
+nginx refuses is deleted while the last good one stays in service. The configuration
+names its files by absolute path inside its set, so a reload that reads while the
+symlink moves still gets one consistent set. nginx is reloaded with SIGHUP to the pid
+in ``run/nginx.pid``, and the reload is confirmed by asking the plain-HTTP listener
+which state version it serves.
 
 Upstream names are resolved here, once per install, and every address checked against
 the operator's egress policy (`certward.dataplane.nginx_upstreams`): a site whose
@@ -414,17 +413,11 @@ def install(
                 skipped=rendered.skipped,
                 config_version=active_version,
             )
-        if options.nginx is not None and per_handshake:
-            # nginx -t of the set does not load them: a new configuration is checked
-            # whole, the static way; otherwise only the new certificates.
+        if options.nginx is not None and changed:
+            # nginx -t of the set does not load them: the new ones are checked the
+            # static way (those in place were checked when they were written).
             check, reasons = _check(
-                options.nginx,
-                state,
-                directory,
-                options,
-                checks,
-                excluded,
-                scope=set(changed) if same_config else None,
+                options.nginx, state, directory, options, checks, excluded, scope=set(changed)
             )
             if not check.ok:
                 if not reasons:
@@ -503,14 +496,13 @@ def _check(
     checks: UpstreamChecks,
     excluded: Mapping[str, str],
     *,
-    scope: Collection[str] | None,
+    scope: Collection[str],
 ) -> tuple[Validation, dict[str, str]]:
     """``nginx -t`` on a scratch set loading the certificates of the sites in ``scope``
-    (every site when None) the static way, so nginx reads each one now; with the sites
-    it refuses, each with nginx's words (empty when the fault is no site's)."""
+    the static way, so nginx reads each one now; with the sites it refuses, each with
+    nginx's words (empty when the fault is no site's)."""
     exclude = dict(excluded)
-    if scope is not None:
-        exclude |= {hostname: "unchanged" for hostname in state.sites if hostname not in scope}
+    exclude |= {hostname: "unchanged" for hostname in state.sites if hostname not in scope}
     check_path = directory.new_set_path(state.version)
     rendered = _render(state, options, checks, check_path, exclude)
     directory.write_set(check_path, rendered.files)

@@ -250,6 +250,34 @@ def test_sites_nginx_cannot_load_are_left_out_and_the_rest_served(
     assert "server_name mismatch.agent.test;" not in config
 
 
+@pytest.mark.external("nginx")
+def test_a_replacement_nginx_cannot_load_is_checked_before_it_goes_in_place(
+    matrix_pki: MatrixPki, tmp_path: Path
+) -> None:
+    nginx = require_tool("nginx")
+    directory = NginxDirectory(tmp_path / "nginx")
+    rendering = options(nginx=nginx)
+    good = shop_state(matrix_pki)
+    assert install(good, directory, rendering).outcome is InstallOutcome.INSTALLED
+    shop = good.sites[SHOP]
+    assert shop.certificate is not None
+    wrong_key = ServedCertificate(
+        id="wrong-key",
+        chain_pem=matrix_pki.served(f"{SHOP}#2").chain_pem,
+        key_pem=matrix_pki.server(OTHER).key_pem(),
+    )
+    broken = DataPlaneState(
+        sites={**good.sites, SHOP: replace(shop, certificate=wrong_key)}, version="broken"
+    )
+    installed = install(broken, directory, rendering)
+    # Never written where nginx reads at each handshake: the site is left out instead.
+    assert installed.outcome is InstallOutcome.INSTALLED
+    assert "nginx refused it" in installed.skipped[SHOP]
+    assert not (directory.certificates.path / f"{SHOP}.pem").exists()
+    assert f"server_name {SHOP};" not in directory.config.read_text()
+    assert (directory.certificates.path / f"{OTHER}.pem").is_file()
+
+
 class RunningNginx:
     """nginx in the foreground on a directory, stopped at the end."""
 

@@ -2,8 +2,10 @@
 
 `render` returns ``nginx.conf`` plus, per hostname, the certificate chain, its key
 (mode 0600) and the client CAs; nothing is written here (`certward.nginx_agent` does
-that, atomically). The configuration reproduces `certward.dataplane.access.decide`
-request by request:
+that, atomically). `render_set` with ``certificates=`` renders the configuration
+``certward nginx sync`` serves: certificates read at every handshake from one file per
+hostname (`certificate_file`), so a renewal needs no reload. The configuration
+reproduces `certward.dataplane.access.decide` request by request:
 
 * **IP deny first**: a ``geo`` per site on ``$remote_addr``.
 * **Path rules**: a ``map $uri`` per site whose regexes are tried in order, longest
