@@ -394,16 +394,18 @@ def install(
     excluded: dict[str, str] = {}
     for _ in range(MAX_EXCLUSION_ROUNDS + 1):
         set_path = directory.new_set_path(state.version)
-        rendered = _render(state, options, checks, set_path, excluded, live=live)
         active = directory.active_set()
         active_version = directory.config_version()
-        same_config = False
+        in_place: RenderedSet | None = None
         if active is not None and active_version is not None:
             # Rendered into the active set's place, answering its version: like with like.
-            again = _render(
+            candidate = _render(
                 state, options, checks, active, excluded, live=live, served_as=active_version
             )
-            same_config = directory.holds(again.files)
+            if directory.holds(candidate.files):
+                in_place = candidate  # only its certificates and skipped sites are used
+        same_config = in_place is not None
+        rendered = in_place or _render(state, options, checks, set_path, excluded, live=live)
         changed = store.changed(rendered.certificates)
         if same_config and not changed:
             _settle(directory, store, rendered, state, per_handshake=per_handshake)

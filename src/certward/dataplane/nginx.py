@@ -99,6 +99,7 @@ _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*")
 _LISTEN_HOST = re.compile(r"[A-Za-z0-9.*-]+")
 _VERSION = re.compile(r"[A-Za-z0-9._:-]{1,200}")
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -783,7 +784,7 @@ def _listen(value: str, what: str) -> str:
 
 def _quote(text: str) -> str:
     """A double-quoted nginx token: backslashes and quotes escaped, nothing else special."""
-    if any(ord(c) < 0x20 and c != "\n" for c in text):
+    if _CONTROL_BUT_NEWLINE.search(text):
         raise ValueError(f"{text!r} holds a control character")
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return '"' + escaped + '"'
