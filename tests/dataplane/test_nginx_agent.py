@@ -162,6 +162,23 @@ def test_sets_are_written_whole_then_swapped_in_and_old_ones_pruned(
     ]
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the files are given away only by root")
+def test_root_refuses_a_directory_nginx_workers_cannot_enter(
+    matrix_pki: MatrixPki, tmp_path: Path
+) -> None:
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    closed.chmod(0o700)
+    with pytest.raises(ValueError, match=r"\(user nobody\) .* cannot enter .*closed \(mode 700\)"):
+        install(shop_state(matrix_pki), NginxDirectory(closed / "nginx"), options())
+    with pytest.raises(ValueError, match="worker user 'no-such-user' does not exist"):
+        install(
+            shop_state(matrix_pki),
+            NginxDirectory(tmp_path / "nginx"),
+            replace(options(), worker_user="no-such-user"),
+        )
+
+
 def test_static_certificates_are_files_of_the_set_and_each_change_a_new_set(
     matrix_pki: MatrixPki, tmp_path: Path
 ) -> None:
