@@ -104,9 +104,10 @@ _CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f]")
 
 @dataclass(frozen=True, slots=True)
 class RenderedFile:
-    """One file of a rendered set: its bytes and the mode it must be written with."""
+    """One file of a rendered set: its bytes (a key, maybe: never in ``repr``) and the
+    mode it must be written with."""
 
-    content: bytes
+    content: bytes = field(repr=False)
     mode: int = PUBLIC_MODE
 
 
