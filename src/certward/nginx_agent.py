@@ -46,13 +46,11 @@ from __future__ import annotations
 import http.client
 import logging
 import os
-import pwd
 import re
 import secrets
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -150,23 +148,7 @@ class NginxDirectory:
 
     def certificates_for(self, options: NginxOptions) -> CertificateDirectory:
         """`certificates`, owned by nginx's worker user when this process is root."""
-        path = self.certificates.path
-        if os.geteuid() != 0:
-            return CertificateDirectory(path)
-        try:
-            worker = pwd.getpwnam(options.worker_user)
-        except KeyError:
-            raise ValueError(
-                f"nginx's worker user {options.worker_user!r} does not exist"
-            ) from None
-        for parent in path.parents:
-            if not _may_enter(parent, worker.pw_uid, worker.pw_gid):
-                raise ValueError(
-                    f"nginx's workers (user {options.worker_user}) read the certificates in "
-                    f"{path} at every handshake, but cannot enter {parent} "
-                    f"(mode {stat.S_IMODE(parent.stat().st_mode):o})"
-                )
-        return CertificateDirectory(path, worker.pw_uid)
+        return CertificateDirectory.for_workers(self.certificates.path, options.worker_user)
 
     @property
     def pid_file(self) -> Path:
@@ -293,16 +275,6 @@ class NginxDirectory:
         for entry in named[:-keep] if keep else named:
             if active is None or entry.resolve() != active.resolve():
                 shutil.rmtree(entry, ignore_errors=True)
-
-
-def _may_enter(directory: Path, uid: int, gid: int) -> bool:
-    """Whether the user ``uid`` (primary group ``gid``) may traverse ``directory``."""
-    info = directory.stat()
-    if info.st_uid == uid:
-        return bool(info.st_mode & stat.S_IXUSR)
-    if info.st_gid == gid:
-        return bool(info.st_mode & stat.S_IXGRP)
-    return bool(info.st_mode & stat.S_IXOTH)
 
 
 # -- validation -------------------------------------------------------------------------------

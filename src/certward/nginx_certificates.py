@@ -22,7 +22,9 @@ master then does -- nginx's worker user (``owner``). Nothing here logs content.
 from __future__ import annotations
 
 import os
+import pwd
 import secrets
+import stat
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +63,26 @@ class CertificateDirectory:
 
     path: Path
     owner: int | None = None
+
+    @classmethod
+    def for_workers(cls, path: Path, worker_user: str) -> CertificateDirectory:
+        """``path`` as nginx's workers must read it: owned by ``worker_user`` when this
+        process is root (`ValueError` when that user does not exist or cannot enter
+        ``path``), by this process's user otherwise."""
+        if os.geteuid() != 0:
+            return cls(path)
+        try:
+            worker = pwd.getpwnam(worker_user)
+        except KeyError:
+            raise ValueError(f"nginx's worker user {worker_user!r} does not exist") from None
+        for parent in path.parents:
+            if not _may_enter(parent, worker.pw_uid, worker.pw_gid):
+                raise ValueError(
+                    f"nginx's workers (user {worker_user}) read the certificates in {path} at "
+                    f"every handshake, but cannot enter {parent} "
+                    f"(mode {stat.S_IMODE(parent.stat().st_mode):o})"
+                )
+        return cls(path, worker.pw_uid)
 
     def prepare(self) -> None:
         """Create the directory (0700); drop files a crash left half-written."""
@@ -112,3 +134,13 @@ class CertificateDirectory:
         if removed:
             fsync_directory(self.path)
         return sorted(removed)
+
+
+def _may_enter(directory: Path, uid: int, gid: int) -> bool:
+    """Whether the user ``uid`` (primary group ``gid``) may traverse ``directory``."""
+    info = directory.stat()
+    if info.st_uid == uid:
+        return bool(info.st_mode & stat.S_IXUSR)
+    if info.st_gid == gid:
+        return bool(info.st_mode & stat.S_IXGRP)
+    return bool(info.st_mode & stat.S_IXOTH)
