@@ -8,6 +8,8 @@ All three skip when the program is missing, and fail when ``CI=true``.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -61,3 +63,21 @@ def pkcs12_check(
 def postgresql_url() -> str:
     """``CERTWARD_TEST_DATABASE_URL`` once PostgreSQL answers on 127.0.0.1:5432."""
     return tools.require_postgresql()
+
+
+@pytest.fixture
+def nginx_may_enter_tmp_path(tmp_path: Path) -> Path:
+    """``tmp_path``, traversable by every user when the tests run as root.
+
+    nginx's workers read site certificates at every handshake; a master started as
+    root runs them as ``nobody``, who cannot enter pytest's 0700 directories (an
+    operator's directory must be reachable the same way, which the nginx agent checks).
+    """
+    if os.geteuid() == 0:
+        for directory in (tmp_path, *tmp_path.parents):
+            mode = directory.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                directory.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+            if directory.name.startswith("pytest-of-"):
+                break
+    return tmp_path

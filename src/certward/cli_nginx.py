@@ -48,6 +48,15 @@ _AcmeUpstream = Annotated[
 _NginxProgram = Annotated[
     str | None, typer.Option("--nginx", help="The nginx program (default: nginx on PATH).")
 ]
+_Certificates = Annotated[
+    str,
+    typer.Option(
+        "--certificates",
+        help="per-handshake: nginx reads each certificate at every full handshake, so "
+        "renewals need no reload (no connection closed); static: loaded at reloads "
+        "(cheaper handshakes, a reload at every certificate change).",
+    ),
+]
 
 
 def _nginx_options(
@@ -56,10 +65,18 @@ def _nginx_options(
     http_listen: str | None,
     acme_upstream: str | None,
     nginx: str | None,
+    certificates: str = "per-handshake",
 ) -> NginxOptions:
     import shutil
 
-    from certward.nginx_agent import NginxOptions
+    from certward.nginx_agent import CertificateLoading, NginxOptions
+
+    try:
+        loading = CertificateLoading(certificates)
+    except ValueError:
+        raise _usage_error(
+            f"--certificates must be per-handshake or static, not {certificates!r}"
+        ) from None
     from certward.settings import format_listen
 
     api_host = "127.0.0.1" if settings.listen_host in {"0.0.0.0", "::", "*"} else None  # noqa: S104
@@ -79,6 +96,7 @@ def _nginx_options(
         acme_upstream=acme_upstream or f"http://{api}",
         nginx=program,
         policy=policy,
+        certificates=loading,
     )
 
 
@@ -115,6 +133,7 @@ def nginx_render_command(
     http_listen: _HttpListen = None,
     acme_upstream: _AcmeUpstream = None,
     nginx: _NginxProgram = None,
+    certificates: _Certificates = "per-handshake",
 ) -> None:
     """Write nginx's configuration for every served hostname into DIR, once.
 
@@ -126,7 +145,9 @@ def nginx_render_command(
 
     settings = _settings()
     try:
-        options = _nginx_options(settings, https_listen, http_listen, acme_upstream, nginx)
+        options = _nginx_options(
+            settings, https_listen, http_listen, acme_upstream, nginx, certificates
+        )
         with _operator_platform() as platform:
             options = _with_upstream_trust(options, platform)
             state = DataPlaneFeed(platform.context).load()
@@ -168,12 +189,14 @@ def nginx_sync_command(
     http_listen: _HttpListen = None,
     acme_upstream: _AcmeUpstream = None,
     nginx: _NginxProgram = None,
+    certificates: _Certificates = "per-handshake",
 ) -> None:
     """Keep nginx in DIR serving the current state until SIGTERM/SIGINT.
 
-    On every change: render, nginx -t, swap DIR/nginx.conf, reload the nginx whose pid
-    is in DIR/run/nginx.pid. A configuration nginx refuses is logged and the last good
-    one keeps serving."""
+    On every change: render, nginx -t, then write changed certificates in place (read
+    at the next handshake) and, when the configuration changed, swap DIR/nginx.conf and
+    reload the nginx whose pid is in DIR/run/nginx.pid. A configuration nginx refuses is
+    logged and the last good one keeps serving."""
     import logging
     import signal
 
@@ -183,7 +206,9 @@ def nginx_sync_command(
 
     settings = _settings()
     try:
-        options = _nginx_options(settings, https_listen, http_listen, acme_upstream, nginx)
+        options = _nginx_options(
+            settings, https_listen, http_listen, acme_upstream, nginx, certificates
+        )
     except ValueError as exc:
         raise _usage_error(str(exc)) from exc
     if options.nginx is None:

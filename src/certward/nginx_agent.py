@@ -5,17 +5,30 @@ A directory holds everything (``certward nginx render|sync --out DIR``; nginx ru
 ``nginx -c DIR/nginx.conf -p DIR``)::
 
     DIR/nginx.conf -> sets/000007-3f2a.../nginx.conf   (a symlink, swapped atomically)
-    DIR/sets/000007-3f2a.../   one rendered set: nginx.conf, tls/, client-ca/
+    DIR/sets/000007-3f2a.../   one rendered set: nginx.conf, client-ca/, state-version
+    DIR/certificates/<host>.pem   chain and key, read by nginx at every handshake (0600)
+    DIR/state-version          the state whose configuration and certificates are in place
     DIR/logs/ DIR/run/ DIR/tmp/   error and access logs, pid file, nginx's temp files
 
-A set is written into a temporary directory (every file fsynced, keys 0600) and
-renamed into place whole, then validated with ``nginx -t`` on its own ``nginx.conf``,
-and only then does the ``nginx.conf`` symlink move to it; so nginx never reads half a
-set, and a set nginx refuses is deleted while the last good one stays in service. The
-configuration names its files by absolute path inside its set, so a reload that reads
-while the symlink moves still gets one consistent set. nginx is reloaded with SIGHUP
-to the pid in ``run/nginx.pid``, and the reload is confirmed by asking the plain-HTTP
-listener which state version it serves.
+Certificates are not part of a set: nginx loads each one per handshake from
+``certificates/`` (`certward.nginx_certificates`), so a renewal or a replaced
+certificate is a file renamed into place and needs no reload; nginx is reloaded only
+when the configuration itself changes (a hostname added or removed, rules, client CAs,
+upstreams), because a reload closes every idle keep-alive connection. The
+configuration answers the version of the state it was rendered from, which stays the
+same while only certificates change (``served_as``).
+
+Before anything is written where nginx reads it, new certificates are checked with
+``nginx -t`` on a scratch set that loads them the static way (``ssl_certificate``
+naming the files); those already in place were checked when they were written. A set
+is written into a temporary directory (every file fsynced) and renamed into place
+whole, then validated with ``nginx -t`` on its own ``nginx.conf``, and only then does
+the ``nginx.conf`` symlink move to it; so nginx never reads half a set, and a set
+nginx refuses is deleted while the last good one stays in service. The configuration
+names its files by absolute path inside its set, so a reload that reads while the
+symlink moves still gets one consistent set. nginx is reloaded with SIGHUP to the pid
+in ``run/nginx.pid``, and the reload is confirmed by asking the plain-HTTP listener
+which state version it serves.
 
 Upstream names are resolved here, once per install, and every address checked against
 the operator's egress policy (`certward.dataplane.nginx_upstreams`): a site whose
@@ -56,6 +69,10 @@ from certward.dataplane.nginx import (
 from certward.dataplane.nginx_upstreams import Lookup, UpstreamChecks, check_upstreams
 from certward.dataplane.state import DataPlaneState
 from certward.egress import EgressPolicy
+from certward.nginx_certificates import CertificateDirectory, fsync_directory, write_new_file
+
+_write_file = write_new_file
+_fsync_directory = fsync_directory
 
 log = logging.getLogger("certward.nginx")
 
@@ -66,6 +83,19 @@ MAX_BISECT_TRIALS = 200  # nginx -t runs one install may spend finding refused s
 _SET_NAME = re.compile(r"^(\d{6})-[A-Za-z0-9]+$")
 
 
+class CertificateLoading(StrEnum):
+    """How nginx gets site certificates (figures: ``benchmarks/bench_nginx_certificates.py``).
+
+    ``per-handshake`` (the default): read from ``certificates/`` at every full
+    handshake, so certificate changes need no reload and close no connection; a full
+    handshake costs 2.7-3.6x the CPU. ``static``: part of the set, loaded at a reload;
+    every renewal is a reload, which closes idle keep-alive connections.
+    """
+
+    PER_HANDSHAKE = "per-handshake"
+    STATIC = "static"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NginxOptions:
     """How the configuration is rendered and checked.
@@ -73,7 +103,11 @@ class NginxOptions:
     ``nginx`` is the program used for ``nginx -t``; None skips validation (rendering on
     a machine without nginx). ``policy`` is the operator's egress policy every upstream
     address must pass; ``upstream_trust_pem`` the CA certificates that verify https
-    upstreams (`certward.trust.upstream_trust_pem`).
+    upstreams (`certward.trust.upstream_trust_pem`). ``worker_user`` is the user nginx's
+    worker processes run as when its master runs as root (nginx's built-in default,
+    ``nobody``, on Debian): they read the certificate files at every handshake, so an
+    agent running as root makes that user their owner. ``certificates`` is how nginx
+    loads them (`CertificateLoading`).
     """
 
     https_listen: str
@@ -82,6 +116,8 @@ class NginxOptions:
     nginx: str | None = None
     policy: EgressPolicy = field(default_factory=EgressPolicy)
     upstream_trust_pem: bytes = field(default=b"", repr=False)
+    worker_user: str = "nobody"
+    certificates: CertificateLoading = CertificateLoading.PER_HANDSHAKE
 
 
 def resolve_host(host: str, port: int) -> Sequence[str]:
@@ -106,6 +142,15 @@ class NginxDirectory:
         return self.root / "sets"
 
     @property
+    def certificates(self) -> CertificateDirectory:
+        """Where nginx reads each hostname's certificate at every handshake."""
+        return CertificateDirectory(self.root.absolute() / "certificates")
+
+    def certificates_for(self, options: NginxOptions) -> CertificateDirectory:
+        """`certificates`, owned by nginx's worker user when this process is root."""
+        return CertificateDirectory.for_workers(self.certificates.path, options.worker_user)
+
+    @property
     def pid_file(self) -> Path:
         return self.root / "run" / "nginx.pid"
 
@@ -119,7 +164,9 @@ class NginxDirectory:
 
     def prepare(self) -> None:
         """Create the directories nginx and the sets need; drop half-written sets."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        if not self.root.is_dir():
+            self.root.mkdir(parents=True)
+            self.root.chmod(0o755)  # nginx's workers enter it (whatever the umask)
         self.sets.mkdir(mode=0o700, exist_ok=True)
         for name in ("logs", "run", "tmp"):
             (self.root / name).mkdir(mode=0o755, exist_ok=True)
@@ -133,8 +180,9 @@ class NginxDirectory:
         target = (self.root / os.readlink(self.config)).parent
         return target if target.is_dir() else None
 
-    def served_version(self) -> str | None:
-        """The state version of the active set, as written next to its configuration."""
+    def config_version(self) -> str | None:
+        """The state version the active set's configuration was rendered from (what it
+        answers on the state path)."""
         active = self.active_set()
         if active is None:
             return None
@@ -142,6 +190,25 @@ class NginxDirectory:
             return (active / VERSION_FILE).read_text().strip()
         except OSError:
             return None
+
+    def served_version(self) -> str | None:
+        """The state whose configuration and certificates are in place (newer than
+        `config_version` when only certificates changed since the last reload)."""
+        try:
+            return (self.root / VERSION_FILE).read_text().strip()
+        except OSError:
+            return self.config_version()
+
+    def record_version(self, version: str) -> None:
+        """Write `served_version` (a new file renamed over the old)."""
+        temporary = self.root / f".{VERSION_FILE}.{secrets.token_hex(6)}"
+        try:
+            _write_file(temporary, RenderedFile(version.encode("ascii") + b"\n"))
+            os.replace(temporary, self.root / VERSION_FILE)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        _fsync_directory(self.root)
 
     def holds(self, files: Mapping[str, RenderedFile]) -> bool:
         """Whether the active set is exactly ``files`` (nothing to write or reload)."""
@@ -210,23 +277,6 @@ class NginxDirectory:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
-def _write_file(path: Path, rendered: RenderedFile) -> None:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, rendered.mode)
-    with os.fdopen(descriptor, "wb") as stream:
-        stream.write(rendered.content)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.chmod(path, rendered.mode)  # whatever the umask took away
-
-
-def _fsync_directory(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 # -- validation -------------------------------------------------------------------------------
 
 
@@ -267,17 +317,24 @@ def sites_named_in(output: str, state: DataPlaneState) -> set[str]:
 
 
 class InstallOutcome(StrEnum):
-    UNCHANGED = "unchanged"  # the active set already is this rendering
-    INSTALLED = "installed"  # a new set is active
+    UNCHANGED = "unchanged"  # the active set and the certificates already are this state
+    CERTIFICATES = "certificates"  # only certificates changed: replaced in place, no reload
+    INSTALLED = "installed"  # a new set is active (a reload puts it in effect)
     REJECTED = "rejected"  # nginx refused it; the last good set stays active
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Installed:
+    """What `install` did. ``certificates`` are the hostnames whose certificate file
+    was written; ``config_version`` is what the active configuration answers on the
+    state path (`wait_until_serving` after a reload)."""
+
     outcome: InstallOutcome
     set_path: Path | None
     skipped: Mapping[str, str] = field(default_factory=dict)
     problem: str | None = None
+    certificates: tuple[str, ...] = ()
+    config_version: str | None = None
 
 
 def install(
@@ -287,55 +344,93 @@ def install(
     *,
     lookup: Lookup = resolve_host,
 ) -> Installed:
-    """Render ``state`` into a new set, validate it, and make it the active one.
+    """Render ``state``, check it, write the changed certificates in place and, when the
+    configuration changed, make a new set the active one.
 
     Upstream names are resolved once through ``lookup`` and checked against the policy.
     Sites ``nginx -t`` names are left out and the set rendered again; when it names
-    none, the sites are bisected to find the ones it refuses. Nothing is reloaded here.
+    none, the sites are bisected to find the ones it refuses. Nothing is reloaded here:
+    the caller reloads when the outcome is `InstallOutcome.INSTALLED`. With
+    `CertificateLoading.STATIC` certificates are files of the set, as the configuration
+    is, so every certificate change is a new set.
     """
     directory.prepare()
+    per_handshake = options.certificates is CertificateLoading.PER_HANDSHAKE
+    store = directory.certificates_for(options) if per_handshake else directory.certificates
+    if per_handshake:
+        store.prepare()
+    live = store if per_handshake else None
     checks = check_upstreams(
         (site.upstream for site in state.sites.values()), options.policy, lookup
     )
     excluded: dict[str, str] = {}
     for _ in range(MAX_EXCLUSION_ROUNDS + 1):
         set_path = directory.new_set_path(state.version)
-        rendered = _render(state, options, checks, set_path, excluded)
         active = directory.active_set()
-        if active is not None:
-            # Same state rendered into the active set's place: compare like with like.
-            again = _render(state, options, checks, active, excluded)
-            if directory.holds(again.files):
-                return Installed(
-                    outcome=InstallOutcome.UNCHANGED, set_path=active, skipped=rendered.skipped
-                )
-        directory.write_set(set_path, rendered.files)
-        if options.nginx is None:
-            check = Validation(ok=True, output="")
-        else:
-            check = validate(options.nginx, directory, set_path)
-        if check.ok:
-            directory.activate(set_path)
-            directory.prune()
-            return Installed(
-                outcome=InstallOutcome.INSTALLED, set_path=set_path, skipped=rendered.skipped
+        active_version = directory.config_version()
+        in_place: RenderedSet | None = None
+        if active is not None and active_version is not None:
+            # Rendered into the active set's place, answering its version: like with like.
+            candidate = _render(
+                state, options, checks, active, excluded, live=live, served_as=active_version
             )
-        shutil.rmtree(set_path, ignore_errors=True)
-        culprits = sites_named_in(check.output, state) - set(excluded)
-        reasons = {
-            hostname: f"nginx refused it: {_last_line(check.output)}" for hostname in culprits
-        }
-        if not reasons and options.nginx is not None:
-            served = [h for h in sorted(state.sites) if h not in rendered.skipped]
-            reasons = _bisect(options.nginx, state, directory, options, checks, excluded, served)
-        if not reasons:
+            if directory.holds(candidate.files):
+                in_place = candidate  # only its certificates and skipped sites are used
+        same_config = in_place is not None
+        rendered = in_place or _render(state, options, checks, set_path, excluded, live=live)
+        changed = store.changed(rendered.certificates)
+        if same_config and not changed:
+            _settle(directory, store, rendered, state, per_handshake=per_handshake)
             return Installed(
-                outcome=InstallOutcome.REJECTED,
-                set_path=directory.active_set(),
+                outcome=InstallOutcome.UNCHANGED,
+                set_path=active,
                 skipped=rendered.skipped,
-                problem=check.output,
+                config_version=active_version,
             )
-        excluded |= reasons
+        if options.nginx is not None and changed:
+            # nginx -t of the set does not load them: the new ones are checked the
+            # static way (those in place were checked when they were written).
+            check, reasons = _check(
+                options.nginx, state, directory, options, checks, excluded, scope=set(changed)
+            )
+            if not check.ok:
+                if not reasons:
+                    return _rejected(active, rendered, check.output)
+                excluded |= reasons
+                continue
+        # Written before a configuration naming a new hostname goes live.
+        store.write(changed)
+        if same_config:
+            _settle(directory, store, rendered, state, per_handshake=per_handshake)
+            return Installed(
+                outcome=InstallOutcome.CERTIFICATES,
+                set_path=active,
+                skipped=rendered.skipped,
+                certificates=tuple(sorted(changed)),
+                config_version=active_version,
+            )
+        directory.write_set(set_path, rendered.files)
+        if options.nginx is not None:
+            check = validate(options.nginx, directory, set_path)
+            if not check.ok:
+                shutil.rmtree(set_path, ignore_errors=True)
+                reasons = _refusals(
+                    options.nginx, check, state, directory, options, checks, excluded, rendered
+                )
+                if not reasons:
+                    return _rejected(active, rendered, check.output)
+                excluded |= reasons
+                continue
+        directory.activate(set_path)
+        directory.prune()
+        _settle(directory, store, rendered, state, per_handshake=per_handshake)
+        return Installed(
+            outcome=InstallOutcome.INSTALLED,
+            set_path=set_path,
+            skipped=rendered.skipped,
+            certificates=tuple(sorted(changed)),
+            config_version=state.version,
+        )
     return Installed(
         outcome=InstallOutcome.REJECTED,
         set_path=directory.active_set(),
@@ -344,13 +439,87 @@ def install(
     )
 
 
+def _rejected(active: Path | None, rendered: RenderedSet, problem: str) -> Installed:
+    return Installed(
+        outcome=InstallOutcome.REJECTED, set_path=active, skipped=rendered.skipped, problem=problem
+    )
+
+
+def _settle(
+    directory: NginxDirectory,
+    store: CertificateDirectory,
+    rendered: RenderedSet,
+    state: DataPlaneState,
+    *,
+    per_handshake: bool,
+) -> None:
+    """After an install: no certificate file of a site no longer served, and the
+    state recorded as the one in place."""
+    if per_handshake:
+        store.keep_only(rendered.certificates)
+    elif store.path.is_dir():  # loaded from the sets now: no key left behind
+        store.keep_only(())
+    directory.record_version(state.version)
+
+
+def _check(
+    nginx: str,
+    state: DataPlaneState,
+    directory: NginxDirectory,
+    options: NginxOptions,
+    checks: UpstreamChecks,
+    excluded: Mapping[str, str],
+    *,
+    scope: Collection[str],
+) -> tuple[Validation, dict[str, str]]:
+    """``nginx -t`` on a scratch set loading the certificates of the sites in ``scope``
+    the static way, so nginx reads each one now; with the sites it refuses, each with
+    nginx's words (empty when the fault is no site's)."""
+    exclude = dict(excluded)
+    exclude |= {hostname: "unchanged" for hostname in state.sites if hostname not in scope}
+    check_path = directory.new_set_path(state.version)
+    rendered = _render(state, options, checks, check_path, exclude)
+    directory.write_set(check_path, rendered.files)
+    try:
+        check = validate(nginx, directory, check_path)
+    finally:
+        shutil.rmtree(check_path, ignore_errors=True)
+    if check.ok:
+        return check, {}
+    return check, _refusals(nginx, check, state, directory, options, checks, exclude, rendered)
+
+
+def _refusals(
+    nginx: str,
+    check: Validation,
+    state: DataPlaneState,
+    directory: NginxDirectory,
+    options: NginxOptions,
+    checks: UpstreamChecks,
+    exclude: Mapping[str, str],
+    rendered: RenderedSet,
+) -> dict[str, str]:
+    """The sites of a refused set nginx -t named, else found by bisection."""
+    culprits = sites_named_in(check.output, state) - set(exclude)
+    reasons = {hostname: f"nginx refused it: {_last_line(check.output)}" for hostname in culprits}
+    if not reasons:
+        served = [h for h in sorted(state.sites) if h not in rendered.skipped]
+        reasons = _bisect(nginx, state, directory, options, checks, exclude, served)
+    return reasons
+
+
 def _render(
     state: DataPlaneState,
     options: NginxOptions,
     checks: UpstreamChecks,
     set_path: Path,
     exclude: Mapping[str, str] | Collection[str],
+    *,
+    live: CertificateDirectory | None = None,
+    served_as: str | None = None,
 ) -> RenderedSet:
+    """The set for ``set_path``: with ``live``, certificates loaded per handshake from
+    that directory (what nginx serves); without, named in the set (what is checked)."""
     return render_set(
         state,
         https_listen=options.https_listen,
@@ -361,6 +530,8 @@ def _render(
         upstreams=checks,
         upstream_trust_pem=options.upstream_trust_pem,
         exclude=exclude,
+        certificates=None if live is None else str(live.path),
+        served_as=served_as,
     )
 
 
@@ -480,6 +651,9 @@ class SyncOutcome(StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SyncReport:
+    """``confirmed``: the state is in effect (nginx answered the reloaded configuration's
+    version, or only certificates changed, which nginx reads at every handshake)."""
+
     outcome: SyncOutcome
     version: str | None = None
     reloaded: bool = False
@@ -548,6 +722,14 @@ class NginxSync:
         if installed.outcome is InstallOutcome.UNCHANGED:
             log.info("state %s is already in %s", state.version[:12], installed.set_path)
             return SyncReport(outcome=SyncOutcome.UNCHANGED, version=state.version)
+        if installed.outcome is InstallOutcome.CERTIFICATES:
+            # Read at the next handshake: nothing to reload, no connection closed.
+            log.info(
+                "state %s: certificates of %d hostname(s) replaced in place, no reload",
+                state.version[:12],
+                len(installed.certificates),
+            )
+            return SyncReport(outcome=SyncOutcome.APPLIED, version=state.version, confirmed=True)
         log.info(
             "state %s (%d hostnames) written to %s",
             state.version[:12],
@@ -562,7 +744,9 @@ class NginxSync:
             )
             return SyncReport(outcome=SyncOutcome.APPLIED, version=state.version)
         confirmed = wait_until_serving(
-            self.options.http_listen, state.version, attempts=self.confirm_attempts
+            self.options.http_listen,
+            installed.config_version or state.version,
+            attempts=self.confirm_attempts,
         )
         if confirmed:
             log.info("nginx reloaded: serving state %s", state.version[:12])

@@ -898,7 +898,9 @@ class Run:
         waiter = threading.Event()
         for _ in range(100):
             logged = self.plane.decisions()
-            if len(logged) > self.logged:
+            # nginx writes a line after the response is sent: the line of a refused
+            # request before this one may be the newest for a moment.
+            if len(logged) > self.logged and logged[-1].path == normalised_path(request.path):
                 break
             waiter.wait(0.02)
         self.logged = len(logged)

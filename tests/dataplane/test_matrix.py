@@ -101,8 +101,8 @@ class NginxDataPlane:
         assert self.process is not None
         installed = install(state, self.directory, self.options)
         assert installed.outcome is not InstallOutcome.REJECTED, installed.problem
-        if installed.outcome is InstallOutcome.UNCHANGED:
-            return
+        if installed.outcome in (InstallOutcome.UNCHANGED, InstallOutcome.CERTIFICATES):
+            return  # certificates are read at every handshake: nothing to reload
         old_workers = self._workers()
         assert reload(self.directory), "nginx is not running"
         assert wait_until_serving(self.options.http_listen, state.version), "no reload"

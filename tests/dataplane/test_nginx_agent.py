@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 import socket
 import ssl
@@ -25,6 +26,7 @@ from certward.dataplane.nginx import RenderedFile
 from certward.dataplane.state import DataPlaneState, ServedCertificate
 from certward.nginx_agent import (
     KEPT_SETS,
+    CertificateLoading,
     InstallOutcome,
     NginxDirectory,
     NginxOptions,
@@ -106,28 +108,95 @@ def test_sets_are_written_whole_then_swapped_in_and_old_ones_pruned(
     assert directory.config.is_symlink()
     assert os.readlink(directory.config) == f"sets/{first.set_path.name}/nginx.conf"
     set_modes = modes(first.set_path)
-    assert set_modes[f"tls/{SHOP}.key"] == 0o600
-    assert set_modes[f"tls/{SHOP}.crt"] == 0o644
     assert set_modes[f"client-ca/{SHOP}.pem"] == 0o644
-    assert set_modes["tls"] == 0o700
+    assert not [name for name in set_modes if name.startswith("tls")]  # no key in a set
     assert stat.S_IMODE(first.set_path.stat().st_mode) == 0o700
+    # Certificates live outside the sets: chain and key in one 0600 file per hostname.
+    certificates = directory.certificates.path
+    assert modes(certificates) == {f"{SHOP}.pem": 0o600, f"{OTHER}.pem": 0o600}
+    assert stat.S_IMODE(certificates.stat().st_mode) == 0o700
+    # nginx's workers read them at each handshake: as root, they are given to its user.
+    reader = pwd.getpwnam(rendering.worker_user).pw_uid if os.geteuid() == 0 else os.geteuid()
+    assert {path.stat().st_uid for path in (certificates, *certificates.iterdir())} == {reader}
+    shop = shop_state(matrix_pki).sites[SHOP].certificate
+    assert shop is not None
+    content = (certificates / f"{SHOP}.pem").read_bytes()
+    assert content.startswith(shop.chain_pem)
+    assert content.endswith(shop.key_pem)
+    assert f'ssl_certificate "{certificates}/$server_name.pem";' in directory.config.read_text()
     assert directory.served_version() == shop_state(matrix_pki).version
     # The same state again: nothing written.
     again = install(shop_state(matrix_pki), directory, rendering)
     assert again.outcome is InstallOutcome.UNCHANGED
     assert again.set_path == first.set_path
-    # A new certificate: a new set, the symlink moved, the old set still there.
-    second = install(shop_state(matrix_pki, f"{SHOP}#2"), directory, rendering)
-    assert second.outcome is InstallOutcome.INSTALLED
-    assert second.set_path is not None
-    assert directory.active_set() == second.set_path
+    # A new certificate: written in place, the same set stays active (no reload needed).
+    renewed = shop_state(matrix_pki, f"{SHOP}#2")
+    second = install(renewed, directory, rendering)
+    assert (second.outcome, second.certificates) == (InstallOutcome.CERTIFICATES, (SHOP,))
+    assert second.set_path == first.set_path
+    assert second.config_version == shop_state(matrix_pki).version
+    assert directory.config_version() == shop_state(matrix_pki).version
+    assert directory.served_version() == renewed.version
+    renewed_certificate = renewed.sites[SHOP].certificate
+    assert renewed_certificate is not None
+    assert (certificates / f"{SHOP}.pem").read_bytes().startswith(renewed_certificate.chain_pem)
+    assert not [p.name for p in certificates.iterdir() if p.name.startswith(".tmp")]
+    # A new hostname: a new set, the symlink moved, the old set still there.
+    added = install(shop_state(matrix_pki, extra="new.agent.test"), directory, rendering)
+    assert added.outcome is InstallOutcome.INSTALLED
+    assert added.set_path is not None
+    assert directory.active_set() == added.set_path
     assert first.set_path.is_dir()
+    assert (certificates / "new.agent.test.pem").is_file()
     for number in range(KEPT_SETS + 2):
         install(shop_state(matrix_pki, extra=f"e{number}.agent.test"), directory, rendering)
     sets = sorted(p.name for p in directory.sets.iterdir())
     assert len(sets) == KEPT_SETS
     assert directory.active_set() == directory.sets / sets[-1]
     assert not [name for name in sets if name.startswith(".tmp")]
+    # The files of hostnames no longer served are gone.
+    assert sorted(p.name for p in certificates.iterdir()) == [
+        f"e{KEPT_SETS + 1}.agent.test.pem",
+        f"{OTHER}.pem",
+        f"{SHOP}.pem",
+    ]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the files are given away only by root")
+def test_root_refuses_a_directory_nginx_workers_cannot_enter(
+    matrix_pki: MatrixPki, tmp_path: Path
+) -> None:
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    closed.chmod(0o700)
+    with pytest.raises(ValueError, match=r"\(user nobody\) .* cannot enter .*closed \(mode 700\)"):
+        install(shop_state(matrix_pki), NginxDirectory(closed / "nginx"), options())
+    with pytest.raises(ValueError, match="worker user 'no-such-user' does not exist"):
+        install(
+            shop_state(matrix_pki),
+            NginxDirectory(tmp_path / "nginx"),
+            replace(options(), worker_user="no-such-user"),
+        )
+
+
+def test_static_certificates_are_files_of_the_set_and_each_change_a_new_set(
+    matrix_pki: MatrixPki, tmp_path: Path
+) -> None:
+    directory = NginxDirectory(tmp_path / "nginx")
+    per_handshake = install(shop_state(matrix_pki), directory, options())
+    assert (directory.certificates.path / f"{SHOP}.pem").is_file()
+    rendering = replace(options(), certificates=CertificateLoading.STATIC)
+    first = install(shop_state(matrix_pki), directory, rendering)
+    assert first.outcome is InstallOutcome.INSTALLED
+    assert first.set_path is not None
+    assert first.set_path != per_handshake.set_path
+    assert modes(first.set_path)[f"tls/{SHOP}.key"] == 0o600
+    assert list(directory.certificates.path.iterdir()) == []  # no key left behind
+    renewed = install(shop_state(matrix_pki, f"{SHOP}#2"), directory, rendering)
+    assert renewed.outcome is InstallOutcome.INSTALLED  # a reload puts it in effect
+    assert renewed.set_path is not None
+    served_pem = (renewed.set_path / f"tls/{SHOP}.crt").read_bytes()
+    assert served_pem == matrix_pki.served(f"{SHOP}#2").chain_pem
 
 
 def test_a_write_that_fails_halfway_leaves_the_active_set_alone(
@@ -148,8 +217,24 @@ def test_a_write_that_fails_halfway_leaves_the_active_set_alone(
 
     monkeypatch.setattr("certward.nginx_agent._write_file", failing)
     with pytest.raises(OSError, match="No space"):
-        install(shop_state(matrix_pki, f"{SHOP}#2"), directory, rendering)
+        install(shop_state(matrix_pki, extra="new.agent.test"), directory, rendering)
     assert sorted(directory.sets.iterdir()) == before
+    assert directory.active_set() == good.set_path
+
+    # A certificate replaced in place: the old file stays whole, no temporary left.
+    certificates = directory.certificates.path
+    served = (certificates / f"{SHOP}.pem").read_bytes()
+
+    def full(path: Path, rendered: RenderedFile, *, owner: int | None = None) -> None:
+        with path.open("wb") as half:
+            half.write(rendered.content[:10])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("certward.nginx_certificates.write_new_file", full)
+    with pytest.raises(OSError, match="No space"):
+        install(shop_state(matrix_pki, f"{SHOP}#2"), directory, rendering)
+    assert (certificates / f"{SHOP}.pem").read_bytes() == served
+    assert not [p.name for p in certificates.iterdir() if p.name.startswith(".tmp")]
     assert directory.active_set() == good.set_path
 
 
@@ -180,6 +265,34 @@ def test_sites_nginx_cannot_load_are_left_out_and_the_rest_served(
     config = (installed.set_path / "nginx.conf").read_text()
     assert f"server_name {SHOP};" in config
     assert "server_name mismatch.agent.test;" not in config
+
+
+@pytest.mark.external("nginx")
+def test_a_replacement_nginx_cannot_load_is_checked_before_it_goes_in_place(
+    matrix_pki: MatrixPki, tmp_path: Path
+) -> None:
+    nginx = require_tool("nginx")
+    directory = NginxDirectory(tmp_path / "nginx")
+    rendering = options(nginx=nginx)
+    good = shop_state(matrix_pki)
+    assert install(good, directory, rendering).outcome is InstallOutcome.INSTALLED
+    shop = good.sites[SHOP]
+    assert shop.certificate is not None
+    wrong_key = ServedCertificate(
+        id="wrong-key",
+        chain_pem=matrix_pki.served(f"{SHOP}#2").chain_pem,
+        key_pem=matrix_pki.server(OTHER).key_pem(),
+    )
+    broken = DataPlaneState(
+        sites={**good.sites, SHOP: replace(shop, certificate=wrong_key)}, version="broken"
+    )
+    installed = install(broken, directory, rendering)
+    # Never written where nginx reads at each handshake: the site is left out instead.
+    assert installed.outcome is InstallOutcome.INSTALLED
+    assert "nginx refused it" in installed.skipped[SHOP]
+    assert not (directory.certificates.path / f"{SHOP}.pem").exists()
+    assert f"server_name {SHOP};" not in directory.config.read_text()
+    assert (directory.certificates.path / f"{OTHER}.pem").is_file()
 
 
 class RunningNginx:
@@ -254,8 +367,18 @@ def test_sync_reloads_nginx_and_keeps_the_last_good_set_when_nginx_refuses(
 
     states.append(shop_state(matrix_pki, f"{SHOP}#2"))
     second = sync.sync_once()
-    assert (second.outcome, second.reloaded, second.confirmed) == (SyncOutcome.APPLIED, True, True)
+    # A new certificate is read at the next handshake: no reload.
+    assert (second.outcome, second.reloaded, second.confirmed) == (SyncOutcome.APPLIED, False, True)
     assert served(matrix_pki, rendering) == matrix_pki.server(f"{SHOP}#2").certificate
+    assert serving_version(rendering.http_listen) == states[0].version
+    # A new hostname changes the configuration: reloaded, and confirmed.
+    states.append(shop_state(matrix_pki, f"{SHOP}#2", extra="new.agent.test"))
+    added = sync.sync_once()
+    assert (added.outcome, added.reloaded, added.confirmed) == (SyncOutcome.APPLIED, True, True)
+    assert serving_version(rendering.http_listen) == states[-1].version
+    assert served(matrix_pki, rendering, "new.agent.test") == (
+        matrix_pki.server("new.agent.test").certificate
+    )
     assert running[0].process.pid == master
     assert running[0].process.poll() is None
 
@@ -276,7 +399,7 @@ def test_sync_reloads_nginx_and_keeps_the_last_good_set_when_nginx_refuses(
         assert refused.sync_once().outcome is SyncOutcome.REJECTED
     assert "host not found in upstream" in caplog.text
     assert sorted(directory.sets.iterdir()) == sets_before
-    assert serving_version(rendering.http_listen) == states[1].version
+    assert serving_version(rendering.http_listen) == states[2].version
     assert served(matrix_pki, rendering) == matrix_pki.server(f"{SHOP}#2").certificate
     caplog.clear()
     with caplog.at_level("ERROR", logger="certward.nginx"):
@@ -376,3 +499,4 @@ def test_cli_refuses_bad_options(installation: Settings, tmp_path: Path) -> None
     out = str(tmp_path / "nginx")
     assert main(["nginx", "render", "--out", out, "--https-listen", "nowhere"]) == 2
     assert main(["nginx", "sync", "--out", out, "--once", "--nginx", "/no/such/nginx"]) == 2
+    assert main(["nginx", "render", "--out", out, "--certificates", "lazy"]) == 2

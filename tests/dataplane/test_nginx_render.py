@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import re
 import subprocess
+from dataclasses import replace
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from certward.dataplane.nginx import (
     PRIVATE_MODE,
     PUBLIC_MODE,
     VERSION_FILE,
+    certificate_file,
     client_ca_file,
     doc_pattern,
     openssl_dn,
@@ -133,6 +135,52 @@ def test_one_server_per_served_hostname_with_its_files(matrix_pki: MatrixPki) ->
     assert "pending.render.test" not in "".join(blocks.values())
     assert re.search(r"server_name\n(\s+\S+\n)*\s+pending\.render\.test\n", config)
     assert config.count("ssl_reject_handshake on;") == 1
+
+
+def test_certificates_read_per_handshake_are_no_file_of_the_set(matrix_pki: MatrixPki) -> None:
+    partners = profile("partners", cas=[matrix_pki.partner_root])
+    state = state_of(
+        make_site(matrix_pki, "a.render.test"),
+        make_site(
+            matrix_pki,
+            "b.render.test",
+            path_rules=rules(("/partner", "profile", "partners")),
+            profiles=(partners,),
+        ),
+        make_site(matrix_pki, "pending.render.test", certificate=False),
+    )
+    rendered = render_set(
+        state, prefix="/srv/nginx/sets/1", certificates="/srv/nginx/certificates", **LISTEN
+    )
+    assert set(rendered.files) == {CONFIG_FILE, VERSION_FILE, "client-ca/b.render.test.pem"}
+    assert set(rendered.certificates) == {"a.render.test", "b.render.test"}
+    a = state.sites["a.render.test"].certificate
+    assert a is not None
+    assert rendered.certificates["a.render.test"] == certificate_file(state.sites["a.render.test"])
+    assert rendered.certificates["a.render.test"].mode == PRIVATE_MODE
+    assert rendered.certificates["a.render.test"].content == a.chain_pem + a.key_pem
+    blocks = server_blocks(rendered.files[CONFIG_FILE].content.decode())
+    # The server block's own name, not the client's SNI, names the file; a hostname
+    # without a certificate yet has its block, so its first certificate needs no reload.
+    assert set(blocks) == {"a.render.test", "b.render.test", "pending.render.test", "_"}
+    for name in ("a.render.test", "pending.render.test"):
+        assert 'ssl_certificate "/srv/nginx/certificates/$server_name.pem";' in blocks[name]
+        assert 'ssl_certificate_key "/srv/nginx/certificates/$server_name.pem";' in blocks[name]
+    # Another certificate changes no byte of the configuration; served_as sets its version.
+    renewed = state_of(
+        replace(state.sites["a.render.test"], certificate=served(matrix_pki, "a.render.test#2")),
+        state.sites["b.render.test"],
+        state.sites["pending.render.test"],
+    )
+    again = render_set(
+        renewed,
+        prefix="/srv/nginx/sets/1",
+        certificates="/srv/nginx/certificates",
+        served_as=state.version,
+        **LISTEN,
+    )
+    assert again.files == rendered.files
+    assert again.certificates["a.render.test"] != rendered.certificates["a.render.test"]
 
 
 def test_client_certificate_directives_only_where_client_cas_apply(

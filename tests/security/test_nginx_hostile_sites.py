@@ -82,7 +82,11 @@ from tests.material.tools import require_tool
 
 __all__ = ["matrix_pki"]
 
-pytestmark = [pytest.mark.external("nginx"), pytest.mark.slow]
+pytestmark = [
+    pytest.mark.external("nginx"),
+    pytest.mark.slow,
+    pytest.mark.usefixtures("nginx_may_enter_tmp_path"),
+]
 
 ADMIN = Principal(token_id=None, role=Role.ADMIN)
 INJECTED = "http://[fe80::1%;}x]/"

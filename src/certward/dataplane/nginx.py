@@ -2,8 +2,10 @@
 
 `render` returns ``nginx.conf`` plus, per hostname, the certificate chain, its key
 (mode 0600) and the client CAs; nothing is written here (`certward.nginx_agent` does
-that, atomically). The configuration reproduces `certward.dataplane.access.decide`
-request by request:
+that, atomically). `render_set` with ``certificates=`` renders the configuration
+``certward nginx sync`` serves: certificates read at every handshake from one file per
+hostname (`certificate_file`), so a renewal needs no reload. The configuration
+reproduces `certward.dataplane.access.decide` request by request:
 
 * **IP deny first**: a ``geo`` per site on ``$remote_addr``.
 * **Path rules**: a ``map $uri`` per site whose regexes are tried in order, longest
@@ -40,7 +42,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from certward.dataplane.access import matching_rule
 from certward.dataplane.nginx_client_ca import accepted_issuer_dns, client_ca_file
@@ -97,22 +99,45 @@ _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*")
 _LISTEN_HOST = re.compile(r"[A-Za-z0-9.*-]+")
 _VERSION = re.compile(r"[A-Za-z0-9._:-]{1,200}")
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f]")
 
 
 @dataclass(frozen=True, slots=True)
 class RenderedFile:
-    """One file of a rendered set: its bytes and the mode it must be written with."""
+    """One file of a rendered set: its bytes (a key, maybe: never in ``repr``) and the
+    mode it must be written with."""
 
-    content: bytes
+    content: bytes = field(repr=False)
     mode: int = PUBLIC_MODE
 
 
 @dataclass(frozen=True, slots=True)
 class RenderedSet:
-    """A rendered configuration and the hostnames left out of it, with the reason."""
+    """A rendered configuration and the hostnames left out of it, with the reason.
+
+    ``certificates`` is empty unless certificates are loaded per handshake (see
+    `render_set`): then it holds each served hostname's `certificate_file`, by hostname,
+    and ``files`` holds none of them.
+    """
 
     files: dict[str, RenderedFile]
     skipped: dict[str, str]
+    certificates: dict[str, RenderedFile] = field(default_factory=dict)
+
+
+CERTIFICATE_SUFFIX = ".pem"
+
+
+def certificate_file(site: Site) -> RenderedFile | None:
+    """The one file nginx reads a site's certificate from at each handshake: the chain
+    (leaf first), then the private key (mode 0600). One file, so that a replacement
+    renamed over it changes certificate and key together."""
+    if site.certificate is None:
+        return None
+    chain = site.certificate.chain_pem
+    if not chain.endswith(b"\n"):
+        chain += b"\n"
+    return RenderedFile(chain + site.certificate.key_pem, PRIVATE_MODE)
 
 
 def render(
@@ -163,14 +188,28 @@ def render_set(
     upstreams: UpstreamChecks | None = None,
     upstream_trust_pem: bytes = b"",
     exclude: Mapping[str, str] | Collection[str] = (),
+    certificates: str | None = None,
+    served_as: str | None = None,
 ) -> RenderedSet:
     """`render`, also naming the sites left out, with the reason: those in ``exclude``
     (a mapping gives the reason: say, a site ``nginx -t`` refused), those whose upstream
     the policy refuses or that does not resolve, and those that cannot be written into
-    the configuration safely. One bad site must not hold back the rest."""
+    the configuration safely. One bad site must not hold back the rest.
+
+    ``certificates``, an absolute directory, makes nginx load each site's certificate at
+    every handshake from ``<certificates>/<hostname>.pem`` (`certificate_file`, named
+    through ``$server_name``: the server block's own name, never the client's SNI), so
+    a renewed or replaced certificate written there is served without a reload. The
+    configuration then does not depend on any certificate: a site without one yet has
+    its server block too (its handshakes fail until the file exists). ``served_as`` is
+    the version the configuration answers on `STATE_PATH` (``state.version`` by
+    default): the state it was rendered from when certificates change in place.
+    """
     base = _check_prefix(prefix)
-    if not _VERSION.fullmatch(state.version):
-        raise ValueError(f"the state version {state.version!r} is not a plain token")
+    version = state.version if served_as is None else served_as
+    if not _VERSION.fullmatch(version):
+        raise ValueError(f"the state version {version!r} is not a plain token")
+    live = None if certificates is None else _check_prefix(certificates)
     https = _listen(https_listen, "https_listen")
     http = _listen(http_listen, "http_listen")
     acme = acme_origin(acme_upstream)
@@ -178,6 +217,7 @@ def render_set(
         upstreams = check_upstreams((s.upstream for s in state.sites.values()), policy)
     trust_file = f"{base}/{UPSTREAM_TRUST_FILE}"
     files: dict[str, RenderedFile] = {}
+    live_files: dict[str, RenderedFile] = {}
     skipped: dict[str, str] = {}
     blocks_of_upstreams = UpstreamBlocks()
     blocks: list[str] = []
@@ -191,25 +231,20 @@ def render_set(
         try:
             _check_hostname(hostname)
             checked = _checked_upstream(site, upstreams, upstream_trust_pem)
-            if site.certificate is None:
+            if live is None and site.certificate is None:
                 named.append(hostname)
                 blocks.append(f"    # {hostname}: no certificate yet, refused at the handshake\n")
                 continue
-            site_files = {
-                f"tls/{hostname}.crt": RenderedFile(site.certificate.chain_pem, PUBLIC_MODE),
-                f"tls/{hostname}.key": RenderedFile(site.certificate.key_pem, PRIVATE_MODE),
-            }
-            client_ca: str | None = None
-            if site.wants_client_certificate:
-                client_ca = f"client-ca/{hostname}.pem"
-                site_files[client_ca] = RenderedFile(client_ca_file(site), PUBLIC_MODE)
+            chain, key, client_ca, site_files = _site_files(site, base, live)
+            if live is not None and (material := certificate_file(site)) is not None:
+                live_files[hostname] = material
             block = _site_blocks(
                 index,
                 site,
                 https=https,
-                chain=f"{base}/tls/{hostname}.crt",
-                key=f"{base}/tls/{hostname}.key",
-                client_ca=None if client_ca is None else f"{base}/{client_ca}",
+                chain=chain,
+                key=key,
+                client_ca=client_ca,
                 upstream=blocks_of_upstreams.name(checked, trust_file),
             )
         except ValueError as exc:
@@ -218,17 +253,42 @@ def render_set(
         named.append(hostname)
         files |= site_files
         blocks.append(block)
-    config = _http_preamble(state, len(hostnames), max(map(len, named), default=1))
+    config = _http_preamble(version, len(hostnames), max(map(len, named), default=1))
     config += blocks_of_upstreams.render()
     config += "".join(blocks)
-    config += _default_servers(https=https, http=http, acme=acme, version=state.version)
-    config += _redirect_server(named, http=http, acme=acme, version=state.version)
+    config += _default_servers(https=https, http=http, acme=acme, version=version)
+    config += _redirect_server(named, http=http, acme=acme, version=version)
     config += "}\n"
     files[CONFIG_FILE] = RenderedFile(config.encode("utf-8"), PUBLIC_MODE)
     if blocks_of_upstreams.any_tls:
         files[UPSTREAM_TRUST_FILE] = RenderedFile(upstream_trust_pem, PUBLIC_MODE)
-    files[VERSION_FILE] = RenderedFile(state.version.encode("ascii") + b"\n", PUBLIC_MODE)
-    return RenderedSet(files=files, skipped=skipped)
+    files[VERSION_FILE] = RenderedFile(version.encode("ascii") + b"\n", PUBLIC_MODE)
+    return RenderedSet(files=files, skipped=skipped, certificates=live_files)
+
+
+def _site_files(
+    site: Site, base: str, live: str | None
+) -> tuple[str, str, str | None, dict[str, RenderedFile]]:
+    """What ``ssl_certificate``, ``ssl_certificate_key`` and ``ssl_client_certificate``
+    name, and the files of the set they need. Certificates are loaded per handshake
+    from ``live`` (no file in the set), or are the set's own ``tls/`` files, read when
+    nginx loads the configuration; client CAs are always the set's (nginx 1.22 takes no
+    variable there)."""
+    hostname = site.hostname
+    files: dict[str, RenderedFile] = {}
+    if live is not None:
+        chain = key = f"{live}/$server_name{CERTIFICATE_SUFFIX}"
+    elif site.certificate is None:  # pragma: no cover - rendered as a comment instead
+        raise ValueError(f"{hostname} has no certificate yet")
+    else:
+        chain, key = f"{base}/tls/{hostname}.crt", f"{base}/tls/{hostname}.key"
+        files[f"tls/{hostname}.crt"] = RenderedFile(site.certificate.chain_pem, PUBLIC_MODE)
+        files[f"tls/{hostname}.key"] = RenderedFile(site.certificate.key_pem, PRIVATE_MODE)
+    client_ca: str | None = None
+    if site.wants_client_certificate:
+        files[f"client-ca/{hostname}.pem"] = RenderedFile(client_ca_file(site), PUBLIC_MODE)
+        client_ca = f"{base}/client-ca/{hostname}.pem"
+    return chain, key, client_ca, files
 
 
 def _checked_upstream(site: Site, upstreams: UpstreamChecks, trust_pem: bytes) -> CheckedUpstream:
@@ -244,11 +304,11 @@ def _checked_upstream(site: Site, upstreams: UpstreamChecks, trust_pem: bytes) -
 # -- the configuration --------------------------------------------------------------------
 
 
-def _http_preamble(state: DataPlaneState, sites: int, longest_hostname: int) -> str:
+def _http_preamble(version: str, sites: int, longest_hostname: int) -> str:
     # A bucket holds several names (names hash at load; a fuller bucket needs fewer).
     names_bucket = _power_of_two(max(128, 4 * (longest_hostname + 16)))
     return f"""\
-# certward data plane for nginx: state {state.version}
+# certward data plane for nginx: state {version}
 # Rendered by certward; edits are replaced at the next render.
 pid run/nginx.pid;
 error_log logs/error.log notice;
@@ -725,7 +785,7 @@ def _listen(value: str, what: str) -> str:
 
 def _quote(text: str) -> str:
     """A double-quoted nginx token: backslashes and quotes escaped, nothing else special."""
-    if any(ord(c) < 0x20 and c != "\n" for c in text):
+    if _CONTROL_BUT_NEWLINE.search(text):
         raise ValueError(f"{text!r} holds a control character")
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return '"' + escaped + '"'
