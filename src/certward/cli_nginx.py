@@ -59,6 +59,7 @@ def _nginx_options(
 ) -> NginxOptions:
     import shutil
 
+    from certward.dataplane.tls_policy import tls_policy
     from certward.nginx_agent import NginxOptions
     from certward.settings import format_listen
 
@@ -79,6 +80,7 @@ def _nginx_options(
         acme_upstream=acme_upstream or f"http://{api}",
         nginx=program,
         policy=policy,
+        tls=tls_policy(settings.tls_policy),
     )
 
 

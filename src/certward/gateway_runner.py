@@ -31,10 +31,13 @@ from dataclasses import replace
 from typing import Any
 
 import uvloop
+from OpenSSL import SSL
 
 from certward.clock import SystemClock
 from certward.dataplane.gateway import Gateway
 from certward.dataplane.http_exchange import ConnectionLimits
+from certward.dataplane.tls_contexts import base_context
+from certward.dataplane.tls_policy import tls_policy
 from certward.dataplane.upstream import upstream_tls_context
 from certward.egress import EgressPolicy, Listener
 from certward.errors import NotFound
@@ -92,13 +95,22 @@ def run_gateway(
     )
     if ready is not None:
         ready(https_port, http_port)
+    # Made before the workers fork, so they all hold its session-ticket keys: a client
+    # resumes whichever worker accepts its next connection.
+    session_context = base_context(tls_policy(settings.tls_policy))
     if count == 1:
-        _worker(settings, https, http)
+        _worker(settings, https, http, session_context)
         return
-    _supervise(settings, https, http, count)
+    _supervise(settings, https, http, count, session_context)
 
 
-def _supervise(settings: Settings, https: socket.socket, http: socket.socket, count: int) -> None:
+def _supervise(
+    settings: Settings,
+    https: socket.socket,
+    http: socket.socket,
+    count: int,
+    session_context: SSL.Context,
+) -> None:
     children: set[int] = set()
     stopping = False
 
@@ -113,7 +125,7 @@ def _supervise(settings: Settings, https: socket.socket, http: socket.socket, co
     try:
         while not stopping:
             while len(children) < count and not stopping:
-                children.add(_fork(settings, https, http))
+                children.add(_fork(settings, https, http, session_context))
             try:
                 pid, status = os.wait()
             except ChildProcessError:
@@ -141,7 +153,9 @@ def _supervise(settings: Settings, https: socket.socket, http: socket.socket, co
             signal.signal(number, handler)
 
 
-def _fork(settings: Settings, https: socket.socket, http: socket.socket) -> int:
+def _fork(
+    settings: Settings, https: socket.socket, http: socket.socket, session_context: SSL.Context
+) -> int:
     pid = os.fork()
     if pid:
         return pid
@@ -150,7 +164,7 @@ def _fork(settings: Settings, https: socket.socket, http: socket.socket) -> int:
         die_with_parent()
         for number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(number, signal.SIG_DFL)
-        _worker(settings, https, http)
+        _worker(settings, https, http, session_context)
     except BaseException:
         log.exception("gateway worker failed")
         code = 1
@@ -160,7 +174,9 @@ def _fork(settings: Settings, https: socket.socket, http: socket.socket) -> int:
         os._exit(code)
 
 
-def _worker(settings: Settings, https: socket.socket, http: socket.socket) -> None:
+def _worker(
+    settings: Settings, https: socket.socket, http: socket.socket, session_context: SSL.Context
+) -> None:
     platform = open_platform(settings, bootstrap=False)
     try:
         feed = DataPlaneFeed(platform.context)
@@ -173,6 +189,8 @@ def _worker(settings: Settings, https: socket.socket, http: socket.socket) -> No
                 header_seconds=settings.gateway_header_timeout.total_seconds(),
                 idle_seconds=settings.gateway_idle_timeout.total_seconds(),
             ),
+            tls=tls_policy(settings.tls_policy),
+            session_context=session_context,
         )
         _run_loop(_serve(gateway, https, http))
     finally:

@@ -40,8 +40,10 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
@@ -54,7 +56,9 @@ from certward.dataplane.nginx import (
     render_set,
 )
 from certward.dataplane.nginx_upstreams import Lookup, UpstreamChecks, check_upstreams
+from certward.dataplane.session_tickets import DEFAULT_ROTATION, ticket_key_files
 from certward.dataplane.state import DataPlaneState
+from certward.dataplane.tls_policy import INTERMEDIATE, NginxTls, TlsPolicy
 from certward.egress import EgressPolicy
 
 log = logging.getLogger("certward.nginx")
@@ -62,6 +66,7 @@ log = logging.getLogger("certward.nginx")
 KEPT_SETS = 3  # the active set and the ones before it (a reload may still be reading one)
 VALIDATION_TIMEOUT = 120.0
 MAX_EXCLUSION_ROUNDS = 5
+TICKET_KEYS_DIRECTORY = "ticket-keys"
 MAX_BISECT_TRIALS = 200  # nginx -t runs one install may spend finding refused sites
 _SET_NAME = re.compile(r"^(\d{6})-[A-Za-z0-9]+$")
 
@@ -73,7 +78,10 @@ class NginxOptions:
     ``nginx`` is the program used for ``nginx -t``; None skips validation (rendering on
     a machine without nginx). ``policy`` is the operator's egress policy every upstream
     address must pass; ``upstream_trust_pem`` the CA certificates that verify https
-    upstreams (`certward.trust.upstream_trust_pem`).
+    upstreams (`certward.trust.upstream_trust_pem`). ``tls`` is the TLS policy
+    (`certward.dataplane.tls_policy`); session-ticket keys are rotated every
+    ``ticket_rotation`` (`certward.dataplane.session_tickets`; None: no tickets, the
+    shared session cache only). ``ticket_key_files`` is filled in by `install`.
     """
 
     https_listen: str
@@ -82,6 +90,9 @@ class NginxOptions:
     nginx: str | None = None
     policy: EgressPolicy = field(default_factory=EgressPolicy)
     upstream_trust_pem: bytes = field(default=b"", repr=False)
+    tls: TlsPolicy = INTERMEDIATE
+    ticket_rotation: timedelta | None = DEFAULT_ROTATION
+    ticket_key_files: tuple[str, ...] = ()
 
 
 def resolve_host(host: str, port: int) -> Sequence[str]:
@@ -294,6 +305,13 @@ def install(
     none, the sites are bisected to find the ones it refuses. Nothing is reloaded here.
     """
     directory.prepare()
+    if options.ticket_rotation is not None:
+        files = ticket_key_files(
+            directory.root / TICKET_KEYS_DIRECTORY,
+            rotation=options.ticket_rotation,
+            now=time.time(),
+        )
+        options = replace(options, ticket_key_files=files)
     checks = check_upstreams(
         (site.upstream for site in state.sites.values()), options.policy, lookup
     )
@@ -361,6 +379,7 @@ def _render(
         upstreams=checks,
         upstream_trust_pem=options.upstream_trust_pem,
         exclude=exclude,
+        tls=NginxTls(options.tls, options.ticket_key_files),
     )
 
 

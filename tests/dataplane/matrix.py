@@ -596,7 +596,8 @@ class CertificateRequestProbe:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PlainRequest:
-    """A request to the plain-HTTP port."""
+    """A request to the plain-HTTP port; ``{https_port}`` in ``location`` stands for the
+    HTTPS port the data plane listens on (never 443 here: a redirect must keep it)."""
 
     host: str
     path: str
@@ -649,6 +650,7 @@ class Answer:
     peer_certificate: bytes
     tls_version: str
     cipher: str
+    reason: str = ""
 
     def json(self) -> dict[str, Any]:
         return dict(json.loads(self.body))
@@ -722,6 +724,7 @@ def https_request(endpoints: Endpoints, pki: MatrixPki, request: Request) -> Ans
             peer_certificate=peer,
             tls_version=version,
             cipher=cipher,
+            reason=response.reason,
         )
     finally:
         connection.close()
@@ -879,6 +882,7 @@ class Run:
         assert answer.status == request.expect, (
             f"{described}: {answer.status}, expected {request.expect}: {answer.body[:300]!r}"
         )
+        assert answer.reason, f"{described}: no reason phrase"
         peer = x509.load_der_x509_certificate(answer.peer_certificate)
         assert peer == self.env.pki.server(request.peer or request.host).certificate
         if request.expect == 200:
@@ -983,8 +987,10 @@ class Run:
     def plain(self, step: PlainRequest) -> None:
         response = plain_request(self.endpoints, step.host, step.path)
         assert response.status == step.expect, (step, response.status)
+        assert response.reason, "no reason phrase"
         if step.location is not None:
-            assert response.getheader("Location") == step.location
+            location = step.location.replace("{https_port}", str(self.endpoints.https_port))
+            assert response.getheader("Location") == location
 
     def stream(self, step: StreamProbe) -> None:
         upstream = self.upstreams["app"]
@@ -1560,9 +1566,11 @@ CASES: tuple[Case, ...] = (
                 host=SHOP,
                 path="/some/path?q=1",
                 expect=301,
-                location=f"https://{SHOP}/some/path?q=1",
+                location=f"https://{SHOP}:{{https_port}}/some/path?q=1",
             ),
-            PlainRequest(host=PENDING, path="/", expect=301, location=f"https://{PENDING}/"),
+            PlainRequest(
+                host=PENDING, path="/", expect=301, location=f"https://{PENDING}:{{https_port}}/"
+            ),
             PlainRequest(host=SHOP, path="/.well-known/acme-challenge/tok-123_ABC", expect=200),
             PlainRequest(
                 host="unknown.matrix.test",
