@@ -68,7 +68,7 @@ class TlsPolicy:
     protocols: tuple[str, ...]  # OpenSSL/nginx names, oldest first
     tls12_ciphers: tuple[str, ...]  # empty when TLS 1.2 is off
     tls13_ciphersuites: tuple[str, ...]
-    prefer_server_ciphers: bool = False
+    prefer_server_ciphers: bool = True
     session_timeout_seconds: int = 3600  # a session (or ticket) is resumable this long
 
     @property
