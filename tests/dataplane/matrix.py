@@ -518,6 +518,7 @@ def site(
     path_rules: tuple[PathRule, ...] = (),
     profiles: Sequence[AccessProfile] = (),
     deny: Sequence[str] = (),
+    hsts: int | None = None,
 ) -> Site:
     """A site; ``certificate`` names the server certificate ("" for the hostname's own,
     None for none yet)."""
@@ -532,6 +533,7 @@ def site(
         path_rules=path_rules,
         profiles={p.name: p for p in profiles},
         deny_ranges=tuple(ip_network(r) for r in deny),
+        hsts_max_age=hsts,
     )
 
 
@@ -883,6 +885,12 @@ class Run:
             f"{described}: {answer.status}, expected {request.expect}: {answer.body[:300]!r}"
         )
         assert answer.reason, f"{described}: no reason phrase"
+        # HSTS of the site that answers; a 421 may come from either the SNI's site (the
+        # gateway) or the Host's (nginx picks the server block by Host).
+        served = self.state.site(request.sni or request.host)
+        hsts = None if served is None or served.hsts_header is None else served.hsts_header.decode()
+        if request.expect != 421:
+            assert answer.header("Strict-Transport-Security") == hsts, described
         peer = x509.load_der_x509_certificate(answer.peer_certificate)
         assert peer == self.env.pki.server(request.peer or request.host).certificate
         if request.expect == 200:
@@ -988,6 +996,7 @@ class Run:
         response = plain_request(self.endpoints, step.host, step.path)
         assert response.status == step.expect, (step, response.status)
         assert response.reason, "no reason phrase"
+        assert response.getheader("Strict-Transport-Security") is None, "HSTS over plain HTTP"
         if step.location is not None:
             location = step.location.replace("{https_port}", str(self.endpoints.https_port))
             assert response.getheader("Location") == location
@@ -1147,6 +1156,15 @@ def _partners(env: Env) -> DataPlaneState:
             profiles=[partners, siblings, selected, unicode],
         ),
         site(env, PLAIN),
+    )
+
+
+def _hsts(env: Env) -> DataPlaneState:
+    """HSTS on the shop (a year) and, with max-age 0, on the pending host; none on plain."""
+    return state_of(
+        site(env, SHOP, path_rules=rules(("/private", "deny-all")), hsts=31536000),
+        site(env, PLAIN),
+        site(env, PENDING, hsts=0),
     )
 
 
@@ -1579,6 +1597,20 @@ CASES: tuple[Case, ...] = (
             ),
             PlainRequest(host=SHOP, path="/.well-known/acme-challenge/unknown", expect=404),
             PlainRequest(host="unknown.matrix.test", path="/x", expect=404),
+        ),
+    ),
+    Case(
+        name="hsts-on-every-https-response-of-its-app-only",
+        build=_hsts,
+        steps=(
+            Request(host=SHOP),
+            Request(host=SHOP, path="/private/x", expect=403),
+            Request(host=SHOP, sni=PLAIN, peer=PLAIN, expect=421, decided=False),
+            Request(host=PLAIN),
+            Request(host=PENDING, expect=200),
+            PlainRequest(
+                host=SHOP, path="/", expect=301, location=f"https://{SHOP}:{{https_port}}/"
+            ),
         ),
     ),
     Case(

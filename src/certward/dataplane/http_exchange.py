@@ -157,6 +157,15 @@ class HttpExchange:
             )
 
     def _send(self, event: Any) -> None:
+        hsts = self.site.hsts_header
+        if hsts is not None and isinstance(event, h11.Response):
+            # The app's setting replaces whatever its upstream said.
+            headers = [(n, v) for n, v in event.headers if n != b"strict-transport-security"]
+            event = h11.Response(
+                status_code=event.status_code,
+                reason=event.reason,
+                headers=[*headers, (b"Strict-Transport-Security", hsts)],
+            )
         data = self.http.send(event)
         if data:
             self.client.send(data)

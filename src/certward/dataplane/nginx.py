@@ -566,6 +566,11 @@ def _server(
             f"error_page 495 496 = @{name}_unverified;",
         ]
     lines += tls_lines(upstream)
+    if site.hsts_max_age is not None:
+        lines += [
+            "proxy_hide_header Strict-Transport-Security;",
+            f'add_header Strict-Transport-Security "max-age={site.hsts_max_age}" always;',
+        ]
     lines += [
         'default_type "text/html; charset=utf-8";',
         *_block("location /", body),

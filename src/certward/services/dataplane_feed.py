@@ -60,11 +60,15 @@ class DataPlaneFeed:
     def _load(self, session: Session) -> DataPlaneState:
         hosts = live_hostnames(session)
         environments = {
-            environment_id: (app, name, upstream)
-            for environment_id, app, name, upstream in session.execute(
-                select(Environment.id, App.name, Environment.name, Environment.upstream).join(
-                    App, App.id == Environment.app_id
-                )
+            environment_id: (app, name, upstream, hsts_max_age)
+            for environment_id, app, name, upstream, hsts_max_age in session.execute(
+                select(
+                    Environment.id,
+                    App.name,
+                    Environment.name,
+                    Environment.upstream,
+                    App.hsts_max_age,
+                ).join(App, App.id == Environment.app_id)
             )
         }
         self._fetch_material(session, hosts.values())
@@ -73,7 +77,7 @@ class DataPlaneFeed:
         parts: list[str] = []
         for host in sorted(hosts):
             live = hosts[host]
-            app, environment, upstream = environments[live.environment_id]
+            app, environment, upstream, hsts_max_age = environments[live.environment_id]
             certificate = (
                 None
                 if live.certificate_id is None
@@ -91,6 +95,7 @@ class DataPlaneFeed:
                 path_rules=rules.path_rules if rules else (),
                 profiles=rules.profiles if rules else {},
                 deny_ranges=rules.deny_ranges if rules else (),
+                hsts_max_age=hsts_max_age,
             )
             sites[host] = site
             parts += [
@@ -99,6 +104,7 @@ class DataPlaneFeed:
                 upstream,
                 certificate.id if certificate else "-",
                 _access_digest(site),
+                str(hsts_max_age),
             ]
         self._forget_unused(hosts.values())
         return DataPlaneState(sites=sites, version=state_version(parts))
