@@ -50,15 +50,19 @@ def ticket_nginx(state: DataPlaneState, workdir: Path) -> NginxProcess:
 
 
 def connections(
-    port: int, hosts: list[str], context: ssl.SSLContext, seconds: float, *, resume: bool
+    port: int,
+    hosts: list[str],
+    context: ssl.SSLContext,
+    seconds: float,
+    sessions: dict[str, ssl.SSLSession] | None,
 ) -> tuple[int, int]:
-    """Connections made in ``seconds``, and how many of them resumed."""
-    sessions: dict[str, ssl.SSLSession] = {}
+    """Connections made in ``seconds``, and how many of them resumed; with ``sessions``,
+    each offers (and updates) the last session of its hostname."""
     done = reused = 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         host = hosts[done % len(hosts)]
-        offered = sessions.get(host) if resume else None
+        offered = sessions.get(host) if sessions is not None else None
         with (
             socket.create_connection(("127.0.0.1", port)) as sock,
             context.wrap_socket(sock, server_hostname=host, session=offered) as tls,
@@ -67,7 +71,7 @@ def connections(
             while tls.recv(65536):
                 pass
             reused += tls.session_reused
-            if resume and tls.session is not None:
+            if sessions is not None and tls.session is not None:
                 sessions[host] = tls.session
         done += 1
     return done, reused
@@ -84,13 +88,15 @@ def measure(
     full: list[float] = []
     resumed: list[float] = []
     shares: list[float] = []
-    connections(server.port, hosts, context, 0.5, resume=True)  # warm up: contexts built
+    sessions: dict[str, ssl.SSLSession] = {}
+    while len(sessions) < len(hosts):  # warm up: contexts built, a session per hostname
+        connections(server.port, hosts, context, 0.5, sessions)
     for _ in range(rounds):
-        for resume, into in ((False, full), (True, resumed)):
+        for offered, into in ((None, full), (sessions, resumed)):
             before = cpu_seconds(server.pids)
-            done, reused = connections(server.port, hosts, context, seconds, resume=resume)
+            done, reused = connections(server.port, hosts, context, seconds, offered)
             into.append((cpu_seconds(server.pids) - before) * 1e3 / done)
-            if resume:
+            if offered is not None:
                 shares.append(reused / done)
     return statistics.median(full), statistics.median(resumed), statistics.median(shares)
 
