@@ -40,13 +40,13 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
+from certward.clock import SystemClock
 from certward.dataplane.nginx import (
     CONFIG_FILE,
     STATE_PATH,
@@ -309,7 +309,7 @@ def install(
         files = ticket_key_files(
             directory.root / TICKET_KEYS_DIRECTORY,
             rotation=options.ticket_rotation,
-            now=time.time(),
+            now=SystemClock().now().timestamp(),
         )
         options = replace(options, ticket_key_files=files)
     checks = check_upstreams(
