@@ -567,7 +567,7 @@ def _tls_profile(env: Mapping[str, str]) -> TlsProfile:
         return TlsProfile(value)
     except ValueError:
         choices = ", ".join(profile.value for profile in TlsProfile)
-        raise ConfigurationError(f"CERTWARD_TLS_POLICY must be one of {choices}") from None
+        raise ConfigurationError(f"CERTWARD_TLS_POLICY must be one of {choices}.") from None
 
 
 def _boolean(env: Mapping[str, str], name: str, *, default: bool) -> bool:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from certward.dataplane.state import DataPlaneState
+from certward.dataplane.tls_policy import INTERMEDIATE, MODERN, nginx_directives
 from tests.dataplane.matrix import (
     WAIT_SECONDS,
     Endpoints,
@@ -35,6 +36,7 @@ from tests.dataplane.matrix import (
     upstreams_running,
 )
 from tests.dataplane.test_matrix import DATA_PLANES
+from tests.gateway.harness import running_gateway
 from tests.material.tools import require_tool
 
 PLAIN = "plain.tls.test"
@@ -186,6 +188,23 @@ def test_alpn(plane: str, matrix_pki: MatrixPki, tmp_path: Path) -> None:
             assert both == "http/1.1"
             with pytest.raises(ssl.SSLError, match=r"NO_APPLICATION_PROTOCOL|no application"):
                 _alpn(endpoints, matrix_pki, ["h2"])
+
+
+def test_the_modern_policy_is_tls13_only_on_both(matrix_pki: MatrixPki) -> None:
+    """``modern``: the gateway refuses TLS 1.2, nginx is rendered for TLS 1.3 only."""
+    assert nginx_directives(MODERN)[0] == "ssl_protocols TLSv1.3;"
+    assert not any(line.startswith("ssl_ciphers") for line in nginx_directives(MODERN))
+    assert nginx_directives(INTERMEDIATE)[0] == "ssl_protocols TLSv1.2 TLSv1.3;"
+    env = Env(pki=matrix_pki, upstreams={"app": "http://127.0.0.1:9"})
+    with running_gateway(state_of(site(env, PLAIN)), tls=MODERN) as gateway:
+        endpoints = Endpoints(https_port=gateway.https_port, http_port=gateway.http_port)
+        context = client_context(matrix_pki, version=ssl.TLSVersion.TLSv1_3)
+        tls = tls_connect(endpoints.https_port, PLAIN, context)
+        assert tls.version() == "TLSv1.3"
+        tls.close()
+        old = client_context(matrix_pki, version=ssl.TLSVersion.TLSv1_2)
+        with pytest.raises(ssl.SSLError):
+            tls_connect(endpoints.https_port, PLAIN, old)
 
 
 @pytest.mark.external("curl")
