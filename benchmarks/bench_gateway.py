@@ -51,6 +51,7 @@ from certward.dataplane.state import (
     Site,
     state_version,
 )
+from certward.dataplane.tls_policy import DEFAULT_NGINX_TLS, NginxTls
 from tests.dataplane.local_policy import LOCAL_POLICY
 from tests.gateway.harness import LOOPBACK_ALLOWED, MutableSource, profile
 from tests.material.factory import TestCA
@@ -183,7 +184,9 @@ class GatewayProcess:
 class NginxProcess:
     """Debian's nginx with the configuration certward renders, one worker process."""
 
-    def __init__(self, state: DataPlaneState, workdir: Path) -> None:
+    def __init__(
+        self, state: DataPlaneState, workdir: Path, tls: NginxTls = DEFAULT_NGINX_TLS
+    ) -> None:
         self.port = free_port()
         self.prefix = workdir / f"nginx-{self.port}"
         self.prefix.mkdir()
@@ -196,6 +199,7 @@ class NginxProcess:
             acme_upstream="http://127.0.0.1:9",
             prefix=str(self.prefix),
             policy=LOCAL_POLICY,
+            tls=tls,
         )
         for relative, rendered in files.items():
             path = self.prefix / relative

@@ -69,6 +69,7 @@ def _nginx_options(
 ) -> NginxOptions:
     import shutil
 
+    from certward.dataplane.tls_policy import tls_policy
     from certward.nginx_agent import CertificateLoading, NginxOptions
 
     try:
@@ -97,6 +98,7 @@ def _nginx_options(
         nginx=program,
         policy=policy,
         certificates=loading,
+        tls=tls_policy(settings.tls_policy),
     )
 
 

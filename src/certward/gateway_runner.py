@@ -32,10 +32,13 @@ from dataclasses import replace
 from typing import Any
 
 import uvloop
+from OpenSSL import SSL
 
 from certward.clock import SystemClock
 from certward.dataplane.gateway import Gateway
 from certward.dataplane.http_exchange import ConnectionLimits
+from certward.dataplane.tls_contexts import base_context
+from certward.dataplane.tls_policy import tls_policy
 from certward.dataplane.upstream import upstream_tls_context
 from certward.egress import EgressPolicy, Listener
 from certward.errors import NotFound
@@ -94,13 +97,22 @@ def run_gateway(
     )
     if ready is not None:
         ready(https_port, http_port)
+    # Made before the workers fork, so they all hold its session-ticket keys: a client
+    # resumes whichever worker accepts its next connection.
+    session_context = base_context(tls_policy(settings.tls_policy))
     if count == 1:
-        _worker(settings, https, http)
+        _worker(settings, https, http, session_context)
         return
-    _supervise(settings, https, http, count)
+    _supervise(settings, https, http, count, session_context)
 
 
-def _supervise(settings: Settings, https: socket.socket, http: socket.socket, count: int) -> None:
+def _supervise(
+    settings: Settings,
+    https: socket.socket,
+    http: socket.socket,
+    count: int,
+    session_context: SSL.Context,
+) -> None:
     children: set[int] = set()
     stopping = False
 
@@ -115,7 +127,7 @@ def _supervise(settings: Settings, https: socket.socket, http: socket.socket, co
     try:
         while not stopping:
             while len(children) < count and not stopping:
-                children.add(_fork(settings, https, http))
+                children.add(_fork(settings, https, http, session_context))
             try:
                 pid, status = os.wait()
             except ChildProcessError:
@@ -143,7 +155,9 @@ def _supervise(settings: Settings, https: socket.socket, http: socket.socket, co
             signal.signal(number, handler)
 
 
-def _fork(settings: Settings, https: socket.socket, http: socket.socket) -> int:
+def _fork(
+    settings: Settings, https: socket.socket, http: socket.socket, session_context: SSL.Context
+) -> int:
     pid = os.fork()
     if pid:
         return pid
@@ -152,7 +166,7 @@ def _fork(settings: Settings, https: socket.socket, http: socket.socket) -> int:
         die_with_parent()
         for number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(number, signal.SIG_DFL)
-        _worker(settings, https, http)
+        _worker(settings, https, http, session_context)
     except BaseException:
         log.exception("gateway worker failed")
         code = 1
@@ -162,7 +176,9 @@ def _fork(settings: Settings, https: socket.socket, http: socket.socket) -> int:
         os._exit(code)
 
 
-def _worker(settings: Settings, https: socket.socket, http: socket.socket) -> None:
+def _worker(
+    settings: Settings, https: socket.socket, http: socket.socket, session_context: SSL.Context
+) -> None:
     platform = open_platform(settings, bootstrap=False)
     try:
         feed = StateFollower(DataPlaneFeed(platform.context), kind="gateway")
@@ -175,6 +191,8 @@ def _worker(settings: Settings, https: socket.socket, http: socket.socket) -> No
                 header_seconds=settings.gateway_header_timeout.total_seconds(),
                 idle_seconds=settings.gateway_idle_timeout.total_seconds(),
             ),
+            tls=tls_policy(settings.tls_policy),
+            session_context=session_context,
         )
         try:
             _run_loop(_serve(gateway, https, http))

@@ -107,6 +107,9 @@ class App(Base):
     name: Mapped[str] = mapped_column(String(63), unique=True)
     plan: Mapped[Plan] = mapped_column(enum_type(Plan, "plan"))
     created_at: Mapped[datetime]
+    # Strict-Transport-Security max-age sent on every HTTPS response of the app's
+    # hostnames; None sends none (an upstream's own header passes through).
+    hsts_max_age: Mapped[int | None] = mapped_column(Integer, default=None)
 
     environments: Mapped[list[Environment]] = relationship(
         back_populates="app", cascade="all, delete-orphan", passive_deletes=True

@@ -54,10 +54,12 @@ import socket
 import subprocess
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
+from certward.clock import SystemClock
 from certward.dataplane.nginx import (
     CONFIG_FILE,
     STATE_PATH,
@@ -67,7 +69,9 @@ from certward.dataplane.nginx import (
     render_set,
 )
 from certward.dataplane.nginx_upstreams import Lookup, UpstreamChecks, check_upstreams
+from certward.dataplane.session_tickets import DEFAULT_ROTATION, ticket_key_files
 from certward.dataplane.state import DataPlaneState
+from certward.dataplane.tls_policy import INTERMEDIATE, NginxTls, TlsPolicy
 from certward.egress import EgressPolicy
 from certward.nginx_certificates import CertificateDirectory, fsync_directory, write_new_file
 
@@ -79,6 +83,7 @@ log = logging.getLogger("certward.nginx")
 KEPT_SETS = 3  # the active set and the ones before it (a reload may still be reading one)
 VALIDATION_TIMEOUT = 120.0
 MAX_EXCLUSION_ROUNDS = 5
+TICKET_KEYS_DIRECTORY = "ticket-keys"
 MAX_BISECT_TRIALS = 200  # nginx -t runs one install may spend finding refused sites
 _SET_NAME = re.compile(r"^(\d{6})-[A-Za-z0-9]+$")
 
@@ -107,7 +112,10 @@ class NginxOptions:
     worker processes run as when its master runs as root (nginx's built-in default,
     ``nobody``, on Debian): they read the certificate files at every handshake, so an
     agent running as root makes that user their owner. ``certificates`` is how nginx
-    loads them (`CertificateLoading`).
+    loads them (`CertificateLoading`). ``tls`` is the TLS policy
+    (`certward.dataplane.tls_policy`); session-ticket keys are rotated every
+    ``ticket_rotation`` (`certward.dataplane.session_tickets`; None: no tickets, the
+    shared session cache only). ``ticket_key_files`` is filled in by `install`.
     """
 
     https_listen: str
@@ -118,6 +126,9 @@ class NginxOptions:
     upstream_trust_pem: bytes = field(default=b"", repr=False)
     worker_user: str = "nobody"
     certificates: CertificateLoading = CertificateLoading.PER_HANDSHAKE
+    tls: TlsPolicy = INTERMEDIATE
+    ticket_rotation: timedelta | None = DEFAULT_ROTATION
+    ticket_key_files: tuple[str, ...] = ()
 
 
 def resolve_host(host: str, port: int) -> Sequence[str]:
@@ -355,6 +366,13 @@ def install(
     is, so every certificate change is a new set.
     """
     directory.prepare()
+    if options.ticket_rotation is not None:
+        files = ticket_key_files(
+            directory.root / TICKET_KEYS_DIRECTORY,
+            rotation=options.ticket_rotation,
+            now=SystemClock().now().timestamp(),
+        )
+        options = replace(options, ticket_key_files=files)
     per_handshake = options.certificates is CertificateLoading.PER_HANDSHAKE
     store = directory.certificates_for(options) if per_handshake else directory.certificates
     if per_handshake:
@@ -532,6 +550,7 @@ def _render(
         exclude=exclude,
         certificates=None if live is None else str(live.path),
         served_as=served_as,
+        tls=NginxTls(options.tls, options.ticket_key_files),
     )
 
 

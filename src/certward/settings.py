@@ -50,6 +50,10 @@
                                    the first byte of the next request (``10s``)
 ``CERTWARD_GATEWAY_IDLE_TIMEOUT``  time a gateway connection may stay idle
                                    between requests (``75s``)
+``CERTWARD_TLS_POLICY``            TLS policy of both data planes:
+                                   ``intermediate`` (TLS 1.2 with ECDHE AEAD
+                                   suites, and TLS 1.3) or ``modern`` (TLS
+                                   1.3 only); ``intermediate``
 ``CERTWARD_ACME_CA_BUNDLE``        PEM file of CA certificates that verify
                                    the ACME server's TLS certificate (a test
                                    CA such as pebble's; default: system roots)
@@ -94,6 +98,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from certward.dataplane.tls_policy import TlsProfile
 from certward.egress import EgressPolicy, IPNetwork, Listener, parse_allow_list
 from certward.errors import ConfigurationError
 from certward.pki.limits import DEFAULT_MAX_ITERATIONS, DEFAULT_MAX_MAC_ITERATIONS
@@ -165,6 +170,7 @@ class Settings:
     data_plane_changes_kept: int = DEFAULT_DATA_PLANE_CHANGES_KEPT
     gateway_header_timeout: timedelta = DEFAULT_GATEWAY_HEADER_TIMEOUT
     gateway_idle_timeout: timedelta = DEFAULT_GATEWAY_IDLE_TIMEOUT
+    tls_policy: TlsProfile = TlsProfile.INTERMEDIATE
     egress_networks: tuple[IPNetwork, ...] = ()
     egress_suffixes: tuple[str, ...] = ()
     egress_plain_http: bool = True
@@ -201,6 +207,7 @@ class Settings:
             "data_plane_changes_kept": self.data_plane_changes_kept,
             "gateway_header_timeout": str(self.gateway_header_timeout),
             "gateway_idle_timeout": str(self.gateway_idle_timeout),
+            "tls_policy": self.tls_policy.value,
             "egress_allow": ",".join([*map(str, self.egress_networks), *self.egress_suffixes]),
             "egress_plain_http": self.egress_plain_http,
             "upstream_ca_bundle": None
@@ -349,6 +356,7 @@ class Settings:
                 minimum=timedelta(seconds=1),
                 maximum=timedelta(hours=1),
             ),
+            tls_policy=_tls_profile(env),
             egress_networks=egress_networks,
             egress_suffixes=egress_suffixes,
             egress_plain_http=_boolean(env, "CERTWARD_EGRESS_PLAIN_HTTP", default=True),
@@ -555,6 +563,17 @@ def _pem_file(value: str | None, name: str) -> Path | None:
     if not path.is_file():
         raise ConfigurationError(f"{name} must name a PEM file of CA certificates, not {value!r}.")
     return path
+
+
+def _tls_profile(env: Mapping[str, str]) -> TlsProfile:
+    value = (env.get("CERTWARD_TLS_POLICY") or "").strip().lower()
+    if not value:
+        return TlsProfile.INTERMEDIATE
+    try:
+        return TlsProfile(value)
+    except ValueError:
+        choices = ", ".join(profile.value for profile in TlsProfile)
+        raise ConfigurationError(f"CERTWARD_TLS_POLICY must be one of {choices}.") from None
 
 
 def _boolean(env: Mapping[str, str], name: str, *, default: bool) -> bool:

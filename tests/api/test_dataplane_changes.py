@@ -100,6 +100,16 @@ def test_every_kind_of_served_change_advances_the_sequence_and_lists_its_site(ap
     )
     expect_change("upstream", host)
 
+    expect(
+        api.client.patch(
+            api.app_url("shop"), json={"hsts_max_age": 31536000}, headers=api.admin_headers
+        ),
+        200,
+    )
+    expect_change("HSTS max-age", host)
+    assert follower.state is not None
+    assert follower.state.sites[host].hsts_max_age == 31536000
+
     make_due(api)
     assert renew_due(api.context, worker="w", limit=10).renewed == 1
     expect_change("managed renewal", host)

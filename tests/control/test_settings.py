@@ -129,6 +129,7 @@ def test_bad_listen_addresses_say_what_is_expected(value: str) -> None:
         ("CERTWARD_MAX_UPLOAD_BYTES", "0", "positive whole number"),
         ("CERTWARD_MAX_UPLOAD_BYTES", "-5", "positive whole number"),
         ("CERTWARD_MAX_PKCS12_ITERATIONS", "1e6", "positive whole number"),
+        ("CERTWARD_TLS_POLICY", "old", "intermediate, modern"),
     ],
 )
 def test_bad_values_fail_with_one_sentence(name: str, value: str, message: str) -> None:

@@ -519,6 +519,7 @@ def site(
     path_rules: tuple[PathRule, ...] = (),
     profiles: Sequence[AccessProfile] = (),
     deny: Sequence[str] = (),
+    hsts: int | None = None,
 ) -> Site:
     """A site; ``certificate`` names the server certificate ("" for the hostname's own,
     None for none yet)."""
@@ -533,6 +534,7 @@ def site(
         path_rules=path_rules,
         profiles={p.name: p for p in profiles},
         deny_ranges=tuple(ip_network(r) for r in deny),
+        hsts_max_age=hsts,
     )
 
 
@@ -597,7 +599,8 @@ class CertificateRequestProbe:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PlainRequest:
-    """A request to the plain-HTTP port."""
+    """A request to the plain-HTTP port; ``{https_port}`` in ``location`` stands for the
+    HTTPS port the data plane listens on (never 443 here: a redirect must keep it)."""
 
     host: str
     path: str
@@ -650,6 +653,7 @@ class Answer:
     peer_certificate: bytes
     tls_version: str
     cipher: str
+    reason: str = ""
 
     def json(self) -> dict[str, Any]:
         return dict(json.loads(self.body))
@@ -723,6 +727,7 @@ def https_request(endpoints: Endpoints, pki: MatrixPki, request: Request) -> Ans
             peer_certificate=peer,
             tls_version=version,
             cipher=cipher,
+            reason=response.reason,
         )
     finally:
         connection.close()
@@ -884,6 +889,13 @@ class Run:
         assert answer.status == request.expect, (
             f"{described}: {answer.status}, expected {request.expect}: {answer.body[:300]!r}"
         )
+        assert answer.reason, f"{described}: no reason phrase"
+        # HSTS of the site that answers; a 421 may come from either the SNI's site (the
+        # gateway) or the Host's (nginx picks the server block by Host).
+        served = self.state.site(request.sni or request.host)
+        hsts = None if served is None or served.hsts_header is None else served.hsts_header.decode()
+        if request.expect != 421:
+            assert answer.header("Strict-Transport-Security") == hsts, described
         peer = x509.load_der_x509_certificate(answer.peer_certificate)
         assert peer == self.env.pki.server(request.peer or request.host).certificate
         if request.expect == 200:
@@ -990,8 +1002,11 @@ class Run:
     def plain(self, step: PlainRequest) -> None:
         response = plain_request(self.endpoints, step.host, step.path)
         assert response.status == step.expect, (step, response.status)
+        assert response.reason, "no reason phrase"
+        assert response.getheader("Strict-Transport-Security") is None, "HSTS over plain HTTP"
         if step.location is not None:
-            assert response.getheader("Location") == step.location
+            location = step.location.replace("{https_port}", str(self.endpoints.https_port))
+            assert response.getheader("Location") == location
 
     def stream(self, step: StreamProbe) -> None:
         upstream = self.upstreams["app"]
@@ -1148,6 +1163,15 @@ def _partners(env: Env) -> DataPlaneState:
             profiles=[partners, siblings, selected, unicode],
         ),
         site(env, PLAIN),
+    )
+
+
+def _hsts(env: Env) -> DataPlaneState:
+    """HSTS on the shop (a year) and, with max-age 0, on the pending host; none on plain."""
+    return state_of(
+        site(env, SHOP, path_rules=rules(("/private", "deny-all")), hsts=31536000),
+        site(env, PLAIN),
+        site(env, PENDING, hsts=0),
     )
 
 
@@ -1592,9 +1616,11 @@ CASES: tuple[Case, ...] = (
                 host=SHOP,
                 path="/some/path?q=1",
                 expect=301,
-                location=f"https://{SHOP}/some/path?q=1",
+                location=f"https://{SHOP}:{{https_port}}/some/path?q=1",
             ),
-            PlainRequest(host=PENDING, path="/", expect=301, location=f"https://{PENDING}/"),
+            PlainRequest(
+                host=PENDING, path="/", expect=301, location=f"https://{PENDING}:{{https_port}}/"
+            ),
             PlainRequest(host=SHOP, path="/.well-known/acme-challenge/tok-123_ABC", expect=200),
             PlainRequest(
                 host="unknown.matrix.test",
@@ -1603,6 +1629,20 @@ CASES: tuple[Case, ...] = (
             ),
             PlainRequest(host=SHOP, path="/.well-known/acme-challenge/unknown", expect=404),
             PlainRequest(host="unknown.matrix.test", path="/x", expect=404),
+        ),
+    ),
+    Case(
+        name="hsts-on-every-https-response-of-its-app-only",
+        build=_hsts,
+        steps=(
+            Request(host=SHOP),
+            Request(host=SHOP, path="/private/x", expect=403),
+            Request(host=SHOP, sni=PLAIN, peer=PLAIN, expect=421, decided=False),
+            Request(host=PLAIN),
+            Request(host=PENDING, expect=200),
+            PlainRequest(
+                host=SHOP, path="/", expect=301, location=f"https://{SHOP}:{{https_port}}/"
+            ),
         ),
     ),
     Case(

@@ -469,7 +469,7 @@ def test_cli_render_then_sync_once(
     directory = NginxDirectory(out)
     config = directory.config.read_text()
     assert f"server_name {hostname};" in config
-    assert "listen " + ":".join(map(str, installation.gateway_listen)) + " ssl;" in config
+    assert "listen " + ":".join(map(str, installation.gateway_listen)) + " ssl http2;" in config
 
     rendering = NginxOptions(
         https_listen=":".join(map(str, installation.gateway_listen)),

@@ -39,6 +39,7 @@ from certward.dataplane.state import (
     Site,
     state_version,
 )
+from certward.dataplane.tls_policy import INTERMEDIATE, TlsPolicy
 from certward.egress import EgressPolicy
 from tests.material.factory import IssuedCert, TestCA
 
@@ -100,6 +101,7 @@ def running_gateway_on(
     egress: EgressPolicy = LOOPBACK_ALLOWED,
     upstream_tls: ssl.SSLContext | None = None,
     limits: ConnectionLimits | None = None,
+    tls: TlsPolicy = INTERMEDIATE,
 ) -> Iterator[RunningGateway]:
     """A gateway serving any `StateSource` (a `DataPlaneFeed` over a real database)."""
     running = RunningGateway(source=source)
@@ -113,6 +115,7 @@ def running_gateway_on(
             egress=egress,
             upstream_tls=upstream_tls,
             limits=limits,
+            tls=tls,
         )
         await gateway.start(("127.0.0.1", 0), ("127.0.0.1", 0))
         running.gateway = gateway

@@ -188,4 +188,4 @@ def test_serve_runs_the_gateway_for_managed_and_custom_hostnames(
         f"http://127.0.0.1:{server.gateway_http_port}/x", headers={"Host": hostname}, timeout=10
     )
     assert redirect.status_code == 301
-    assert redirect.headers["location"] == f"https://{hostname}/x"
+    assert redirect.headers["location"] == f"https://{hostname}:{server.gateway_port}/x"

@@ -52,6 +52,8 @@ TOOLS: dict[str, Tool] = {
             debian_package="chromium",
         ),
         Tool(name="psql", executables=("psql",), debian_package="postgresql-client"),
+        Tool(name="curl", executables=("curl",), debian_package="curl"),
+        Tool(name="testssl", executables=("testssl",), debian_package="testssl.sh"),
     )
 }
 

@@ -70,7 +70,7 @@ def healthz() -> dict[str, str]:
 
 @router.post("/apps", status_code=201, tags=["apps"])
 def create_app(body: AppCreate, ctx: ContextDep, who: PrincipalDep) -> AppView:
-    return apps.create_app(ctx, who, name=body.name, plan=body.plan)
+    return apps.create_app(ctx, who, name=body.name, plan=body.plan, hsts_max_age=body.hsts_max_age)
 
 
 @router.get("/apps", tags=["apps"])
@@ -85,7 +85,14 @@ def get_app(app: str, ctx: ContextDep, who: PrincipalDep) -> AppView:
 
 @router.patch("/apps/{app}", tags=["apps"])
 def update_app(app: str, body: AppUpdate, ctx: ContextDep, who: PrincipalDep) -> AppView:
-    return apps.update_app(ctx, who, app, plan=body.plan)
+    return apps.update_app(
+        ctx,
+        who,
+        app,
+        plan=body.plan,
+        hsts_max_age=body.hsts_max_age,
+        set_hsts="hsts_max_age" in body.model_fields_set,
+    )
 
 
 @router.delete("/apps/{app}", status_code=204, tags=["apps"])

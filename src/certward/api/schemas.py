@@ -40,10 +40,14 @@ class _Strict(BaseModel):
 class AppCreate(_Strict):
     name: Text = Field(min_length=1, max_length=63)
     plan: Plan
+    hsts_max_age: StrictInt | None = None
 
 
 class AppUpdate(_Strict):
+    """Absent fields stay as they are; ``hsts_max_age: null`` turns HSTS off."""
+
     plan: Plan | None = None
+    hsts_max_age: StrictInt | None = None
 
 
 class EnvironmentCreate(_Strict):

@@ -59,6 +59,7 @@ from certward.dataplane.http_exchange import (
     READ_CHUNK,
     ConnectionLimits,
     HttpExchange,
+    reason_phrase,
     strip_port,
 )
 from certward.dataplane.request_target import TargetRefused, parse_target
@@ -68,8 +69,10 @@ from certward.dataplane.tls_contexts import (
     Handshake,
     accept_and_record,
     base_context,
+    check_resumed,
     tls_headers,
 )
+from certward.dataplane.tls_policy import INTERMEDIATE, TlsPolicy
 from certward.dataplane.upstream import UpstreamConnector
 from certward.egress import EgressPolicy
 
@@ -104,21 +107,28 @@ class Gateway:
         egress: EgressPolicy | None = None,
         upstream_tls: ssl.SSLContext | None = None,
         limits: ConnectionLimits | None = None,
+        tls: TlsPolicy = INTERMEDIATE,
+        session_context: SSL.Context | None = None,
     ) -> None:
         """``egress`` is the operator's policy (`Settings.egress_policy`; by default every
         address but loopback, link-local, metadata and the like); ``upstream_tls`` the
         client context for https:// upstreams (`upstream_tls_context`; by default the
-        public roots only)."""
+        public roots only). ``tls`` is the TLS policy (`certward.dataplane.tls_policy`);
+        ``session_context`` the `base_context` to start connections on, made by the
+        parent of pre-forked workers so that they share its session-ticket keys (by
+        default one of this gateway's own)."""
         self.source = source
         self.refresh_seconds = refresh_seconds
         self.log_allowed = log_allowed
         self.connector = UpstreamConnector(egress or EgressPolicy(), upstream_tls)
         self.limits = limits or ConnectionLimits()
-        self.contexts = ContextCache()
+        self.contexts = ContextCache(policy=tls)
         self.state: DataPlaneState = DataPlaneState(sites={}, version="")
-        self._base = base_context()
+        self._base = session_context or base_context(tls)
         self._base.set_tlsext_servername_callback(self._on_servername)
         self._servers: list[asyncio.AbstractServer] = []
+        self.https_authority_port = ""
+        """``:port`` of the HTTPS listener for redirects, empty for 443."""
         self._refresher: asyncio.Task[None] | None = None
 
     # state ---------------------------------------------------------------------------------
@@ -176,6 +186,7 @@ class Gateway:
                 lambda: _TlsProtocol(self), host=https[0], port=https[1], backlog=1024
             )
         )
+        self._note_https_port()
         if http is not None:
             self._servers.append(
                 await loop.create_server(
@@ -191,11 +202,16 @@ class Gateway:
         self._servers.append(
             await loop.create_server(lambda: _TlsProtocol(self), sock=https_socket, backlog=1024)
         )
+        self._note_https_port()
         if http_socket is not None:
             self._servers.append(
                 await loop.create_server(lambda: _PlainProtocol(self), sock=http_socket)
             )
         self._refresher = asyncio.create_task(self._refresh_forever())
+
+    def _note_https_port(self) -> None:
+        port = self.ports[0]
+        self.https_authority_port = "" if port == 443 else f":{port}"
 
     @property
     def ports(self) -> list[int]:
@@ -276,6 +292,7 @@ class _TlsProtocol(asyncio.Protocol):
             if self.handshake.site is None:
                 self.abort()
                 return
+            check_resumed(self.tls, self.handshake)
             if self.timeout is not None:  # from now on: the first request's head deadline
                 self.timeout.cancel()
             loop = asyncio.get_running_loop()
@@ -515,10 +532,12 @@ class _PlainProtocol(asyncio.Protocol):
             return [
                 h11.Response(
                     status_code=301,
+                    reason=reason_phrase(301),
                     headers=[
                         (
                             b"Location",
-                            f"https://{host}".encode() + origin.encode("utf-8", "surrogateescape"),
+                            f"https://{host}{self.gateway.https_authority_port}".encode()
+                            + origin.encode("utf-8", "surrogateescape"),
                         ),
                         (b"Content-Length", b"0"),
                     ],
@@ -532,6 +551,7 @@ def _simple(status: int, body: bytes, content_type: bytes) -> list[Any]:
     return [
         h11.Response(
             status_code=status,
+            reason=reason_phrase(status),
             headers=[(b"Content-Type", content_type), (b"Content-Length", str(len(body)).encode())],
         ),
         h11.Data(data=body),

@@ -23,6 +23,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, Protocol
 
 import h11
@@ -156,6 +157,15 @@ class HttpExchange:
             )
 
     def _send(self, event: Any) -> None:
+        hsts = self.site.hsts_header
+        if hsts is not None and isinstance(event, h11.Response):
+            # The app's setting replaces whatever its upstream said.
+            headers = [(n, v) for n, v in event.headers if n != b"strict-transport-security"]
+            event = h11.Response(
+                status_code=event.status_code,
+                reason=event.reason,
+                headers=[*headers, (b"Strict-Transport-Security", hsts)],
+            )
         data = self.http.send(event)
         if data:
             self.client.send(data)
@@ -229,6 +239,7 @@ class HttpExchange:
                 h11.Response(
                     status_code=200,
                     headers=[(b"Allow", ALLOWED_METHODS), (b"Content-Length", b"0")],
+                    reason=b"OK",
                 )
             )
             self._send(h11.EndOfMessage())
@@ -270,6 +281,7 @@ class HttpExchange:
         self._send(
             h11.Response(
                 status_code=status,
+                reason=reason_phrase(status),
                 headers=[
                     (b"Content-Type", b"text/html; charset=utf-8"),
                     (b"Content-Length", str(len(body)).encode()),
@@ -390,7 +402,7 @@ class HttpExchange:
                     h11.Response(
                         status_code=status,
                         headers=response_headers(event.headers, upgrade=False),
-                        reason=event.reason,
+                        reason=event.reason or reason_phrase(status),
                     )
                 )
             elif isinstance(event, h11.Data):
@@ -439,6 +451,14 @@ class HttpExchange:
                 task.cancel()
             writer.close()
             self.upstream = None
+
+
+def reason_phrase(status: int) -> bytes:
+    """The standard reason phrase of ``status`` (``b""`` for a code without one)."""
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
 
 
 def _host_header(request: h11.Request) -> str:

@@ -66,6 +66,7 @@ from certward.dataplane.state import (
     RuleKind,
     Site,
 )
+from certward.dataplane.tls_policy import DEFAULT_NGINX_TLS, NginxTls, nginx_listen_parameters
 from certward.egress import EgressPolicy
 
 PRIVATE_MODE = 0o600
@@ -80,18 +81,6 @@ CLIENT_VERIFY_DEPTH = 8
 FORBIDDEN_PAGE = (
     "<!doctype html><html><head><title>403 Forbidden</title></head>"
     "<body><h1>403 Forbidden</h1><p>Access to this path is restricted.</p></body></html>\n"
-)
-
-# Mozilla's "intermediate" TLS 1.2 suites; TLS 1.3 suites are OpenSSL's defaults.
-TLS12_CIPHERS = ":".join(
-    (
-        "ECDHE-ECDSA-AES128-GCM-SHA256",
-        "ECDHE-RSA-AES128-GCM-SHA256",
-        "ECDHE-ECDSA-AES256-GCM-SHA384",
-        "ECDHE-RSA-AES256-GCM-SHA384",
-        "ECDHE-ECDSA-CHACHA20-POLY1305",
-        "ECDHE-RSA-CHACHA20-POLY1305",
-    )
 )
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -150,6 +139,7 @@ def render(
     policy: EgressPolicy,
     upstreams: UpstreamChecks | None = None,
     upstream_trust_pem: bytes = b"",
+    tls: NginxTls = DEFAULT_NGINX_TLS,
 ) -> dict[str, RenderedFile]:
     """Every file nginx needs to serve ``state``, by path relative to ``prefix``.
 
@@ -161,7 +151,8 @@ def render(
     ``/.well-known/acme-challenge/`` on the HTTP port is proxied (certward's API).
     Each site's upstream is checked against ``policy``; ``upstreams`` gives the checks
     made already, with names resolved (without it, a name is left unresolved and its
-    site out). ``upstream_trust_pem`` verifies https upstreams.
+    site out). ``upstream_trust_pem`` verifies https upstreams; ``tls`` is the TLS
+    policy and the session-ticket key files.
     Raises `ValueError` when the options cannot be rendered safely; see `render_set`
     for sites that cannot.
     """
@@ -174,6 +165,7 @@ def render(
         policy=policy,
         upstreams=upstreams,
         upstream_trust_pem=upstream_trust_pem,
+        tls=tls,
     ).files
 
 
@@ -190,6 +182,7 @@ def render_set(
     exclude: Mapping[str, str] | Collection[str] = (),
     certificates: str | None = None,
     served_as: str | None = None,
+    tls: NginxTls = DEFAULT_NGINX_TLS,
 ) -> RenderedSet:
     """`render`, also naming the sites left out, with the reason: those in ``exclude``
     (a mapping gives the reason: say, a site ``nginx -t`` refused), those whose upstream
@@ -253,11 +246,11 @@ def render_set(
         named.append(hostname)
         files |= site_files
         blocks.append(block)
-    config = _http_preamble(version, len(hostnames), max(map(len, named), default=1))
+    config = _http_preamble(version, len(hostnames), max(map(len, named), default=1), tls)
     config += blocks_of_upstreams.render()
     config += "".join(blocks)
     config += _default_servers(https=https, http=http, acme=acme, version=version)
-    config += _redirect_server(named, http=http, acme=acme, version=version)
+    config += _redirect_server(named, http=http, https=https, acme=acme, version=version)
     config += "}\n"
     files[CONFIG_FILE] = RenderedFile(config.encode("utf-8"), PUBLIC_MODE)
     if blocks_of_upstreams.any_tls:
@@ -304,7 +297,7 @@ def _checked_upstream(site: Site, upstreams: UpstreamChecks, trust_pem: bytes) -
 # -- the configuration --------------------------------------------------------------------
 
 
-def _http_preamble(version: str, sites: int, longest_hostname: int) -> str:
+def _http_preamble(version: str, sites: int, longest_hostname: int, tls: NginxTls) -> str:
     # A bucket holds several names (names hash at load; a fuller bucket needs fewer).
     names_bucket = _power_of_two(max(128, 4 * (longest_hostname + 16)))
     return f"""\
@@ -341,13 +334,8 @@ http {{
     client_max_body_size 0;
     keepalive_timeout 75s;
 
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_ciphers {TLS12_CIPHERS};
-    ssl_prefer_server_ciphers off;
-    # No resumption: a resumed session would carry a client-certificate verdict made
-    # under an earlier trust configuration.
-    ssl_session_cache off;
-    ssl_session_tickets off;
+    # The TLS policy (certward.dataplane.tls_policy), the same as the gateway's.
+{_indented(tls.directives(), 1)}
 
     proxy_http_version 1.1;
     proxy_request_buffering off;
@@ -623,7 +611,7 @@ def _server(
         f"proxy_pass {upstream.proxy_pass};",
     ]
     lines = [
-        f"listen {https} ssl;",
+        f"listen {https} ssl {nginx_listen_parameters()};",
         f"server_name {site.hostname};",
         "access_log logs/access.log cw_https;",
         f"ssl_certificate {_quote(chain)};",
@@ -638,6 +626,11 @@ def _server(
             f"error_page 495 496 = @{name}_unverified;",
         ]
     lines += tls_lines(upstream)
+    if site.hsts_max_age is not None:
+        lines += [
+            "proxy_hide_header Strict-Transport-Security;",
+            f'add_header Strict-Transport-Security "max-age={site.hsts_max_age}" always;',
+        ]
     lines += [
         'default_type "text/html; charset=utf-8";',
         *_block("location /", body),
@@ -648,7 +641,11 @@ def _server(
 
 def _default_servers(*, https: str, http: str, acme: str, version: str) -> str:
     rejecting = _block(
-        "server", [f"listen {https} ssl default_server;", "ssl_reject_handshake on;"]
+        "server",
+        [
+            f"listen {https} ssl {nginx_listen_parameters()} default_server;",
+            "ssl_reject_handshake on;",
+        ],
     )
     unknown = _block(
         "server",
@@ -675,9 +672,14 @@ def _default_servers(*, https: str, http: str, acme: str, version: str) -> str:
     )
 
 
-def _redirect_server(hostnames: list[str], *, http: str, acme: str, version: str) -> str:
+def _redirect_server(
+    hostnames: list[str], *, http: str, https: str, acme: str, version: str
+) -> str:
     if not hostnames:
         return ""
+    # A non-default HTTPS port stays in the redirect.
+    port = https.rpartition(":")[2]
+    authority = "$host" if port == "443" else f"$host:{port}"
     server = _block(
         "server",
         [
@@ -687,7 +689,7 @@ def _redirect_server(hostnames: list[str], *, http: str, acme: str, version: str
             ";",
             "access_log logs/access.log cw_http;",
             *_plain_locations(acme, version, http),
-            *_block("location /", ["return 301 https://$host$request_uri;"]),
+            *_block("location /", [f"return 301 https://{authority}$request_uri;"]),
         ],
     )
     return (

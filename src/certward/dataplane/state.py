@@ -91,6 +91,12 @@ class Site:
     path_rules: tuple[PathRule, ...] = ()
     profiles: Mapping[str, AccessProfile] = field(default_factory=dict)
     deny_ranges: tuple[Network, ...] = ()
+    hsts_max_age: int | None = None  # the app's; None: no Strict-Transport-Security
+
+    @property
+    def hsts_header(self) -> bytes | None:
+        """The ``Strict-Transport-Security`` value of every HTTPS response, if any."""
+        return None if self.hsts_max_age is None else f"max-age={self.hsts_max_age}".encode()
 
     @property
     def client_ca_profiles(self) -> tuple[AccessProfile, ...]:

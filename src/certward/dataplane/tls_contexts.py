@@ -18,33 +18,38 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL, crypto
+from OpenSSL._util import lib as _lib
 
 from certward.dataplane.nginx import openssl_dn
 from certward.dataplane.state import DataPlaneState, Site
+from certward.dataplane.tls_policy import INTERMEDIATE, TlsPolicy, configure_context
 
 DEFAULT_CONTEXT_CAPACITY = 4096  # TLS contexts kept (most recently used hostnames)
+BASE_SESSION_ID_CONTEXT = b"certward"
 
 
-def base_context() -> SSL.Context:
+def base_context(policy: TlsPolicy = INTERMEDIATE) -> SSL.Context:
     """The context every connection starts on: no certificate, so an unknown SNI (or none)
-    cannot complete a handshake."""
+    cannot complete a handshake. It is also the connection's *session* context: OpenSSL
+    encrypts and decrypts session tickets with its keys and keeps its session cache,
+    whichever site context the servername callback switches to."""
     context = SSL.Context(SSL.TLS_SERVER_METHOD)
-    context.set_min_proto_version(SSL.TLS1_2_VERSION)
-    # No resumption: a resumed session would carry a client-certificate verdict made
-    # under an earlier trust configuration (the nginx rendering does the same).
-    context.set_options(
-        SSL.OP_NO_RENEGOTIATION | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_TICKET
-    )
-    context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+    configure_context(context, policy)
+    context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+    context.set_session_id(BASE_SESSION_ID_CONTEXT)
     return context
 
 
-def site_context(site: Site) -> SSL.Context:
+def site_context(site: Site, policy: TlsPolicy = INTERMEDIATE) -> SSL.Context:
     """The TLS context of one hostname: its certificate chain and, where its rules involve
     client CAs, the names and trust store used to verify client certificates."""
     if site.certificate is None:
         raise ValueError(f"{site.hostname} has no certificate yet")
-    context = base_context()
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    configure_context(context, policy)
+    # Resumption is decided on the base context (`check_resumed`); OpenSSL still wants
+    # an id context on a context that may verify peers.
+    context.set_session_id(BASE_SESSION_ID_CONTEXT)
     chain = x509.load_pem_x509_certificates(site.certificate.chain_pem)
     context.use_certificate(chain[0])
     for extra in chain[1:]:
@@ -94,8 +99,11 @@ class ContextCache:
     known site costs two dictionary lookups; `retain` clears it when the state changes.
     """
 
-    def __init__(self, capacity: int = DEFAULT_CONTEXT_CAPACITY) -> None:
+    def __init__(
+        self, capacity: int = DEFAULT_CONTEXT_CAPACITY, policy: TlsPolicy = INTERMEDIATE
+    ) -> None:
         self.capacity = capacity
+        self.policy = policy
         self._contexts: OrderedDict[tuple[str, str, str], SSL.Context] = OrderedDict()
         self._by_site: dict[int, tuple[Site, tuple[str, str, str], bool]] = {}
 
@@ -113,7 +121,7 @@ class ContextCache:
             self._by_site[id(site)] = (site, key, wants)
         context = self._contexts.get(key)
         if context is None:
-            context = site_context(site)
+            context = site_context(site, self.policy)
             self._contexts[key] = context
             if len(self._contexts) > self.capacity:
                 self._contexts.popitem(last=False)
@@ -157,6 +165,33 @@ _VERIFY_ERRORS = {
     24: "invalid CA certificate",
     26: "unsupported certificate purpose",
 }
+
+
+def check_resumed(connection: SSL.Connection, handshake: Handshake) -> None:
+    """After a handshake that resumed a session, judge its client certificate again.
+
+    OpenSSL resumes against the context a connection starts on, before the servername
+    callback has picked the site, and skips certificate verification on resumption. So
+    a certificate counts as verified only if it verified when the session was made and
+    it still chains to *this* site's client CAs now (a session made on another host, or
+    under other CAs, does not carry its verdict over).
+    """
+    if not handshake.wants_client_certificate or not _lib.SSL_session_reused(connection._ssl):
+        return
+    peer = connection.get_peer_certificate()
+    if peer is None:
+        return
+    original = int(_lib.SSL_get_verify_result(connection._ssl))
+    if original != 0:
+        handshake.verify_error = f"{_verify_message(original)} (resumed session)"
+        return
+    store = connection.get_context().get_cert_store()
+    try:
+        if store is None:
+            raise crypto.X509StoreContextError("no store", [], peer)
+        crypto.X509StoreContext(store, peer).verify_certificate()
+    except crypto.X509StoreContextError as exc:
+        handshake.verify_error = f"{exc} (resumed session)"
 
 
 def _verify_message(error: int) -> str:

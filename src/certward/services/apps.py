@@ -27,12 +27,16 @@ _DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _URL_CHARACTERS = re.compile(r"[\x21-\x7e]+")
 
 
+HSTS_MAX_AGE_LIMIT = 63_072_000  # two years, in seconds
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AppView:
     name: str
     plan: Plan
     created_at: datetime
     environments: tuple[str, ...]
+    hsts_max_age: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,13 +98,28 @@ def check_upstream(value: str) -> str:
     return value
 
 
-def create_app(ctx: Context, principal: Principal, *, name: str, plan: Plan) -> AppView:
+def check_hsts_max_age(value: int | None) -> int | None:
+    """An HSTS ``max-age`` in seconds: 0 (browsers forget the host's HSTS) to two years
+    (422 ``invalid-hsts-max-age``); None sends no header."""
+    if value is not None and not 0 <= value <= HSTS_MAX_AGE_LIMIT:
+        raise InvalidRequest(
+            f"hsts_max_age must be between 0 and {HSTS_MAX_AGE_LIMIT} seconds (two years), "
+            "or null for no Strict-Transport-Security header.",
+            code="invalid-hsts-max-age",
+        )
+    return value
+
+
+def create_app(
+    ctx: Context, principal: Principal, *, name: str, plan: Plan, hsts_max_age: int | None = None
+) -> AppView:
     require(principal, Action.ADMINISTER)
     check_label(name, "app name")
+    check_hsts_max_age(hsts_max_age)
     with ctx.database.transaction() as session:
         if session.scalar(select(App.id).where(App.name == name)):
             raise Conflict(f"An app called {name!r} already exists.", code="app-exists")
-        app = App(name=name, plan=plan, created_at=ctx.clock.now())
+        app = App(name=name, plan=plan, created_at=ctx.clock.now(), hsts_max_age=hsts_max_age)
         session.add(app)
         flush_or_conflict(session, f"An app called {name!r} already exists.")
         audit.record(
@@ -111,7 +130,7 @@ def create_app(ctx: Context, principal: Principal, *, name: str, plan: Plan) -> 
             object_type="app",
             object_id=app.id,
             app_id=app.id,
-            after={"name": name, "plan": plan.value},
+            after={"name": name, "plan": plan.value, "hsts_max_age": hsts_max_age},
         )
         return _app_view(session, app)
 
@@ -128,12 +147,25 @@ def get_app(ctx: Context, principal: Principal, name: str) -> AppView:
         return _app_view(session, find_app(session, principal, name, Action.READ))
 
 
-def update_app(ctx: Context, principal: Principal, name: str, *, plan: Plan | None) -> AppView:
+def update_app(
+    ctx: Context,
+    principal: Principal,
+    name: str,
+    *,
+    plan: Plan | None,
+    hsts_max_age: int | None = None,
+    set_hsts: bool = False,
+) -> AppView:
+    """Change the plan (None: unchanged) and, with ``set_hsts``, the HSTS max-age."""
+    if set_hsts:
+        check_hsts_max_age(hsts_max_age)
     with ctx.database.transaction() as session:
         app = find_app(session, principal, name, Action.ADMINISTER)
-        before = {"name": app.name, "plan": app.plan.value}
+        before = {"name": app.name, "plan": app.plan.value, "hsts_max_age": app.hsts_max_age}
         if plan is not None:
             app.plan = plan
+        if set_hsts:
+            app.hsts_max_age = hsts_max_age
         audit.record(
             session,
             ctx,
@@ -143,7 +175,7 @@ def update_app(ctx: Context, principal: Principal, name: str, *, plan: Plan | No
             object_id=app.id,
             app_id=app.id,
             before=before,
-            after={"name": app.name, "plan": app.plan.value},
+            after={"name": app.name, "plan": app.plan.value, "hsts_max_age": app.hsts_max_age},
         )
         return _app_view(session, app)
 
@@ -309,7 +341,11 @@ def _app_view(session: Session, app: App) -> AppView:
         select(Environment.name).where(Environment.app_id == app.id).order_by(Environment.name)
     )
     return AppView(
-        name=app.name, plan=app.plan, created_at=app.created_at, environments=tuple(names)
+        name=app.name,
+        plan=app.plan,
+        created_at=app.created_at,
+        environments=tuple(names),
+        hsts_max_age=app.hsts_max_age,
     )
 
 

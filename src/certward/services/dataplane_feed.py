@@ -152,7 +152,7 @@ class DataPlaneFeed:
         sites: dict[str, tuple[Site, int]] = {}
         for host in sorted(hosts):
             live = hosts[host]
-            app, environment, upstream = environments[live.environment_id]
+            app, environment, upstream, hsts_max_age = environments[live.environment_id]
             certificate = (
                 None
                 if live.certificate_id is None
@@ -170,6 +170,7 @@ class DataPlaneFeed:
                 path_rules=rules.path_rules if rules else (),
                 profiles=rules.profiles if rules else {},
                 deny_ranges=rules.deny_ranges if rules else (),
+                hsts_max_age=hsts_max_age,
             )
             digest = site_digest(
                 (
@@ -180,6 +181,7 @@ class DataPlaneFeed:
                     upstream,
                     certificate.id if certificate else "-",
                     _access_digest(site),
+                    str(hsts_max_age),
                 )
             )
             sites[host] = (site, digest)
@@ -257,12 +259,15 @@ def _sequence(session: Session) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def _environments(session: Session, ids: Collection[str] | None) -> dict[str, tuple[str, str, str]]:
-    """App name, environment name and upstream by environment id (of ``ids``)."""
-    query = select(Environment.id, App.name, Environment.name, Environment.upstream).join(
-        App, App.id == Environment.app_id
-    )
-    found: dict[str, tuple[str, str, str]] = {}
+def _environments(
+    session: Session, ids: Collection[str] | None
+) -> dict[str, tuple[str, str, str, int | None]]:
+    """App name, environment name, upstream and the app's HSTS max-age by environment
+    id (of ``ids``)."""
+    query = select(
+        Environment.id, App.name, Environment.name, Environment.upstream, App.hsts_max_age
+    ).join(App, App.id == Environment.app_id)
+    found: dict[str, tuple[str, str, str, int | None]] = {}
     if ids is None:
         chunks: list[list[str] | None] = [None]
     else:
@@ -270,8 +275,8 @@ def _environments(session: Session, ids: Collection[str] | None) -> dict[str, tu
         chunks = [ordered[start : start + 500] for start in range(0, len(ordered), 500)]
     for chunk in chunks:
         chosen = query if chunk is None else query.where(Environment.id.in_(chunk))
-        for environment_id, app, name, upstream in session.execute(chosen):
-            found[environment_id] = (app, name, upstream)
+        for environment_id, app, name, upstream, hsts_max_age in session.execute(chosen):
+            found[environment_id] = (app, name, upstream, hsts_max_age)
     return found
 
 
