@@ -235,7 +235,7 @@ def test_every_kind_of_served_change_advances_the_sequence_and_lists_its_site(ap
 
     expect(api.client.delete(api.app_url("shop2"), headers=api.admin_headers), 204)
     expect_change("app deleted (cascade)", host, removed=True)
-    assert len(seen) == 14
+    assert len(seen) == 15
 
 
 def test_a_rolled_back_transaction_advances_nothing(api: Api) -> None:
