@@ -54,6 +54,9 @@ class Decision:
         return self.verdict is Verdict.ALLOW
 
 
+_NO_RULE = Decision(verdict=Verdict.ALLOW, rule="default", reason="no rule applies")
+
+
 def matching_rule(rules: tuple[PathRule, ...], path: str) -> PathRule | None:
     """The rule that applies to ``path`` (``inherit`` resolved), or None for none.
 
@@ -87,7 +90,7 @@ def decide(site: Site, path: str, address: Address, client: ClientIdentity | Non
             )
     rule = matching_rule(site.path_rules, path)
     if rule is None:
-        return Decision(verdict=Verdict.ALLOW, rule="default", reason="no rule applies")
+        return _NO_RULE
     label = f"{rule.rule.value} {rule.prefix}"
     if rule.rule is RuleKind.ALLOW_ALL:
         return Decision(verdict=Verdict.ALLOW, rule=label, reason="allowed for everyone")

@@ -127,6 +127,7 @@ class _Request:
 
     __slots__ = (
         "body",
+        "chunked",
         "complete",
         "decision",
         "head",
@@ -153,8 +154,10 @@ class _Request:
         http11: bool,
         keep_alive: bool,
         upgrade: bool,
+        chunked: bool,
     ) -> None:
         self.method = method
+        self.chunked = chunked
         self.target = target
         self.headers = headers
         self.http11 = http11
@@ -207,6 +210,7 @@ class HttpExchange:
         self._pending_size = 0
         self._pumping = False
         self._stopped = False  # the parser is done with this connection (error, upgrade)
+        self._bad_request = False  # a 400 is due once the requests before it are answered
         self._closed = False
         self._eof = False
         self._piping = False
@@ -331,7 +335,9 @@ class HttpExchange:
                     continue
                 break
             if self._current is None and not self._closed:
-                if self._stopped or self._eof:
+                if self._bad_request and not self._queue:
+                    self._send_bad_request()
+                elif self._stopped or self._eof:
                     self.client.close()
                     self._closed = True
                 elif not self._head_open:
@@ -365,14 +371,14 @@ class HttpExchange:
         if self._head_size > MAX_HEAD_BYTES or version not in ("1.1", "1.0"):
             raise _Malformed
         hosts = 0
-        framed = False
+        framed = chunked = False
         for name, value in headers:
             if name == b"host":
                 hosts += 1
             elif name == b"transfer-encoding":
                 if value.lower() != b"chunked":
                     raise _Malformed
-                framed = True
+                framed = chunked = True
             elif name == b"content-length" and value != b"0":
                 framed = True
         upgrade = parser.should_upgrade()
@@ -385,6 +391,7 @@ class HttpExchange:
             http11=version == "1.1",
             keep_alive=version == "1.1" and parser.should_keep_alive(),
             upgrade=upgrade,
+            chunked=chunked,
         )
         self._parsing = request
         self._queue.append(request)
@@ -398,7 +405,7 @@ class HttpExchange:
         if request.body is None:
             if self._upstream is not None:
                 self._upstream.write(
-                    b"%x\r\n%s\r\n" % (len(body), body) if self._chunked_in(request) else body
+                    b"%x\r\n%s\r\n" % (len(body), body) if request.chunked else body
                 )
         else:
             request.body.append(body)
@@ -415,12 +422,8 @@ class HttpExchange:
             self._answer(request, *request.refusal)
             return
         self._deadline = _NEVER  # the answer is the upstream's to give
-        if request.body is None and self._upstream is not None and self._chunked_in(request):
+        if request.body is None and self._upstream is not None and request.chunked:
             self._upstream.write(b"0\r\n\r\n")
-
-    @staticmethod
-    def _chunked_in(request: _Request) -> bool:
-        return any(name == b"transfer-encoding" for name, _ in request.headers)
 
     # deciding ------------------------------------------------------------------------------
 
@@ -475,7 +478,7 @@ class HttpExchange:
             target.origin.encode("utf-8", "surrogateescape"),
             request.headers,
             fixed=self._fixed,
-            chunked=self._chunked_in(request),
+            chunked=request.chunked,
         )
         if request.upgrade and not request.websocket:
             self._stopped = True  # an Upgrade other than WebSocket: served, then closed
@@ -522,7 +525,7 @@ class HttpExchange:
 
     def _answer(self, request: _Request, status: int, page: bytes) -> None:
         """The gateway's own answer (a refusal, ``OPTIONS *``, a 502)."""
-        close = not request.keep_alive or self._stopped
+        close = not request.keep_alive or self._last_request()
         if status == 200:
             head = b"HTTP/1.1 200 OK\r\nAllow: " + ALLOWED_METHODS + b"\r\nContent-Length: 0\r\n"
         else:
@@ -538,21 +541,35 @@ class HttpExchange:
         self._finish(request, close=close)
 
     def _malformed(self) -> None:
-        """The parser refused the bytes: a 400 unless an answer is under way, then close."""
+        """The parser refused the bytes: answered 400 once the requests before them are
+        (the connection ends then), unless the bytes were the body of the request being
+        forwarded — that connection is cut at once."""
         self._stopped = True
-        current = self._current
-        if current is None or (current.status == 0 and self._upstream is None):
-            self.client.send(
-                b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/html; charset=utf-8\r\n"
-                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
-                % (len(MALFORMED_PAGE), MALFORMED_PAGE)
-            )
-            self._closed = True
+        broken = self._parsing
+        self._parsing = None
+        if broken is not None and broken is self._current:
             self.connection_lost()
-            self.client.close()
+            self.client.abort()
             return
+        if broken is not None and broken in self._queue:
+            self._queue.remove(broken)
+        self._bad_request = True
+        if self._current is None and not self._queue:
+            self._send_bad_request()
+
+    def _last_request(self) -> bool:
+        """Whether the parser stopped with no request (nor 400) due after this one."""
+        return self._stopped and not self._queue and not self._bad_request
+
+    def _send_bad_request(self) -> None:
+        self.client.send(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/html; charset=utf-8\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+            % (len(MALFORMED_PAGE), MALFORMED_PAGE)
+        )
+        self._closed = True
         self.connection_lost()
-        self.client.abort()
+        self.client.close()
 
     def _finish(self, request: _Request, *, close: bool) -> None:
         if self._current is request:
@@ -567,7 +584,7 @@ class HttpExchange:
             self.connection_lost()
             self.client.close()
             return
-        if self._queue or self._pending:
+        if self._queue or self._pending or self._bad_request:
             self._loop.call_soon(self._pump)
         elif not self._head_open:
             self._set_deadline(self._loop.time() + self.limits.idle_seconds, head=False)
@@ -615,7 +632,7 @@ class HttpExchange:
         connection.send_request(self, request.head, head_request=request.head_request)
         held = request.body
         request.body = None  # from now on the body goes straight upstream
-        chunked = self._chunked_in(request)
+        chunked = request.chunked
         if held:
             if chunked:
                 connection.write(b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in held))
@@ -646,7 +663,7 @@ class HttpExchange:
         if request is None:
             return
         request.status = status
-        close = not request.keep_alive or self._stopped
+        close = not request.keep_alive or self._last_request()
         extra = b""
         if framing is Framing.CHUNKED or framing is Framing.CLOSE:
             if request.http11:
@@ -726,7 +743,7 @@ class HttpExchange:
             and connection is not None
             and connection.reused
             and not request.retried
-            and not self._chunked_in(request)
+            and not request.chunked
             and not any(name == b"content-length" for name, _ in request.headers)
         ):
             request.retried = True  # the upstream had closed the idle connection
