@@ -62,9 +62,9 @@ def matching_rule(rules: tuple[PathRule, ...], path: str) -> PathRule | None:
 
     Includes the implicit ``deny-all`` of a ``-doc`` first segment not covered by a rule.
     """
-    candidates = sorted(
-        (r for r in rules if path.startswith(r.prefix)), key=lambda r: len(r.prefix), reverse=True
-    )
+    candidates = [r for r in rules if path.startswith(r.prefix)] if rules else []
+    if len(candidates) > 1:
+        candidates.sort(key=lambda r: len(r.prefix), reverse=True)
     segment = first_segment(path)
     if segment.endswith(DOC_SUFFIX) and (
         not candidates or len(candidates[0].prefix) < len(segment) + 1

@@ -88,6 +88,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._framing = Framing.LENGTH
         self._received = False  # a byte of this request's response arrived
         self._done = False
+        self._clean = False  # the parser read the last response to its end
 
     # lending -------------------------------------------------------------------------------
 
@@ -95,7 +96,10 @@ class UpstreamConnection(asyncio.Protocol):
         """Lend the connection to ``sink`` and send a request head (its body follows
         through `write`)."""
         self.sink = sink
-        self._parser = httptools.HttpResponseParser(self)
+        if self._parser is None or not self._clean:
+            # a parser is reused only after a response it read to its end
+            self._parser = httptools.HttpResponseParser(self)
+        self._clean = False
         self._no_body = head_request
         self._headers = []
         self._reason = b""
@@ -245,6 +249,7 @@ class UpstreamConnection(asyncio.Protocol):
                 self._reason = b""
                 self._status = 0
             return
+        self._clean = True
         self._finish(reusable=parser.should_keep_alive() and self._framing is not Framing.CLOSE)
 
     def _finish(self, *, reusable: bool) -> None:
