@@ -53,8 +53,8 @@ import h11
 from OpenSSL import SSL
 
 from certward.dataplane.access import ClientIdentity
+from certward.dataplane.gateway_pages import BAD_REQUEST_PAGE
 from certward.dataplane.http_exchange import (
-    BAD_REQUEST_PAGE,
     READ_CHUNK,
     ConnectionLimits,
     HttpExchange,

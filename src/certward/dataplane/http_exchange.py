@@ -46,6 +46,15 @@ import httptools
 
 from certward.dataplane.access import Address, ClientIdentity, Decision, decide
 from certward.dataplane.caller_headers import HOP_MARK_HEADER, carries_hop_mark
+from certward.dataplane.gateway_pages import (
+    BAD_GATEWAY_PAGE,
+    BAD_REQUEST_PAGE,
+    FORBIDDEN_PAGE,
+    LOOP_DETECTED_PAGE,
+    MALFORMED_PAGE,
+    MISDIRECTED_PAGE,
+    own_answer,
+)
 from certward.dataplane.request_target import TargetRefused, parse_target
 from certward.dataplane.state import Site
 from certward.dataplane.upstream import (
@@ -62,34 +71,8 @@ MAX_HEAD_BYTES = 64 * 1024
 READ_CHUNK = 64 * 1024
 PENDING_BYTES = 256 * 1024  # pipelined bytes held before the client's reading is paused
 FLUSH_BYTES = 64 * 1024
-ALLOWED_METHODS = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 _HOP_MARK_HEADER = HOP_MARK_HEADER.lower().encode()
 _NEVER = float("inf")
-
-
-def _page(status: str, message: str) -> bytes:
-    return (
-        f"<!doctype html><html><head><title>{status}</title></head>"
-        f"<body><h1>{status}</h1><p>{message}</p></body></html>\n"
-    ).encode()
-
-
-BAD_REQUEST_PAGE = _page("400 Bad Request", "The request target is not served here.")
-MALFORMED_PAGE = _page("400 Bad Request", "The request is malformed.")
-FORBIDDEN_PAGE = _page("403 Forbidden", "Access to this path is restricted.")
-MISDIRECTED_PAGE = _page("421 Misdirected Request", "This connection serves another host.")
-BAD_GATEWAY_PAGE = _page("502 Bad Gateway", "The app did not answer.")
-LOOP_DETECTED_PAGE = _page(
-    "508 Loop Detected", "This request has already passed through this platform."
-)
-_REASONS = {
-    200: b"OK",
-    400: b"Bad Request",
-    403: b"Forbidden",
-    421: b"Misdirected Request",
-    502: b"Bad Gateway",
-    508: b"Loop Detected",
-}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -238,9 +221,13 @@ class HttpExchange:
             if self._upstream is not None:
                 self._upstream.write(data)
             return
-        if self._stopped or self._closed:
+        if self._closed:
             return
         current = self._current
+        if self._stopped:
+            if current is not None and current.websocket:
+                self._hold(data)  # sent upstream after the 101, if it comes
+            return
         if (current is not None and current.complete) or self._pending:
             self._hold(data)
             return
@@ -526,18 +513,8 @@ class HttpExchange:
     def _answer(self, request: _Request, status: int, page: bytes) -> None:
         """The gateway's own answer (a refusal, ``OPTIONS *``, a 502)."""
         close = not request.keep_alive or self._last_request()
-        if status == 200:
-            head = b"HTTP/1.1 200 OK\r\nAllow: " + ALLOWED_METHODS + b"\r\nContent-Length: 0\r\n"
-        else:
-            head = (
-                b"HTTP/1.1 %d %s\r\nContent-Type: text/html; charset=utf-8\r\n"
-                b"Content-Length: %d\r\nCache-Control: no-store\r\n"
-                % (status, _REASONS[status], len(page))
-            )
-        if close:
-            head += b"Connection: close\r\n"
         request.status = status
-        self.client.send(head + b"\r\n" + page)
+        self.client.send(own_answer(status, page, close=close))
         self._finish(request, close=close)
 
     def _malformed(self) -> None:
@@ -562,11 +539,7 @@ class HttpExchange:
         return self._stopped and not self._queue and not self._bad_request
 
     def _send_bad_request(self) -> None:
-        self.client.send(
-            b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/html; charset=utf-8\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
-            % (len(MALFORMED_PAGE), MALFORMED_PAGE)
-        )
+        self.client.send(own_answer(400, MALFORMED_PAGE, close=True))
         self._closed = True
         self.connection_lost()
         self.client.close()
