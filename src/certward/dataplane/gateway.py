@@ -9,9 +9,11 @@ that fails verification does not break the handshake; the failure is recorded an
 request is decided by `certward.dataplane.access.decide` like any other (an IP range
 may still admit it).
 
-HTTP/1.1 on both sides is h11 (`certward.dataplane.http_exchange`): keep-alive,
-streamed bodies in both directions, WebSocket upgrades (bytes are piped after the
-upstream's 101). Request targets are served in origin-form only
+HTTP/1.1 is parsed by httptools on both sides, the exchange driven by callbacks
+(`certward.dataplane.http_exchange`, `certward.dataplane.upstream_connection`):
+keep-alive, pipelining in order, upstream connections pooled per worker, streamed
+bodies in both directions, WebSocket upgrades (bytes are piped after the upstream's
+101); the plain-HTTP port uses h11. Request targets are served in origin-form only
 (`certward.dataplane.request_target`); every decision is made on the normalised path,
 as nginx makes it.
 
