@@ -8,8 +8,10 @@ SNI spread over 200 of the hostnames, and from keep-alive clients sending GETs t
 both servers proxy to the same upstream (a plain nginx answering ``ok``). The figure
 is work per CPU-second of the server's worker (utime + stime from /proc), so a
 loaded machine slows both sides alike. Targets: handshakes per server-CPU-second
-≥ 0.8x nginx's; gateway start with 10,000 hostnames < 5 s; memory < 20 KB per
-hostname (RSS with 10,000 hostnames minus RSS with none, after start).
+≥ 0.9x nginx's; keep-alive proxied requests per server-CPU-second ≥ 0.5x nginx's;
+gateway start with 10,000 hostnames < 5 s; memory < 20 KB per hostname (RSS with
+the hostnames minus RSS with none) once every hostname had a handshake, with 10,000
+and 100,000 hostnames (``--quick``: 1,000 hostnames for the rates, 10,000 for memory).
 
 Run: ``.venv/bin/python benchmarks/bench_gateway.py [--quick]``.
 """
@@ -145,7 +147,8 @@ def wait_port(port: int, timeout: float = 300.0) -> None:
 
 def serve_gateway(state_file: str, port: int) -> None:
     """Child process: one gateway worker on ``port`` serving the pickled state."""
-    state = pickle.loads(Path(state_file).read_bytes())  # noqa: S301 - our own file
+    with Path(state_file).open("rb") as handle:
+        state = pickle.load(handle)  # noqa: S301 - our own file
 
     async def main() -> None:
         gateway = Gateway(
@@ -163,7 +166,8 @@ class GatewayProcess:
     def __init__(self, state: DataPlaneState, workdir: Path) -> None:
         self.port = free_port()
         state_file = workdir / f"state-{self.port}.pickle"
-        state_file.write_bytes(pickle.dumps(state))
+        with state_file.open("wb") as handle:
+            pickle.dump(state, handle, protocol=pickle.HIGHEST_PROTOCOL)
         started = time.perf_counter()
         self.process = subprocess.Popen(
             [sys.executable, __file__, "--serve-gateway", str(state_file), str(self.port)],
@@ -171,6 +175,7 @@ class GatewayProcess:
         )
         wait_port(self.port)
         self.start_seconds = time.perf_counter() - started
+        state_file.unlink()
 
     @property
     def pids(self) -> list[int]:
@@ -402,7 +407,12 @@ def compare(
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="1,000 hostnames only, short runs")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="rates with 1,000 hostnames only, memory with 10,000, short runs",
+    )
+    parser.add_argument("--memory-only", action="store_true", help="start and memory figures only")
     parser.add_argument("--serve-gateway", nargs=2, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.serve_gateway:
@@ -410,7 +420,8 @@ def main() -> None:
         return
     print(__doc__.splitlines()[0])
     seconds, rounds = (2.0, 3) if options.quick else (3.0, 5)
-    counts = [1000] if options.quick else [1000, 10000]
+    counts = [] if options.memory_only else [1000] if options.quick else [1000, 10000]
+    memory_counts = [10000] if options.quick else [10000, 100000]
     client_ca = TestCA.root(name="bench client root")
     material = Material(ca=TestCA.root(name="bench server root"), client_ca=client_ca)
     client = client_ca.issue_leaf("bench client", eku=("clientAuth",))
@@ -452,7 +463,7 @@ def main() -> None:
                             print(
                                 f"{label}: full handshakes per server-CPU-second: gateway"
                                 f" {gateway:6.0f}, nginx {nginx_rate:6.0f}, ratio {ratio:.2f}"
-                                " (target >= 0.8)"
+                                " (target >= 0.9)"
                             )
                             if not mtls:
                                 gateway, nginx_rate, ratio = compare(
@@ -461,11 +472,13 @@ def main() -> None:
                                 print(
                                     f"{label}: keep-alive requests per server-CPU-second: gateway"
                                     f" {gateway:6.0f}, nginx {nginx_rate:6.0f}, ratio {ratio:.2f}"
+                                    " (target >= 0.5)"
                                 )
                         finally:
                             for server in servers.values():
                                 server.stop()
-            start_and_memory(workdir, material, upstream.port, counts[-1])
+            for count in memory_counts:
+                start_and_memory(workdir, material, upstream.port, count)
         finally:
             upstream.stop()
 
@@ -480,7 +493,19 @@ def start_and_memory(workdir: Path, material: Material, upstream_port: int, coun
     loaded = GatewayProcess(state, workdir)
     try:
         started = (rss_kib(loaded.process.pid) - baseline) / count
-        warm_up(loaded, sorted(state.sites), material.ca.cert_pem().decode(), None)
+        hostnames = sorted(state.sites)
+        del state
+        spread = [hostnames[n::CLIENT_PROCESSES] for n in range(CLIENT_PROCESSES)]
+        clients = [
+            multiprocessing.Process(
+                target=warm_up, args=(loaded, part, material.ca.cert_pem().decode(), None)
+            )
+            for part in spread
+        ]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join()
         served = (rss_kib(loaded.process.pid) - baseline) / count
     finally:
         loaded.stop()

@@ -148,6 +148,7 @@ class EchoUpstream:
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self.requests = 0
+        self.connections = 0
 
     @property
     def url(self) -> str:
@@ -177,6 +178,7 @@ class EchoUpstream:
             self._thread.join(WAIT_SECONDS)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
             while True:
                 try:

@@ -54,14 +54,17 @@ class Decision:
         return self.verdict is Verdict.ALLOW
 
 
+_NO_RULE = Decision(verdict=Verdict.ALLOW, rule="default", reason="no rule applies")
+
+
 def matching_rule(rules: tuple[PathRule, ...], path: str) -> PathRule | None:
     """The rule that applies to ``path`` (``inherit`` resolved), or None for none.
 
     Includes the implicit ``deny-all`` of a ``-doc`` first segment not covered by a rule.
     """
-    candidates = sorted(
-        (r for r in rules if path.startswith(r.prefix)), key=lambda r: len(r.prefix), reverse=True
-    )
+    candidates = [r for r in rules if path.startswith(r.prefix)] if rules else []
+    if len(candidates) > 1:
+        candidates.sort(key=lambda r: len(r.prefix), reverse=True)
     segment = first_segment(path)
     if segment.endswith(DOC_SUFFIX) and (
         not candidates or len(candidates[0].prefix) < len(segment) + 1
@@ -87,7 +90,7 @@ def decide(site: Site, path: str, address: Address, client: ClientIdentity | Non
             )
     rule = matching_rule(site.path_rules, path)
     if rule is None:
-        return Decision(verdict=Verdict.ALLOW, rule="default", reason="no rule applies")
+        return _NO_RULE
     label = f"{rule.rule.value} {rule.prefix}"
     if rule.rule is RuleKind.ALLOW_ALL:
         return Decision(verdict=Verdict.ALLOW, rule=label, reason="allowed for everyone")

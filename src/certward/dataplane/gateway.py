@@ -9,9 +9,11 @@ that fails verification does not break the handshake; the failure is recorded an
 request is decided by `certward.dataplane.access.decide` like any other (an IP range
 may still admit it).
 
-HTTP/1.1 on both sides is h11 (`certward.dataplane.http_exchange`): keep-alive,
-streamed bodies in both directions, WebSocket upgrades (bytes are piped after the
-upstream's 101). Request targets are served in origin-form only
+HTTP/1.1 is parsed by httptools on both sides, the exchange driven by callbacks
+(`certward.dataplane.http_exchange`, `certward.dataplane.upstream_connection`):
+keep-alive, pipelining in order, upstream connections pooled per worker, streamed
+bodies in both directions, WebSocket upgrades (bytes are piped after the upstream's
+101); the plain-HTTP port uses h11. Request targets are served in origin-form only
 (`certward.dataplane.request_target`); every decision is made on the normalised path,
 as nginx makes it.
 
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import re
@@ -53,13 +56,12 @@ from typing import Any, Protocol, cast
 import h11
 from OpenSSL import SSL
 
-from certward.dataplane.access import Address, ClientIdentity
+from certward.dataplane.access import ClientIdentity
+from certward.dataplane.gateway_pages import BAD_REQUEST_PAGE, reason_phrase
 from certward.dataplane.http_exchange import (
-    BAD_REQUEST_PAGE,
     READ_CHUNK,
     ConnectionLimits,
     HttpExchange,
-    reason_phrase,
     strip_port,
 )
 from certward.dataplane.request_target import TargetRefused, parse_target
@@ -74,6 +76,7 @@ from certward.dataplane.tls_contexts import (
 )
 from certward.dataplane.tls_policy import INTERMEDIATE, TlsPolicy
 from certward.dataplane.upstream import UpstreamConnector
+from certward.dataplane.upstream_connection import UpstreamPool
 from certward.egress import EgressPolicy
 
 log = logging.getLogger("certward.gateway")
@@ -121,6 +124,7 @@ class Gateway:
         self.refresh_seconds = refresh_seconds
         self.log_allowed = log_allowed
         self.connector = UpstreamConnector(egress or EgressPolicy(), upstream_tls)
+        self.pool = UpstreamPool(self.connector)
         self.limits = limits or ConnectionLimits()
         self.contexts = ContextCache(policy=tls)
         self.state: DataPlaneState = DataPlaneState(sites={}, version="")
@@ -139,6 +143,10 @@ class Gateway:
             return
         self.state = state
         self.contexts.retain(state)
+        # The state is long-lived and holds no cycles: keep it (and everything loaded so
+        # far) out of the cyclic collector's passes, which would otherwise walk every
+        # site of a large state while requests wait. Objects are still freed by count.
+        gc.freeze()
         log.info("serving %d hostnames (state %s)", len(state.sites), state.version[:12])
 
     async def _refresh_forever(self) -> None:
@@ -227,6 +235,7 @@ class Gateway:
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
+        self.pool.close()
 
     def log_request(self, record: dict[str, Any], allowed: bool) -> None:
         if allowed and not self.log_allowed:
@@ -240,10 +249,9 @@ class Gateway:
 class _TlsProtocol(asyncio.Protocol):
     """One client connection: TLS on memory BIOs, then HTTP served by `HttpExchange`.
 
-    Per-connection work is kept to what the handshake needs: the stream reader, the
-    request task and the parsed peer address appear only when the first request bytes
-    do (a handshake costs OpenSSL about 0.4 ms here; Python around it should not add
-    as much again).
+    Per-connection work is kept to what the handshake needs: the exchange and the
+    parsed peer address appear only when the first request bytes do (a handshake
+    costs OpenSSL about 0.4 ms here; Python around it should not add as much again).
     """
 
     def __init__(self, gateway: Gateway) -> None:
@@ -254,14 +262,12 @@ class _TlsProtocol(asyncio.Protocol):
         self.tls.set_accept_state()
         self.transport: asyncio.Transport | None = None
         self.established = False
-        self.reader: asyncio.StreamReader | None = None
+        self.exchange: HttpExchange | None = None
         self.peer_host = ""
-        self.peer: Address | None = None
-        self.task: asyncio.Task[None] | None = None
         self.timeout: asyncio.TimerHandle | None = None
         self.head_started = 0.0
-        self._can_write: asyncio.Event | None = None
         self.closed = False
+        self.reading = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast("asyncio.Transport", transport)
@@ -300,44 +306,58 @@ class _TlsProtocol(asyncio.Protocol):
             self.timeout = loop.call_later(self.gateway.limits.header_seconds, self.abort)
         self._read_plaintext()
 
-    def _start_http(self) -> asyncio.StreamReader | None:
+    def _start_http(self) -> HttpExchange | None:
         """The first request bytes arrived: parse the peer, start serving requests."""
         if self.timeout is not None:
             self.timeout.cancel()
             self.timeout = None
+        site = self.handshake.site
         try:
-            self.peer = ip_address(self.peer_host.split("%", 1)[0])
+            peer = ip_address(self.peer_host.split("%", 1)[0])
         except ValueError:
             self.abort()
             return None
-        self.reader = asyncio.StreamReader(limit=READ_CHUNK * 4)
-        self.task = asyncio.get_running_loop().create_task(self._serve())
-        return self.reader
+        if site is None:
+            self.abort()
+            return None
+        gateway = self.gateway
+        self.exchange = HttpExchange(
+            self,
+            site=site,
+            peer=peer,
+            identity=self.identity(),
+            tls_headers=tls_headers(self.tls, self.handshake),
+            pool=gateway.pool,
+            limits=gateway.limits,
+            log_request=gateway.log_request,
+            log_allowed=gateway.log_allowed,
+            head_started=self.head_started,
+        )
+        return self.exchange
 
     def _read_plaintext(self) -> None:
         received = False
-        while True:
+        tls = self.tls
+        while self.reading and not self.closed:
             try:
-                chunk = self.tls.recv(READ_CHUNK)
+                chunk = tls.recv(READ_CHUNK)
             except SSL.WantReadError:
                 break
             except SSL.ZeroReturnError:
-                if self.reader is not None:
-                    self.reader.feed_eof()
+                if self.exchange is not None:
+                    self.exchange.feed_eof()
                 else:
                     self.close()
                 return
             except SSL.Error:
-                if self.reader is not None:
-                    self.reader.feed_eof()
                 self.abort()
                 return
             if not chunk:
                 break
-            reader = self.reader or self._start_http()
-            if reader is None:
+            exchange = self.exchange or self._start_http()
+            if exchange is None:
                 return
-            reader.feed_data(chunk)
+            exchange.feed(chunk)
             received = True
         if received:  # reading may have written too (a TLS 1.3 KeyUpdate answer)
             self._flush()
@@ -357,8 +377,18 @@ class _TlsProtocol(asyncio.Protocol):
         if out and self.transport is not None and not self.closed:
             self.transport.write(out)
 
+    # what the exchange uses (`http_exchange.ClientConnection`) ------------------------------
+
     def send(self, data: bytes) -> None:
         if self.closed:
+            return
+        if len(data) <= 16 * 1024:
+            try:
+                self.tls.send(data)
+            except SSL.Error:
+                self.abort()
+                return
+            self._flush()
             return
         view = memoryview(data)
         while view:
@@ -368,36 +398,41 @@ class _TlsProtocol(asyncio.Protocol):
                 self.abort()
                 return
             view = view[sent:]
-            self._flush()
+        self._flush()
 
-    async def drain(self) -> None:
-        if self._can_write is not None:
-            await self._can_write.wait()
+    def pause_reading(self) -> None:
+        self.reading = False
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reading or self.closed:
+            return
+        self.reading = True
+        if self.transport is not None:
+            self.transport.resume_reading()
+        # plaintext OpenSSL already holds would otherwise wait for the next bytes
+        asyncio.get_running_loop().call_soon(self._read_plaintext)
 
     def pause_writing(self) -> None:
-        if self._can_write is None:
-            self._can_write = asyncio.Event()
-        self._can_write.clear()
+        if self.exchange is not None:
+            self.exchange.client_writable(False)
 
     def resume_writing(self) -> None:
-        if self._can_write is not None:
-            self._can_write.set()
+        if self.exchange is not None:
+            self.exchange.client_writable(True)
 
     def eof_received(self) -> bool | None:
-        if self.reader is not None:
-            self.reader.feed_eof()
+        if self.exchange is not None:
+            self.exchange.feed_eof()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._can_write is not None:
-            self._can_write.set()
         if self.timeout is not None:
             self.timeout.cancel()
-        if self.reader is not None:
-            self.reader.feed_eof()
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
+        if self.exchange is not None:
+            self.exchange.connection_lost()
 
     def close(self) -> None:
         if self.closed or self.transport is None:
@@ -406,6 +441,7 @@ class _TlsProtocol(asyncio.Protocol):
             self.tls.shutdown()
         self._flush()
         self.transport.close()
+        self.closed = True
 
     def identity(self) -> ClientIdentity | None:
         if not self.handshake.wants_client_certificate:
@@ -420,30 +456,6 @@ class _TlsProtocol(asyncio.Protocol):
             verified=self.handshake.verify_error is None,
             failure=self.handshake.verify_error,
         )
-
-    async def _serve(self) -> None:
-        site = self.handshake.site
-        if site is None or self.peer is None or self.reader is None:
-            return
-        try:
-            await HttpExchange(
-                self,
-                self.reader,
-                site=site,
-                peer=self.peer,
-                identity=self.identity(),
-                tls_headers=tls_headers(self.tls, self.handshake),
-                connector=self.gateway.connector,
-                limits=self.gateway.limits,
-                log_request=self.gateway.log_request,
-                head_started=self.head_started,
-            ).run()
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            log.exception("request handling failed on %s", site.hostname)
-        finally:
-            self.close()
 
 
 # -- the plain-HTTP port --------------------------------------------------------------------

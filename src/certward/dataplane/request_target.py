@@ -27,6 +27,7 @@ from urllib.parse import unquote, unquote_to_bytes
 
 _ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _ABSOLUTE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<rest>.*)")
+_NOT_PLAIN = ("%", "//", "/.", "?", "#", "\0")
 _HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(:[0-9]*)?")
 
 
@@ -95,6 +96,8 @@ def normalized_path(target: str) -> str:
     where nginx answers 400: a ``%`` not followed by two hex digits, an escaped NUL,
     a ``..`` that climbs above the root.
     """
+    if target[:1] == "/" and target.isascii() and not any(m in target for m in _NOT_PLAIN):
+        return target  # nothing to decode, merge or resolve: the common case, kept cheap
     raw = re.split("[?#]", target, maxsplit=1)[0]
     if _ESCAPE.search(raw):
         raise TargetRefused("the path holds a '%' that is not followed by two hex digits")

@@ -24,7 +24,8 @@ from certward.dataplane.nginx import openssl_dn
 from certward.dataplane.state import DataPlaneState, Site
 from certward.dataplane.tls_policy import INTERMEDIATE, TlsPolicy, configure_context
 
-DEFAULT_CONTEXT_CAPACITY = 4096  # TLS contexts kept (most recently used hostnames)
+DEFAULT_CONTEXT_CAPACITY = 4096  # TLS contexts kept (most recently used certificates)
+SITE_KEYS = 1 << 18  # sites whose context key is remembered
 BASE_SESSION_ID_CONTEXT = b"certward"
 
 
@@ -89,14 +90,17 @@ class Handshake:
 
 
 class ContextCache:
-    """TLS contexts by (hostname, certificate id, client-CA digest), built on first use
-    and kept for the ``capacity`` most recently used hostnames.
+    """TLS contexts by (certificate id, client-CA digest), built on the first handshake
+    that needs one and kept for the ``capacity`` most recently used.
 
-    An OpenSSL context with its certificate costs about 27 KB, so building one for each of
-    10,000 hostnames would take most of 300 MB; the state itself costs about 2 KB a
-    hostname. A hostname whose context was dropped gets a new one at its next handshake
-    (about a millisecond). ``_by_site`` remembers each `Site`'s key, so a handshake on a
-    known site costs two dictionary lookups; `retain` clears it when the state changes.
+    Hostnames served by the same certificate with the same client CAs (the names of
+    one multi-name or wildcard certificate) share one context. An OpenSSL context with
+    its certificate costs about 27 KB, so one for each of 10,000 hostnames would take
+    most of 300 MB; the state itself costs about 2 KB a hostname. A hostname whose
+    context was dropped gets a new one at its next handshake (about a millisecond).
+    ``_by_site`` remembers each `Site`'s key (at most `SITE_KEYS` of them), so a
+    handshake on a known site costs two dictionary lookups; `retain` clears it when the
+    state changes.
     """
 
     def __init__(
@@ -104,8 +108,8 @@ class ContextCache:
     ) -> None:
         self.capacity = capacity
         self.policy = policy
-        self._contexts: OrderedDict[tuple[str, str, str], SSL.Context] = OrderedDict()
-        self._by_site: dict[int, tuple[Site, tuple[str, str, str], bool]] = {}
+        self._contexts: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
+        self._by_site: dict[int, tuple[Site, tuple[str, str], bool]] = {}
 
     def get(self, site: Site) -> tuple[SSL.Context, bool]:
         """The site's context, and whether it asks for a client certificate."""
@@ -115,30 +119,50 @@ class ContextCache:
         else:
             if site.certificate is None:
                 raise ValueError(f"{site.hostname} has no certificate yet")
-            digest = hashlib.sha256(site.client_trust_pem()).hexdigest()
-            key = (site.hostname, site.certificate.id, digest)
+            trust = site.client_trust_pem()
+            key = (site.certificate.id, hashlib.sha256(trust).hexdigest() if trust else "")
             wants = site.wants_client_certificate
+            if len(self._by_site) >= SITE_KEYS:
+                self._by_site.clear()
             self._by_site[id(site)] = (site, key, wants)
-        context = self._contexts.get(key)
-        if context is None:
-            context = site_context(site, self.policy)
-            self._contexts[key] = context
+        entry = self._contexts.get(key)
+        if entry is None:
+            entry = _Entry(site_context(site, self.policy), {site.hostname})
+            self._contexts[key] = entry
             if len(self._contexts) > self.capacity:
                 self._contexts.popitem(last=False)
         else:
             self._contexts.move_to_end(key)
-        return context, wants
+            if site.hostname not in entry.hostnames:
+                entry.hostnames.add(site.hostname)
+        return entry.context, wants
 
     def retain(self, state: DataPlaneState) -> None:
-        """Forget contexts of hostnames or certificates no longer served."""
+        """Forget contexts of certificates no longer served by any hostname that used them."""
         self._by_site.clear()
-        for key in list(self._contexts):
-            site = state.sites.get(key[0])
-            if site is None or site.certificate is None or site.certificate.id != key[1]:
+        for key, entry in list(self._contexts.items()):
+            serving = {
+                hostname
+                for hostname in entry.hostnames
+                if (site := state.sites.get(hostname)) is not None
+                and site.certificate is not None
+                and site.certificate.id == key[0]
+            }
+            if serving:
+                entry.hostnames = serving
+            else:
                 del self._contexts[key]
 
     def __len__(self) -> int:
         return len(self._contexts)
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One cached context and the hostnames it was used for."""
+
+    context: SSL.Context
+    hostnames: set[str]
 
 
 def accept_and_record(

@@ -31,11 +31,12 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from certward.dataplane.caller_headers import HOP_MARK, HOP_MARK_HEADER, is_stripped
+from certward.dataplane.gateway_pages import hsts_line, reason_phrase
 from certward.egress import (
     Destination,
     EgressPolicy,
@@ -48,7 +49,7 @@ from certward.egress import (
 log = logging.getLogger("certward.gateway")
 
 UPSTREAM_CONNECT_TIMEOUT = 10.0
-READ_LIMIT = 256 * 1024
+_P = TypeVar("_P", bound=asyncio.BaseProtocol)
 
 HOP_BY_HOP = frozenset(
     {
@@ -91,8 +92,8 @@ def upstream_tls_context(
 
 
 class UpstreamConnector:
-    """Opens connections to upstreams as the policy allows (one per client connection
-    and upstream, kept alive by `certward.dataplane.http_exchange`)."""
+    """Opens connections to upstreams as the policy allows (kept alive and shared by the
+    client connections of a worker: `certward.dataplane.upstream_connection`)."""
 
     def __init__(self, policy: EgressPolicy, tls: ssl.SSLContext | None = None) -> None:
         self.policy = policy
@@ -115,32 +116,34 @@ class UpstreamConnector:
             raise UpstreamRefused(known)
         return known
 
-    async def open(self, upstream: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A connection to ``upstream`` (TLS for https://), to a checked address only.
+    async def connect(self, upstream: str, factory: Callable[[], _P]) -> _P:
+        """A connection to ``upstream`` (TLS for https://), to a checked address only,
+        served by the protocol ``factory`` makes.
 
         `UpstreamRefused` when the policy refuses it; `OSError` or `TimeoutError` when
         it cannot be reached (a TLS verification failure is an `ssl.SSLError`).
         """
         destination = self.destination(upstream)
-        return await asyncio.wait_for(self._connect(destination), UPSTREAM_CONNECT_TIMEOUT)
+        return await asyncio.wait_for(self._connect(destination, factory), UPSTREAM_CONNECT_TIMEOUT)
 
-    async def _connect(
-        self, destination: Destination
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _connect(self, destination: Destination, factory: Callable[[], _P]) -> _P:
         addresses = await self._addresses(destination)
         tls: dict[str, Any] = (
             {"ssl": self.tls, "server_hostname": destination.host} if destination.tls else {}
         )
+        loop = asyncio.get_running_loop()
         failure: OSError | None = None
         for address in addresses:
             try:
-                return await asyncio.open_connection(
-                    str(address), destination.port, limit=READ_LIMIT, **tls
+                _, protocol = await loop.create_connection(
+                    factory, str(address), destination.port, **tls
                 )
             except ssl.SSLError:
                 raise  # the upstream answered, with a certificate that does not verify
             except OSError as exc:
                 failure = exc
+            else:
+                return protocol
         raise failure or OSError(f"no address of {destination.host} answered")
 
     async def _addresses(self, destination: Destination) -> list[IPAddress]:
@@ -173,15 +176,50 @@ def _destination(policy: EgressPolicy, upstream: str) -> Destination | str:
 # -- headers --------------------------------------------------------------------------------
 
 
-def upstream_headers(
+_STRIPPED: dict[bytes, bool] = {}
+
+
+def _dropped(name: bytes) -> bool:
+    """`is_stripped` of a lower-case header name, remembered (a bounded table)."""
+    known = _STRIPPED.get(name)
+    if known is None:
+        known = is_stripped(name.decode("latin-1"))
+        if len(_STRIPPED) >= 4096:
+            _STRIPPED.clear()
+        _STRIPPED[name] = known
+    return known
+
+
+def fixed_request_headers(peer: str, tls_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The headers the gateway adds to every request of one client connection, encoded
+    once: ``X-Real-IP``, ``X-Forwarded-For``, ``X-Forwarded-Proto`` and ``SSL-*``."""
+    address = peer.encode()
+    lines = [
+        (b"X-Real-IP", address),
+        (b"X-Forwarded-For", address),
+        (b"X-Forwarded-Proto", b"https"),
+        *tls_headers,
+    ]
+    return b"".join(name + b": " + value + b"\r\n" for name, value in lines)
+
+
+_HOP_MARK_LINE = HOP_MARK_HEADER.encode() + b": "
+_OWN_HOP_MARK = HOP_MARK.encode()
+
+
+def upstream_head(
+    method: bytes,
+    origin: bytes,
     headers: Iterable[tuple[bytes, bytes]],
     *,
-    peer: str,
-    tls_headers: list[tuple[bytes, bytes]],
-) -> tuple[list[tuple[bytes, bytes]], bool]:
-    """The headers forwarded upstream (see the module docstring), and whether the
-    request is a WebSocket upgrade. ``headers`` are h11's: names in lower case."""
-    items = list(headers)
+    fixed: bytes,
+    chunked: bool,
+) -> tuple[bytes, bool]:
+    """The request head forwarded upstream (see the module docstring), and whether the
+    request is a WebSocket upgrade. ``headers`` are the caller's, names in lower case,
+    names and values checked by the request parser (no CR, LF or NUL); ``fixed`` is
+    `fixed_request_headers`; ``chunked``: the body is sent on chunked encoding."""
+    items = headers if isinstance(headers, list) else list(headers)
     named_in_connection: set[bytes] = set()
     upgrade = False
     for name, value in items:
@@ -192,44 +230,51 @@ def upstream_headers(
     websocket = upgrade and any(
         name == b"upgrade" and value.lower() == b"websocket" for name, value in items
     )
-    forwarded: list[tuple[bytes, bytes]] = []
+    out = [method, b" ", origin, b" HTTP/1.1\r\n"]
     cdn_loop: list[bytes] = []
-    chunked = False
     for name, value in items:
-        if name == b"transfer-encoding":
-            chunked = True  # h11 accepts only chunked: the body is sent on chunked
         if name == _HOP_MARK_HEADER:
             cdn_loop.append(value)
             continue
-        if (
-            name in _HOP_BY_HOP_BYTES
-            or name in named_in_connection
-            or is_stripped(name.decode("latin-1"))
-        ):
+        if name in _HOP_BY_HOP_BYTES or name in named_in_connection or _dropped(name):
             continue
-        forwarded.append((name, value))
+        out += (name, b": ", value, b"\r\n")
     if chunked:
-        forwarded.append((b"Transfer-Encoding", b"chunked"))
-    address = peer.encode()
-    forwarded += [
-        (b"X-Real-IP", address),
-        (b"X-Forwarded-For", address),
-        (b"X-Forwarded-Proto", b"https"),
-        *tls_headers,
-        (HOP_MARK_HEADER.encode(), b", ".join([*cdn_loop, HOP_MARK.encode()])),
-    ]
+        out.append(b"transfer-encoding: chunked\r\n")
+    cdn_loop.append(_OWN_HOP_MARK)
+    out += (fixed, _HOP_MARK_LINE, b", ".join(cdn_loop), b"\r\n")
     if websocket:
-        forwarded += [(b"Upgrade", b"websocket"), (b"Connection", b"upgrade")]
-    return forwarded, websocket
+        out.append(b"Upgrade: websocket\r\nConnection: upgrade\r\n")
+    out.append(b"\r\n")
+    return b"".join(out), websocket
 
 
-def response_headers(headers: Any, *, upgrade: bool) -> list[tuple[bytes, bytes]]:
-    """An upstream response's headers as sent to the client: hop-by-hop ones dropped."""
+def response_head(
+    status: int,
+    reason: bytes,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    upgrade: bool = False,
+    framing: bytes = b"",
+    hsts: bytes | None = None,
+) -> bytes:
+    """An upstream response's head as sent to the client: hop-by-hop headers dropped
+    (names in lower case, checked by the response parser), an empty reason replaced by
+    the standard one, ``framing`` (the ``Transfer-Encoding`` or ``Connection`` lines the
+    gateway's own framing needs) added. ``hsts``, the app's setting, replaces whatever
+    ``Strict-Transport-Security`` the upstream sent."""
     named: set[bytes] = set()
     for name, value in headers:
         if name == b"connection":
             named |= {t.strip().lower() for t in value.split(b",")}
-    kept = [(n, v) for n, v in headers if n not in _HOP_BY_HOP_BYTES and n not in named]
+    if hsts is not None:
+        named.add(b"strict-transport-security")
+    out = [b"HTTP/1.1 %d %s\r\n" % (status, reason or reason_phrase(status))]
+    for name, value in headers:
+        if name not in _HOP_BY_HOP_BYTES and name not in named:
+            out += (name, b": ", value, b"\r\n")
+    out.append(hsts_line(hsts))
     if upgrade:
-        kept += [(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade")]
-    return kept
+        out.append(b"Upgrade: websocket\r\nConnection: Upgrade\r\n")
+    out += (framing, b"\r\n")
+    return b"".join(out)
