@@ -84,6 +84,7 @@ from tests.material.factory import IssuedCert, TestCA
 from tests.material.tools import require_tool
 
 WAIT_SECONDS = 10.0
+NO_PHRASE_IN_NGINX = frozenset({508})
 STREAM_SECONDS = 3.0  # how long a streamed piece may take to arrive (buffering takes 5)
 HOLD_SECONDS = 5.0  # how long the upstream holds a stream back waiting for the client
 
@@ -889,7 +890,8 @@ class Run:
         assert answer.status == request.expect, (
             f"{described}: {answer.status}, expected {request.expect}: {answer.body[:300]!r}"
         )
-        assert answer.reason, f"{described}: no reason phrase"
+        # nginx 1.22 has no phrase for 508 (its status lines end at 507).
+        assert answer.reason or answer.status in NO_PHRASE_IN_NGINX, f"{described}: no reason"
         # HSTS of the site that answers; a 421 may come from either the SNI's site (the
         # gateway) or the Host's (nginx picks the server block by Host).
         served = self.state.site(request.sni or request.host)
