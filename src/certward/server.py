@@ -26,6 +26,8 @@ from certward.platform import Platform, open_platform
 from certward.settings import Settings, format_listen
 from certward.worker import RenewalWorker
 
+SWITCH_INTERVAL_SECONDS = 0.001  # the GIL's hand-over interval in certward serve (default 5 ms)
+
 
 def banner(platform: Platform) -> list[str]:
     """What an operator needs to know on start: where, and how to authenticate."""
@@ -75,6 +77,12 @@ def serve(settings: Settings, *, gateway: bool = True) -> None:
     # collector's full passes, which otherwise stall requests for 100 ms and more.
     gc.collect()
     gc.freeze()
+    # Uploads, reads and the event loop share one interpreter. A thread that blocks (a
+    # database call, a pipe to a material worker) waits for the running thread to give
+    # up the GIL, up to one switch interval each time: at the default 5 ms, a read that
+    # blocks a dozen times gains 50 ms behind another tenant's upload thread. 1 ms keeps
+    # that wait short (`benchmarks/bench_hostile_tenant.py`).
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     # The processes that read uploads start now, so that the first upload finds them ready.
     platform.context.material_workers.warm()
     worker = RenewalWorker(platform.context)
