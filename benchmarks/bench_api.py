@@ -137,7 +137,7 @@ def server(database_url: str, data_dir: Path) -> Iterator[str]:
         "CERTWARD_UPLOAD_RATE": "100000/minute",
     }
     process = subprocess.Popen(
-        [sys.executable, "-c", "from certward.cli import run; run()", "serve"],
+        [sys.executable, "-c", "from certward.cli.app import run; run()", "serve"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -80,7 +80,7 @@ def server(data_dir: Path) -> Iterator[tuple[str, int]]:
         "CERTWARD_FAILED_UPLOAD_RATE": "1000000/s",
     }
     process = subprocess.Popen(
-        [sys.executable, "-c", "from certward.cli import run; run()", "serve"],
+        [sys.executable, "-c", "from certward.cli.app import run; run()", "serve"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -20,7 +20,7 @@ from sqlalchemy import insert, select, text
 
 from _harness import per_call_seconds
 from bench_api import postgres_schema
-from certward.access import Principal
+from certward.authorization import Principal
 from certward.clock import FixedClock
 from certward.expiry import CertificateStatus
 from certward.model import App, ClientCertificate, Environment

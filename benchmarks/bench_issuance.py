@@ -35,7 +35,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from _harness import per_call_seconds
-from certward.access import Principal
+from certward.authorization import Principal
 from certward.clock import FixedClock
 from certward.issuing.ca import DOMAIN_VALIDATED_POLICY, Authority
 from certward.model import App, Environment, ManagedCertificate, new_id

@@ -55,8 +55,8 @@ from bench_gateway import (
     warm_up,
 )
 from certward.dataplane.nginx import RenderedFile, render_set
+from certward.dataplane.nginx_certificates import CertificateDirectory
 from certward.dataplane.state import DataPlaneState
-from certward.nginx_certificates import CertificateDirectory
 from tests.dataplane.local_policy import LOCAL_POLICY
 from tests.material.factory import TestCA
 

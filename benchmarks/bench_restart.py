@@ -14,8 +14,8 @@ import tempfile
 import time
 
 from _harness import per_call_seconds
-from certward.access import Principal
-from certward.bundles import new_password
+from certward.authorization import Principal
+from certward.bundles.files import new_password
 from certward.pki.convert import Pkcs12Profile, to_java_truststore, to_pkcs12
 from certward.platform import open_platform
 from certward.services import apps, authorities, client_certificates, staging

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from certward.access import Principal
-from certward.cli import main
+from certward.authorization import Principal
+from certward.cli.app import main
 from certward.model import ManagedCertificate
 from certward.platform import open_platform
 from certward.services import apps

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from certward.cli import main
+from certward.cli.app import main
 from certward.pki.limits import Limits
 from certward.pki.material import load_material
 from certward.pki.pkcs12_structure import read_pkcs12_structure

@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from certward.api import create_app
-from certward.cli import main
+from certward.cli.app import main
 from certward.clock import FixedClock
 from certward.errors import ConfigurationError
 from certward.model import ClientCertificate

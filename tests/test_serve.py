@@ -26,7 +26,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, inspect, make_url, text
 
-from certward.cli import main
+from certward.cli.app import main
 from certward.db import head_revision
 from tests.material import tools
 from tests.material.factory import IssuedCert, TestCA
@@ -50,7 +50,7 @@ def certward_command(*arguments: str) -> list[str]:
     script = Path(sys.executable).with_name("certward")
     if script.is_file() and os.access(script, os.X_OK):
         return [str(script), *arguments]
-    return [sys.executable, "-c", "from certward.cli import run; run()", *arguments]
+    return [sys.executable, "-c", "from certward.cli.app import run; run()", *arguments]
 
 
 def clean_environment(**variables: str) -> dict[str, str]:

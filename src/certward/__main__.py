@@ -1,5 +1,5 @@
 """``python -m certward``: the same CLI as the ``certward`` command."""
 
-from certward.cli import run
+from certward.cli.app import run
 
 run()

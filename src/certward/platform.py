@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from certward.access import generate_token
+from certward.authorization import generate_token
 from certward.clock import Clock, SystemClock
 from certward.db import Database, make_engine, stored_key_ids, upgrade_database
 from certward.errors import ConfigurationError, SecretError

@@ -4,7 +4,7 @@ gateway (``certward gateway`` in a child process that stops with the server).
 
 Uploaded material is read in worker processes started here (`certward.material_workers`).
 The API's connections have a deadline for each request's headers
-(``CERTWARD_HEADER_TIMEOUT``, `certward.listener`) and are closed when idle between
+(``CERTWARD_HEADER_TIMEOUT``, `certward.api.listener`) and are closed when idle between
 requests (``CERTWARD_IDLE_TIMEOUT``)."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from rich.text import Text
 
 from certward import __version__
 from certward.api import create_app
-from certward.gateway_runner import die_with_parent
-from certward.listener import with_header_deadline
+from certward.api.listener import with_header_deadline
+from certward.dataplane.gateway_runner import die_with_parent
 from certward.platform import Platform, open_platform
 from certward.settings import Settings, format_listen
 from certward.worker import RenewalWorker

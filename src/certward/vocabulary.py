@@ -16,7 +16,7 @@ class Plan(StrEnum):
 
 
 class Role(StrEnum):
-    """What a token may do: see `certward.access.authorize`."""
+    """What a token may do: see `certward.authorization.authorize`."""
 
     ADMIN = "admin"  # the platform: everything
     MEMBER = "member"  # one app: manage it

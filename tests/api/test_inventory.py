@@ -13,8 +13,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from certward.access import Principal
-from certward.cli import main
+from certward.authorization import Principal
+from certward.cli.app import main
 from certward.model import Environment, ManagedCertificate, TlsCertificate, WebhookDelivery
 from certward.services import notifications
 from certward.vocabulary import Role

@@ -16,7 +16,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID
 from cryptography.x509.verification import PolicyBuilder, Store
 from sqlalchemy import func, select, update
 
-from certward.access import Principal
+from certward.authorization import Principal
 from certward.errors import SecretError
 from certward.model import CaState, Environment, ManagedCertificate, PlatformCa
 from certward.pki.material import load_stored_private_key

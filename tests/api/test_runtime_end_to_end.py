@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from certward.bundle_install import install
+from certward.bundles.install import install
 from certward.runtime import load_bundle
 from tests.api.conftest import API, Api, expect
 from tests.material.factory import IssuedCert, TestCA

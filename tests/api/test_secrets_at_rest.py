@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import select
 
-from certward.access import hash_token
+from certward.authorization import hash_token
 from certward.errors import SecretError
 from certward.model import AuditEvent, Base, ClientCertificate
 from certward.services.keys import SEALED_FILES, sealed_key_ids

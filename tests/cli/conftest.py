@@ -33,7 +33,7 @@ import pytest
 import uvicorn
 
 from certward.api import create_app
-from certward.cli import main
+from certward.cli.app import main
 from certward.clock import FixedClock
 from certward.platform import Platform, open_platform
 from certward.settings import Settings

@@ -17,9 +17,10 @@ import httpx
 import typer
 from typer.core import TyperGroup
 
-from certward import api_client, cli_remote
+from certward import api_client
 from certward.api_client import ApiClient
-from certward.cli import app
+from certward.cli import remote as cli_remote
+from certward.cli.app import app
 from tests.cli.conftest import LiveServer
 
 SOURCES = sorted(Path(api_client.__file__).parent.glob("*.py"))

@@ -30,11 +30,11 @@ import pytest
 from cryptography import x509
 from sqlalchemy import select
 
-from certward.access import Principal
+from certward.authorization import Principal
 from certward.clock import FixedClock, SystemClock
+from certward.dataplane.nginx_agent import NginxDirectory, NginxOptions, NginxSync, SyncOutcome
 from certward.dataplane.state import DataPlaneState
 from certward.model import ManagedCertificate
-from certward.nginx_agent import NginxDirectory, NginxOptions, NginxSync, SyncOutcome
 from certward.platform import open_platform
 from certward.services import apps, domains, managed, tls_certificates
 from certward.services.dataplane_feed import DataPlaneFeed

@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-from certward.dataplane.state import DataPlaneState
-from certward.nginx_agent import (
+from certward.dataplane.nginx_agent import (
     InstallOutcome,
     NginxDirectory,
     NginxOptions,
@@ -27,6 +26,7 @@ from certward.nginx_agent import (
     reload,
     wait_until_serving,
 )
+from certward.dataplane.state import DataPlaneState
 from tests.dataplane.local_policy import LOCAL_POLICY
 from tests.dataplane.matrix import (
     CASES,
@@ -49,7 +49,7 @@ STOP_SECONDS = 10.0
 
 class NginxDataPlane:
     """Debian's nginx in the foreground (``-g 'daemon off;'``) on free loopback ports,
-    configured by `certward.nginx_agent` exactly as ``certward nginx sync`` does it,
+    configured by `certward.dataplane.nginx_agent` exactly as ``certward nginx sync`` does it,
     reloaded with SIGHUP and killed at the end. Its JSON access log gives the decisions.
     """
 

@@ -1,4 +1,4 @@
-"""`certward.nginx_agent` and ``certward nginx render|sync``: sets written whole and
+"""`certward.dataplane.nginx_agent` and ``certward nginx render|sync``: sets written whole and
 swapped atomically, nginx -t before anything is swapped, the last good set kept when
 nginx refuses one, reloads of a running nginx confirmed, broken sites left out."""
 
@@ -19,12 +19,11 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from certward import nginx_agent
-from certward.access import Principal
-from certward.cli import main
+from certward.authorization import Principal
+from certward.cli.app import main
+from certward.dataplane import nginx_agent
 from certward.dataplane.nginx import RenderedFile
-from certward.dataplane.state import DataPlaneState, ServedCertificate
-from certward.nginx_agent import (
+from certward.dataplane.nginx_agent import (
     KEPT_SETS,
     CertificateLoading,
     InstallOutcome,
@@ -36,6 +35,7 @@ from certward.nginx_agent import (
     serving_version,
     wait_until_serving,
 )
+from certward.dataplane.state import DataPlaneState, ServedCertificate
 from certward.platform import open_platform
 from certward.services import apps
 from certward.settings import Settings
@@ -215,7 +215,7 @@ def test_a_write_that_fails_halfway_leaves_the_active_set_alone(
             raise OSError(28, "No space left on device")
         original(path, rendered)
 
-    monkeypatch.setattr("certward.nginx_agent._write_file", failing)
+    monkeypatch.setattr("certward.dataplane.nginx_agent._write_file", failing)
     with pytest.raises(OSError, match="No space"):
         install(shop_state(matrix_pki, extra="new.agent.test"), directory, rendering)
     assert sorted(directory.sets.iterdir()) == before
@@ -230,7 +230,7 @@ def test_a_write_that_fails_halfway_leaves_the_active_set_alone(
             half.write(rendered.content[:10])
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("certward.nginx_certificates.write_new_file", full)
+    monkeypatch.setattr("certward.dataplane.nginx_certificates.write_new_file", full)
     with pytest.raises(OSError, match="No space"):
         install(shop_state(matrix_pki, f"{SHOP}#2"), directory, rendering)
     assert (certificates / f"{SHOP}.pem").read_bytes() == served

@@ -22,7 +22,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from certward.bundles import BundleClientCertificate, BundleSpec, build_bundle
+from certward.bundles.files import BundleClientCertificate, BundleSpec, build_bundle
 from certward.pki.convert import Pkcs12Profile
 from tests.material.factory import NOW, IssuedCert, TestCA
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from certward.bundle_store import BundleStore
-from certward.bundles import BundleClientCertificate, BundleSpec, build_bundle, verify_files
+from certward.bundles.files import BundleClientCertificate, BundleSpec, build_bundle, verify_files
+from certward.bundles.store import BundleStore
 from certward.pki.convert import Pkcs12Profile
 from certward.pki.limits import Limits
 from certward.pki.pkcs12_structure import read_pkcs12_structure

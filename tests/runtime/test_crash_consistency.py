@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from certward.access import Principal
-from certward.bundle_store import CURRENT, BundleStore
+from certward.authorization import Principal
+from certward.bundles.store import CURRENT, BundleStore
 from certward.pki.convert import Pkcs12Profile
 from certward.platform import open_platform
 from certward.secrets import SecretBox, load_keyring_file

@@ -34,14 +34,12 @@ import pytest
 from cryptography import x509
 from sqlalchemy import select
 
-from certward import nginx_agent
-from certward.access import Principal
+from certward.authorization import Principal
 from certward.clock import FixedClock, SystemClock
+from certward.dataplane import nginx_agent
 from certward.dataplane.caller_headers import STRIPPED_NAMES
 from certward.dataplane.nginx import render_set
-from certward.dataplane.state import DataPlaneState, ServedCertificate
-from certward.model import Environment, ManagedCertificate, WebhookDelivery
-from certward.nginx_agent import (
+from certward.dataplane.nginx_agent import (
     InstallOutcome,
     NginxDirectory,
     NginxOptions,
@@ -50,6 +48,8 @@ from certward.nginx_agent import (
     install,
     wait_until_serving,
 )
+from certward.dataplane.state import DataPlaneState, ServedCertificate
+from certward.model import Environment, ManagedCertificate, WebhookDelivery
 from certward.platform import open_platform
 from certward.services import (
     apps,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from certward.cli import main
+from certward.cli.app import main
 from certward.secrets import SecretBox, key_id_of, load_keyring_file
 from certward.services import keys
 from certward.services.acme_issuing import load_or_create_account_key

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from certward.cli import main
+from certward.cli.app import main
 from certward.egress import EgressPolicy, EgressRefused
 from certward.services.notifications import checked_request
 from tests.test_serve import ADMIN_TOKEN, ServerLauncher, ServerProcess, servers

@@ -37,8 +37,8 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from certward.access import Principal
 from certward.api import create_app
+from certward.authorization import Principal
 from certward.clock import FixedClock
 from certward.platform import Platform, open_platform
 from certward.services import apps

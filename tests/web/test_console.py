@@ -15,8 +15,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from fastapi.testclient import TestClient
 from starlette.routing import Route
 
-from certward.access import hash_token
 from certward.api import create_app
+from certward.authorization import hash_token
 from certward.errors import Unauthorized
 from certward.services import tls_certificates, tokens
 from certward.services.acme_issuing import close_acme

@@ -6,13 +6,13 @@ from fastapi import FastAPI
 
 from certward import __version__
 from certward.api import problems
-from certward.api.access import router as access_router
 from certward.api.acme_challenges import router as acme_challenges_router
 from certward.api.deps import PrincipalCache
 from certward.api.incoming import router as incoming_router
 from certward.api.inventory import router as inventory_router
 from certward.api.limits import BodySizeLimit
 from certward.api.platform import router as platform_router
+from certward.api.restrictions import router as access_router
 from certward.api.routes import healthz, router
 from certward.api.upload_turns import UploadTurns
 from certward.services.context import Context

@@ -12,7 +12,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
-from certward.access import Principal, hash_token
+from certward.authorization import Principal, hash_token
 from certward.errors import (
     InvalidRequest,
     MalformedRequest,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from certward.access import Action
 from certward.api.deps import ContextDep, PrincipalDep, url_without_nul
+from certward.authorization import Action
 from certward.expiry import CertificateStatus
 from certward.services import inventory, metrics
-from certward.services.access import require
 from certward.services.inventory import CertificateKind, InventoryItem
+from certward.services.lookups import require
 
 router = APIRouter(dependencies=[Depends(url_without_nul)])
 

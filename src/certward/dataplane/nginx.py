@@ -1,7 +1,7 @@
 """The data plane for Debian's nginx: a `DataPlaneState` rendered as a set of files.
 
 `render` returns ``nginx.conf`` plus, per hostname, the certificate chain, its key
-(mode 0600) and the client CAs; nothing is written here (`certward.nginx_agent` does
+(mode 0600) and the client CAs; nothing is written here (`certward.dataplane.nginx_agent` does
 that, atomically). `render_set` with ``certificates=`` renders the configuration
 ``certward nginx sync`` serves: certificates read at every handshake from one file per
 hostname (`certificate_file`), so a renewal needs no reload. The configuration

@@ -24,7 +24,7 @@ from typing import Any
 import certifi
 import httpx
 
-from certward.bundles import MANIFEST
+from certward.bundles.files import MANIFEST
 from certward.errors import CertwardError
 
 

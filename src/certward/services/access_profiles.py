@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from certward.access import Action, Principal
+from certward.authorization import Action, Principal
 from certward.dataplane.state import AccessProfile as DataPlaneProfile
 from certward.dataplane.state import ClientCa, Network
 from certward.dataplane.state import PathRule as DataPlaneRule
@@ -49,11 +49,11 @@ from certward.pki.checks import Purpose
 from certward.pki.inspect import is_self_signed
 from certward.pki.problems import Problem
 from certward.services import audit
-from certward.services.access import find_app
 from certward.services.apps import check_label
 from certward.services.context import Context
 from certward.services.ip_deny_profiles import deny_ranges
 from certward.services.ip_ranges import check_ip_ranges, stored_network
+from certward.services.lookups import find_app
 from certward.services.path_rules import applied_rules
 from certward.services.staging import applied_snapshot
 from certward.services.uploads import Upload, judge_uploads

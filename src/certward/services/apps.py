@@ -11,16 +11,16 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from certward.access import Action, Principal, authorize
+from certward.authorization import Action, Principal, authorize
 from certward.db import flush_or_conflict
 from certward.errors import Conflict, InvalidRequest
 from certward.model import App, Environment
 from certward.pki.convert import Pkcs12Profile
 from certward.pki.names import HostnameError, normalize_hostname
 from certward.services import audit, managed, upstreams
-from certward.services.access import find_app, find_environment, require
 from certward.services.client_certificates import normalize_pins
 from certward.services.context import Context
+from certward.services.lookups import find_app, find_environment, require
 from certward.vocabulary import Plan
 
 _DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")

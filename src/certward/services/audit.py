@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from certward.access import Action, Principal
+from certward.authorization import Action, Principal
 from certward.model import App, AuditEvent
-from certward.services.access import find_app, require
 from certward.services.context import Context
+from certward.services.lookups import find_app, require
 
 MAX_PAGE = 500
 

@@ -10,15 +10,15 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from certward.access import Action, Principal
+from certward.authorization import Action, Principal
 from certward.errors import NotFound
 from certward.model import App, CertificateAuthority, Environment
 from certward.pki.checks import Purpose
 from certward.pki.inspect import describe_certificate
 from certward.pki.problems import Problem
 from certward.services import audit
-from certward.services.access import find_environment, require_licensed
 from certward.services.context import Context
+from certward.services.lookups import find_environment, require_licensed
 from certward.services.staging import applied_snapshot, authority_state
 from certward.services.uploads import Upload, judge_uploads
 

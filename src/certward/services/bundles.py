@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from certward.access import Action, Principal
-from certward.bundles import build_bundle
+from certward.authorization import Action, Principal
+from certward.bundles.files import build_bundle
 from certward.errors import NotFound
 from certward.model import EnvironmentVersion
 from certward.services import audit
-from certward.services.access import find_environment
 from certward.services.context import Context
+from certward.services.lookups import find_environment
 from certward.services.staging import bundle_spec
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from certward.access import Action, Principal
+from certward.authorization import Action, Principal
 from certward.errors import Conflict, InvalidRequest, NotFound
 from certward.model import (
     App,
@@ -33,8 +33,8 @@ from certward.pki.inspect import chain_summary, describe_certificate
 from certward.pki.names import HostnameError, normalize_hostname
 from certward.pki.problems import Problem
 from certward.services import audit
-from certward.services.access import find_environment, require_licensed
 from certward.services.context import Context
+from certward.services.lookups import find_environment, require_licensed
 from certward.services.staging import (
     applied_client_certificate_states,
     client_certificate_state,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from certward.bundle_store import BundleStore
+from certward.bundles.store import BundleStore
 from certward.clock import Clock
 from certward.db import Database
 from certward.material_workers import MaterialWorkers

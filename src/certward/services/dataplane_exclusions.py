@@ -17,11 +17,11 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from certward.access import Action, Principal
+from certward.authorization import Action, Principal
 from certward.dataplane.state import DataPlaneState
 from certward.model import DataPlaneExclusion, Webhook, WebhookDelivery
-from certward.services.access import require
 from certward.services.context import Context
+from certward.services.lookups import require
 
 EVENT = "data-plane.site-excluded"
 MAX_REASON = 2000

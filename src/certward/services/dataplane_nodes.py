@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 
-from certward.access import Action, Principal
+from certward.authorization import Action, Principal
 from certward.model import DataPlaneNode, DataPlaneSequence
-from certward.services.access import require
 from certward.services.context import Context
+from certward.services.lookups import require
 
 FORGOTTEN_AFTER = timedelta(days=7)  # a node silent this long is dropped from the list
 

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from certward.access import Action, Principal, visible
+from certward.authorization import Action, Principal, visible
 from certward.errors import Conflict, InvalidRequest, NotFound
 from certward.expiry import CertificateStatus, certificate_status
 from certward.model import App, CustomDomain, Environment, ManagedCertificate, TlsCertificate
@@ -29,8 +29,8 @@ from certward.pki.inspect import describe_certificate
 from certward.pki.names import HostnameError, covers, is_ip, normalize_hostname
 from certward.pki.problems import ProblemCode
 from certward.services import audit
-from certward.services.access import find_environment, require_licensed
 from certward.services.context import Context
+from certward.services.lookups import find_environment, require_licensed
 from certward.services.tls_certificates import find_tls_certificate, leaf_of, require_usable
 
 MANAGED = "managed"

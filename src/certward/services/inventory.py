@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, select, true
 from sqlalchemy.orm import Session
 
-from certward.access import Action, Principal
+from certward.authorization import Action, Principal
 from certward.errors import InvalidRequest
 from certward.expiry import EXPIRES_SOON, CertificateStatus, certificate_status
 from certward.model import (
@@ -29,8 +29,8 @@ from certward.model import (
     ManagedCertificate,
     TlsCertificate,
 )
-from certward.services.access import find_app, require
 from certward.services.context import Context
+from certward.services.lookups import find_app, require
 
 MAX_PAGE = 1000
 

@@ -15,16 +15,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from certward.access import Action, Principal
+from certward.authorization import Action, Principal
 from certward.dataplane.state import Network
 from certward.db import flush_or_conflict
 from certward.errors import Conflict, InvalidRequest, NotFound
 from certward.model import App, Environment, EnvironmentIpDeny, IpDenyProfile
 from certward.services import audit
-from certward.services.access import find_app, find_environment
 from certward.services.apps import check_label
 from certward.services.context import Context
 from certward.services.ip_ranges import check_ip_ranges, stored_network
+from certward.services.lookups import find_app, find_environment
 
 MAX_DENY_PROFILES = 100  # attached to one environment
 

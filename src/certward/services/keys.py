@@ -24,7 +24,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from certward.bundle_store import BundleStore
+from certward.bundles.store import BundleStore
 from certward.db import Database
 from certward.errors import ConfigurationError
 from certward.model import Base, ClientCertificate, ManagedCertificate, PlatformCa, TlsCertificate

@@ -66,7 +66,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from certward.access import Action, Principal
+from certward.authorization import Action, Principal
 from certward.errors import CertwardError, NotFound
 from certward.issuing.acme import AcmeError
 from certward.issuing.ca import certificate_pem
@@ -75,9 +75,9 @@ from certward.model import Base, Environment, ManagedCertificate, UTCDateTime, n
 from certward.pki.convert import private_key_der
 from certward.pki.inspect import subject_of
 from certward.secrets import private_key_aad
-from certward.services.access import find_environment
 from certward.services.acme_issuing import acme_enabled, order_certificate
 from certward.services.context import Context
+from certward.services.lookups import find_environment
 from certward.services.platform_ca import IssuingCa, issuing_ca, retire_unused
 
 ACTIVE = "active"

@@ -26,14 +26,14 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from certward.access import Action, Principal
+from certward.authorization import Action, Principal
 from certward.egress import EgressPolicy, EgressRefused, check_addresses, check_url
 from certward.errors import InvalidRequest, NotFound
 from certward.expiry import CertificateStatus
 from certward.model import ManagedCertificate, TlsCertificate, Webhook, WebhookDelivery
-from certward.services.access import require
 from certward.services.context import Context
 from certward.services.inventory import CertificateKind, InventoryItem, list_inventory
+from certward.services.lookups import require
 from certward.vocabulary import Role
 
 SYSTEM = Principal(token_id=None, role=Role.ADMIN)  # the worker, acting for the platform

@@ -20,15 +20,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from certward.access import Action, Principal
+from certward.authorization import Action, Principal
 from certward.dataplane.request_target import PrefixRefused, canonical_prefix, served_prefix
 from certward.dataplane.state import PathRule as DataPlaneRule
 from certward.dataplane.state import RuleKind
 from certward.errors import InvalidRequest
 from certward.model import AccessProfile, Environment, EnvironmentVersion
 from certward.services import audit
-from certward.services.access import find_environment
 from certward.services.context import Context
+from certward.services.lookups import find_environment
 from certward.services.staging import applied_snapshot, stage_path_rules, staged_path_rules
 from certward.snapshot import PathRuleState, path_rules_json
 

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from certward.access import Principal
+from certward.authorization import Principal
 from certward.errors import NotFound, SecretError
 from certward.issuing.ca import (
     Authority,

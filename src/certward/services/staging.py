@@ -20,8 +20,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from certward.access import Action, Principal
-from certward.bundles import BundleClientCertificate, BundleSpec, build_bundle
+from certward.authorization import Action, Principal
+from certward.bundles.files import BundleClientCertificate, BundleSpec, build_bundle
 from certward.dataplane.state import RuleKind
 from certward.errors import InvalidRequest, NotFound, SecretError
 from certward.model import (
@@ -40,8 +40,8 @@ from certward.pki.material import Material, MaterialKind, load_stored_private_ke
 from certward.pki.problems import Problem, ProblemCode
 from certward.secrets import associated_data
 from certward.services import audit
-from certward.services.access import find_environment
 from certward.services.context import Context
+from certward.services.lookups import find_environment
 from certward.snapshot import (
     AuthorityState,
     Change,

@@ -21,7 +21,7 @@ from datetime import timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from certward.access import Action, Principal
+from certward.authorization import Action, Principal
 from certward.errors import Conflict, InvalidRequest, IssuerUnavailable
 from certward.issuing.acme import AcmeError
 from certward.issuing.renewal import renew_after, retry_at
@@ -30,9 +30,9 @@ from certward.pki.convert import private_key_der
 from certward.pki.inspect import describe_certificate
 from certward.pki.names import is_ip
 from certward.services import audit
-from certward.services.access import find_app, require_licensed
 from certward.services.acme_issuing import AcmeOrder, acme_enabled, order_certificate
 from certward.services.context import Context
+from certward.services.lookups import find_app, require_licensed
 from certward.services.managed import CLAIM_LEASE, MAX_ERROR_LENGTH, RenewalReport
 from certward.services.tls_certificates import (
     ACME,

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.orm import Session
 
-from certward.access import Action, Principal
+from certward.authorization import Action, Principal
 from certward.errors import Conflict, InvalidRequest, NotFound
 from certward.expiry import EXPIRES_SOON, CertificateStatus, certificate_status
 from certward.model import App, CustomDomain, Environment, TlsCertificate
@@ -50,8 +50,8 @@ from certward.pki.names import HostnameError, covers
 from certward.pki.problems import Problem, ProblemCode
 from certward.secrets import private_key_aad
 from certward.services import audit
-from certward.services.access import find_app, require_licensed
 from certward.services.context import Context
+from certward.services.lookups import find_app, require_licensed
 from certward.services.uploads import Upload, examine_uploads, judge_uploads, require_sound
 
 MAX_SANS = 100

@@ -9,12 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from certward.access import Principal, generate_token, grant_action, hash_token
+from certward.authorization import Principal, generate_token, grant_action, hash_token
 from certward.errors import Conflict, InvalidRequest, NotFound, Unauthorized
 from certward.model import App, Environment, Token
 from certward.services import audit
-from certward.services.access import find_app, find_environment, require
 from certward.services.context import Context
+from certward.services.lookups import find_app, find_environment, require
 from certward.vocabulary import Role
 
 BOOTSTRAP_DESCRIPTION = "bootstrap admin token"

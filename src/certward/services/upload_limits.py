@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from sqlalchemy import select
 
-from certward.access import Principal
+from certward.authorization import Principal
 from certward.errors import MaterialError, Refusal, TooManyRequests
 from certward.model import App
 from certward.services.context import Context

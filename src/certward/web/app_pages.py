@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from starlette.requests import Request
 from starlette.responses import Response
 
-from certward.access import Principal
+from certward.authorization import Principal
 from certward.errors import Forbidden, InvalidRequest, Refusal
 from certward.expiry import CertificateStatus
 from certward.pki.csr import CsrKeyType

@@ -15,7 +15,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from certward.access import Principal
+from certward.authorization import Principal
 from certward.dataplane.state import RuleKind
 from certward.errors import Forbidden, InvalidRequest, NotFound, Refusal
 from certward.expiry import CertificateStatus, certificate_status

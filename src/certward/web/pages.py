@@ -24,7 +24,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from certward import __version__
-from certward.access import Principal
+from certward.authorization import Principal
 from certward.errors import Forbidden, TooManyRequests, Unauthorized
 from certward.services import console_sessions, tokens, upload_limits
 from certward.services.context import Context

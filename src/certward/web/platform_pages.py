@@ -12,7 +12,7 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import Response
 
-from certward.access import Principal, authorize, grant_action
+from certward.authorization import Principal, authorize, grant_action
 from certward.errors import Forbidden, Refusal
 from certward.expiry import CertificateStatus
 from certward.services import (

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from certward.access import Principal
+from certward.authorization import Principal
 from certward.errors import InvalidRequest, Refusal
 from certward.services import (
     apps,

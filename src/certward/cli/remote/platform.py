@@ -9,10 +9,10 @@ from typing import Annotated
 import typer
 
 from certward.api_client import DEFAULT_SERVER
-from certward.cli_remote.connection import connect
-from certward.cli_remote.local_files import write_file
-from certward.cli_remote.options import JsonOption, OptionalAppOption, ServerOption, TokenOption
-from certward.cli_remote.terminal import emit_json, format_time, print_line, show_rows
+from certward.cli.remote.connection import connect
+from certward.cli.remote.local_files import write_file
+from certward.cli.remote.options import JsonOption, OptionalAppOption, ServerOption, TokenOption
+from certward.cli.remote.terminal import emit_json, format_time, print_line, show_rows
 from certward.expiry import CertificateStatus
 
 

@@ -9,10 +9,10 @@ import typer
 from rich.text import Text
 
 from certward.api_client import DEFAULT_SERVER, JsonObject
-from certward.cli_remote.connection import connect
-from certward.cli_remote.local_files import read_json_file
-from certward.cli_remote.options import AppOption, EnvOption, JsonOption, ServerOption, TokenOption
-from certward.cli_remote.terminal import (
+from certward.cli.remote.connection import connect
+from certward.cli.remote.local_files import read_json_file
+from certward.cli.remote.options import AppOption, EnvOption, JsonOption, ServerOption, TokenOption
+from certward.cli.remote.terminal import (
     NOTHING,
     emit_json,
     print_line,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from certward.cli_remote.terminal import usage_error
+from certward.cli.remote.terminal import usage_error
 
 ServerOption = Annotated[
     str,

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from certward.bundles import MANIFEST, verify_files
+from certward.bundles.files import MANIFEST, verify_files
 from certward.errors import SecretError
 from certward.secrets import SecretBox, associated_data
 

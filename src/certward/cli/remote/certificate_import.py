@@ -13,15 +13,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.text import Text
 
 from certward.api_client import DEFAULT_SERVER, ApiClient, ApiProblem, JsonObject, UploadFile
-from certward.cli_remote.connection import connect
-from certward.cli_remote.local_files import (
+from certward.cli.remote.connection import connect
+from certward.cli.remote.local_files import (
     CERTIFICATE_SUFFIXES,
     PKCS12_SUFFIXES,
     read_json_file,
     read_password,
     strip_line_break,
 )
-from certward.cli_remote.options import (
+from certward.cli.remote.options import (
     AppOption,
     EnvOption,
     JsonOption,
@@ -30,7 +30,7 @@ from certward.cli_remote.options import (
     ServerOption,
     TokenOption,
 )
-from certward.cli_remote.terminal import (
+from certward.cli.remote.terminal import (
     emit_json,
     print_line,
     rows_table,

@@ -8,9 +8,9 @@ import typer
 from rich.text import Text
 
 from certward.api_client import DEFAULT_SERVER
-from certward.cli_remote.connection import connect
-from certward.cli_remote.options import JsonOption, OptionalAppOption, ServerOption, TokenOption
-from certward.cli_remote.terminal import (
+from certward.cli.remote.connection import connect
+from certward.cli.remote.options import JsonOption, OptionalAppOption, ServerOption, TokenOption
+from certward.cli.remote.terminal import (
     emit_json,
     format_time,
     print_details,

@@ -6,12 +6,12 @@ import re
 
 import pytest
 
-from certward.access import (
+from certward.authorization import (
     Action,
-    Decision,
+    Verdict,
     Principal,
     authorize,
-    decide,
+    verdict,
     generate_token,
     grant_action,
     hash_token,
@@ -78,8 +78,8 @@ def test_nothing_is_allowed_on_another_app(principal: Principal, action: Action)
     """A token of app A may do nothing on app B, and B stays invisible (404)."""
     assert not authorize(principal, action, B, B_PROD)
     assert not authorize(principal, action, B)
-    assert decide(principal, action, B, B_PROD) is Decision.NOT_FOUND
-    assert decide(principal, action, B) is Decision.NOT_FOUND
+    assert verdict(principal, action, B, B_PROD) is Verdict.NOT_FOUND
+    assert verdict(principal, action, B) is Verdict.NOT_FOUND
 
 
 @pytest.mark.parametrize("principal", [MEMBER, VIEWER, RUNTIME], ids=lambda p: p.role)
@@ -87,7 +87,7 @@ def test_nothing_is_allowed_on_another_app(principal: Principal, action: Action)
 def test_platform_actions_need_an_admin(principal: Principal, action: Action) -> None:
     """With no app (creating apps, the whole audit log), only admins are allowed."""
     assert not authorize(principal, action)
-    assert decide(principal, action) is Decision.FORBIDDEN
+    assert verdict(principal, action) is Verdict.FORBIDDEN
 
 
 def test_admin_does_everything_on_every_app() -> None:
@@ -104,15 +104,15 @@ def test_runtime_token_is_bound_to_one_environment() -> None:
     assert authorize(RUNTIME, Action.DOWNLOAD_BUNDLE, A, A_PROD)
     assert not authorize(RUNTIME, Action.DOWNLOAD_BUNDLE, A, A_TEST)
     assert not authorize(RUNTIME, Action.DOWNLOAD_BUNDLE, A)
-    assert decide(RUNTIME, Action.DOWNLOAD_BUNDLE, A, A_TEST) is Decision.NOT_FOUND
-    assert decide(RUNTIME, Action.READ, A, A_PROD) is Decision.FORBIDDEN
+    assert verdict(RUNTIME, Action.DOWNLOAD_BUNDLE, A, A_TEST) is Verdict.NOT_FOUND
+    assert verdict(RUNTIME, Action.READ, A, A_PROD) is Verdict.FORBIDDEN
 
 
 def test_member_and_viewer_cover_every_environment_of_their_app() -> None:
     """App-scoped roles act on all environments of their app."""
     assert authorize(MEMBER, Action.MANAGE, A, A_TEST)
     assert authorize(VIEWER, Action.READ, A, A_TEST)
-    assert decide(VIEWER, Action.MANAGE, A, A_TEST) is Decision.FORBIDDEN
+    assert verdict(VIEWER, Action.MANAGE, A, A_TEST) is Verdict.FORBIDDEN
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from certward.cli_remote import remote_app
+from certward.cli.remote import remote_app
 from certward.clock import SystemClock
 from certward.errors import ConfigurationError, MaterialError
 from certward.pki.checks import Purpose, judge
@@ -318,7 +318,7 @@ def bundle_install_command(
     ] = None,
 ) -> None:
     """Download the environment's runtime bundle and install it in DIR, paths absolute."""
-    from certward.bundle_install import BundleInstallError, fetch, install
+    from certward.bundles.install import BundleInstallError, fetch, install
 
     token = _read_password(token_file, False, "token")
     secret = token.decode().strip() if token else os.environ.get("CERTWARD_TOKEN", "").strip()
@@ -605,7 +605,7 @@ def gateway_command(
     gateways as needed, on other machines too (PostgreSQL)."""
     import logging
 
-    from certward.gateway_runner import run_gateway
+    from certward.dataplane.gateway_runner import run_gateway
 
     settings = _settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -620,7 +620,7 @@ def gateway_command(
 
 
 # The data plane on Debian's nginx (certward nginx render|sync).
-from certward.cli_nginx import nginx_app  # noqa: E402 - after the helpers it uses
+from certward.cli.nginx import nginx_app  # noqa: E402 - after the helpers it uses
 
 app.add_typer(nginx_app, name="nginx")
 

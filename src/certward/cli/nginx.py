@@ -1,4 +1,4 @@
-"""``certward nginx render|sync``: the data plane on Debian's nginx (`certward.nginx_agent`).
+"""``certward nginx render|sync``: Debian's nginx as a data plane (`certward.dataplane.nginx_agent`).
 
 The agent reads the state from the database like an operator command, and records the
 sites it leaves out (`certward.services.dataplane_exclusions`).
@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.text import Text
 
-from certward.cli import _console, _operator_platform, _settings, _usage_error
+from certward.cli.app import _console, _operator_platform, _settings, _usage_error
 from certward.egress import Listener
 from certward.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from certward.dataplane.nginx_agent import NginxOptions
     from certward.dataplane.state import DataPlaneState
-    from certward.nginx_agent import NginxOptions
     from certward.platform import Platform
     from certward.settings import Settings
 
@@ -69,8 +69,8 @@ def _nginx_options(
 ) -> NginxOptions:
     import shutil
 
+    from certward.dataplane.nginx_agent import CertificateLoading, NginxOptions
     from certward.dataplane.tls_policy import tls_policy
-    from certward.nginx_agent import CertificateLoading, NginxOptions
 
     try:
         loading = CertificateLoading(certificates)
@@ -141,7 +141,7 @@ def nginx_render_command(
 
     The set is written whole, checked with nginx -t when nginx is installed, and only
     then made DIR/nginx.conf. Nothing is reloaded: that is what sync does."""
-    from certward.nginx_agent import InstallOutcome, NginxDirectory, install
+    from certward.dataplane.nginx_agent import InstallOutcome, NginxDirectory, install
     from certward.services import dataplane_exclusions
     from certward.services.dataplane_feed import DataPlaneFeed
 
@@ -202,7 +202,7 @@ def nginx_sync_command(
     import logging
     import signal
 
-    from certward.nginx_agent import NginxDirectory, NginxSync
+    from certward.dataplane.nginx_agent import NginxDirectory, NginxSync
     from certward.services.dataplane_feed import DataPlaneFeed
     from certward.services.dataplane_follower import StateFollower
 

@@ -11,7 +11,7 @@ A directory holds everything (``certward nginx render|sync --out DIR``; nginx ru
     DIR/logs/ DIR/run/ DIR/tmp/   error and access logs, pid file, nginx's temp files
 
 Certificates are not part of a set: nginx loads each one per handshake from
-``certificates/`` (`certward.nginx_certificates`), so a renewal or a replaced
+``certificates/`` (`certward.dataplane.nginx_certificates`), so a renewal or a replaced
 certificate is a file renamed into place and needs no reload; nginx is reloaded only
 when the configuration itself changes (a hostname added or removed, rules, client CAs,
 upstreams), because a reload closes every idle keep-alive connection. The
@@ -68,12 +68,16 @@ from certward.dataplane.nginx import (
     RenderedSet,
     render_set,
 )
+from certward.dataplane.nginx_certificates import (
+    CertificateDirectory,
+    fsync_directory,
+    write_new_file,
+)
 from certward.dataplane.nginx_upstreams import Lookup, UpstreamChecks, check_upstreams
 from certward.dataplane.session_tickets import DEFAULT_ROTATION, ticket_key_files
 from certward.dataplane.state import DataPlaneState
 from certward.dataplane.tls_policy import INTERMEDIATE, NginxTls, TlsPolicy
 from certward.egress import EgressPolicy
-from certward.nginx_certificates import CertificateDirectory, fsync_directory, write_new_file
 
 _write_file = write_new_file
 _fsync_directory = fsync_directory

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from certward.access import Action, Decision, Principal, decide, visible
+from certward.authorization import Action, Verdict, Principal, verdict, visible
 from certward.errors import Forbidden, NotFound
 from certward.model import App, Environment
 from certward.vocabulary import Plan
@@ -15,10 +15,10 @@ def require(
     principal: Principal, action: Action, app_id: str | None = None, env_id: str | None = None
 ) -> None:
     """Raise unless ``principal`` may do ``action``; 404 when it may not even know."""
-    decision = decide(principal, action, app_id, env_id)
-    if decision is Decision.NOT_FOUND:
+    answer = verdict(principal, action, app_id, env_id)
+    if answer is Verdict.NOT_FOUND:
         raise NotFound("No such app or environment.")
-    if decision is Decision.FORBIDDEN:
+    if answer is Verdict.FORBIDDEN:
         raise Forbidden(f"This token may not {action.value.replace('-', ' ')} here.")
 
 

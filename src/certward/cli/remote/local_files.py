@@ -13,7 +13,7 @@ from typing import Any, Final
 import typer
 
 from certward.api_client import UploadFile
-from certward.cli_remote.terminal import usage_error
+from certward.cli.remote.terminal import usage_error
 from certward.pki.material import MaterialKind, sniff_kind
 
 PKCS12_SUFFIXES: Final = frozenset({".p12", ".pfx"})

@@ -11,9 +11,9 @@ from rich.text import Text
 from rich.tree import Tree
 
 from certward.api_client import DEFAULT_SERVER, JsonObject
-from certward.cli_remote.connection import connect
-from certward.cli_remote.local_files import read_upload
-from certward.cli_remote.options import (
+from certward.cli.remote.connection import connect
+from certward.cli.remote.local_files import read_upload
+from certward.cli.remote.options import (
     AppOption,
     IpRangeOption,
     JsonOption,
@@ -24,7 +24,7 @@ from certward.cli_remote.options import (
     input_file,
     new_ip_ranges,
 )
-from certward.cli_remote.terminal import (
+from certward.cli.remote.terminal import (
     emit_json,
     format_time,
     print_details,

@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from certward.api_client import DEFAULT_SERVER, JsonObject
-from certward.cli_remote.connection import connect
-from certward.cli_remote.options import (
+from certward.cli.remote.connection import connect
+from certward.cli.remote.options import (
     AppOption,
     EnvOption,
     IpRangeOption,
@@ -19,7 +19,7 @@ from certward.cli_remote.options import (
     TokenOption,
     new_ip_ranges,
 )
-from certward.cli_remote.terminal import (
+from certward.cli.remote.terminal import (
     emit_json,
     format_time,
     print_details,

@@ -9,7 +9,7 @@ import typer
 from rich.text import Text
 
 from certward.api_client import ApiClient, ApiClientError, ApiProblem
-from certward.cli_remote.terminal import print_problem, stderr_console, usage_error
+from certward.cli.remote.terminal import print_problem, stderr_console, usage_error
 
 
 @contextmanager

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-log = logging.getLogger("certward.listener")
+log = logging.getLogger("certward.api.listener")
 
 
 class HeaderDeadlineProtocol(H11Protocol):

@@ -7,7 +7,7 @@ problem's code, detail and every listed problem on standard error) or could not 
 reached (one line), 2 a usage error. Passwords come from ``--password-file``,
 ``--password-stdin`` or a hidden prompt, never from an argument, and are never printed.
 
-``remote_app`` is merged into the ``certward`` Typer app by `certward.cli`; it imports
+``remote_app`` is merged into the ``certward`` Typer app by `certward.cli.app`; it imports
 neither FastAPI nor SQLAlchemy, so these commands start quickly. This module is the map
 of the command tree: each command group lives in a module of its own and is attached
 here, under its help panel.
@@ -19,7 +19,7 @@ from typing import Final
 
 import typer
 
-from certward.cli_remote import (
+from certward.cli.remote import (
     access_profiles,
     apps,
     authorities,
@@ -32,7 +32,7 @@ from certward.cli_remote import (
     tls_certificates,
     tokens,
 )
-from certward.cli_remote.platform import InventoryKind
+from certward.cli.remote.platform import InventoryKind
 
 __all__ = ["InventoryKind", "remote_app"]
 

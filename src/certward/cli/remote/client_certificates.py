@@ -8,16 +8,16 @@ from typing import Annotated
 import typer
 
 from certward.api_client import DEFAULT_SERVER, UNSET, JsonObject
-from certward.cli_remote.certificate_import import client_cert_import_dir
-from certward.cli_remote.connection import connect
-from certward.cli_remote.local_files import (
+from certward.cli.remote.certificate_import import client_cert_import_dir
+from certward.cli.remote.connection import connect
+from certward.cli.remote.local_files import (
     is_encrypted_key,
     is_pkcs12,
     read_optional_upload,
     read_password,
     read_upload,
 )
-from certward.cli_remote.options import (
+from certward.cli.remote.options import (
     AppOption,
     EnvOption,
     JsonOption,
@@ -27,7 +27,7 @@ from certward.cli_remote.options import (
     TokenOption,
     input_file,
 )
-from certward.cli_remote.terminal import (
+from certward.cli.remote.terminal import (
     emit_json,
     format_time,
     print_details,

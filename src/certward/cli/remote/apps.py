@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 
 from certward.api_client import DEFAULT_SERVER, JsonObject
-from certward.cli_remote.connection import connect
-from certward.cli_remote.local_files import write_file
-from certward.cli_remote.options import JsonOption, ServerOption, TokenOption, YesOption
-from certward.cli_remote.terminal import (
+from certward.cli.remote.connection import connect
+from certward.cli.remote.local_files import write_file
+from certward.cli.remote.options import JsonOption, ServerOption, TokenOption, YesOption
+from certward.cli.remote.terminal import (
     ask_confirmation,
     emit_json,
     format_time,

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 import httpx
 
-from certward.bundles import (
+from certward.bundles.files import (
     MANIFEST,
     SETTINGS_FILE,
     installed_settings,

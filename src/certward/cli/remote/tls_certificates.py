@@ -8,15 +8,15 @@ from typing import Annotated
 import typer
 
 from certward.api_client import DEFAULT_SERVER, JsonObject
-from certward.cli_remote.connection import connect
-from certward.cli_remote.local_files import (
+from certward.cli.remote.connection import connect
+from certward.cli.remote.local_files import (
     is_encrypted_key,
     read_optional_upload,
     read_password,
     read_upload,
     write_file,
 )
-from certward.cli_remote.options import (
+from certward.cli.remote.options import (
     AppOption,
     JsonOption,
     PasswordFileOption,
@@ -26,7 +26,7 @@ from certward.cli_remote.options import (
     YesOption,
     input_file,
 )
-from certward.cli_remote.terminal import (
+from certward.cli.remote.terminal import (
     ask_confirmation,
     emit_json,
     format_time,

@@ -1,7 +1,7 @@
 """Bearer tokens and who may do what (pure: no database, no clock).
 
 A token is ``cw_`` followed by 32 random bytes (URL-safe base64); only its SHA-256
-is stored. `decide` tells callers what to answer: a principal never learns whether
+is stored. `verdict` tells callers what to answer (go on, 403 or 404): a principal never learns whether
 an app or environment outside its scope exists (``NOT_FOUND``, i.e. 404, not 403).
 
 =========  ==========================================================  ================
@@ -47,7 +47,7 @@ class Action(StrEnum):
     DOWNLOAD_BUNDLE = "download-bundle"  # an environment's runtime bundle (private keys)
 
 
-class Decision(Enum):
+class Verdict(Enum):
     """The answer to a request: go on, 403, or 404."""
 
     ALLOWED = "allowed"
@@ -141,15 +141,15 @@ def authorize(
     return action in _APP_ROLE_ACTIONS[principal.role]
 
 
-def decide(
+def verdict(
     principal: Principal,
     action: Action,
     app_id: str | None = None,
     environment_id: str | None = None,
-) -> Decision:
+) -> Verdict:
     """`authorize`, plus whether a refusal must hide the object (404) or not (403)."""
     if authorize(principal, action, app_id, environment_id):
-        return Decision.ALLOWED
+        return Verdict.ALLOWED
     if app_id is not None and not visible(principal, app_id, environment_id):
-        return Decision.NOT_FOUND
-    return Decision.FORBIDDEN
+        return Verdict.NOT_FOUND
+    return Verdict.FORBIDDEN

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 import typer
 
 from certward.api_client import DEFAULT_SERVER, JsonObject
-from certward.cli_remote.connection import connect
-from certward.cli_remote.local_files import read_upload
-from certward.cli_remote.options import (
+from certward.cli.remote.connection import connect
+from certward.cli.remote.local_files import read_upload
+from certward.cli.remote.options import (
     AppOption,
     EnvOption,
     JsonOption,
@@ -19,7 +19,7 @@ from certward.cli_remote.options import (
     TokenOption,
     input_file,
 )
-from certward.cli_remote.terminal import (
+from certward.cli.remote.terminal import (
     emit_json,
     format_time,
     print_details,
