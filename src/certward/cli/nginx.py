@@ -1,4 +1,4 @@
-"""``certward nginx render|sync``: Debian's nginx as a data plane (`certward.dataplane.nginx_agent`).
+"""``certward nginx render|sync``: Debian's nginx as a data plane (`dataplane.nginx_agent`).
 
 The agent reads the state from the database like an operator command, and records the
 sites it leaves out (`certward.services.dataplane_exclusions`).
