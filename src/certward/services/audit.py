@@ -56,11 +56,12 @@ def record(
 ) -> None:
     """Add an audit event to the use case's transaction.
 
-    A change whose ``after`` equals its ``before`` (a PATCH that sets nothing, or
-    every field to what it was) changed nothing: no event is added.
+    An update whose ``after`` equals its ``before`` and that carries no ``detail`` (a
+    PATCH that sets nothing, or every field to what it was) would record nothing: no
+    event is added.
     """
     before_digest, after_digest = digest_of(before), digest_of(after)
-    if before is not None and before_digest == after_digest:
+    if before is not None and before_digest == after_digest and not detail:
         return
     session.add(
         AuditEvent(
