@@ -370,7 +370,9 @@ def test_what_is_not_the_clock_is_not_caught(source: str) -> None:
 def test_only_the_randomness_module_draws_randomness(path: Path) -> None:
     """Tokens, keys' passwords, jitter and temporary names come from a `Randomness`.
 
-    Services take it from the `Context`; code outside the services is handed one.
+    Services take it from the `Context`, pure code is handed one, and the rest (the
+    data plane's temporary names, the secret box's nonces, row ids) uses
+    ``SYSTEM_RANDOMNESS`` from that module.
     (Keys and certificate serials are drawn by the cryptography library from
     OpenSSL's generator.)
     """
