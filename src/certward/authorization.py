@@ -1,9 +1,9 @@
 """Bearer tokens and who may do what (pure: no database, no clock).
 
-A token is ``cw_`` followed by 32 random bytes (URL-safe base64); only its SHA-256
-is stored. `verdict` tells callers what to answer (go on, 403 or 404): a principal
-never learns whether an app or environment outside its scope exists (``NOT_FOUND``,
-i.e. 404, not 403).
+A token is ``cw_`` followed by 32 random bytes (URL-safe base64) drawn from the
+`Randomness` the caller passes; only its SHA-256 is stored. `verdict` tells callers
+what to answer (go on, 403 or 404): a principal never learns whether an app or
+environment outside its scope exists (``NOT_FOUND``, i.e. 404, not 403).
 
 =========  ==========================================================  ================
 role       may                                                         scope
@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 from dataclasses import dataclass
 from enum import Enum, StrEnum
+from typing import TYPE_CHECKING
 
 from certward.vocabulary import Role
+
+if TYPE_CHECKING:
+    from certward.randomness import Randomness
 
 TOKEN_PREFIX = "cw_"  # noqa: S105 - a prefix, not a secret
 TOKEN_RANDOM_BYTES = 32
@@ -93,9 +96,9 @@ _APP_ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
 }
 
 
-def generate_token() -> str:
+def generate_token(randomness: Randomness) -> str:
     """A new random token value (shown once, then only its hash is kept)."""
-    return TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_RANDOM_BYTES)
+    return TOKEN_PREFIX + randomness.token_urlsafe(TOKEN_RANDOM_BYTES)
 
 
 def hash_token(token: str) -> str:

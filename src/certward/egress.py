@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from socket import inet_aton  # a string parser: no IO
 from urllib.parse import urlsplit
 
 from certward.errors import CertwardError
@@ -351,7 +351,7 @@ def _is_ip_literal(host: str) -> bool:
 
 def _is_canonical_ipv4(host: str) -> bool:
     try:
-        socket.inet_aton(host)
+        inet_aton(host)
     except OSError:
         return True  # not an inet_aton spelling at all: judged as a name
     try:

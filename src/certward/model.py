@@ -12,7 +12,6 @@ version with the same number) are also enforced by the database.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -38,6 +37,7 @@ from sqlalchemy import Enum as _Enum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from certward.pki.convert import Pkcs12Profile
+from certward.randomness import SYSTEM_RANDOMNESS
 from certward.vocabulary import Plan, Role
 
 NAMING_CONVENTION = {
@@ -53,7 +53,7 @@ KEY_ID_LENGTH = 16
 
 def new_id() -> str:
     """A fresh random row id (UUID text)."""
-    return str(uuid.uuid4())
+    return str(SYSTEM_RANDOMNESS.uuid4())
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -19,6 +19,7 @@ from certward.clock import Clock, SystemClock
 from certward.db import Database, make_engine, stored_key_ids, upgrade_database
 from certward.errors import ConfigurationError, SecretError
 from certward.material_workers import MaterialWorkers
+from certward.randomness import SYSTEM_RANDOMNESS, Randomness
 from certward.rate_limits import UploadLimits
 from certward.secrets import Keyring, SecretBox, open_keyring
 from certward.services import tokens
@@ -44,7 +45,11 @@ class Platform:
 
 
 def open_platform(
-    settings: Settings, *, clock: Clock | None = None, bootstrap: bool = True
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    randomness: Randomness = SYSTEM_RANDOMNESS,
+    bootstrap: bool = True,
 ) -> Platform:
     """Prepare everything a certward process needs; `ConfigurationError` if anything is off."""
     _make_private_directory(settings.data_dir)
@@ -71,6 +76,7 @@ def open_platform(
             database=database,
             secrets=SecretBox(keyring),
             clock=clock or SystemClock(),
+            randomness=randomness,
             settings=settings,
             known_roots=known_roots,
             upload_limits=UploadLimits(
@@ -149,7 +155,7 @@ def _bootstrap_admin(context: Context) -> tuple[Path | None, str | None]:
         return None, None
     if tokens.has_admin_token(context):
         return None, None
-    token = generate_token()
+    token = generate_token(context.randomness)
     _write_private_file(settings.admin_token_file, (token + "\n").encode())
     tokens.ensure_admin_token(context, token)
     return settings.admin_token_file, token

@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import json
 import os
-import secrets
 import stat
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from certward.errors import ConfigurationError, SecretError
+from certward.randomness import SYSTEM_RANDOMNESS
 
 KEY_BYTES = 32
 KEY_ID_BYTES = 8
@@ -197,7 +197,7 @@ class SecretBox:
             raise ValueError("a secret must be bound to its row: aad is empty")
         key = self._keyring.active
         header = bytes([ENVELOPE_VERSION]) + bytes.fromhex(key.key_id)
-        nonce = secrets.token_bytes(NONCE_BYTES)
+        nonce = SYSTEM_RANDOMNESS.token_bytes(NONCE_BYTES)
         return header + nonce + AESGCM(key.key).encrypt(nonce, plaintext, header + aad)
 
     def decrypt(self, envelope: bytes, *, aad: bytes) -> bytes:
@@ -324,7 +324,7 @@ def _replace_bytes(path: Path, data: bytes) -> None:
 
 
 def _write_temp(path: Path, data: bytes) -> Path:
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    temp = path.with_name(f".{path.name}.{SYSTEM_RANDOMNESS.token_hex(8)}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -342,19 +342,11 @@ class Settings:
             data_plane_changes_kept=_positive_int(
                 env, "CERTWARD_DATA_PLANE_CHANGES_KEPT", DEFAULT_DATA_PLANE_CHANGES_KEPT
             ),
-            gateway_header_timeout=_duration(
-                env,
-                "CERTWARD_GATEWAY_HEADER_TIMEOUT",
-                DEFAULT_GATEWAY_HEADER_TIMEOUT,
-                minimum=timedelta(seconds=1),
-                maximum=timedelta(minutes=10),
+            gateway_header_timeout=_header_timeout(
+                env, "CERTWARD_GATEWAY_HEADER_TIMEOUT", DEFAULT_GATEWAY_HEADER_TIMEOUT
             ),
-            gateway_idle_timeout=_duration(
-                env,
-                "CERTWARD_GATEWAY_IDLE_TIMEOUT",
-                DEFAULT_GATEWAY_IDLE_TIMEOUT,
-                minimum=timedelta(seconds=1),
-                maximum=timedelta(hours=1),
+            gateway_idle_timeout=_idle_timeout(
+                env, "CERTWARD_GATEWAY_IDLE_TIMEOUT", DEFAULT_GATEWAY_IDLE_TIMEOUT
             ),
             tls_policy=_tls_profile(env),
             egress_networks=egress_networks,
@@ -363,20 +355,8 @@ class Settings:
             upstream_ca_bundle=_pem_file(
                 env.get("CERTWARD_UPSTREAM_CA_BUNDLE"), "CERTWARD_UPSTREAM_CA_BUNDLE"
             ),
-            header_timeout=_duration(
-                env,
-                "CERTWARD_HEADER_TIMEOUT",
-                DEFAULT_HEADER_TIMEOUT,
-                minimum=timedelta(seconds=1),
-                maximum=timedelta(minutes=10),
-            ),
-            idle_timeout=_duration(
-                env,
-                "CERTWARD_IDLE_TIMEOUT",
-                DEFAULT_IDLE_TIMEOUT,
-                minimum=timedelta(seconds=1),
-                maximum=timedelta(hours=1),
-            ),
+            header_timeout=_header_timeout(env, "CERTWARD_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT),
+            idle_timeout=_idle_timeout(env, "CERTWARD_IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT),
             upload_rate=_rate(env, "CERTWARD_UPLOAD_RATE", DEFAULT_UPLOAD_RATE),
             failed_upload_rate=_rate(
                 env, "CERTWARD_FAILED_UPLOAD_RATE", DEFAULT_FAILED_UPLOAD_RATE
@@ -517,6 +497,18 @@ def _duration(
     if maximum is not None and value > maximum:
         raise ConfigurationError(f"{name} must be at most {_spoken(maximum)}, not {text!r}.")
     return value
+
+
+def _header_timeout(env: Mapping[str, str], name: str, default: timedelta) -> timedelta:
+    """How long a client may take to send a request head: 1 second to 10 minutes."""
+    return _duration(
+        env, name, default, minimum=timedelta(seconds=1), maximum=timedelta(minutes=10)
+    )
+
+
+def _idle_timeout(env: Mapping[str, str], name: str, default: timedelta) -> timedelta:
+    """How long a kept-alive connection may wait for its next request: 1 second to 1 hour."""
+    return _duration(env, name, default, minimum=timedelta(seconds=1), maximum=timedelta(hours=1))
 
 
 def _spoken(duration: timedelta) -> str:

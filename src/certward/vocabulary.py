@@ -1,4 +1,4 @@
-"""Closed sets of domain words, shared by pure code and the database.
+"""Closed sets of domain words (pure), shared by pure code and the database.
 
 The PKCS12 profile an environment's runtime reads is `certward.pki.convert.Pkcs12Profile`.
 """

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import socket
 import threading
 from dataclasses import dataclass
 
 import httpx
 
+from certward.randomness import Randomness
 from certward.services import notifications
 from certward.services.acme_issuing import sweep_challenges
 from certward.services.context import Context
@@ -51,9 +51,9 @@ class PassReport:
         )
 
 
-def worker_name() -> str:
+def worker_name(randomness: Randomness) -> str:
     """``host:pid:random``: tells the rows this worker claims from other workers' (≤ 64)."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{randomness.token_hex(4)}"
 
 
 class RenewalWorker:
@@ -61,7 +61,7 @@ class RenewalWorker:
 
     def __init__(self, ctx: Context, *, name: str | None = None, batch: int = BATCH) -> None:
         self.ctx = ctx
-        self.name = name or worker_name()
+        self.name = name or worker_name(ctx.randomness)
         self.batch = batch
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

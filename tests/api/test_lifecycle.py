@@ -803,6 +803,56 @@ def test_every_change_adds_exactly_one_audit_event(api: Api, client_ca: TestCA) 
         assert count() == before
 
 
+def test_a_patch_that_changes_nothing_adds_no_audit_event(api: Api, client_ca: TestCA) -> None:
+    """A PATCH with no fields, or with every field as it is, answers 200 and is not audited:
+    no event whose before equals its after."""
+    api.create_app_and_environment("shop", "prod")
+    certificate = _upload(api, client_leaf(client_ca, "client.example.test"))
+    admin = api.admin_headers
+    expect(
+        api.client.post(
+            api.app_url("shop", "/access-profiles"),
+            json={"name": "partners", "ip_ranges": ["192.0.2.0/24"]},
+            headers=admin,
+        ),
+        201,
+    )
+    expect(
+        api.client.post(
+            api.app_url("shop", "/ip-deny-profiles"),
+            json={"name": "abuse", "ip_ranges": ["203.0.113.0/24"]},
+            headers=admin,
+        ),
+        201,
+    )
+    environment = expect(api.client.get(api.env_url("shop", "prod"), headers=admin), 200)
+    unchanged: list[tuple[str, dict[str, Any]]] = [
+        (api.app_url("shop"), {}),
+        (api.app_url("shop"), {"plan": "licensed"}),
+        (api.env_url("shop", "prod"), {}),
+        (api.env_url("shop", "prod"), {"upstream": environment["upstream"]}),
+        (api.env_url("shop", "prod", f"/client-certificates/{certificate['id']}"), {}),
+        (api.app_url("shop", "/access-profiles/partners"), {}),
+        (api.app_url("shop", "/access-profiles/partners"), {"ip_ranges": ["192.0.2.0/24"]}),
+        (api.app_url("shop", "/ip-deny-profiles/abuse"), {}),
+        (api.app_url("shop", "/ip-deny-profiles/abuse"), {"ip_ranges": ["203.0.113.0/24"]}),
+    ]
+
+    def events() -> list[dict[str, Any]]:
+        return expect(api.client.get(f"{API}/audit?limit=500", headers=admin), 200)
+
+    before = events()
+    for url, body in unchanged:
+        expect(api.client.patch(url, json=body, headers=admin), 200)
+        assert events() == before, f"PATCH {url} {body} was audited"
+    assert all(e["before_digest"] != e["after_digest"] for e in before if e["before_digest"])
+
+    expect(api.client.patch(api.app_url("shop"), json={"plan": "free"}, headers=admin), 200)
+    newest = events()[0]
+    assert newest["action"] == "app.update"
+    assert newest["before_digest"] != newest["after_digest"]
+
+
 def _bootstrap_token_id(api: Api) -> str:
     tokens = expect(api.client.get(f"{API}/tokens", headers=api.admin_headers), 200)
     [admin] = [t for t in tokens if t["role"] == "admin"]

@@ -18,6 +18,7 @@ from certward.authorization import (
     verdict,
     visible,
 )
+from certward.randomness import SYSTEM_RANDOMNESS
 from certward.vocabulary import Role
 
 A, B = "app-a", "app-b"
@@ -48,7 +49,7 @@ ALLOWED_IN_SCOPE: dict[Role, set[Action]] = {
 
 def test_tokens_are_prefixed_random_and_long() -> None:
     """A token is ``cw_`` plus 32 random bytes in URL-safe base64."""
-    tokens = {generate_token() for _ in range(100)}
+    tokens = {generate_token(SYSTEM_RANDOMNESS) for _ in range(100)}
     assert len(tokens) == 100
     for token in tokens:
         assert re.fullmatch(r"cw_[A-Za-z0-9_-]{43}", token)
@@ -56,7 +57,7 @@ def test_tokens_are_prefixed_random_and_long() -> None:
 
 def test_hash_is_sha256_hex_and_matches_in_constant_time() -> None:
     """Only the SHA-256 of a token is stored; matching compares digests."""
-    token = generate_token()
+    token = generate_token(SYSTEM_RANDOMNESS)
     digest = hash_token(token)
     assert re.fullmatch(r"[0-9a-f]{64}", digest)
     assert token_matches(token, digest)

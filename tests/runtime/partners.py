@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 
 from certward.bundles.files import BundleClientCertificate, BundleSpec, build_bundle
 from certward.pki.convert import Pkcs12Profile
+from certward.randomness import SYSTEM_RANDOMNESS
 from tests.material.factory import NOW, IssuedCert, TestCA
 
 
@@ -168,7 +169,7 @@ def bundle_dir(
         no_client_certificate=no_client_certificate,
     )
     directory = tmp_path / "bundle"  # the bundle as installed on the app's machine
-    for relative, data in build_bundle(spec).items():
+    for relative, data in build_bundle(spec, randomness=SYSTEM_RANDOMNESS).items():
         (directory / relative).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         (directory / relative).write_bytes(data)
     return directory

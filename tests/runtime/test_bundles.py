@@ -17,6 +17,7 @@ from certward.bundles.store import BundleStore
 from certward.pki.convert import Pkcs12Profile
 from certward.pki.limits import Limits
 from certward.pki.pkcs12_structure import read_pkcs12_structure
+from certward.randomness import SYSTEM_RANDOMNESS
 from certward.secrets import Keyring, MasterKey, SecretBox
 from tests.material.factory import NOW, IssuedCert, TestCA
 
@@ -58,7 +59,7 @@ def test_the_manifest_indexes_every_file_with_its_digest(
     clients: dict[str, IssuedCert], server_ca: TestCA, profile: Pkcs12Profile
 ) -> None:
     """manifest.json names app, version, profile, certificates and each file's SHA-256."""
-    files = build_bundle(spec(clients, server_ca, profile))
+    files = build_bundle(spec(clients, server_ca, profile), randomness=SYSTEM_RANDOMNESS)
     manifest = json.loads(files["manifest.json"])
     assert (manifest["app"], manifest["environment"], manifest["version"]) == (
         "shop",
@@ -82,8 +83,12 @@ def test_passwords_are_fresh_alphanumeric_and_never_the_uploaded_one(
     clients: dict[str, IssuedCert], server_ca: TestCA
 ) -> None:
     """Every PKCS12 gets its own random password, safe in comma-separated settings."""
-    first = json.loads(build_bundle(spec(clients, server_ca))["manifest.json"])
-    second = json.loads(build_bundle(spec(clients, server_ca))["manifest.json"])
+    first = json.loads(
+        build_bundle(spec(clients, server_ca), randomness=SYSTEM_RANDOMNESS)["manifest.json"]
+    )
+    second = json.loads(
+        build_bundle(spec(clients, server_ca), randomness=SYSTEM_RANDOMNESS)["manifest.json"]
+    )
     passwords = [e["password"] for e in first["client_certificates"]] + [
         first["truststore"]["password"]
     ]
@@ -96,7 +101,7 @@ def test_runtime_settings_follow_the_reference_runtime(
     clients: dict[str, IssuedCert], server_ca: TestCA
 ) -> None:
     """Comma-separated paths and passwords in the same order; usages per pin and call name."""
-    files = build_bundle(spec(clients, server_ca))
+    files = build_bundle(spec(clients, server_ca), randomness=SYSTEM_RANDOMNESS)
     settings = json.loads(files["runtime-settings.json"])
     manifest = json.loads(files["manifest.json"])
     entries = manifest["client_certificates"]
@@ -116,7 +121,7 @@ def test_buildpack_variables_carry_the_containers_themselves(
     clients: dict[str, IssuedCert], server_ca: TestCA
 ) -> None:
     """CLIENT_CERTIFICATES is a JSON string of {pfx, password, pin_to}; CAs as PEM text."""
-    files = build_bundle(spec(clients, server_ca))
+    files = build_bundle(spec(clients, server_ca), randomness=SYSTEM_RANDOMNESS)
     variables = json.loads(files["buildpack.json"])
     assert "BEGIN CERTIFICATE" in variables["CERTIFICATE_AUTHORITIES"]
     entries = json.loads(variables["CLIENT_CERTIFICATES"])
@@ -132,7 +137,7 @@ def test_pem_files_carry_the_key_encrypted(
     clients: dict[str, IssuedCert], server_ca: TestCA
 ) -> None:
     """No key is written unencrypted, not even in the PEM form."""
-    files = build_bundle(spec(clients, server_ca))
+    files = build_bundle(spec(clients, server_ca), randomness=SYSTEM_RANDOMNESS)
     for path, data in files.items():
         if path.endswith(".pem") and path.startswith("client-certificates/"):
             assert b"ENCRYPTED PRIVATE KEY" in data
@@ -144,7 +149,7 @@ def test_the_store_switches_current_atomically_and_verifies(
 ) -> None:
     """Version directories are private, complete, and current points at the activated one."""
     store = BundleStore(tmp_path / "bundles", BOX)
-    files = build_bundle(spec(clients, server_ca))
+    files = build_bundle(spec(clients, server_ca), randomness=SYSTEM_RANDOMNESS)
     directory = store.write("shop", "production", 7, files)
     assert store.current_version("shop", "production") is None
     store.activate("shop", "production", 7)
@@ -162,7 +167,7 @@ def test_the_store_seals_every_file_to_its_place(
 ) -> None:
     """No file of the store is in the clear; a sealed file moved to another path won't open."""
     store = BundleStore(tmp_path / "bundles", BOX)
-    files = build_bundle(spec(clients, server_ca))
+    files = build_bundle(spec(clients, server_ca), randomness=SYSTEM_RANDOMNESS)
     directory = store.write("shop", "production", 7, files)
     stored = {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*.sealed")}
     assert set(stored) == {f"{name}.sealed" for name in files}
@@ -181,7 +186,7 @@ def test_the_tarball_holds_the_bundle_relative_to_its_root(
 ) -> None:
     """The download is a gzipped tar of exactly the version's files."""
     store = BundleStore(tmp_path / "bundles", BOX)
-    files = build_bundle(spec(clients, server_ca))
+    files = build_bundle(spec(clients, server_ca), randomness=SYSTEM_RANDOMNESS)
     store.write("shop", "production", 7, files)
     with tarfile.open(
         fileobj=io.BytesIO(store.tarball("shop", "production", 7)), mode="r:gz"

@@ -22,12 +22,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import secrets
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -35,6 +34,9 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from certward.errors import SecretError
 from certward.pki.convert import Pkcs12Profile, to_java_truststore, to_pem, to_pkcs12
+
+if TYPE_CHECKING:
+    from certward.randomness import Randomness
 
 MANIFEST = "manifest.json"
 CA_FILE = "ca-certificates.pem"
@@ -46,9 +48,9 @@ PASSWORD_LENGTH = 32
 _ALPHABET = string.ascii_letters + string.digits
 
 
-def new_password() -> str:
+def new_password(randomness: Randomness) -> str:
     """A random alphanumeric password: safe in comma-separated and quoted settings."""
-    return "".join(secrets.choice(_ALPHABET) for _ in range(PASSWORD_LENGTH))
+    return "".join(randomness.choice(_ALPHABET) for _ in range(PASSWORD_LENGTH))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,14 +82,15 @@ class BundleSpec:
     no_client_certificate: tuple[str, ...] = ()
 
 
-def build_bundle(
-    spec: BundleSpec, *, password: Callable[[], str] = new_password
-) -> dict[str, bytes]:
-    """The bundle's files: relative path → content. ``manifest.json`` lists the others."""
+def build_bundle(spec: BundleSpec, *, randomness: Randomness) -> dict[str, bytes]:
+    """The bundle's files: relative path → content. ``manifest.json`` lists the others.
+
+    Every PKCS12 file and the truststore get a fresh password drawn from ``randomness``.
+    """
     files: dict[str, bytes] = {}
     entries: list[dict[str, Any]] = []
     for item in sorted(spec.client_certificates, key=lambda c: c.id):
-        secret = password()
+        secret = new_password(randomness)
         p12_path = f"{CLIENT_DIRECTORY}/{item.id}.p12"
         pem_path = f"{CLIENT_DIRECTORY}/{item.id}.pem"
         files[p12_path] = to_pkcs12(
@@ -120,7 +123,7 @@ def build_bundle(
         files[CA_FILE] = b"".join(
             c.public_bytes(serialization.Encoding.PEM) for c in spec.authorities
         )
-        truststore_password = password()
+        truststore_password = new_password(randomness)
         files[TRUSTSTORE_FILE] = to_java_truststore(
             spec.authorities,
             password=truststore_password.encode(),

@@ -18,6 +18,8 @@ Loops: both data planes add the platform's mark to ``CDN-Loop`` (RFC 8586) on ev
 request they forward, and refuse with 508 a request that already carries it — an
 upstream that points back into the platform, directly or through other proxies that
 keep the header, cannot turn one request into thousands.
+
+Pure: names and values, no IO.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The answers the gateway gives itself: its error pages and ``OPTIONS *``."""
+"""The answers the gateway gives itself: its error pages and ``OPTIONS *`` (pure)."""
 
 from __future__ import annotations
 

@@ -47,7 +47,6 @@ import http.client
 import logging
 import os
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -78,6 +77,7 @@ from certward.dataplane.session_tickets import DEFAULT_ROTATION, ticket_key_file
 from certward.dataplane.state import DataPlaneState
 from certward.dataplane.tls_policy import INTERMEDIATE, NginxTls, TlsPolicy
 from certward.egress import EgressPolicy
+from certward.randomness import SYSTEM_RANDOMNESS
 
 _write_file = write_new_file
 _fsync_directory = fsync_directory
@@ -216,7 +216,7 @@ class NginxDirectory:
 
     def record_version(self, version: str) -> None:
         """Write `served_version` (a new file renamed over the old)."""
-        temporary = self.root / f".{VERSION_FILE}.{secrets.token_hex(6)}"
+        temporary = self.root / f".{VERSION_FILE}.{SYSTEM_RANDOMNESS.token_hex(6)}"
         try:
             _write_file(temporary, RenderedFile(version.encode("ascii") + b"\n"))
             os.replace(temporary, self.root / VERSION_FILE)
@@ -251,7 +251,7 @@ class NginxDirectory:
     def write_set(self, destination: Path, files: Mapping[str, RenderedFile]) -> None:
         """Write ``files`` under a temporary name, fsync them, then rename the directory
         to ``destination`` in one step."""
-        temporary = self.sets / f".tmp-{secrets.token_hex(6)}"
+        temporary = self.sets / f".tmp-{SYSTEM_RANDOMNESS.token_hex(6)}"
         temporary.mkdir(mode=0o700)
         try:
             directories = {temporary}
@@ -271,7 +271,7 @@ class NginxDirectory:
 
     def activate(self, set_path: Path) -> None:
         """Point ``nginx.conf`` at ``set_path`` (a new symlink renamed over the old)."""
-        link = self.root / f".{CONFIG_FILE}.{secrets.token_hex(6)}"
+        link = self.root / f".{CONFIG_FILE}.{SYSTEM_RANDOMNESS.token_hex(6)}"
         os.symlink(os.path.relpath(set_path / CONFIG_FILE, self.root), link)
         try:
             os.replace(link, self.config)

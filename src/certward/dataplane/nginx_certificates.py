@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import os
 import pwd
-import secrets
 import stat
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from certward.dataplane.nginx import CERTIFICATE_SUFFIX, RenderedFile
+from certward.randomness import SYSTEM_RANDOMNESS
 
 _TEMPORARY_PREFIX = ".tmp-"
 
@@ -113,7 +113,7 @@ class CertificateDirectory:
         if not files:
             return
         for hostname, rendered in sorted(files.items()):
-            temporary = self.path / f"{_TEMPORARY_PREFIX}{secrets.token_hex(6)}"
+            temporary = self.path / f"{_TEMPORARY_PREFIX}{SYSTEM_RANDOMNESS.token_hex(6)}"
             try:
                 write_new_file(temporary, rendered, owner=self.owner)
                 os.replace(temporary, self.file_of(hostname))

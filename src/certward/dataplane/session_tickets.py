@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from datetime import timedelta
 from pathlib import Path
+
+from certward.randomness import SYSTEM_RANDOMNESS
 
 KEY_BYTES = 80
 KEPT = 2
@@ -56,11 +57,11 @@ def _path(directory: Path, generation: int) -> Path:
 
 
 def _write_key(path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    temporary = path.with_name(f".{path.name}.{SYSTEM_RANDOMNESS.token_hex(4)}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(descriptor, "wb") as sink:
-            sink.write(secrets.token_bytes(KEY_BYTES))
+            sink.write(SYSTEM_RANDOMNESS.token_bytes(KEY_BYTES))
             sink.flush()
             os.fsync(sink.fileno())
         os.replace(temporary, path)

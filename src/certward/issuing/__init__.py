@@ -1,6 +1,7 @@
-"""Issuing certificates: the built-in platform CA and when to renew what it issued.
+"""Issuing certificates: the built-in platform CA, ACME, and when to renew what was issued.
 
-Both modules are pure: they take keys, names and an explicit ``at`` and return values.
-`certward.services.platform_ca` and `certward.services.managed` add the database,
+`ca` and `renewal` are pure: they take keys, names and an explicit ``at`` and return
+values. `acme` talks to an ACME CA over the network. `certward.services.platform_ca`,
+`certward.services.managed` and `certward.services.acme_issuing` add the database,
 the secret store and the clock.
 """

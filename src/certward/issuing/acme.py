@@ -34,10 +34,13 @@ from cryptography.x509.oid import NameOID
 from josepy.jwa import ES256
 from josepy.jwk import JWKEC
 
+from certward.clock import SystemClock
+
 ACME_USER_AGENT = "certward"
 DEFAULT_TIMEOUT = _dt.timedelta(seconds=90)
 NETWORK_TIMEOUT_SECONDS = 30
 CHALLENGE_PATH = "/.well-known/acme-challenge/"
+_SYSTEM_CLOCK = SystemClock()
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,255}")  # base64url, no padding (RFC 8555 §8.3)
 
@@ -132,7 +135,9 @@ class AcmeIssuer:
                 self._responder.publish(token, validation)
                 published.append(token)
                 acme.answer_challenge(challenge, response)
-            deadline = _dt.datetime.now() + self._timeout  # naive local time, as acme expects
+            # acme compares the deadline with its own reading of the system clock, in naive
+            # local time: the real clock, whatever clock the services run on.
+            deadline = _SYSTEM_CLOCK.now().astimezone().replace(tzinfo=None) + self._timeout
             finalized = acme.poll_and_finalize(order, deadline)
         finally:
             for token in published:

@@ -10,8 +10,11 @@ with exponential backoff, capped.
 
 from __future__ import annotations
 
-import random
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from certward.randomness import Randomness
 
 RENEWAL_FRACTION = 2 / 3
 SAFETY_FRACTION = 1 / 6  # renewal is due at the latest with this much lifetime left
@@ -25,7 +28,7 @@ def renew_after(
     not_after: datetime,
     *,
     jitter: float = DEFAULT_JITTER,
-    rng: random.Random,
+    rng: Randomness,
     earliest: datetime | None = None,
 ) -> datetime:
     """When a certificate valid from ``not_before`` to ``not_after`` should be renewed.

@@ -54,7 +54,15 @@ def record(
     after: dict[str, Any] | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """Add an audit event to the use case's transaction."""
+    """Add an audit event to the use case's transaction.
+
+    An update whose ``after`` equals its ``before`` and that carries no ``detail`` (a
+    PATCH that sets nothing, or every field to what it was) would record nothing: no
+    event is added.
+    """
+    before_digest, after_digest = digest_of(before), digest_of(after)
+    if before is not None and before_digest == after_digest and not detail:
+        return
     session.add(
         AuditEvent(
             at=ctx.clock.now(),
@@ -63,8 +71,8 @@ def record(
             object_type=object_type,
             object_id=object_id,
             app_id=app_id,
-            before_digest=digest_of(before),
-            after_digest=digest_of(after),
+            before_digest=before_digest,
+            after_digest=after_digest,
             detail=detail or {},
         )
     )

@@ -53,7 +53,12 @@ def download(
         store = ctx.bundles
         if not store.is_complete(app.name, environment.name, row.version):
             spec = bundle_spec(session, ctx, app, environment, row)
-            store.write(app.name, environment.name, row.version, build_bundle(spec))
+            store.write(
+                app.name,
+                environment.name,
+                row.version,
+                build_bundle(spec, randomness=ctx.randomness),
+            )
         tarball = store.tarball(app.name, environment.name, row.version)
         audit.record(
             session,

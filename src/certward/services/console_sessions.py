@@ -11,7 +11,6 @@ gone signs nobody in. Rows are swept once they expire.
 from __future__ import annotations
 
 import hashlib
-import secrets
 from datetime import timedelta
 
 from sqlalchemy import delete
@@ -28,7 +27,7 @@ def _row_id(secret: str) -> str:
 
 def start(ctx: Context, *, token_id: str | None, lifetime: timedelta) -> str:
     """A new session's secret (for the sealed cookie); its row records when it expires."""
-    secret = secrets.token_urlsafe(_SECRET_BYTES)
+    secret = ctx.randomness.token_urlsafe(_SECRET_BYTES)
     now = ctx.clock.now()
     with ctx.database.transaction() as session:
         session.execute(delete(ConsoleSessionRecord).where(ConsoleSessionRecord.expires_at <= now))

@@ -10,6 +10,7 @@ from certward.db import Database
 from certward.material_workers import MaterialWorkers
 from certward.pki.chains import RootStore
 from certward.pki.limits import Limits
+from certward.randomness import Randomness
 from certward.rate_limits import UploadLimits
 from certward.secrets import SecretBox
 from certward.settings import Settings
@@ -17,11 +18,12 @@ from certward.settings import Settings
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Context:
-    """The database, the secret box, the clock and the settings of one certward process."""
+    """The database, the secret box, the clock, randomness and the settings of one process."""
 
     database: Database
     secrets: SecretBox
     clock: Clock
+    randomness: Randomness
     settings: Settings
     known_roots: RootStore
     # In this process's memory: every replica has its own buckets (see certward.rate_limits).

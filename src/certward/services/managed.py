@@ -40,7 +40,6 @@ to expire.
 from __future__ import annotations
 
 import hashlib
-import random
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -91,8 +90,6 @@ MAX_ERROR_LENGTH = 1000
 
 managed_key_aad = private_key_aad("managed_certificates")
 
-# Jitter spreads renewals out; it protects nothing, so it needs no system call per draw.
-_rng = random.Random(random.SystemRandom().getrandbits(128))  # noqa: S311
 _DER = serialization.Encoding.DER
 
 _TABLE: Table = Base.metadata.tables[ManagedCertificate.__tablename__]
@@ -538,7 +535,7 @@ def _row_values(
         "not_before": not_before,
         "not_after": not_after,
         "renew_after": renew_after(
-            not_before, not_after, rng=_rng, earliest=now + MIN_RENEWAL_DELAY
+            not_before, not_after, rng=ctx.randomness, earliest=now + MIN_RENEWAL_DELAY
         ),
         "private_key_ciphertext": ctx.secrets.encrypt(
             private_key_der(issued.private_key), aad=managed_key_aad(row_id)

@@ -448,7 +448,7 @@ def _apply(
         app.name,
         environment.name,
         row.version,
-        build_bundle(bundle_spec(session, ctx, app, environment, row)),
+        build_bundle(bundle_spec(session, ctx, app, environment, row), randomness=ctx.randomness),
     )
     audit.record(
         session,
@@ -555,7 +555,12 @@ def reconcile_bundles(ctx: Context) -> list[str]:
             name = f"{app.name}/{environment.name}"
             if not store.is_complete(app.name, environment.name, version.version):
                 spec = bundle_spec(session, ctx, app, environment, version)
-                store.write(app.name, environment.name, version.version, build_bundle(spec))
+                store.write(
+                    app.name,
+                    environment.name,
+                    version.version,
+                    build_bundle(spec, randomness=ctx.randomness),
+                )
                 repaired.append(name)
             if store.current_version(app.name, environment.name) != version.version:
                 store.activate(app.name, environment.name, version.version)

@@ -14,7 +14,6 @@ not a trail of expiring ones (whose expiry notices would be false alarms).
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -51,7 +50,6 @@ from certward.vocabulary import Role
 MIN_RENEWAL_DELAY = timedelta(hours=1)  # never due again sooner than this after issuance
 
 _RENEWAL = Principal(token_id=None, role=Role.ADMIN)  # the worker, acting for the platform
-_rng = random.SystemRandom()
 
 
 def order_from_acme(
@@ -206,7 +204,7 @@ def _acme_row(
         certificate_pem=pem_of([certificate]),
         chain_pem=order.chain_pem,
         renew_after=renew_after(
-            info.not_before, info.not_after, rng=_rng, earliest=now + MIN_RENEWAL_DELAY
+            info.not_before, info.not_after, rng=ctx.randomness, earliest=now + MIN_RENEWAL_DELAY
         ),
         attempts=0,
         private_key_ciphertext=b"",

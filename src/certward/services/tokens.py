@@ -102,7 +102,7 @@ def create_token(
         raise InvalidRequest(
             "A runtime token needs an app and an environment.", code="invalid-scope"
         )
-    value = generate_token()
+    value = generate_token(ctx.randomness)
     with ctx.database.transaction() as session:
         app: App | None = None
         environment: Environment | None = None

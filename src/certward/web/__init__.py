@@ -109,7 +109,7 @@ def console_app(
     )
     app.state.console = Console(
         context=context,
-        seal=SessionSeal(context.secrets),
+        seal=SessionSeal(context.secrets, context.randomness),
         templates=build_templates(),
         forget_token=forget_token,
     )

@@ -1,5 +1,8 @@
-"""An environment's tabs: Network (outgoing client certificates and authorities, with the
-pending changes and the restart), Domains, Access restrictions and Versions.
+"""An environment's frame and its Network and Versions tabs: outgoing client certificates
+and authorities, with the pending changes, the restart and the rollback.
+
+Every tab is drawn in the frame (`environment_page`); the Domains tab is in
+`certward.web.domain_pages`, the Access restrictions tab in `certward.web.access_pages`.
 
 Outgoing changes and path rules are staged: every tab shows the pending-changes banner,
 current against new, so nobody restarts without seeing what the restart applies.
@@ -7,7 +10,7 @@ current against new, so nobody restarts without seeing what the restart applies.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,26 +20,20 @@ from starlette.responses import Response
 
 from certward.authorization import Principal
 from certward.dataplane.state import RuleKind
-from certward.errors import Forbidden, InvalidRequest, NotFound, Refusal
+from certward.errors import Forbidden, InvalidRequest, Refusal
 from certward.expiry import CertificateStatus, certificate_status
 from certward.pki.convert import Pkcs12Profile
 from certward.services import (
-    access_profiles,
     apps,
     authorities,
     client_certificates,
-    domains,
-    ip_deny_profiles,
-    managed,
-    path_rules,
     staging,
-    tls_certificates,
 )
 from certward.services.apps import AppView, EnvironmentView
 from certward.services.context import Context
 from certward.services.staging import ChangesView
 from certward.services.uploads import Upload
-from certward.snapshot import Change, ChangeKind, PathRuleState
+from certward.snapshot import Change, ChangeKind
 from certward.web.forms import (
     CLIENT_CERTIFICATE_FIELDS,
     FieldErrors,
@@ -58,8 +55,6 @@ from certward.web.pages import (
     success,
     upload,
 )
-
-BLANK_PATH_RULE_ROWS = 3
 
 # -- an environment: the frame around its tabs ---------------------------------------------------
 
@@ -180,7 +175,7 @@ def _value_text(key: str, values: Mapping[str, Any]) -> str:
     return str(value)
 
 
-async def _environment_page(
+async def environment_page(
     visit: Visit,
     template: str,
     tab: str,
@@ -188,6 +183,7 @@ async def _environment_page(
     *,
     status: int = 200,
 ) -> Response:
+    """``template`` as the ``tab`` of the environment the request names, in its frame."""
     request = visit.request
     frame = await call(
         environment_frame,
@@ -218,7 +214,7 @@ async def _network(
     request = visit.request
     app, env = request.path_params["app"], request.path_params["env"]
     outgoing = await call(_outgoing, visit.context, visit.who, app, env)
-    return await _environment_page(
+    return await environment_page(
         visit,
         "env_network.html",
         "network",
@@ -312,7 +308,7 @@ async def _client_certificate(
         p["certificate_id"],
     )
     now = visit.context.clock.now()
-    return await _environment_page(
+    return await environment_page(
         visit,
         "client_certificate.html",
         "network",
@@ -361,20 +357,11 @@ async def edit_client_certificate(request: Request) -> Response:
 
 
 async def delete_client_certificate(request: Request) -> Response:
-    visit, _ = await posted(request)
-    p = request.path_params
-    await call(
+    return await _remove_staged(
+        request,
         client_certificates.delete_certificate,
-        visit.context,
-        visit.who,
-        p["app"],
-        p["env"],
-        p["certificate_id"],
-    )
-    return redirect(
-        visit,
-        env_path(p["app"], p["env"]),
-        success("Client certificate removed; restart to apply the removal."),
+        "certificate_id",
+        "Client certificate removed; restart to apply the removal.",
     )
 
 
@@ -415,25 +402,29 @@ async def authority_page(request: Request) -> Response:
     authority = await call(
         authorities.get_authority, visit.context, visit.who, p["app"], p["env"], p["authority_id"]
     )
-    return await _environment_page(visit, "authority.html", "network", {"authority": authority})
+    return await environment_page(visit, "authority.html", "network", {"authority": authority})
 
 
 async def delete_authority(request: Request) -> Response:
+    return await _remove_staged(
+        request,
+        authorities.delete_authority,
+        "authority_id",
+        "Certificate authority removed; restart to apply the removal.",
+    )
+
+
+async def _remove_staged(
+    request: Request,
+    remove: Callable[[Context, Principal, str, str, str], None],
+    id_parameter: str,
+    text: str,
+) -> Response:
+    """Stage the removal of the row the path names (``id_parameter``), back to the Network tab."""
     visit, _ = await posted(request)
     p = request.path_params
-    await call(
-        authorities.delete_authority,
-        visit.context,
-        visit.who,
-        p["app"],
-        p["env"],
-        p["authority_id"],
-    )
-    return redirect(
-        visit,
-        env_path(p["app"], p["env"]),
-        success("Certificate authority removed; restart to apply the removal."),
-    )
+    await call(remove, visit.context, visit.who, p["app"], p["env"], p[id_parameter])
+    return redirect(visit, env_path(p["app"], p["env"]), success(text))
 
 
 async def change_runtime_profile(request: Request) -> Response:
@@ -475,7 +466,7 @@ async def versions_page(request: Request) -> Response:
     visit = await begin(request)
     p = request.path_params
     listed = await call(staging.list_versions, visit.context, visit.who, p["app"], p["env"])
-    return await _environment_page(visit, "env_versions.html", "versions", {"versions": listed})
+    return await environment_page(visit, "env_versions.html", "versions", {"versions": listed})
 
 
 async def rollback(request: Request) -> Response:
@@ -493,251 +484,6 @@ async def rollback(request: Request) -> Response:
             f"Rolled back: version {result.version} is applied with the content of version "
             f"{version}."
         ),
-    )
-
-
-# -- the Domains tab ---------------------------------------------------------------------------
-
-
-async def domains_page(request: Request) -> Response:
-    visit = await begin(request)
-    return await _domains(visit)
-
-
-async def _domains(
-    visit: Visit,
-    *,
-    errors: FieldErrors | None = None,
-    values: Mapping[str, str] | None = None,
-    status: int = 200,
-) -> Response:
-    p = visit.request.path_params
-    found = await call(_domain_values, visit.context, visit.who, p["app"], p["env"])
-    return await _environment_page(
-        visit,
-        "env_domains.html",
-        "domains",
-        {**found, "errors": errors or FieldErrors(), "values": values or {}},
-        status=status,
-    )
-
-
-def _domain_values(ctx: Context, who: Principal, app: str, env: str) -> dict[str, Any]:
-    listed = domains.list_domains(ctx, who, app, env)
-    default = next(d for d in listed if d.kind == domains.MANAGED)
-    try:
-        managed_certificate = managed.get_managed_certificate(ctx, who, app, env)
-    except NotFound:
-        managed_certificate = None
-    try:
-        certificates = tls_certificates.list_certificates(ctx, who, app)
-    except Forbidden as refusal:
-        return {
-            "default_domain": default,
-            "managed_certificate": managed_certificate,
-            "custom_domains": [d for d in listed if d.kind != domains.MANAGED],
-            "plan_refusal": plan_refusal(refusal),
-            "usable_certificates": [],
-        }
-    usable = [
-        c
-        for c in certificates
-        if c.status in (CertificateStatus.VALID, CertificateStatus.EXPIRES_SOON)
-    ]
-    return {
-        "default_domain": default,
-        "managed_certificate": managed_certificate,
-        "custom_domains": [d for d in listed if d.kind != domains.MANAGED],
-        "plan_refusal": None,
-        "usable_certificates": usable,
-    }
-
-
-async def add_custom_domain(request: Request) -> Response:
-    visit, form = await posted(request)
-    app, env = request.path_params["app"], request.path_params["env"]
-    try:
-        added = await call(
-            domains.add_custom_domain,
-            visit.context,
-            visit.who,
-            app,
-            env,
-            hostname=form.text("hostname").strip(),
-            certificate_id=form.text("certificate_id"),
-        )
-    except Refusal as refusal:
-        if refusal.code == "tls-certificate-not-found":
-            field: str | None = "certificate_id"
-        elif refusal.code == "plan-required":
-            field = None
-        else:
-            field = "hostname"
-        errors = FieldErrors.from_refusal(
-            refusal,
-            {"certificate-pending": "certificate_id", "certificate-expired": "certificate_id"},
-            default=field,
-        )
-        return await _domains(visit, errors=errors, values=form_values(form), status=refusal.status)
-    return redirect(
-        visit,
-        env_path(app, env, "/domains"),
-        success(f"{added.hostname} is served by this environment now (no restart needed)."),
-    )
-
-
-async def remove_custom_domain(request: Request) -> Response:
-    visit, _ = await posted(request)
-    p = request.path_params
-    await call(
-        domains.remove_custom_domain, visit.context, visit.who, p["app"], p["env"], p["hostname"]
-    )
-    return redirect(
-        visit,
-        env_path(p["app"], p["env"], "/domains"),
-        success(f"{p['hostname']} is no longer served by this environment."),
-    )
-
-
-# -- the Access restrictions tab ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PathRuleLine:
-    """One prefix: the rule that runs now, the rule a restart applies, and the form row."""
-
-    prefix: str
-    applied: str
-    staged: str
-    rule: str
-    profile: str
-
-
-async def access_page(request: Request) -> Response:
-    visit = await begin(request)
-    return await _access(visit)
-
-
-async def _access(
-    visit: Visit,
-    *,
-    rule_errors: FieldErrors | None = None,
-    rows: list[PathRuleLine] | None = None,
-    deny_errors: FieldErrors | None = None,
-    status: int = 200,
-) -> Response:
-    p = visit.request.path_params
-    found = await call(_access_values, visit.context, visit.who, p["app"], p["env"])
-    return await _environment_page(
-        visit,
-        "env_access.html",
-        "access",
-        {
-            **found,
-            "rows": rows if rows is not None else found["rows"],
-            "rule_errors": rule_errors or FieldErrors(),
-            "deny_errors": deny_errors or FieldErrors(),
-            "rule_kinds": list(RuleKind),
-            "blank_rows": BLANK_PATH_RULE_ROWS,
-        },
-        status=status,
-    )
-
-
-def _access_values(ctx: Context, who: Principal, app: str, env: str) -> dict[str, Any]:
-    rules = path_rules.list_path_rules(ctx, who, app, env)
-    prefixes = sorted(rules.staged.keys() | rules.applied.keys())
-    lines_ = [
-        PathRuleLine(
-            prefix=prefix,
-            applied=_rule_text(rules.applied.get(prefix)),
-            staged=_rule_text(rules.staged.get(prefix)),
-            rule=(rules.staged.get(prefix) or {}).get("rule", ""),
-            profile=(rules.staged.get(prefix) or {}).get("profile", ""),
-        )
-        for prefix in prefixes
-    ]
-    return {
-        "path_rules": lines_,
-        "rows": [line for line in lines_ if line.rule],
-        "profile_names": [p.name for p in access_profiles.list_access_profiles(ctx, who, app)],
-        "deny_profiles": ip_deny_profiles.list_ip_deny_profiles(ctx, who, app),
-        "attached": set(ip_deny_profiles.environment_ip_denies(ctx, who, app, env).profiles),
-    }
-
-
-def _rule_text(rule: Mapping[str, str] | None) -> str:
-    if rule is None:
-        return "—"
-    if rule.get("rule") == RuleKind.PROFILE.value:
-        return f"profile {rule.get('profile', '')}"
-    return rule.get("rule", "—")
-
-
-async def save_path_rules(request: Request) -> Response:
-    visit, form = await posted(request)
-    app, env = request.path_params["app"], request.path_params["env"]
-    prefixes, kinds, profiles = form.texts("prefix"), form.texts("rule"), form.texts("profile")
-    removed = set(form.texts("remove"))
-    rows: list[PathRuleLine] = []
-    rules: list[PathRuleState] = []
-    errors = FieldErrors()
-    for index, (prefix, kind, profile) in enumerate(zip(prefixes, kinds, profiles, strict=False)):
-        if not prefix.strip() or str(index) in removed:
-            continue
-        rows.append(PathRuleLine(prefix=prefix, applied="", staged="", rule=kind, profile=profile))
-        try:
-            rule = RuleKind(kind)
-        except ValueError:
-            errors.add(None, f"Choose a rule for {prefix!r}.")
-            continue
-        rules.append(
-            PathRuleState(
-                prefix=prefix.strip(),
-                rule=rule,
-                profile=(profile or None) if rule is RuleKind.PROFILE else None,
-            )
-        )
-    try:
-        if errors:
-            raise InvalidRequest(" ".join(errors.general), code="invalid-path-rule")
-        await call(path_rules.replace_path_rules, visit.context, visit.who, app, env, rules)
-    except Refusal as refusal:
-        if refusal.status in (403, 404):
-            raise
-        return await _access(
-            visit,
-            rule_errors=errors or FieldErrors.from_refusal(refusal, {}),
-            rows=rows,
-            status=refusal.status,
-        )
-    return redirect(
-        visit,
-        env_path(app, env, "/access"),
-        success("Path rules staged; restart the environment to apply them."),
-    )
-
-
-async def attach_ip_deny_profiles(request: Request) -> Response:
-    visit, form = await posted(request)
-    app, env = request.path_params["app"], request.path_params["env"]
-    try:
-        await call(
-            ip_deny_profiles.attach_ip_deny_profiles,
-            visit.context,
-            visit.who,
-            app,
-            env,
-            profiles=form.texts("profile"),
-        )
-    except Refusal as refusal:
-        if refusal.status in (403, 404):
-            raise
-        return await _access(
-            visit, deny_errors=FieldErrors.from_refusal(refusal, {}), status=refusal.status
-        )
-    return redirect(
-        visit, env_path(app, env, "/access"), success("IP deny profiles attached (live).")
     )
 
 

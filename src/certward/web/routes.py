@@ -1,6 +1,7 @@
 """The console's route table, sign-in and the apps pages; an environment's tabs are in
-`environment_pages`, the app-level pages in `app_pages`, the platform's in
-`platform_pages`. Every handler is thin, like the API's routes.
+`environment_pages` (its frame, Network and Versions), `domain_pages` and
+`access_pages`, the app-level pages in `app_pages`, the platform's in `platform_pages`.
+Every handler is thin, like the API's routes.
 
 Each handler opens the visit (session, principal), reads and checks the form (CSRF),
 calls one use case of `certward.services` with the visitor's principal — exactly the
@@ -26,7 +27,7 @@ from certward.services import (
 from certward.services.apps import AppView, EnvironmentView
 from certward.services.context import Context
 from certward.vocabulary import Plan, Role
-from certward.web import app_pages, environment_pages, platform_pages
+from certward.web import access_pages, app_pages, domain_pages, environment_pages, platform_pages
 from certward.web.forms import (
     FieldErrors,
     form_values,
@@ -254,16 +255,14 @@ def console_routes() -> list[BaseRoute]:
         Route(ENV + "/restart", environment_pages.restart, methods=post),
         Route(ENV + "/versions", environment_pages.versions_page, methods=get),
         Route(ENV + "/rollback", environment_pages.rollback, methods=post),
-        Route(ENV + "/domains", environment_pages.domains_page, methods=get),
-        Route(ENV + "/domains", environment_pages.add_custom_domain, methods=post),
-        Route(
-            ENV + "/domains/{hostname}/delete", environment_pages.remove_custom_domain, methods=post
-        ),
-        Route(ENV + "/access", environment_pages.access_page, methods=get),
-        Route(ENV + "/access/path-rules", environment_pages.save_path_rules, methods=post),
+        Route(ENV + "/domains", domain_pages.domains_page, methods=get),
+        Route(ENV + "/domains", domain_pages.add_custom_domain, methods=post),
+        Route(ENV + "/domains/{hostname}/delete", domain_pages.remove_custom_domain, methods=post),
+        Route(ENV + "/access", access_pages.access_page, methods=get),
+        Route(ENV + "/access/path-rules", access_pages.save_path_rules, methods=post),
         Route(
             ENV + "/access/ip-deny-profiles",
-            environment_pages.attach_ip_deny_profiles,
+            access_pages.attach_ip_deny_profiles,
             methods=post,
         ),
         Route(APP + "/tls-certificates", app_pages.tls_certificates_page, methods=get),

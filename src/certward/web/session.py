@@ -21,7 +21,6 @@ import base64
 import binascii
 import hmac
 import json
-import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -29,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from certward.errors import Forbidden, SecretError
+from certward.randomness import Randomness
 from certward.secrets import SecretBox
 
 SESSION_COOKIE = "certward_session"
@@ -75,8 +75,9 @@ class Notice:
 class SessionSeal:
     """Seals and opens the console's cookies with the installation's secret box."""
 
-    def __init__(self, box: SecretBox) -> None:
+    def __init__(self, box: SecretBox, randomness: Randomness) -> None:
         self._box = box
+        self._randomness = randomness
 
     def new_session(
         self, *, at: datetime, token: str | None = None, session_secret: str | None = None
@@ -85,7 +86,7 @@ class SessionSeal:
         if (token is None) != (session_secret is None):
             raise ValueError("a signed-in session needs both a token and a session secret")
         return ConsoleSession(
-            csrf_token=secrets.token_urlsafe(_CSRF_BYTES),
+            csrf_token=self._randomness.token_urlsafe(_CSRF_BYTES),
             token=token,
             session_secret=session_secret,
             issued_at=at,
