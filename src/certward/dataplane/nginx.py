@@ -62,6 +62,7 @@ from certward.dataplane.nginx_upstreams import (
 from certward.dataplane.state import DataPlaneState, Site
 from certward.dataplane.tls_policy import DEFAULT_NGINX_TLS, NginxTls, nginx_listen_parameters
 from certward.egress import EgressPolicy
+from certward.pki.names import is_dns_name
 
 PRIVATE_MODE = 0o600
 PUBLIC_MODE = 0o644
@@ -77,9 +78,7 @@ FORBIDDEN_PAGE = (
     "<body><h1>403 Forbidden</h1><p>Access to this path is restricted.</p></body></html>\n"
 )
 
-_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 # Used with fullmatch: ``match`` with ``$`` would let a trailing newline through.
-_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*")
 _LISTEN_HOST = re.compile(r"[A-Za-z0-9.*-]+")
 _VERSION = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 
@@ -609,7 +608,7 @@ def _is_ip(host: str) -> bool:
 
 
 def _check_hostname(hostname: str) -> None:
-    if not _HOSTNAME.fullmatch(hostname):
+    if not is_dns_name(hostname):
         raise ValueError(f"{hostname!r} is not a lower-case DNS host name")
 
 
