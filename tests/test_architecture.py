@@ -122,7 +122,8 @@ def test_the_data_plane_never_reaches_into_the_database(path: Path) -> None:
             "request_target.py",
             "caller_headers.py",
         )
-    ],
+    ]
+    + [PACKAGE / "path_rule_checks.py"],
     ids=lambda p: str(p.relative_to(PACKAGE)),
 )
 def test_the_data_plane_rules_are_pure(path: Path) -> None:
