@@ -21,7 +21,7 @@ from certward.dataplane.nginx_directory import (
     NginxOptions,
     render_into,
 )
-from certward.dataplane.nginx_refusals import Validation, refusals, validate
+from certward.dataplane.nginx_refusals import Validation, refusals, trial, validate
 from certward.dataplane.nginx_upstreams import Lookup, UpstreamChecks, check_upstreams
 from certward.dataplane.session_tickets import ticket_key_files
 from certward.dataplane.state import DataPlaneState
@@ -204,13 +204,7 @@ def _check(
     nginx's words (empty when the fault is no site's)."""
     exclude = dict(excluded)
     exclude |= {hostname: "unchanged" for hostname in state.sites if hostname not in scope}
-    check_path = directory.new_set_path(state.version)
-    rendered = render_into(state, options, checks, check_path, exclude)
-    directory.write_set(check_path, rendered.files)
-    try:
-        check = validate(nginx, directory, check_path)
-    finally:
-        shutil.rmtree(check_path, ignore_errors=True)
+    check, rendered = trial(nginx, state, directory, options, checks, exclude)
     if check.ok:
         return check, {}
     return check, refusals(nginx, check, state, directory, options, checks, exclude, rendered)

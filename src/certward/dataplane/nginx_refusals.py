@@ -55,6 +55,26 @@ def sites_named_in(output: str, state: DataPlaneState) -> set[str]:
     return {match.group(1) for match in _SITE_FILE.finditer(output)} & set(state.sites)
 
 
+def trial(
+    nginx: str,
+    state: DataPlaneState,
+    directory: NginxDirectory,
+    options: NginxOptions,
+    checks: UpstreamChecks,
+    exclude: Mapping[str, str],
+) -> tuple[Validation, RenderedSet]:
+    """``nginx -t`` on a scratch set of ``state`` without the sites in ``exclude``, its
+    certificates named in the set (so nginx loads each one now); the set is deleted
+    after."""
+    set_path = directory.new_set_path(state.version)
+    rendered = render_into(state, options, checks, set_path, exclude)
+    directory.write_set(set_path, rendered.files)
+    try:
+        return validate(nginx, directory, set_path), rendered
+    finally:
+        shutil.rmtree(set_path, ignore_errors=True)
+
+
 def refusals(
     nginx: str,
     check: Validation,
@@ -95,12 +115,7 @@ def _bisect(
         trials[0] += 1
         keep = set(included)
         exclude = {**excluded, **{h: "bisect" for h in candidates if h not in keep}}
-        set_path = directory.new_set_path(state.version)
-        directory.write_set(set_path, render_into(state, options, checks, set_path, exclude).files)
-        try:
-            return validate(nginx, directory, set_path)
-        finally:
-            shutil.rmtree(set_path, ignore_errors=True)
+        return trial(nginx, state, directory, options, checks, exclude)[0]
 
     if not passes([]).ok:
         return {}
