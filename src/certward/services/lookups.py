@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from certward.authorization import Action, Verdict, Principal, verdict, visible
+from certward.authorization import Action, Principal, Verdict, verdict, visible
 from certward.errors import Forbidden, NotFound
 from certward.model import App, Environment
 from certward.vocabulary import Plan
