@@ -429,8 +429,17 @@ def test_the_data_plane_never_reaches_into_the_database(path: Path) -> None:
     "path",
     [
         PACKAGE / "dataplane" / name
-        for name in ("state.py", "access.py", "nginx.py", "request_target.py", "caller_headers.py")
-    ],
+        for name in (
+            "state.py",
+            "access.py",
+            "nginx.py",
+            "nginx_access.py",
+            "nginx_syntax.py",
+            "request_target.py",
+            "caller_headers.py",
+        )
+    ]
+    + [PACKAGE / "path_rule_checks.py"],
     ids=name_of,
 )
 def test_the_data_plane_rules_are_pure(path: Path) -> None:

@@ -102,6 +102,7 @@ from certward.dataplane.tls_policy import TlsProfile
 from certward.egress import EgressPolicy, IPNetwork, Listener, parse_allow_list
 from certward.errors import ConfigurationError
 from certward.pki.limits import DEFAULT_MAX_ITERATIONS, DEFAULT_MAX_MAC_ITERATIONS
+from certward.pki.names import is_dns_name
 from certward.rate_limits import Rate
 
 MASTER_KEY_BYTES = 32
@@ -133,7 +134,6 @@ DEFAULT_IDLE_TIMEOUT = timedelta(seconds=60)
 DEFAULT_UPLOAD_RATE = Rate(count=30, period=timedelta(minutes=1))
 DEFAULT_FAILED_UPLOAD_RATE = Rate(count=10, period=timedelta(minutes=1))
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _DURATION = re.compile(r"^([0-9]{1,9})([smhd]?)$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -425,8 +425,7 @@ def _database_url(value: str | None, data_dir: Path) -> str:
 
 def _platform_domain(value: str) -> str:
     domain = value.strip().rstrip(".").lower()
-    labels = domain.split(".")
-    if len(domain) > 253 or len(labels) < 2 or not all(_LABEL.match(x) for x in labels):
+    if not is_dns_name(domain, min_labels=2):
         raise ConfigurationError(
             f"CERTWARD_PLATFORM_DOMAIN must be a DNS name such as apps.example.net, not {value!r}."
         )

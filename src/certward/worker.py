@@ -28,7 +28,8 @@ from certward.services import notifications
 from certward.services.acme_issuing import sweep_challenges
 from certward.services.context import Context
 from certward.services.dataplane_feed import trim_changes
-from certward.services.managed import RenewalReport, renew_due
+from certward.services.managed import renew_due
+from certward.services.renewal_queue import RenewalReport
 from certward.services.tls_acme import renew_due_acme
 
 BATCH = 500  # certificates claimed per transaction (issued in ~0.1 s, far within the lease)

@@ -21,8 +21,9 @@ from certward.errors import SecretError
 from certward.model import CaState, Environment, ManagedCertificate, PlatformCa
 from certward.pki.material import load_stored_private_key
 from certward.services import apps, managed, platform_ca
-from certward.services.managed import RenewalReport, managed_key_aad, renew_due
+from certward.services.managed import managed_key_aad, renew_due
 from certward.services.platform_ca import ca_key_aad
+from certward.services.renewal_queue import CLAIM_LEASE, RenewalReport
 from certward.vocabulary import Role
 from certward.worker import RenewalWorker
 from tests.api.conftest import API, Api, expect
@@ -224,11 +225,11 @@ def test_an_expired_claim_of_a_dead_worker_is_taken_over(api: Api) -> None:
     with api.context.database.transaction() as session:
         session.execute(
             update(ManagedCertificate).values(
-                claimed_by="dead-worker", claimed_until=api.clock.now() + managed.CLAIM_LEASE
+                claimed_by="dead-worker", claimed_until=api.clock.now() + CLAIM_LEASE
             )
         )
     assert renew_due(api.context, worker="w", limit=10).claimed == 0
-    api.clock.advance(managed.CLAIM_LEASE + timedelta(seconds=1))
+    api.clock.advance(CLAIM_LEASE + timedelta(seconds=1))
     assert renew_due(api.context, worker="w", limit=10).renewed == 1
 
 

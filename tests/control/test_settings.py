@@ -121,6 +121,7 @@ def test_bad_listen_addresses_say_what_is_expected(value: str) -> None:
         ("CERTWARD_PLATFORM_DOMAIN", "apps..example", "DNS name"),
         ("CERTWARD_PLATFORM_DOMAIN", "-apps.example", "DNS name"),
         ("CERTWARD_PLATFORM_DOMAIN", "apps_x.example", "DNS name"),
+        ("CERTWARD_PLATFORM_DOMAIN", "apps\n.example", "DNS name"),
         ("CERTWARD_ADMIN_TOKEN", "short", "at least 16"),
         ("CERTWARD_ADMIN_TOKEN", "has a space in it, long", "without spaces"),
         ("CERTWARD_MASTER_KEY", "not base64!", "not valid base64"),

@@ -32,7 +32,8 @@ from sqlalchemy import select
 
 from certward.authorization import Principal
 from certward.clock import FixedClock, SystemClock
-from certward.dataplane.nginx_agent import NginxDirectory, NginxOptions, NginxSync, SyncOutcome
+from certward.dataplane.nginx_agent import NginxSync, SyncOutcome
+from certward.dataplane.nginx_directory import NginxDirectory, NginxOptions
 from certward.dataplane.state import DataPlaneState
 from certward.model import ManagedCertificate
 from certward.platform import open_platform

@@ -18,14 +18,9 @@ from typing import Any
 
 import pytest
 
-from certward.dataplane.nginx_agent import (
-    InstallOutcome,
-    NginxDirectory,
-    NginxOptions,
-    install,
-    reload,
-    wait_until_serving,
-)
+from certward.dataplane.nginx_agent import reload, wait_until_serving
+from certward.dataplane.nginx_directory import NginxDirectory, NginxOptions
+from certward.dataplane.nginx_install import InstallOutcome, install
 from certward.dataplane.state import DataPlaneState
 from tests.dataplane.local_policy import LOCAL_POLICY
 from tests.dataplane.matrix import (

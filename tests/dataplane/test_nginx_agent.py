@@ -21,20 +21,21 @@ from cryptography import x509
 
 from certward.authorization import Principal
 from certward.cli.app import main
-from certward.dataplane import nginx_agent
+from certward.dataplane import nginx_directory
 from certward.dataplane.nginx import RenderedFile
 from certward.dataplane.nginx_agent import (
-    KEPT_SETS,
-    CertificateLoading,
-    InstallOutcome,
-    NginxDirectory,
-    NginxOptions,
     NginxSync,
     SyncOutcome,
-    install,
     serving_version,
     wait_until_serving,
 )
+from certward.dataplane.nginx_directory import (
+    KEPT_SETS,
+    CertificateLoading,
+    NginxDirectory,
+    NginxOptions,
+)
+from certward.dataplane.nginx_install import InstallOutcome, install
 from certward.dataplane.state import DataPlaneState, ServedCertificate
 from certward.platform import open_platform
 from certward.services import apps
@@ -207,7 +208,7 @@ def test_a_write_that_fails_halfway_leaves_the_active_set_alone(
     good = install(shop_state(matrix_pki), directory, rendering)
     before = sorted(directory.sets.iterdir())
     written: list[Path] = []
-    original = nginx_agent._write_file
+    original = nginx_directory._write_file
 
     def failing(path: Path, rendered: RenderedFile) -> None:
         written.append(path)
@@ -215,7 +216,7 @@ def test_a_write_that_fails_halfway_leaves_the_active_set_alone(
             raise OSError(28, "No space left on device")
         original(path, rendered)
 
-    monkeypatch.setattr("certward.dataplane.nginx_agent._write_file", failing)
+    monkeypatch.setattr("certward.dataplane.nginx_directory._write_file", failing)
     with pytest.raises(OSError, match="No space"):
         install(shop_state(matrix_pki, extra="new.agent.test"), directory, rendering)
     assert sorted(directory.sets.iterdir()) == before

@@ -28,12 +28,11 @@ from certward.dataplane.nginx import (
     VERSION_FILE,
     certificate_file,
     client_ca_file,
-    doc_pattern,
     openssl_dn,
-    path_patterns,
     render,
     render_set,
 )
+from certward.dataplane.nginx_access import doc_pattern, path_patterns
 from certward.dataplane.state import (
     AccessProfile,
     DataPlaneState,

@@ -17,7 +17,7 @@ from certward.dataplane.request_target import (
     parse_target,
     served_prefix,
 )
-from certward.services.path_rules import _data_plane_rules
+from certward.path_rule_checks import served_rules
 
 
 @pytest.mark.parametrize(
@@ -154,7 +154,7 @@ def test_prefixes_stored_before_the_check_are_served_as_the_path_they_name() -> 
     assert served_prefix("/a//b") == "/a/b"
     assert served_prefix("/x/../admin") == "/admin"
     assert served_prefix("/a%2Fb") == "/a/b"
-    rules = _data_plane_rules(
+    rules = served_rules(
         {
             "/files/a%20b": {"rule": "deny-all"},
             "/files/a b": {"rule": "allow-all"},

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from certward.pki.names import HostnameError, covers, dns_name_matches, normalize_hostname
+from certward.pki.names import (
+    HostnameError,
+    covers,
+    dns_name_matches,
+    is_dns_label,
+    is_dns_name,
+    normalize_hostname,
+)
 from tests.material.factory import TestCA
 
 
@@ -67,3 +74,41 @@ def test_the_common_name_is_never_used_for_matching() -> None:
     """A certificate without SANs covers nothing, whatever its CN says."""
     leaf = TestCA.root().issue_leaf("shop.example.com", no_san=True).certificate
     assert not covers(leaf, "shop.example.com")
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("a", True),
+        ("shop-1", True),
+        ("a" * 63, True),
+        ("a" * 64, False),
+        ("", False),
+        ("-shop", False),
+        ("shop-", False),
+        ("Shop", False),
+        ("shop\n", False),
+        ("sh_op", False),
+    ],
+)
+def test_a_dns_label_is_lower_case_ldh(text: str, label: bool) -> None:
+    """1-63 lower-case letters, digits and hyphens, no hyphen at either end."""
+    assert is_dns_label(text) is label
+
+
+@pytest.mark.parametrize(
+    ("text", "min_labels", "name"),
+    [
+        ("localhost", 1, True),
+        ("localhost", 2, False),
+        ("apps.example.net", 2, True),
+        ("apps..example", 1, False),
+        ("apps.example.", 1, False),
+        ("apps\n.example", 2, False),
+        (".".join(["a" * 63] * 3) + "." + "a" * 61, 1, True),  # 253 characters
+        (".".join(["a" * 63] * 3) + "." + "a" * 62, 1, False),  # 254
+    ],
+)
+def test_a_dns_name_is_labels_joined_by_dots(text: str, min_labels: int, name: bool) -> None:
+    """`is_dns_label` labels, at least ``min_labels`` of them, 253 characters at most."""
+    assert is_dns_name(text, min_labels=min_labels) is name

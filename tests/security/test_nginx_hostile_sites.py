@@ -36,18 +36,12 @@ from sqlalchemy import select
 
 from certward.authorization import Principal
 from certward.clock import FixedClock, SystemClock
-from certward.dataplane import nginx_agent
+from certward.dataplane import nginx_install, nginx_refusals
 from certward.dataplane.caller_headers import STRIPPED_NAMES
 from certward.dataplane.nginx import render_set
-from certward.dataplane.nginx_agent import (
-    InstallOutcome,
-    NginxDirectory,
-    NginxOptions,
-    NginxSync,
-    SyncOutcome,
-    install,
-    wait_until_serving,
-)
+from certward.dataplane.nginx_agent import NginxSync, SyncOutcome, wait_until_serving
+from certward.dataplane.nginx_directory import NginxDirectory, NginxOptions
+from certward.dataplane.nginx_install import InstallOutcome, install
 from certward.dataplane.state import DataPlaneState, ServedCertificate
 from certward.model import Environment, ManagedCertificate, WebhookDelivery
 from certward.platform import open_platform
@@ -108,7 +102,7 @@ class Plane:
             http_port=int(self.options.http_listen.rsplit(":", 1)[1]),
         )
 
-    def start(self, state: DataPlaneState, **lookup: Any) -> nginx_agent.Installed:
+    def start(self, state: DataPlaneState, **lookup: Any) -> nginx_install.Installed:
         installed = install(state, self.directory, self.options, **lookup)
         assert installed.outcome is InstallOutcome.INSTALLED, installed.problem
         self.running.append(RunningNginx(self.nginx, self.directory, self.options))
@@ -294,7 +288,7 @@ def test_a_site_nginx_refuses_without_naming_it_is_found_by_bisection(
 ) -> None:
     """nginx's message here names the key file, but the agent is made to ignore it: the
     broken site is still found, by rendering subsets, and the other sites go live."""
-    monkeypatch.setattr(nginx_agent, "sites_named_in", lambda output, state: set())
+    monkeypatch.setattr(nginx_refusals, "sites_named_in", lambda output, state: set())
     with EchoUpstream("app") as upstream:
         env = Env(pki=matrix_pki, upstreams={"app": upstream.url})
         broken = site(env, "broken.hostile.test")
@@ -464,7 +458,7 @@ def test_an_empty_state_renders_a_configuration_nginx_accepts(tmp_path: Path) ->
         policy=LOCAL_POLICY,
     )
     directory.write_set(set_path, rendered.files)
-    check = nginx_agent.validate(nginx, directory, set_path)
+    check = nginx_refusals.validate(nginx, directory, set_path)
     assert check.ok, check.output
 
 

@@ -1,7 +1,8 @@
 """``certward nginx render|sync``: Debian's nginx as a data plane.
 
 The agent (`certward.dataplane.nginx_agent`) reads the state from the database like an
-operator command, and records the sites it leaves out (`certward.services.dataplane_exclusions`).
+operator command, and records the sites it leaves out
+(`certward.services.dataplane_exclusions`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from certward.egress import Listener
 from certward.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from certward.dataplane.nginx_agent import NginxOptions
+    from certward.dataplane.nginx_directory import NginxOptions
     from certward.dataplane.state import DataPlaneState
     from certward.platform import Platform
     from certward.settings import Settings
@@ -69,7 +70,7 @@ def _nginx_options(
 ) -> NginxOptions:
     import shutil
 
-    from certward.dataplane.nginx_agent import CertificateLoading, NginxOptions
+    from certward.dataplane.nginx_directory import CertificateLoading, NginxOptions
     from certward.dataplane.tls_policy import tls_policy
 
     try:
@@ -141,7 +142,8 @@ def nginx_render_command(
 
     The set is written whole, checked with nginx -t when nginx is installed, and only
     then made DIR/nginx.conf. Nothing is reloaded: that is what sync does."""
-    from certward.dataplane.nginx_agent import InstallOutcome, NginxDirectory, install
+    from certward.dataplane.nginx_directory import NginxDirectory
+    from certward.dataplane.nginx_install import InstallOutcome, install
     from certward.services import dataplane_exclusions
     from certward.services.dataplane_feed import DataPlaneFeed
 
@@ -202,7 +204,8 @@ def nginx_sync_command(
     import logging
     import signal
 
-    from certward.dataplane.nginx_agent import NginxDirectory, NginxSync
+    from certward.dataplane.nginx_agent import NginxSync
+    from certward.dataplane.nginx_directory import NginxDirectory
     from certward.services.dataplane_feed import DataPlaneFeed
     from certward.services.dataplane_follower import StateFollower
 

@@ -41,12 +41,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
-from certward.dataplane.access import matching_rule
-from certward.dataplane.nginx_client_ca import accepted_issuer_dns, client_ca_file
+from certward.dataplane.nginx_access import decision_blocks, path_patterns
+from certward.dataplane.nginx_client_ca import client_ca_file
 from certward.dataplane.nginx_client_ca import openssl_dn as openssl_dn  # noqa: PLC0414
+from certward.dataplane.nginx_syntax import comment, quote
 from certward.dataplane.nginx_upstreams import (
     UPSTREAM_TRUST_FILE,
     CheckedUpstream,
@@ -58,16 +59,10 @@ from certward.dataplane.nginx_upstreams import (
     forwarded_headers,
     tls_lines,
 )
-from certward.dataplane.state import (
-    AccessProfile,
-    DataPlaneState,
-    Network,
-    PathRule,
-    RuleKind,
-    Site,
-)
+from certward.dataplane.state import DataPlaneState, Site
 from certward.dataplane.tls_policy import DEFAULT_NGINX_TLS, NginxTls, nginx_listen_parameters
 from certward.egress import EgressPolicy
+from certward.pki.names import is_dns_name
 
 PRIVATE_MODE = 0o600
 PUBLIC_MODE = 0o644
@@ -83,12 +78,9 @@ FORBIDDEN_PAGE = (
     "<body><h1>403 Forbidden</h1><p>Access to this path is restricted.</p></body></html>\n"
 )
 
-_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 # Used with fullmatch: ``match`` with ``$`` would let a trailing newline through.
-_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*")
 _LISTEN_HOST = re.compile(r"[A-Za-z0-9.*-]+")
 _VERSION = re.compile(r"[A-Za-z0-9._:-]{1,200}")
-_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,14 +404,6 @@ def _power_of_two(value: int) -> int:
     return result
 
 
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    """What a path rule decides: ``allow``/``deny``, or the profile variable to consult."""
-
-    label: str
-    verdict: str
-
-
 def _site_blocks(
     index: int,
     site: Site,
@@ -437,7 +421,7 @@ def _site_blocks(
     variables (1,000 sites with four maps each took 7 s more to load than without).
     """
     lines: list[str] = [
-        f"    # {site.hostname} ({_comment(site.app)}/{_comment(site.environment)})\n"
+        f"    # {site.hostname} ({comment(site.app)}/{comment(site.environment)})\n"
     ]
     if not site.deny_ranges and not path_patterns(site):
         lines.append(
@@ -445,141 +429,9 @@ def _site_blocks(
         )
         return "".join(lines) + "\n"
     var = f"cw_{index}"
-    deny_source = "0"
-    if site.deny_ranges:
-        lines.append(_geo(f"{var}_deny", site.deny_ranges))
-        deny_source = f"${var}_deny"
-    profiles = _used_profiles(site)
-    profile_vars: dict[str, str] = {}
-    for number, profile in enumerate(profiles):
-        profile_var = f"{var}_p{number}"
-        lines.append(_profile_blocks(site, profile, profile_var))
-        profile_vars[profile.name] = f"${profile_var}_ok"
-    patterns, outcomes = _path_table(site, profile_vars)
-    rule_map = [f'        {_quote("~" + pattern)} "r{number}";\n' for pattern, number in patterns]
-    rule_map.append(f'        {_quote("~" + doc_pattern(f"{var}_seg"))} "d";\n')
-    lines.append(f"    map $uri ${var}_rule {{\n{''.join(rule_map)}        default n;\n    }}\n")
-    verdicts = ["        0n allow;\n", "        0d deny;\n"]
-    labels = ["        0n default;\n", f'        0d "deny-all /${var}_seg";\n']
-    for number, outcome in enumerate(outcomes):
-        verdicts.append(f"        0r{number} {outcome.verdict};\n")
-        labels.append(f"        0r{number} {_label(outcome.label)};\n")
-    source = _quote(f"{deny_source}${var}_rule")
-    lines.append(
-        f"    map {source} ${var}_verdict {{\n{''.join(verdicts)}        default deny;\n    }}\n"
-    )
-    lines.append(
-        f"    map {source} ${var}_label {{\n{''.join(labels)}        default ip-deny;\n    }}\n"
-    )
+    lines.append(decision_blocks(site, var))
     lines.append(_server(var, var, site, https, chain, key, client_ca, upstream))
     return "".join(lines) + "\n"
-
-
-def _used_profiles(site: Site) -> list[AccessProfile]:
-    named = {r.profile for r in site.path_rules if r.rule is RuleKind.PROFILE and r.profile}
-    return [site.profiles[name] for name in sorted(named) if name in site.profiles]
-
-
-def _profile_blocks(site: Site, profile: AccessProfile, var: str) -> str:
-    """``$<var>_ok``: allow when the address is in range or the certificate qualifies."""
-    lines: list[str] = []
-    range_source = "0"
-    if profile.ip_ranges:
-        lines.append(_geo(f"{var}_range", profile.ip_ranges))
-        range_source = f"${var}_range"
-    entries = ['        "~^1:" allow;\n']
-    issuers = accepted_issuer_dns(site, profile) if site.wants_client_certificate else []
-    if issuers:
-        alternatives = "|".join(_regex_literal(dn) for dn in issuers)
-        pattern = _quote("~^0:SUCCESS:(?:" + alternatives + ")\\z")
-        entries.append(f"        {pattern} allow;\n")
-    source = _quote(f"{range_source}:$ssl_client_verify:$ssl_client_i_dn")
-    lines.append(
-        f"    map {source} ${var}_ok {{\n{''.join(entries)}        default deny;\n    }}\n"
-    )
-    return "".join(lines)
-
-
-@dataclass(frozen=True, slots=True)
-class PathPattern:
-    """One entry of a site's ``map $uri``: a path matching ``regex`` (PCRE, tried in
-    order, first match wins) is decided by ``rule``; None means no rule applies."""
-
-    regex: str
-    rule: PathRule | None
-
-
-def path_patterns(site: Site) -> list[PathPattern]:
-    """The site's distinct rule prefixes as regexes, longest first, each with its rule.
-
-    A path's longest matching prefix fixes the rule (every shorter candidate is a prefix
-    of it), so the rule for a prefix is `matching_rule` applied to the prefix itself.
-    Paths these miss are tried against `doc_pattern`, then get no rule. Prefixes not
-    starting with ``/`` never match an nginx ``$uri`` and are left out.
-    """
-    prefixes = sorted(
-        {r.prefix for r in site.path_rules if r.prefix.startswith("/")},
-        key=lambda p: (-len(p), p),
-    )
-    return [
-        PathPattern(regex=_prefix_pattern(prefix), rule=matching_rule(site.path_rules, prefix))
-        for prefix in prefixes
-    ]
-
-
-def doc_pattern(capture: str) -> str:
-    """Paths whose first segment ends in ``-doc``, the segment captured as ``capture``."""
-    return f"^/(?<{capture}>[^/]*)(?<=-doc)(?:/|\\z)"
-
-
-def _path_table(
-    site: Site, profile_vars: Mapping[str, str]
-) -> tuple[list[tuple[str, int]], list[_Outcome]]:
-    """`path_patterns`, each with the index of its outcome (outcomes shared)."""
-    outcomes: list[_Outcome] = []
-    patterns: list[tuple[str, int]] = []
-    for entry in path_patterns(site):
-        outcome = _outcome(site, entry.rule, profile_vars)
-        if outcome not in outcomes:
-            outcomes.append(outcome)
-        patterns.append((entry.regex, outcomes.index(outcome)))
-    return patterns, outcomes
-
-
-def _outcome(site: Site, rule: PathRule | None, profile_vars: Mapping[str, str]) -> _Outcome:
-    if rule is None:
-        return _Outcome(label="default", verdict="allow")
-    if rule.rule is RuleKind.ALLOW_ALL:
-        return _Outcome(label=f"{rule.rule.value} {rule.prefix}", verdict="allow")
-    if rule.rule is RuleKind.DENY_ALL:
-        return _Outcome(label=f"{rule.rule.value} {rule.prefix}", verdict="deny")
-    label = f"profile {rule.profile} {rule.prefix}"
-    if rule.profile is None or rule.profile not in site.profiles:
-        return _Outcome(label=label, verdict="deny")
-    return _Outcome(label=label, verdict=profile_vars[rule.profile])
-
-
-def _prefix_pattern(prefix: str) -> str:
-    """A regex matching paths that start with ``prefix`` — unless the path's first
-    segment ends in ``-doc`` and ``prefix`` stops inside that segment."""
-    literal = _regex_literal(prefix)
-    if "/" in prefix[1:]:
-        return "^" + literal  # the prefix spans the whole first segment
-    return "^" + literal + "(?![^/]+(?<=-doc)(?:/|\\z))"
-
-
-def _regex_literal(text: str) -> str:
-    """``text`` as a PCRE literal: ASCII letters and digits as they are, every other
-    byte of its UTF-8 as ``\\xHH`` (nginx matches bytes; nothing is left to quote)."""
-    return "".join(
-        chr(byte) if chr(byte).isascii() and chr(byte).isalnum() else f"\\x{byte:02x}"
-        for byte in text.encode("utf-8")
-    )
-
-
-def _geo(variable: str, networks: Iterable[Network]) -> str:
-    entries = "".join(f"        {network} 1;\n" for network in networks)
-    return f"    geo ${variable} {{\n        default 0;\n{entries}    }}\n"
 
 
 def _server(
@@ -606,7 +458,7 @@ def _server(
         "    return 421;",
         "}",
         "if ($cw_verdict = deny) {",
-        f"    return 403 {_quote(FORBIDDEN_PAGE)};",
+        f"    return 403 {quote(FORBIDDEN_PAGE)};",
         "}",
         f"proxy_pass {upstream.proxy_pass};",
     ]
@@ -614,13 +466,13 @@ def _server(
         f"listen {https} ssl {nginx_listen_parameters()};",
         f"server_name {site.hostname};",
         "access_log logs/access.log cw_https;",
-        f"ssl_certificate {_quote(chain)};",
-        f"ssl_certificate_key {_quote(key)};",
+        f"ssl_certificate {quote(chain)};",
+        f"ssl_certificate_key {quote(key)};",
     ]
     if client_ca is not None:
         lines += [
             "ssl_verify_client optional;",
-            f"ssl_client_certificate {_quote(client_ca)};",
+            f"ssl_client_certificate {quote(client_ca)};",
             f"ssl_verify_depth {CLIENT_VERIFY_DEPTH};",
             "# A certificate that fails verification counts as not verified.",
             f"error_page 495 496 = @{name}_unverified;",
@@ -659,7 +511,7 @@ def _default_servers(*, https: str, http: str, acme: str, version: str) -> str:
             *_plain_locations(acme, version, http),
             *_block(
                 "location /",
-                ["default_type text/plain;", f"return 404 {_quote('unknown host' + chr(10))};"],
+                ["default_type text/plain;", f"return 404 {quote('unknown host' + chr(10))};"],
             ),
         ],
     )
@@ -717,7 +569,7 @@ def _plain_locations(acme: str, version: str, http: str) -> list[str]:
                 *(f"allow {address};" for address in _state_readers(http)),
                 "deny all;",
                 "default_type text/plain;",
-                f"return 200 {_quote(version + chr(10))};",
+                f"return 200 {quote(version + chr(10))};",
             ],
         ),
     ]
@@ -744,7 +596,7 @@ def _indented(lines: list[str], level: int) -> str:
     return "".join(f"{pad}{line}\n" for line in lines)
 
 
-# -- checks and quoting ---------------------------------------------------------------------
+# -- checks ------------------------------------------------------------------------------
 
 
 def _is_ip(host: str) -> bool:
@@ -756,7 +608,7 @@ def _is_ip(host: str) -> bool:
 
 
 def _check_hostname(hostname: str) -> None:
-    if not _HOSTNAME.fullmatch(hostname):
+    if not is_dns_name(hostname):
         raise ValueError(f"{hostname!r} is not a lower-case DNS host name")
 
 
@@ -783,22 +635,3 @@ def _listen(value: str, what: str) -> str:
     if not sep or not valid_host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError(f"{what} must be host:port (or [v6]:port), not {value!r}")
     return f"{host}:{int(port_text)}"
-
-
-def _quote(text: str) -> str:
-    """A double-quoted nginx token: backslashes and quotes escaped, nothing else special."""
-    if _CONTROL_BUT_NEWLINE.search(text):
-        raise ValueError(f"{text!r} holds a control character")
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return '"' + escaped + '"'
-
-
-def _comment(text: str) -> str:
-    """Text for a ``#`` comment: nothing that could end the line."""
-    return "".join("?" if ord(c) < 0x20 or ord(c) == 0x7F else c for c in text)
-
-
-def _label(text: str) -> str:
-    """A rule label as a map value: quoted, with ``$`` spelt through ``$cw_dollar`` (map
-    values are templates) and control characters shown as ``?``."""
-    return _quote(_comment(text).replace("$", "${cw_dollar}"))

@@ -28,20 +28,18 @@ Pure: names are resolved by the lookup the caller passes (none: names stay unres
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from certward.dataplane.caller_headers import HOP_MARK, HOP_MARK_NGINX_REGEX, STRIPPED_NAMES
 from certward.egress import EgressPolicy, EgressRefused, check_addresses, check_url
+from certward.pki.names import is_dns_name
 
 UPSTREAM_KEEPALIVE = 16
 UPSTREAM_VERIFY_DEPTH = 8
 UPSTREAM_TRUST_FILE = "upstream-ca.pem"
 
-_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*")
 
 Lookup = Callable[[str, int], Sequence[str]]
 """``(host, port) -> addresses``; raises `OSError` when the name does not resolve."""
@@ -233,7 +231,7 @@ def acme_origin(value: str) -> str:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        if not _HOSTNAME.fullmatch(host):
+        if not is_dns_name(host):
             raise ValueError(f"acme_upstream {value!r} does not name a host") from None
         return f"http://{host}:{port}"
     return f"http://{_spell(str(address), port)}"

@@ -25,7 +25,6 @@ certward never fetches them.
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,6 +33,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+
+from certward.pki.names import is_dns_name
 
 ROOT_LIFETIME = timedelta(days=10 * 365)
 INTERMEDIATE_LIFETIME = timedelta(days=5 * 365)
@@ -45,8 +46,6 @@ DOMAIN_VALIDATED_POLICY = x509.ObjectIdentifier("2.23.140.1.2.1")  # CA/B Forum 
 
 _ONE_SECOND = timedelta(seconds=1)
 _EMPTY_NAME = x509.Name([])
-_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"  # lower-case LDH, no hyphen at either end
-_DNS_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})+")  # two labels at least
 _NO_USAGE = dict.fromkeys(
     (
         "digital_signature",
@@ -377,5 +376,5 @@ def _crl_distribution_points(locations: IssuerLocations) -> x509.CRLDistribution
 
 
 def _check_hostname(hostname: str) -> None:
-    if len(hostname) > 253 or _DNS_NAME.fullmatch(hostname) is None:
+    if not is_dns_name(hostname, min_labels=2):
         raise ValueError(f"{hostname!r} is not a lower-case DNS name in A-label form")

@@ -21,6 +21,9 @@ SAFETY_FRACTION = 1 / 6  # renewal is due at the latest with this much lifetime 
 DEFAULT_JITTER = 0.1  # of the lifetime, either way
 RETRY_BASE = timedelta(minutes=1)
 RETRY_CAP = timedelta(hours=1)
+# Never due again sooner than this after issuance (`renew_after`'s ``earliest``):
+MANAGED_RENEWAL_MIN_DELAY = timedelta(minutes=1)  # an environment's managed certificate
+CUSTOM_DOMAIN_RENEWAL_MIN_DELAY = timedelta(hours=1)  # an ACME certificate of custom domains
 
 
 def renew_after(

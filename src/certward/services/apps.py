@@ -16,14 +16,13 @@ from certward.db import flush_or_conflict
 from certward.errors import Conflict, InvalidRequest
 from certward.model import App, Environment
 from certward.pki.convert import Pkcs12Profile
-from certward.pki.names import HostnameError, normalize_hostname
+from certward.pki.names import HostnameError, is_dns_label, normalize_hostname
 from certward.services import audit, managed, upstreams
 from certward.services.client_certificates import normalize_pins
 from certward.services.context import Context
 from certward.services.lookups import find_app, find_environment, require
 from certward.vocabulary import Plan
 
-_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _URL_CHARACTERS = re.compile(r"[\x21-\x7e]+")
 
 
@@ -53,7 +52,7 @@ class EnvironmentView:
 
 def check_label(value: str, what: str) -> str:
     """A DNS label: lower-case letters, digits and hyphens, 1-63, no hyphen at either end."""
-    if not _DNS_LABEL.fullmatch(value):  # match() would let a trailing newline in
+    if not is_dns_label(value):
         raise InvalidRequest(
             f"The {what} {value!r} is not a DNS label: use 1-63 lower-case letters, digits "
             "and hyphens, not starting or ending with a hyphen.",

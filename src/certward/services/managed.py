@@ -3,8 +3,9 @@ the platform issues when the environment is created and renews by itself.
 
 One row per issuance; an environment's live certificate is its ``active`` row, the
 rows it replaced are ``superseded``. Renewal is due at the row's ``renew_after``
-(`certward.issuing.renewal`, from the certificate's own dates). `renew_due` is what a
-worker calls, any number of workers at once:
+(`certward.issuing.renewal`, from the certificate's own dates). The rows are a renewal
+queue (`certward.services.renewal_queue`); `renew_due` is what a worker calls, any
+number of workers at once:
 
 1. **claim** (one statement, one short transaction): up to ``limit`` due rows are
    marked ``claimed_by`` this worker until ``claimed_until`` (a lease) and returned;
@@ -43,7 +44,7 @@ import hashlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -58,7 +59,6 @@ from sqlalchemy import (
     String,
     Table,
     insert,
-    or_,
     select,
     text,
     update,
@@ -69,24 +69,23 @@ from certward.authorization import Action, Principal
 from certward.errors import CertwardError, NotFound
 from certward.issuing.acme import AcmeError
 from certward.issuing.ca import certificate_pem
-from certward.issuing.renewal import renew_after, retry_at
+from certward.issuing.renewal import MANAGED_RENEWAL_MIN_DELAY, renew_after
 from certward.model import Base, Environment, ManagedCertificate, UTCDateTime, new_id
 from certward.pki.convert import private_key_der
 from certward.pki.inspect import subject_of
 from certward.secrets import private_key_aad
+from certward.services import renewal_queue
 from certward.services.acme_issuing import acme_enabled, order_certificate
 from certward.services.context import Context
 from certward.services.lookups import find_environment
 from certward.services.platform_ca import IssuingCa, issuing_ca, retire_unused
+from certward.services.renewal_queue import CLAIM_LEASE, RELEASED, RenewalReport
 
 ACTIVE = "active"
 PENDING = "pending"
 SUPERSEDED = "superseded"
 BUILTIN = "builtin"
 ACME = "acme"
-CLAIM_LEASE = timedelta(minutes=5)
-MIN_RENEWAL_DELAY = timedelta(minutes=1)  # never due again sooner than this after issuance
-MAX_ERROR_LENGTH = 1000
 
 managed_key_aad = private_key_aad("managed_certificates")
 
@@ -118,16 +117,6 @@ class ManagedCertificateView:
     attempts: int
     next_attempt_at: datetime | None
     last_error: str | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RenewalReport:
-    """What one `renew_due` pass did."""
-
-    claimed: int
-    renewed: int
-    failed: int
-    lost: int  # claims another worker took over (lease expired) or rows deleted meanwhile
 
 
 class RenewalCounters:
@@ -304,30 +293,20 @@ def _claim(ctx: Context, worker: str, limit: int) -> list[_Claim]:
     with ctx.database.transaction() as session:
         if session.get_bind().dialect.name == "postgresql":
             session.execute(text("SET LOCAL synchronous_commit = off"))
-        now = ctx.clock.now()
-        due = (
-            select(table.c.id)
-            .where(
-                table.c.state.in_((ACTIVE, PENDING)),
-                table.c.renew_after <= now,
-                or_(table.c.next_attempt_at.is_(None), table.c.next_attempt_at <= now),
-                or_(table.c.claimed_until.is_(None), table.c.claimed_until < now),
-            )
-            .order_by(table.c.renew_after)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        claimed = session.connection().execute(
-            update(table)
-            .where(table.c.id.in_(due))
-            .values(claimed_by=worker, claimed_until=now + CLAIM_LEASE)
-            .returning(
+        claimed = renewal_queue.claim(
+            session.connection(),
+            table,
+            worker=worker,
+            now=ctx.clock.now(),
+            limit=limit,
+            returning=(
                 table.c.id,
                 table.c.environment_id,
                 table.c.hostname,
                 table.c.attempts,
                 table.c.state,
-            )
+            ),
+            eligible=(table.c.state.in_((ACTIVE, PENDING)),),
         )
         return [
             _Claim(
@@ -407,7 +386,7 @@ def _store(ctx: Context, worker: str, outcomes: Sequence[_Outcome]) -> RenewalRe
                         table.c.state == ACTIVE,
                         table.c.claimed_by == worker,
                     )
-                    .values(state=SUPERSEDED, claimed_by=None, claimed_until=None)
+                    .values(state=SUPERSEDED, **RELEASED)
                     .returning(table.c.id)
                 )
             )
@@ -428,25 +407,21 @@ def _store(ctx: Context, worker: str, outcomes: Sequence[_Outcome]) -> RenewalRe
                     attempts=0,
                     next_attempt_at=None,
                     last_error=None,
-                    claimed_by=None,
-                    claimed_until=None,
+                    **RELEASED,
                 )
             )
             stored += 1 if result.rowcount == 1 else 0
         for outcome in failures:
-            attempts = outcome.claim.attempts + 1
-            result = connection.execute(
-                update(table)
-                .where(table.c.id == outcome.claim.id, table.c.claimed_by == worker)
-                .values(
-                    attempts=attempts,
-                    next_attempt_at=retry_at(now, attempts),
-                    last_error=(outcome.error or "unknown failure")[:MAX_ERROR_LENGTH],
-                    claimed_by=None,
-                    claimed_until=None,
-                )
+            held = renewal_queue.record_failure(
+                connection,
+                table,
+                outcome.claim.id,
+                worker=worker,
+                attempts=outcome.claim.attempts,
+                error=outcome.error or "unknown failure",
+                now=now,
             )
-            failed += 1 if result.rowcount == 1 else 0
+            failed += 1 if held else 0
         retire_unused(session, now)
     return RenewalReport(
         claimed=len(outcomes), renewed=stored, failed=failed, lost=len(outcomes) - stored - failed
@@ -535,7 +510,7 @@ def _row_values(
         "not_before": not_before,
         "not_after": not_after,
         "renew_after": renew_after(
-            not_before, not_after, rng=ctx.randomness, earliest=now + MIN_RENEWAL_DELAY
+            not_before, not_after, rng=ctx.randomness, earliest=now + MANAGED_RENEWAL_MIN_DELAY
         ),
         "private_key_ciphertext": ctx.secrets.encrypt(
             private_key_der(issued.private_key), aad=managed_key_aad(row_id)

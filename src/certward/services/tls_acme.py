@@ -4,8 +4,9 @@ Ordered (`order_from_acme`, with ``CERTWARD_ACME_DIRECTORY`` set) over HTTP-01, 
 every name must already point at the platform's data plane; the order runs outside any
 transaction. The worker renews them (`renew_due_acme`) from
 ``renew_after``, about two thirds into their own lifetime, the way managed
-certificates are renewed: claimed with a lease, ordered outside a transaction, a
-failure retried with backoff. Since material never changes, a renewal is a new row:
+certificates are renewed, from the same renewal queue
+(`certward.services.renewal_queue`): claimed with a lease, ordered outside a
+transaction, a failure retried with backoff. Since material never changes, a renewal is a new row:
 one short transaction inserts it, moves every custom domain of the old certificate to
 it, and deletes the old one (audited as ``tls_certificate.renew`` with both ids). The
 data plane sees the domains switch at once; the app keeps one certificate per order,
@@ -15,24 +16,23 @@ not a trail of expiring ones (whose expiry notices would be false alarms).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from certward.authorization import Action, Principal
 from certward.errors import Conflict, InvalidRequest, IssuerUnavailable
 from certward.issuing.acme import AcmeError
-from certward.issuing.renewal import renew_after, retry_at
+from certward.issuing.renewal import CUSTOM_DOMAIN_RENEWAL_MIN_DELAY, renew_after
 from certward.model import App, Base, CustomDomain, Environment, TlsCertificate
 from certward.pki.convert import private_key_der
 from certward.pki.inspect import describe_certificate
 from certward.pki.names import is_ip
-from certward.services import audit
+from certward.services import audit, renewal_queue
 from certward.services.acme_issuing import AcmeOrder, acme_enabled, order_certificate
 from certward.services.context import Context
 from certward.services.lookups import find_app, require_licensed
-from certward.services.managed import CLAIM_LEASE, MAX_ERROR_LENGTH, RenewalReport
+from certward.services.renewal_queue import RenewalReport
 from certward.services.tls_certificates import (
     ACME,
     TlsCertificateView,
@@ -47,8 +47,7 @@ from certward.services.tls_certificates import (
 )
 from certward.vocabulary import Role
 
-MIN_RENEWAL_DELAY = timedelta(hours=1)  # never due again sooner than this after issuance
-
+_TABLE = Base.metadata.tables[TlsCertificate.__tablename__]
 _RENEWAL = Principal(token_id=None, role=Role.ADMIN)  # the worker, acting for the platform
 
 
@@ -204,7 +203,10 @@ def _acme_row(
         certificate_pem=pem_of([certificate]),
         chain_pem=order.chain_pem,
         renew_after=renew_after(
-            info.not_before, info.not_after, rng=ctx.randomness, earliest=now + MIN_RENEWAL_DELAY
+            info.not_before,
+            info.not_after,
+            rng=ctx.randomness,
+            earliest=now + CUSTOM_DOMAIN_RENEWAL_MIN_DELAY,
         ),
         attempts=0,
         private_key_ciphertext=b"",
@@ -222,27 +224,14 @@ def _acme_row(
 
 def _claim_acme(ctx: Context, worker: str, limit: int) -> list[tuple[str, tuple[str, ...], int]]:
     """Mark up to ``limit`` due ACME certificates as this worker's: (id, names, attempts)."""
-    table = Base.metadata.tables[TlsCertificate.__tablename__]
     with ctx.database.transaction() as session:
-        now = ctx.clock.now()
-        due = (
-            select(TlsCertificate.id)
-            .where(
-                TlsCertificate.renew_after <= now,
-                or_(
-                    TlsCertificate.next_attempt_at.is_(None), TlsCertificate.next_attempt_at <= now
-                ),
-                or_(TlsCertificate.claimed_until.is_(None), TlsCertificate.claimed_until < now),
-            )
-            .order_by(TlsCertificate.renew_after)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        claimed = session.connection().execute(
-            update(table)
-            .where(table.c.id.in_(due))
-            .values(claimed_by=worker, claimed_until=now + CLAIM_LEASE)
-            .returning(table.c.id, table.c.sans, table.c.attempts)
+        claimed = renewal_queue.claim(
+            session.connection(),
+            _TABLE,
+            worker=worker,
+            now=ctx.clock.now(),
+            limit=limit,
+            returning=(_TABLE.c.id, _TABLE.c.sans, _TABLE.c.attempts),
         )
         return [(r.id, tuple(r.sans), r.attempts) for r in claimed]
 
@@ -290,16 +279,13 @@ def _record_failure(
 ) -> int:
     """Back off on a certificate this worker holds (1), or do nothing if it lost it (0)."""
     with ctx.database.transaction() as session:
-        now = ctx.clock.now()
-        result = session.execute(
-            update(TlsCertificate)
-            .where(TlsCertificate.id == certificate_id, TlsCertificate.claimed_by == worker)
-            .values(
-                attempts=attempts + 1,
-                next_attempt_at=retry_at(now, attempts + 1),
-                last_error=f"ACME renewal failed: {error}"[:MAX_ERROR_LENGTH],
-                claimed_by=None,
-                claimed_until=None,
-            )
+        held = renewal_queue.record_failure(
+            session.connection(),
+            _TABLE,
+            certificate_id,
+            worker=worker,
+            attempts=attempts,
+            error=f"ACME renewal failed: {error}",
+            now=ctx.clock.now(),
         )
-        return 1 if getattr(result, "rowcount", 0) == 1 else 0
+        return 1 if held else 0
