@@ -41,21 +41,21 @@ def create_access_profile(
     app: str, body: AccessProfileCreate, ctx: ContextDep, who: PrincipalDep
 ) -> AccessProfileView:
     """A named set of IP ranges and client CAs that path rules restrict paths to (live)."""
-    return access_profiles.create_access_profile(
+    return access_profiles.ACCESS_PROFILES.create(
         ctx, who, app, name=body.name, ip_ranges=body.ip_ranges
     )
 
 
 @router.get(PROFILES, tags=[TAG])
 def list_access_profiles(app: str, ctx: ContextDep, who: PrincipalDep) -> list[AccessProfileView]:
-    return access_profiles.list_access_profiles(ctx, who, app)
+    return access_profiles.ACCESS_PROFILES.list(ctx, who, app)
 
 
 @router.get(ONE_PROFILE, tags=[TAG])
 def get_access_profile(
     app: str, profile: str, ctx: ContextDep, who: PrincipalDep
 ) -> AccessProfileView:
-    return access_profiles.get_access_profile(ctx, who, app, profile)
+    return access_profiles.ACCESS_PROFILES.get(ctx, who, app, profile)
 
 
 @router.patch(ONE_PROFILE, tags=[TAG])
@@ -63,12 +63,12 @@ def update_access_profile(
     app: str, profile: str, body: AccessProfileUpdate, ctx: ContextDep, who: PrincipalDep
 ) -> AccessProfileView:
     """Replace the IP ranges (live)."""
-    return access_profiles.update_access_profile(ctx, who, app, profile, ip_ranges=body.ip_ranges)
+    return access_profiles.ACCESS_PROFILES.update(ctx, who, app, profile, ip_ranges=body.ip_ranges)
 
 
 @router.delete(ONE_PROFILE, status_code=204, tags=[TAG])
 def delete_access_profile(app: str, profile: str, ctx: ContextDep, who: PrincipalDep) -> Response:
-    access_profiles.delete_access_profile(ctx, who, app, profile)
+    access_profiles.ACCESS_PROFILES.delete(ctx, who, app, profile)
     return Response(status_code=204)
 
 
@@ -123,28 +123,28 @@ def create_ip_deny_profile(
     app: str, body: IpDenyProfileCreate, ctx: ContextDep, who: PrincipalDep
 ) -> IpDenyProfileView:
     """Address ranges refused on the environments the profile is attached to (live)."""
-    return ip_deny_profiles.create_ip_deny_profile(
+    return ip_deny_profiles.IP_DENY_PROFILES.create(
         ctx, who, app, name=body.name, ip_ranges=body.ip_ranges
     )
 
 
 @router.get(DENY_PROFILES, tags=[TAG])
 def list_ip_deny_profiles(app: str, ctx: ContextDep, who: PrincipalDep) -> list[IpDenyProfileView]:
-    return ip_deny_profiles.list_ip_deny_profiles(ctx, who, app)
+    return ip_deny_profiles.IP_DENY_PROFILES.list(ctx, who, app)
 
 
 @router.get(ONE_DENY_PROFILE, tags=[TAG])
 def get_ip_deny_profile(
     app: str, deny_profile: str, ctx: ContextDep, who: PrincipalDep
 ) -> IpDenyProfileView:
-    return ip_deny_profiles.get_ip_deny_profile(ctx, who, app, deny_profile)
+    return ip_deny_profiles.IP_DENY_PROFILES.get(ctx, who, app, deny_profile)
 
 
 @router.patch(ONE_DENY_PROFILE, tags=[TAG])
 def update_ip_deny_profile(
     app: str, deny_profile: str, body: IpDenyProfileUpdate, ctx: ContextDep, who: PrincipalDep
 ) -> IpDenyProfileView:
-    return ip_deny_profiles.update_ip_deny_profile(
+    return ip_deny_profiles.IP_DENY_PROFILES.update(
         ctx, who, app, deny_profile, ip_ranges=body.ip_ranges
     )
 
@@ -153,7 +153,7 @@ def update_ip_deny_profile(
 def delete_ip_deny_profile(
     app: str, deny_profile: str, ctx: ContextDep, who: PrincipalDep
 ) -> Response:
-    ip_deny_profiles.delete_ip_deny_profile(ctx, who, app, deny_profile)
+    ip_deny_profiles.IP_DENY_PROFILES.delete(ctx, who, app, deny_profile)
     return Response(status_code=204)
 
 

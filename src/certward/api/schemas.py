@@ -7,11 +7,11 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, StrictInt, StrictStr
 
 from certward.dataplane.state import RuleKind
+from certward.ip_ranges import MAX_IP_RANGES
 from certward.pki.convert import Pkcs12Profile
 from certward.pki.csr import CsrKeyType
 from certward.services.access_profiles import MAX_CLIENT_CAS
 from certward.services.ip_deny_profiles import MAX_DENY_PROFILES
-from certward.services.ip_ranges import MAX_IP_RANGES
 from certward.services.path_rules import MAX_PATH_RULES
 from certward.vocabulary import Plan, Role
 

@@ -358,7 +358,7 @@ async def _access_profiles(
 def _profiles_values(
     ctx: Context, who: Principal, app: str
 ) -> tuple[AppView, list[access_profiles.AccessProfileView]]:
-    return apps.get_app(ctx, who, app), access_profiles.list_access_profiles(ctx, who, app)
+    return apps.get_app(ctx, who, app), access_profiles.ACCESS_PROFILES.list(ctx, who, app)
 
 
 _PROFILE_FIELDS = {
@@ -375,7 +375,7 @@ async def create_access_profile(request: Request) -> Response:
     app = request.path_params["app"]
     try:
         created = await call(
-            access_profiles.create_access_profile,
+            access_profiles.ACCESS_PROFILES.create,
             visit.context,
             visit.who,
             app,
@@ -438,7 +438,7 @@ def _any_selected(nodes: Iterable[access_profiles.ClientCaNode]) -> bool:
 def _profile_values(
     ctx: Context, who: Principal, app: str, name: str
 ) -> tuple[AppView, access_profiles.AccessProfileView]:
-    return apps.get_app(ctx, who, app), access_profiles.get_access_profile(ctx, who, app, name)
+    return apps.get_app(ctx, who, app), access_profiles.ACCESS_PROFILES.get(ctx, who, app, name)
 
 
 async def update_profile_ranges(request: Request) -> Response:
@@ -446,7 +446,7 @@ async def update_profile_ranges(request: Request) -> Response:
     p = request.path_params
     try:
         await call(
-            access_profiles.update_access_profile,
+            access_profiles.ACCESS_PROFILES.update,
             visit.context,
             visit.who,
             p["app"],
@@ -544,7 +544,7 @@ async def delete_access_profile(request: Request) -> Response:
     p = request.path_params
     try:
         await call(
-            access_profiles.delete_access_profile, visit.context, visit.who, p["app"], p["profile"]
+            access_profiles.ACCESS_PROFILES.delete, visit.context, visit.who, p["app"], p["profile"]
         )
     except Refusal as refusal:
         if refusal.status in (403, 404):
@@ -596,7 +596,7 @@ async def _ip_deny_profiles(
 def _deny_values(
     ctx: Context, who: Principal, app: str
 ) -> tuple[AppView, list[ip_deny_profiles.IpDenyProfileView]]:
-    return apps.get_app(ctx, who, app), ip_deny_profiles.list_ip_deny_profiles(ctx, who, app)
+    return apps.get_app(ctx, who, app), ip_deny_profiles.IP_DENY_PROFILES.list(ctx, who, app)
 
 
 async def create_ip_deny_profile(request: Request) -> Response:
@@ -604,7 +604,7 @@ async def create_ip_deny_profile(request: Request) -> Response:
     app = request.path_params["app"]
     try:
         created = await call(
-            ip_deny_profiles.create_ip_deny_profile,
+            ip_deny_profiles.IP_DENY_PROFILES.create,
             visit.context,
             visit.who,
             app,
@@ -630,7 +630,7 @@ async def update_ip_deny_profile(request: Request) -> Response:
     p = request.path_params
     try:
         await call(
-            ip_deny_profiles.update_ip_deny_profile,
+            ip_deny_profiles.IP_DENY_PROFILES.update,
             visit.context,
             visit.who,
             p["app"],
@@ -654,7 +654,7 @@ async def delete_ip_deny_profile(request: Request) -> Response:
     p = request.path_params
     try:
         await call(
-            ip_deny_profiles.delete_ip_deny_profile,
+            ip_deny_profiles.IP_DENY_PROFILES.delete,
             visit.context,
             visit.who,
             p["app"],
