@@ -107,26 +107,34 @@ class CustomDomainCreate(_Strict):
 IpRange = Annotated[Text, Field(max_length=100)]
 
 
-class AccessProfileCreate(_Strict):
+class RangeProfileCreate(_Strict):
+    # A range profile of any kind; each kind's subclass names its schema.
     name: Text = Field(min_length=1, max_length=63)
     ip_ranges: list[IpRange] = Field(default_factory=list, max_length=MAX_IP_RANGES)
 
 
-class AccessProfileUpdate(_Strict):
+class RangeProfileUpdate(_Strict):
     ip_ranges: list[IpRange] | None = Field(default=None, max_length=MAX_IP_RANGES)
+
+
+class AccessProfileCreate(RangeProfileCreate):
+    pass
+
+
+class AccessProfileUpdate(RangeProfileUpdate):
+    pass
 
 
 class ClientCaSelection(_Strict):
     selected: list[Annotated[Text, Field(max_length=200)]] = Field(max_length=MAX_CLIENT_CAS)
 
 
-class IpDenyProfileCreate(_Strict):
-    name: Text = Field(min_length=1, max_length=63)
-    ip_ranges: list[IpRange] = Field(default_factory=list, max_length=MAX_IP_RANGES)
+class IpDenyProfileCreate(RangeProfileCreate):
+    pass
 
 
-class IpDenyProfileUpdate(_Strict):
-    ip_ranges: list[IpRange] | None = Field(default=None, max_length=MAX_IP_RANGES)
+class IpDenyProfileUpdate(RangeProfileUpdate):
+    pass
 
 
 class EnvironmentIpDenies(_Strict):
