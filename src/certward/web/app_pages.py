@@ -7,7 +7,9 @@ staged, on an environment's Access restrictions tab.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,13 +21,15 @@ from certward.pki.csr import CsrKeyType
 from certward.services import (
     access_profiles,
     apps,
-    ip_deny_profiles,
     tls_acme,
     tls_certificates,
 )
+from certward.services.access_profiles import ACCESS_PROFILES
 from certward.services.acme_issuing import acme_enabled
 from certward.services.apps import AppView
 from certward.services.context import Context
+from certward.services.ip_deny_profiles import IP_DENY_PROFILES
+from certward.services.range_profiles import RangeProfileKind
 from certward.web.forms import (
     ACME_FIELDS,
     CSR_FIELDS,
@@ -327,39 +331,38 @@ async def delete_tls_certificate(request: Request) -> Response:
 # -- app level: access profiles and IP deny profiles ----------------------------------------------
 
 
-async def access_profiles_page(request: Request) -> Response:
-    visit = await begin(request)
-    return await _access_profiles(visit)
+# -- app level: range profiles (access profiles, IP deny profiles) ----------------------------
 
 
-async def _access_profiles(
-    visit: Visit,
-    *,
-    errors: FieldErrors | None = None,
-    values: Mapping[str, str] | None = None,
-    status: int = 200,
-) -> Response:
-    app = visit.request.path_params["app"]
-    view, profiles = await call(_profiles_values, visit.context, visit.who, app)
-    return render(
-        visit,
-        "access_profiles.html",
-        {
-            "app": view,
-            "app_tab": "access-profiles",
-            "profiles": profiles,
-            "errors": errors or FieldErrors(),
-            "values": values or {},
-        },
-        status=status,
-    )
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _RangeProfilePages:
+    """One kind of range profile in the console: its list page (with the create form)
+    and where a created profile leads, with what the notice says."""
+
+    kind: RangeProfileKind[Any, Any, Any]
+    template: str
+    tab: str
+    created: Callable[[str, str], tuple[str, str]]  # app, name -> path, notice
 
 
-def _profiles_values(
-    ctx: Context, who: Principal, app: str
-) -> tuple[AppView, list[access_profiles.AccessProfileView]]:
-    return apps.get_app(ctx, who, app), access_profiles.ACCESS_PROFILES.list(ctx, who, app)
-
+_ACCESS_PAGES = _RangeProfilePages(
+    kind=ACCESS_PROFILES,
+    template="access_profiles.html",
+    tab="access-profiles",
+    created=lambda app, name: (
+        app_path(app, f"/access-profiles/{segment(name)}"),
+        f"Access profile {name} created.",
+    ),
+)
+_DENY_PAGES = _RangeProfilePages(
+    kind=IP_DENY_PROFILES,
+    template="ip_deny_profiles.html",
+    tab="ip-deny",
+    created=lambda app, name: (
+        app_path(app, "/ip-deny-profiles"),
+        f"IP deny profile {name} created; attach it to environments.",
+    ),
+)
 
 _PROFILE_FIELDS = {
     "invalid-name": "name",
@@ -370,12 +373,44 @@ _PROFILE_FIELDS = {
 }
 
 
-async def create_access_profile(request: Request) -> Response:
+async def _range_profiles(
+    visit: Visit,
+    pages: _RangeProfilePages,
+    *,
+    errors: FieldErrors | None = None,
+    values: Mapping[str, str] | None = None,
+    edit_errors: Mapping[str, FieldErrors] | None = None,
+    status: int = 200,
+) -> Response:
+    app = visit.request.path_params["app"]
+    view, profiles = await call(_profiles_values, visit.context, visit.who, pages.kind, app)
+    return render(
+        visit,
+        pages.template,
+        {
+            "app": view,
+            "app_tab": pages.tab,
+            "profiles": profiles,
+            "errors": errors or FieldErrors(),
+            "values": values or {},
+            "edit_errors": edit_errors or {},
+        },
+        status=status,
+    )
+
+
+def _profiles_values(
+    ctx: Context, who: Principal, kind: RangeProfileKind[Any, Any, Any], app: str
+) -> tuple[AppView, list[Any]]:
+    return apps.get_app(ctx, who, app), kind.list(ctx, who, app)
+
+
+async def _create_range_profile(request: Request, pages: _RangeProfilePages) -> Response:
     visit, form = await posted(request)
     app = request.path_params["app"]
     try:
         created = await call(
-            access_profiles.ACCESS_PROFILES.create,
+            pages.kind.create,
             visit.context,
             visit.who,
             app,
@@ -386,14 +421,30 @@ async def create_access_profile(request: Request) -> Response:
         if refusal.status in (403, 404):
             raise
         errors = FieldErrors.from_refusal(refusal, _PROFILE_FIELDS)
-        return await _access_profiles(
-            visit, errors=errors, values=form_values(form), status=refusal.status
+        return await _range_profiles(
+            visit, pages, errors=errors, values=form_values(form), status=refusal.status
         )
-    return redirect(
-        visit,
-        app_path(app, f"/access-profiles/{segment(created.name)}"),
-        success(f"Access profile {created.name} created."),
-    )
+    path, notice = pages.created(app, created.name)
+    return redirect(visit, path, success(notice))
+
+
+async def access_profiles_page(request: Request) -> Response:
+    return await _range_profiles(await begin(request), _ACCESS_PAGES)
+
+
+async def create_access_profile(request: Request) -> Response:
+    return await _create_range_profile(request, _ACCESS_PAGES)
+
+
+async def ip_deny_profiles_page(request: Request) -> Response:
+    return await _range_profiles(await begin(request), _DENY_PAGES)
+
+
+async def create_ip_deny_profile(request: Request) -> Response:
+    return await _create_range_profile(request, _DENY_PAGES)
+
+
+# -- app level: an access profile's page (IP ranges, client CAs) ------------------------------
 
 
 async def access_profile_page(request: Request) -> Response:
@@ -438,7 +489,7 @@ def _any_selected(nodes: Iterable[access_profiles.ClientCaNode]) -> bool:
 def _profile_values(
     ctx: Context, who: Principal, app: str, name: str
 ) -> tuple[AppView, access_profiles.AccessProfileView]:
-    return apps.get_app(ctx, who, app), access_profiles.ACCESS_PROFILES.get(ctx, who, app, name)
+    return apps.get_app(ctx, who, app), ACCESS_PROFILES.get(ctx, who, app, name)
 
 
 async def update_profile_ranges(request: Request) -> Response:
@@ -446,7 +497,7 @@ async def update_profile_ranges(request: Request) -> Response:
     p = request.path_params
     try:
         await call(
-            access_profiles.ACCESS_PROFILES.update,
+            ACCESS_PROFILES.update,
             visit.context,
             visit.who,
             p["app"],
@@ -543,9 +594,7 @@ async def delete_access_profile(request: Request) -> Response:
     visit, _ = await posted(request)
     p = request.path_params
     try:
-        await call(
-            access_profiles.ACCESS_PROFILES.delete, visit.context, visit.who, p["app"], p["profile"]
-        )
+        await call(ACCESS_PROFILES.delete, visit.context, visit.who, p["app"], p["profile"])
     except Refusal as refusal:
         if refusal.status in (403, 404):
             raise
@@ -563,66 +612,7 @@ def _profile_path(p: Mapping[str, str]) -> str:
     return app_path(p["app"], f"/access-profiles/{segment(p['profile'])}")
 
 
-async def ip_deny_profiles_page(request: Request) -> Response:
-    visit = await begin(request)
-    return await _ip_deny_profiles(visit)
-
-
-async def _ip_deny_profiles(
-    visit: Visit,
-    *,
-    errors: FieldErrors | None = None,
-    values: Mapping[str, str] | None = None,
-    edit_errors: Mapping[str, FieldErrors] | None = None,
-    status: int = 200,
-) -> Response:
-    app = visit.request.path_params["app"]
-    view, profiles = await call(_deny_values, visit.context, visit.who, app)
-    return render(
-        visit,
-        "ip_deny_profiles.html",
-        {
-            "app": view,
-            "app_tab": "ip-deny",
-            "profiles": profiles,
-            "errors": errors or FieldErrors(),
-            "values": values or {},
-            "edit_errors": edit_errors or {},
-        },
-        status=status,
-    )
-
-
-def _deny_values(
-    ctx: Context, who: Principal, app: str
-) -> tuple[AppView, list[ip_deny_profiles.IpDenyProfileView]]:
-    return apps.get_app(ctx, who, app), ip_deny_profiles.IP_DENY_PROFILES.list(ctx, who, app)
-
-
-async def create_ip_deny_profile(request: Request) -> Response:
-    visit, form = await posted(request)
-    app = request.path_params["app"]
-    try:
-        created = await call(
-            ip_deny_profiles.IP_DENY_PROFILES.create,
-            visit.context,
-            visit.who,
-            app,
-            name=form.text("name").strip(),
-            ip_ranges=lines(form.text("ip_ranges")),
-        )
-    except Refusal as refusal:
-        if refusal.status in (403, 404):
-            raise
-        errors = FieldErrors.from_refusal(refusal, _PROFILE_FIELDS)
-        return await _ip_deny_profiles(
-            visit, errors=errors, values=form_values(form), status=refusal.status
-        )
-    return redirect(
-        visit,
-        app_path(app, "/ip-deny-profiles"),
-        success(f"IP deny profile {created.name} created; attach it to environments."),
-    )
+# -- app level: IP deny profiles, edited on their list page ---------------------------------
 
 
 async def update_ip_deny_profile(request: Request) -> Response:
@@ -630,7 +620,7 @@ async def update_ip_deny_profile(request: Request) -> Response:
     p = request.path_params
     try:
         await call(
-            ip_deny_profiles.IP_DENY_PROFILES.update,
+            IP_DENY_PROFILES.update,
             visit.context,
             visit.who,
             p["app"],
@@ -641,7 +631,7 @@ async def update_ip_deny_profile(request: Request) -> Response:
         if refusal.status in (403, 404):
             raise
         errors = {p["profile"]: FieldErrors.from_refusal(refusal, _PROFILE_FIELDS)}
-        return await _ip_deny_profiles(visit, edit_errors=errors, status=refusal.status)
+        return await _range_profiles(visit, _DENY_PAGES, edit_errors=errors, status=refusal.status)
     return redirect(
         visit,
         app_path(p["app"], "/ip-deny-profiles"),
@@ -654,7 +644,7 @@ async def delete_ip_deny_profile(request: Request) -> Response:
     p = request.path_params
     try:
         await call(
-            ip_deny_profiles.IP_DENY_PROFILES.delete,
+            IP_DENY_PROFILES.delete,
             visit.context,
             visit.who,
             p["app"],
@@ -664,7 +654,7 @@ async def delete_ip_deny_profile(request: Request) -> Response:
         if refusal.status in (403, 404):
             raise
         errors = {p["profile"]: FieldErrors.from_refusal(refusal, {})}
-        return await _ip_deny_profiles(visit, edit_errors=errors, status=refusal.status)
+        return await _range_profiles(visit, _DENY_PAGES, edit_errors=errors, status=refusal.status)
     return redirect(
         visit,
         app_path(p["app"], "/ip-deny-profiles"),
