@@ -7,7 +7,7 @@ staged, on an environment's Access restrictions tab.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -328,41 +328,40 @@ async def delete_tls_certificate(request: Request) -> Response:
     )
 
 
-# -- app level: access profiles and IP deny profiles ----------------------------------------------
-
-
 # -- app level: range profiles (access profiles, IP deny profiles) ----------------------------
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class _Refused:
+    """A refused edit of a profile: of its ranges (with the form's values), or its deletion."""
+
+    profile: str
+    errors: FieldErrors
+    status: int
+    values: Mapping[str, str] | None = None  # None: the deletion was refused
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _RangeProfilePages:
-    """One kind of range profile in the console: its list page (with the create form)
-    and where a created profile leads, with what the notice says."""
+    """One kind of range profile in the console.
+
+    The list page (``template``, under ``collection``) holds the create form. A profile
+    is edited on ``profile_path`` (the access profile's own page, or the IP deny list),
+    and a created profile leads there; ``refused`` draws that page again with the errors
+    of a refused edit. ``title`` starts the notices; ``created`` ends the one of a new
+    profile, ``saved`` is the one of saved ranges.
+    """
 
     kind: RangeProfileKind[Any, Any, Any]
     template: str
     tab: str
-    created: Callable[[str, str], tuple[str, str]]  # app, name -> path, notice
+    collection: str
+    title: str
+    created: str
+    saved: Callable[[str], str]
+    profile_path: Callable[[str, str], str]  # app, name -> path
+    refused: Callable[[Visit, _Refused], Awaitable[Response]]
 
-
-_ACCESS_PAGES = _RangeProfilePages(
-    kind=ACCESS_PROFILES,
-    template="access_profiles.html",
-    tab="access-profiles",
-    created=lambda app, name: (
-        app_path(app, f"/access-profiles/{segment(name)}"),
-        f"Access profile {name} created.",
-    ),
-)
-_DENY_PAGES = _RangeProfilePages(
-    kind=IP_DENY_PROFILES,
-    template="ip_deny_profiles.html",
-    tab="ip-deny",
-    created=lambda app, name: (
-        app_path(app, "/ip-deny-profiles"),
-        f"IP deny profile {name} created; attach it to environments.",
-    ),
-)
 
 _PROFILE_FIELDS = {
     "invalid-name": "name",
@@ -424,24 +423,54 @@ async def _create_range_profile(request: Request, pages: _RangeProfilePages) -> 
         return await _range_profiles(
             visit, pages, errors=errors, values=form_values(form), status=refusal.status
         )
-    path, notice = pages.created(app, created.name)
-    return redirect(visit, path, success(notice))
+    return redirect(
+        visit,
+        pages.profile_path(app, created.name),
+        success(f"{pages.title} {created.name} created{pages.created}."),
+    )
 
 
-async def access_profiles_page(request: Request) -> Response:
-    return await _range_profiles(await begin(request), _ACCESS_PAGES)
+async def _update_ranges(request: Request, pages: _RangeProfilePages) -> Response:
+    visit, form = await posted(request)
+    p = request.path_params
+    try:
+        await call(
+            pages.kind.update,
+            visit.context,
+            visit.who,
+            p["app"],
+            p["profile"],
+            ip_ranges=lines(form.text("ip_ranges")),
+        )
+    except Refusal as refusal:
+        if refusal.status in (403, 404):
+            raise
+        errors = FieldErrors.from_refusal(refusal, _PROFILE_FIELDS)
+        refused = _Refused(
+            profile=p["profile"], errors=errors, status=refusal.status, values=form_values(form)
+        )
+        return await pages.refused(visit, refused)
+    path = pages.profile_path(p["app"], p["profile"])
+    return redirect(visit, path, success(pages.saved(p["profile"])))
 
 
-async def create_access_profile(request: Request) -> Response:
-    return await _create_range_profile(request, _ACCESS_PAGES)
-
-
-async def ip_deny_profiles_page(request: Request) -> Response:
-    return await _range_profiles(await begin(request), _DENY_PAGES)
-
-
-async def create_ip_deny_profile(request: Request) -> Response:
-    return await _create_range_profile(request, _DENY_PAGES)
+async def _delete_range_profile(request: Request, pages: _RangeProfilePages) -> Response:
+    visit, _ = await posted(request)
+    p = request.path_params
+    try:
+        await call(pages.kind.delete, visit.context, visit.who, p["app"], p["profile"])
+    except Refusal as refusal:
+        if refusal.status in (403, 404):
+            raise
+        errors = FieldErrors.from_refusal(refusal, {})
+        return await pages.refused(
+            visit, _Refused(profile=p["profile"], errors=errors, status=refusal.status)
+        )
+    return redirect(
+        visit,
+        app_path(p["app"], f"/{pages.collection}"),
+        success(f"{pages.title} {p['profile']} deleted."),
+    )
 
 
 # -- app level: an access profile's page (IP ranges, client CAs) ------------------------------
@@ -492,28 +521,12 @@ def _profile_values(
     return apps.get_app(ctx, who, app), ACCESS_PROFILES.get(ctx, who, app, name)
 
 
-async def update_profile_ranges(request: Request) -> Response:
-    visit, form = await posted(request)
-    p = request.path_params
-    try:
-        await call(
-            ACCESS_PROFILES.update,
-            visit.context,
-            visit.who,
-            p["app"],
-            p["profile"],
-            ip_ranges=lines(form.text("ip_ranges")),
-        )
-    except Refusal as refusal:
-        if refusal.status in (403, 404):
-            raise
-        return await _access_profile(
-            visit,
-            range_errors=FieldErrors.from_refusal(refusal, _PROFILE_FIELDS),
-            range_values=form_values(form),
-            status=refusal.status,
-        )
-    return redirect(visit, _profile_path(p), success("IP ranges saved; the gateway uses them now."))
+async def _access_refused(visit: Visit, refused: _Refused) -> Response:
+    if refused.values is None:
+        return await _access_profile(visit, delete_errors=refused.errors, status=refused.status)
+    return await _access_profile(
+        visit, range_errors=refused.errors, range_values=refused.values, status=refused.status
+    )
 
 
 async def upload_client_cas(request: Request) -> Response:
@@ -590,73 +603,69 @@ async def remove_client_ca(request: Request) -> Response:
     return redirect(visit, _profile_path(p), success("Client CA removed."))
 
 
-async def delete_access_profile(request: Request) -> Response:
-    visit, _ = await posted(request)
-    p = request.path_params
-    try:
-        await call(ACCESS_PROFILES.delete, visit.context, visit.who, p["app"], p["profile"])
-    except Refusal as refusal:
-        if refusal.status in (403, 404):
-            raise
-        return await _access_profile(
-            visit, delete_errors=FieldErrors.from_refusal(refusal, {}), status=refusal.status
-        )
-    return redirect(
-        visit,
-        app_path(p["app"], "/access-profiles"),
-        success(f"Access profile {p['profile']} deleted."),
-    )
-
-
 def _profile_path(p: Mapping[str, str]) -> str:
     return app_path(p["app"], f"/access-profiles/{segment(p['profile'])}")
 
 
-# -- app level: IP deny profiles, edited on their list page ---------------------------------
+# -- app level: the two kinds -------------------------------------------------------------------
+
+
+async def _deny_refused(visit: Visit, refused: _Refused) -> Response:
+    errors = {refused.profile: refused.errors}
+    return await _range_profiles(visit, _DENY_PAGES, edit_errors=errors, status=refused.status)
+
+
+_ACCESS_PAGES = _RangeProfilePages(
+    kind=ACCESS_PROFILES,
+    template="access_profiles.html",
+    tab="access-profiles",
+    collection="access-profiles",
+    title="Access profile",
+    created="",
+    saved=lambda _: "IP ranges saved; the gateway uses them now.",
+    profile_path=lambda app, name: app_path(app, f"/access-profiles/{segment(name)}"),
+    refused=_access_refused,
+)
+_DENY_PAGES = _RangeProfilePages(
+    kind=IP_DENY_PROFILES,
+    template="ip_deny_profiles.html",  # profiles are edited on their list page
+    tab="ip-deny",
+    collection="ip-deny-profiles",
+    title="IP deny profile",
+    created="; attach it to environments",
+    saved=lambda name: f"IP deny profile {name} saved (live).",
+    profile_path=lambda app, _: app_path(app, "/ip-deny-profiles"),
+    refused=_deny_refused,
+)
+
+
+async def access_profiles_page(request: Request) -> Response:
+    return await _range_profiles(await begin(request), _ACCESS_PAGES)
+
+
+async def create_access_profile(request: Request) -> Response:
+    return await _create_range_profile(request, _ACCESS_PAGES)
+
+
+async def update_profile_ranges(request: Request) -> Response:
+    return await _update_ranges(request, _ACCESS_PAGES)
+
+
+async def delete_access_profile(request: Request) -> Response:
+    return await _delete_range_profile(request, _ACCESS_PAGES)
+
+
+async def ip_deny_profiles_page(request: Request) -> Response:
+    return await _range_profiles(await begin(request), _DENY_PAGES)
+
+
+async def create_ip_deny_profile(request: Request) -> Response:
+    return await _create_range_profile(request, _DENY_PAGES)
 
 
 async def update_ip_deny_profile(request: Request) -> Response:
-    visit, form = await posted(request)
-    p = request.path_params
-    try:
-        await call(
-            IP_DENY_PROFILES.update,
-            visit.context,
-            visit.who,
-            p["app"],
-            p["profile"],
-            ip_ranges=lines(form.text("ip_ranges")),
-        )
-    except Refusal as refusal:
-        if refusal.status in (403, 404):
-            raise
-        errors = {p["profile"]: FieldErrors.from_refusal(refusal, _PROFILE_FIELDS)}
-        return await _range_profiles(visit, _DENY_PAGES, edit_errors=errors, status=refusal.status)
-    return redirect(
-        visit,
-        app_path(p["app"], "/ip-deny-profiles"),
-        success(f"IP deny profile {p['profile']} saved (live)."),
-    )
+    return await _update_ranges(request, _DENY_PAGES)
 
 
 async def delete_ip_deny_profile(request: Request) -> Response:
-    visit, _ = await posted(request)
-    p = request.path_params
-    try:
-        await call(
-            IP_DENY_PROFILES.delete,
-            visit.context,
-            visit.who,
-            p["app"],
-            p["profile"],
-        )
-    except Refusal as refusal:
-        if refusal.status in (403, 404):
-            raise
-        errors = {p["profile"]: FieldErrors.from_refusal(refusal, {})}
-        return await _range_profiles(visit, _DENY_PAGES, edit_errors=errors, status=refusal.status)
-    return redirect(
-        visit,
-        app_path(p["app"], "/ip-deny-profiles"),
-        success(f"IP deny profile {p['profile']} deleted."),
-    )
+    return await _delete_range_profile(request, _DENY_PAGES)
