@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import DateTime as _DateTime
 from sqlalchemy import Enum as _Enum
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, relationship
 
 from certward.pki.convert import Pkcs12Profile
 from certward.randomness import SYSTEM_RANDOMNESS
@@ -480,7 +480,28 @@ class WebhookDelivery(Base):
     created_at: Mapped[datetime]
 
 
-class AccessProfile(Base):
+class RangeProfileTable(Base):
+    """The columns of a named set of IP ranges owned by an app, unique by name within it.
+
+    Access profiles and IP deny profiles are both one: each kind is a table of these
+    columns, with what else it holds in tables of its own.
+    """
+
+    __abstract__ = True
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    ip_ranges: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[UniqueConstraint]:
+        return (UniqueConstraint("app_id", "name"),)
+
+
+class AccessProfile(RangeProfileTable):
     """Who may call an app's environments: IP ranges, or a client certificate.
 
     A request passes a profile when its address is in one of ``ip_ranges`` or its
@@ -489,14 +510,6 @@ class AccessProfile(Base):
     """
 
     __tablename__ = "access_profiles"
-    __table_args__ = (UniqueConstraint("app_id", "name"),)
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
-    name: Mapped[str] = mapped_column(String(63))
-    ip_ranges: Mapped[list[str]] = mapped_column(JSON, default=list)
-    created_at: Mapped[datetime]
-    updated_at: Mapped[datetime]
 
 
 class AccessProfileCa(Base):
@@ -525,18 +538,10 @@ class AccessProfileCa(Base):
     created_at: Mapped[datetime]
 
 
-class IpDenyProfile(Base):
+class IpDenyProfile(RangeProfileTable):
     """Address ranges refused before any other rule, on the environments it is attached to."""
 
     __tablename__ = "ip_deny_profiles"
-    __table_args__ = (UniqueConstraint("app_id", "name"),)
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
-    name: Mapped[str] = mapped_column(String(63))
-    ip_ranges: Mapped[list[str]] = mapped_column(JSON, default=list)
-    created_at: Mapped[datetime]
-    updated_at: Mapped[datetime]
 
 
 class EnvironmentIpDeny(Base):

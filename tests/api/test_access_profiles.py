@@ -16,7 +16,7 @@ from sqlalchemy import event, select
 from certward.dataplane.state import PathRule as DataPlaneRule
 from certward.dataplane.state import RuleKind
 from certward.model import AuditEvent, Environment
-from certward.services.access_profiles import EnvironmentAccess, applied_access
+from certward.services.dataplane_access import EnvironmentAccess, applied_access
 from tests.api.conftest import Api, client_leaf, expect
 from tests.material.factory import NOW, TestCA, pem_certificates
 

@@ -10,7 +10,7 @@ import httpx
 from sqlalchemy import select
 
 from certward.model import AuditEvent, Environment
-from certward.services.access_profiles import applied_access
+from certward.services.dataplane_access import applied_access
 from tests.api.conftest import Api, expect
 
 DENY = "/ip-deny-profiles"

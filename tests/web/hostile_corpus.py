@@ -119,7 +119,7 @@ def populate(platform: Platform) -> HostileInstallation:
     domains.add_custom_domain(
         ctx, OPERATOR, APP, ENV, hostname="shop.example.com", certificate_id=tls.id
     )
-    access_profiles.create_access_profile(
+    access_profiles.ACCESS_PROFILES.create(
         ctx, OPERATOR, APP, name=PROFILE, ip_ranges=["10.0.0.0/8"]
     )
     access_profiles.upload_client_cas(

@@ -3,7 +3,9 @@ profiles, and the staged path rules of each environment."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
+from typing import Annotated, Any, get_type_hints
 
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -18,11 +20,22 @@ from certward.api.schemas import (
     IpDenyProfileCreate,
     IpDenyProfileUpdate,
     PathRules,
+    RangeProfileCreate,
+    RangeProfileUpdate,
 )
 from certward.services import access_profiles, ip_deny_profiles, path_rules, upload_limits
-from certward.services.access_profiles import AccessProfileView, ClientCaTreeView
-from certward.services.ip_deny_profiles import EnvironmentIpDenyView, IpDenyProfileView
+from certward.services.access_profiles import (
+    ACCESS_PROFILES,
+    AccessProfileView,
+    ClientCaTreeView,
+)
+from certward.services.ip_deny_profiles import (
+    IP_DENY_PROFILES,
+    EnvironmentIpDenyView,
+    IpDenyProfileView,
+)
 from certward.services.path_rules import PathRulesView
+from certward.services.range_profiles import RangeProfileKind
 from certward.snapshot import PathRuleState
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(url_without_nul)])
@@ -33,43 +46,111 @@ DENY_PROFILES = "/apps/{app}/ip-deny-profiles"
 ONE_DENY_PROFILE = DENY_PROFILES + "/{deny_profile}"
 TAG = "access restrictions"
 
-# -- access profiles ------------------------------------------------------------------------
+# -- range profiles: access profiles, IP deny profiles -------------------------------------
 
 
-@router.post(PROFILES, status_code=201, tags=[TAG])
-def create_access_profile(
-    app: str, body: AccessProfileCreate, ctx: ContextDep, who: PrincipalDep
-) -> AccessProfileView:
-    """A named set of IP ranges and client CAs that path rules restrict paths to (live)."""
-    return access_profiles.create_access_profile(
-        ctx, who, app, name=body.name, ip_ranges=body.ip_ranges
+def _range_profile_routes(
+    kind: RangeProfileKind[Any, Any, Any],
+    *,
+    operation: str,
+    collection: str,
+    one: str,
+    name: Callable[..., str],
+    create_body: type[RangeProfileCreate],
+    update_body: type[RangeProfileUpdate],
+    view: type[Any],
+    create_doc: str,
+    update_doc: str | None = None,
+) -> None:
+    """The five routes of one kind of range profile, named ``create_{operation}``, ...
+
+    ``name`` is the dependency reading the profile's name from the path parameter of
+    ``one``; ``create_body`` and ``update_body`` name the kind's request schemas.
+    """
+    Name = Annotated[str, Depends(name)]
+
+    def create(app: str, body: RangeProfileCreate, ctx: ContextDep, who: PrincipalDep) -> Any:
+        return kind.create(ctx, who, app, name=body.name, ip_ranges=body.ip_ranges)
+
+    def listing(app: str, ctx: ContextDep, who: PrincipalDep) -> Any:
+        return kind.list(ctx, who, app)
+
+    def get(app: str, profile: Name, ctx: ContextDep, who: PrincipalDep) -> Any:
+        return kind.get(ctx, who, app, profile)
+
+    def update(
+        app: str, profile: Name, body: RangeProfileUpdate, ctx: ContextDep, who: PrincipalDep
+    ) -> Any:
+        return kind.update(ctx, who, app, profile, ip_ranges=body.ip_ranges)
+
+    def delete(app: str, profile: Name, ctx: ContextDep, who: PrincipalDep) -> Response:
+        kind.delete(ctx, who, app, profile)
+        return Response(status_code=204)
+
+    def add(
+        method: str,
+        path: str,
+        endpoint: Callable[..., Any],
+        route: str,
+        *,
+        status: int = 200,
+        answer: Any = view,
+        description: str | None = None,
+        **bodies: type[Any],
+    ) -> None:
+        # FastAPI reads annotations in the module's globals: they are resolved here,
+        # where ``Name`` is, with the kind's own request schemas (the names of the
+        # OpenAPI document).
+        hints = get_type_hints(endpoint, localns={"Name": Name}, include_extras=True)
+        endpoint.__annotations__ = hints | bodies
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=[method],
+            status_code=status,
+            tags=[TAG],
+            name=route,
+            response_model=answer,
+            description=description,
+        )
+
+    add(
+        "POST",
+        collection,
+        create,
+        f"create_{operation}",
+        status=201,
+        description=create_doc,
+        body=create_body,
     )
+    add("GET", collection, listing, f"list_{operation}s", answer=list[view])  # type: ignore[valid-type]
+    add("GET", one, get, f"get_{operation}")
+    add("PATCH", one, update, f"update_{operation}", description=update_doc, body=update_body)
+    add("DELETE", one, delete, f"delete_{operation}", status=204, answer=None)
 
 
-@router.get(PROFILES, tags=[TAG])
-def list_access_profiles(app: str, ctx: ContextDep, who: PrincipalDep) -> list[AccessProfileView]:
-    return access_profiles.list_access_profiles(ctx, who, app)
+def _access_profile(profile: str) -> str:
+    """The access profile named by the path."""
+    return profile
 
 
-@router.get(ONE_PROFILE, tags=[TAG])
-def get_access_profile(
-    app: str, profile: str, ctx: ContextDep, who: PrincipalDep
-) -> AccessProfileView:
-    return access_profiles.get_access_profile(ctx, who, app, profile)
+def _deny_profile(deny_profile: str) -> str:
+    """The IP deny profile named by the path."""
+    return deny_profile
 
 
-@router.patch(ONE_PROFILE, tags=[TAG])
-def update_access_profile(
-    app: str, profile: str, body: AccessProfileUpdate, ctx: ContextDep, who: PrincipalDep
-) -> AccessProfileView:
-    """Replace the IP ranges (live)."""
-    return access_profiles.update_access_profile(ctx, who, app, profile, ip_ranges=body.ip_ranges)
-
-
-@router.delete(ONE_PROFILE, status_code=204, tags=[TAG])
-def delete_access_profile(app: str, profile: str, ctx: ContextDep, who: PrincipalDep) -> Response:
-    access_profiles.delete_access_profile(ctx, who, app, profile)
-    return Response(status_code=204)
+_range_profile_routes(
+    ACCESS_PROFILES,
+    operation="access_profile",
+    collection=PROFILES,
+    one=ONE_PROFILE,
+    name=_access_profile,
+    create_body=AccessProfileCreate,
+    update_body=AccessProfileUpdate,
+    view=AccessProfileView,
+    create_doc="A named set of IP ranges and client CAs that path rules restrict paths to (live).",
+    update_doc="Replace the IP ranges (live).",
+)
 
 
 # -- client CAs of an access profile --------------------------------------------------------
@@ -115,46 +196,20 @@ def remove_client_ca(
     return Response(status_code=204)
 
 
-# -- IP deny profiles -----------------------------------------------------------------------
+_range_profile_routes(
+    IP_DENY_PROFILES,
+    operation="ip_deny_profile",
+    collection=DENY_PROFILES,
+    one=ONE_DENY_PROFILE,
+    name=_deny_profile,
+    create_body=IpDenyProfileCreate,
+    update_body=IpDenyProfileUpdate,
+    view=IpDenyProfileView,
+    create_doc="Address ranges refused on the environments the profile is attached to (live).",
+)
 
 
-@router.post(DENY_PROFILES, status_code=201, tags=[TAG])
-def create_ip_deny_profile(
-    app: str, body: IpDenyProfileCreate, ctx: ContextDep, who: PrincipalDep
-) -> IpDenyProfileView:
-    """Address ranges refused on the environments the profile is attached to (live)."""
-    return ip_deny_profiles.create_ip_deny_profile(
-        ctx, who, app, name=body.name, ip_ranges=body.ip_ranges
-    )
-
-
-@router.get(DENY_PROFILES, tags=[TAG])
-def list_ip_deny_profiles(app: str, ctx: ContextDep, who: PrincipalDep) -> list[IpDenyProfileView]:
-    return ip_deny_profiles.list_ip_deny_profiles(ctx, who, app)
-
-
-@router.get(ONE_DENY_PROFILE, tags=[TAG])
-def get_ip_deny_profile(
-    app: str, deny_profile: str, ctx: ContextDep, who: PrincipalDep
-) -> IpDenyProfileView:
-    return ip_deny_profiles.get_ip_deny_profile(ctx, who, app, deny_profile)
-
-
-@router.patch(ONE_DENY_PROFILE, tags=[TAG])
-def update_ip_deny_profile(
-    app: str, deny_profile: str, body: IpDenyProfileUpdate, ctx: ContextDep, who: PrincipalDep
-) -> IpDenyProfileView:
-    return ip_deny_profiles.update_ip_deny_profile(
-        ctx, who, app, deny_profile, ip_ranges=body.ip_ranges
-    )
-
-
-@router.delete(ONE_DENY_PROFILE, status_code=204, tags=[TAG])
-def delete_ip_deny_profile(
-    app: str, deny_profile: str, ctx: ContextDep, who: PrincipalDep
-) -> Response:
-    ip_deny_profiles.delete_ip_deny_profile(ctx, who, app, deny_profile)
-    return Response(status_code=204)
+# -- IP deny profiles attached to an environment --------------------------------------------
 
 
 @router.get(ENV + "/ip-deny-profiles", tags=[TAG])

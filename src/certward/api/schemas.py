@@ -7,12 +7,12 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, StrictInt, StrictStr
 
 from certward.dataplane.state import RuleKind
+from certward.ip_ranges import MAX_IP_RANGES
 from certward.path_rule_checks import MAX_PATH_RULES
 from certward.pki.convert import Pkcs12Profile
 from certward.pki.csr import CsrKeyType
 from certward.services.access_profiles import MAX_CLIENT_CAS
 from certward.services.ip_deny_profiles import MAX_DENY_PROFILES
-from certward.services.ip_ranges import MAX_IP_RANGES
 from certward.vocabulary import Plan, Role
 
 MAX_VERSION = 2**31 - 1  # versions are a 32-bit INTEGER column
@@ -107,26 +107,34 @@ class CustomDomainCreate(_Strict):
 IpRange = Annotated[Text, Field(max_length=100)]
 
 
-class AccessProfileCreate(_Strict):
+class RangeProfileCreate(_Strict):
+    # A range profile of any kind; each kind's subclass names its schema.
     name: Text = Field(min_length=1, max_length=63)
     ip_ranges: list[IpRange] = Field(default_factory=list, max_length=MAX_IP_RANGES)
 
 
-class AccessProfileUpdate(_Strict):
+class RangeProfileUpdate(_Strict):
     ip_ranges: list[IpRange] | None = Field(default=None, max_length=MAX_IP_RANGES)
+
+
+class AccessProfileCreate(RangeProfileCreate):
+    pass
+
+
+class AccessProfileUpdate(RangeProfileUpdate):
+    pass
 
 
 class ClientCaSelection(_Strict):
     selected: list[Annotated[Text, Field(max_length=200)]] = Field(max_length=MAX_CLIENT_CAS)
 
 
-class IpDenyProfileCreate(_Strict):
-    name: Text = Field(min_length=1, max_length=63)
-    ip_ranges: list[IpRange] = Field(default_factory=list, max_length=MAX_IP_RANGES)
+class IpDenyProfileCreate(RangeProfileCreate):
+    pass
 
 
-class IpDenyProfileUpdate(_Strict):
-    ip_ranges: list[IpRange] | None = Field(default=None, max_length=MAX_IP_RANGES)
+class IpDenyProfileUpdate(RangeProfileUpdate):
+    pass
 
 
 class EnvironmentIpDenies(_Strict):

@@ -1,6 +1,6 @@
-"""Access restrictions: who may call an app's environments.
+"""Access profiles: who may call an app's environments (IP ranges and client CAs).
 
-Three things, each with its own lifecycle:
+Access restrictions are three things, each with its own lifecycle:
 
 - **Access profiles** (here) belong to the app: IP ranges and client CAs (a root and
   intermediates, shown as a tree, with a selection). A ``profile`` path rule names one.
@@ -14,16 +14,16 @@ Three things, each with its own lifecycle:
   take effect at restart, so a rule change ships with the release that needs it, and
   rollback brings old rules back.
 
-`applied_access` gives the data plane all of it, for every environment, in a handful of
-queries.
+Both kinds of profile are range profiles (`certward.services.range_profiles`): only the
+client CAs and the path rules that name a profile are this module's own.
+`certward.services.dataplane_access` gives the data plane all three.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import MappingProxyType
 from typing import Any
 
 from cryptography import x509
@@ -32,29 +32,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from certward.authorization import Action, Principal
-from certward.dataplane.state import AccessProfile as DataPlaneProfile
-from certward.dataplane.state import ClientCa, Network
-from certward.dataplane.state import PathRule as DataPlaneRule
-from certward.db import flush_or_conflict
 from certward.errors import Conflict, InvalidRequest, NotFound
-from certward.model import (
-    AccessProfile,
-    AccessProfileCa,
-    App,
-    Environment,
-    PathRule,
-)
+from certward.model import AccessProfile, AccessProfileCa, App, Environment, PathRule
 from certward.pki.chains import issued_by, names_link
 from certward.pki.checks import Purpose
 from certward.pki.inspect import is_self_signed
 from certward.pki.problems import Problem
-from certward.services import audit
-from certward.services.apps import check_label
 from certward.services.context import Context
-from certward.services.ip_deny_profiles import deny_ranges
-from certward.services.ip_ranges import check_ip_ranges, stored_network
 from certward.services.lookups import find_app
-from certward.services.path_rules import applied_rules
+from certward.services.range_profiles import RangeProfileKind
 from certward.services.staging import applied_snapshot
 from certward.services.uploads import Upload, judge_uploads
 
@@ -100,147 +86,71 @@ class AccessProfileView:
     updated_at: datetime
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EnvironmentAccess:
-    """What the data plane enforces for one environment.
-
-    ``path_rules`` are the applied ones (staged rules wait for a restart); ``profiles``
-    are every access profile of the environment's app, as stored now (profiles are
-    live); ``deny_ranges`` come from the attached IP deny profiles.
-    """
-
-    environment_id: str
-    path_rules: tuple[DataPlaneRule, ...]
-    profiles: Mapping[str, DataPlaneProfile]
-    deny_ranges: tuple[Network, ...]
-
-
 # -- access profiles ------------------------------------------------------------------------
 
 
-def create_access_profile(
-    ctx: Context, principal: Principal, app_name: str, *, name: str, ip_ranges: Sequence[str]
-) -> AccessProfileView:
-    check_label(name, "access profile name")
-    ranges = check_ip_ranges(ip_ranges)
-    with ctx.database.transaction() as session:
-        app = find_app(session, principal, app_name, Action.MANAGE)
-        exists = f"App {app_name!r} already has an access profile called {name!r}."
-        if session.scalar(
-            select(AccessProfile.id).where(
-                AccessProfile.app_id == app.id, AccessProfile.name == name
-            )
+def _cas_by_profile(
+    session: Session, profile_ids: Sequence[str]
+) -> dict[str, list[AccessProfileCa]]:
+    """The client CAs of each profile (one query)."""
+    cas: dict[str, list[AccessProfileCa]] = {profile_id: [] for profile_id in profile_ids}
+    if cas:
+        for row in session.scalars(
+            select(AccessProfileCa).where(AccessProfileCa.profile_id.in_(cas))
         ):
-            raise Conflict(exists, code="access-profile-exists")
-        now = ctx.clock.now()
-        profile = AccessProfile(
-            app_id=app.id, name=name, ip_ranges=ranges, created_at=now, updated_at=now
+            cas[row.profile_id].append(row)
+    return cas
+
+
+def _cas_state(cas: Sequence[AccessProfileCa]) -> dict[str, Any]:
+    return {
+        "client_cas": [
+            {"sha256_fingerprint": row.sha256_fingerprint, "selected": row.selected}
+            for row in sorted(cas, key=lambda r: r.sha256_fingerprint)
+        ]
+    }
+
+
+def _profile_view(profile: AccessProfile, cas: Sequence[AccessProfileCa]) -> AccessProfileView:
+    return AccessProfileView(
+        name=profile.name,
+        ip_ranges=tuple(profile.ip_ranges or ()),
+        certificates=_tree(cas),
+        created_at=profile.created_at,
+        updated_at=profile.updated_at,
+    )
+
+
+def _refuse_named(
+    session: Session, app: App, profile: AccessProfile, _: Sequence[AccessProfileCa]
+) -> None:
+    """409 naming the environments whose staged or applied path rules still name the
+    profile (the data plane would then deny those paths)."""
+    users = _environments_naming(session, app, profile.name)
+    if users:
+        listed = ", ".join(f"{u['environment']} ({_where(u)})" for u in users)
+        raise Conflict(
+            f"The access profile {profile.name!r} is named by path rules of {listed}: change "
+            "those rules (PUT …/path-rules), restart where they are applied, then delete "
+            "the profile.",
+            code="access-profile-in-use",
+            detail={"environments": users},
         )
-        session.add(profile)
-        flush_or_conflict(session, exists, code="access-profile-exists")
-        audit.record(
-            session,
-            ctx,
-            principal,
-            action="access_profile.create",
-            object_type="access_profile",
-            object_id=profile.id,
-            app_id=app.id,
-            after=_profile_state(profile, []),
-        )
-        return _profile_view(profile, [])
 
 
-def list_access_profiles(
-    ctx: Context, principal: Principal, app_name: str
-) -> list[AccessProfileView]:
-    """The app's access profiles by name, each with its client-CA tree (two queries)."""
-    with ctx.database.reading() as session:
-        app = find_app(session, principal, app_name, Action.READ)
-        profiles = list(
-            session.scalars(
-                select(AccessProfile)
-                .where(AccessProfile.app_id == app.id)
-                .order_by(AccessProfile.name)
-            )
-        )
-        cas: dict[str, list[AccessProfileCa]] = {p.id: [] for p in profiles}
-        if cas:
-            for row in session.scalars(
-                select(AccessProfileCa).where(AccessProfileCa.profile_id.in_(cas))
-            ):
-                cas[row.profile_id].append(row)
-        return [_profile_view(p, cas[p.id]) for p in profiles]
-
-
-def get_access_profile(
-    ctx: Context, principal: Principal, app_name: str, name: str
-) -> AccessProfileView:
-    with ctx.database.reading() as session:
-        app = find_app(session, principal, app_name, Action.READ)
-        profile = _find_profile(session, app, name)
-        return _profile_view(profile, _cas_of(session, profile))
-
-
-def update_access_profile(
-    ctx: Context,
-    principal: Principal,
-    app_name: str,
-    name: str,
-    *,
-    ip_ranges: Sequence[str] | None = None,
-) -> AccessProfileView:
-    """Replace the profile's IP ranges (live). The name never changes: rules refer to it."""
-    ranges = check_ip_ranges(ip_ranges) if ip_ranges is not None else None
-    with ctx.database.transaction() as session:
-        app = find_app(session, principal, app_name, Action.MANAGE)
-        profile = _find_profile(session, app, name, for_update=True)
-        cas = _cas_of(session, profile)
-        before = _profile_state(profile, cas)
-        if ranges is not None:
-            profile.ip_ranges = ranges
-            profile.updated_at = ctx.clock.now()
-        audit.record(
-            session,
-            ctx,
-            principal,
-            action="access_profile.update",
-            object_type="access_profile",
-            object_id=profile.id,
-            app_id=app.id,
-            before=before,
-            after=_profile_state(profile, cas),
-        )
-        return _profile_view(profile, cas)
-
-
-def delete_access_profile(ctx: Context, principal: Principal, app_name: str, name: str) -> None:
-    """Delete the profile and its client CAs; 409 naming the environments whose staged or
-    applied path rules still name it (the data plane would then deny those paths)."""
-    with ctx.database.transaction() as session:
-        app = find_app(session, principal, app_name, Action.MANAGE)
-        profile = _find_profile(session, app, name, for_update=True)
-        users = _environments_naming(session, app, name)
-        if users:
-            listed = ", ".join(f"{u['environment']} ({_where(u)})" for u in users)
-            raise Conflict(
-                f"The access profile {name!r} is named by path rules of {listed}: change "
-                "those rules (PUT …/path-rules), restart where they are applied, then delete "
-                "the profile.",
-                code="access-profile-in-use",
-                detail={"environments": users},
-            )
-        audit.record(
-            session,
-            ctx,
-            principal,
-            action="access_profile.delete",
-            object_type="access_profile",
-            object_id=profile.id,
-            app_id=app.id,
-            before=_profile_state(profile, _cas_of(session, profile)),
-        )
-        session.delete(profile)
+ACCESS_PROFILES: RangeProfileKind[AccessProfile, list[AccessProfileCa], AccessProfileView] = (
+    RangeProfileKind(
+        table=AccessProfile,
+        noun="access profile",
+        audit_name="access_profile",
+        exists_code="access-profile-exists",
+        not_found_code="access-profile-not-found",
+        related=_cas_by_profile,
+        state=_cas_state,
+        view=_profile_view,
+        refuse_in_use=_refuse_named,
+    )
+)
 
 
 # -- client CAs -----------------------------------------------------------------------------
@@ -256,16 +166,16 @@ def upload_client_cas(
     certificate already in the profile is skipped. Returns the profile's whole tree.
     """
     with ctx.database.reading() as session:  # refuse early, before any expensive work
-        _find_profile(session, find_app(session, principal, app_name, Action.MANAGE), name)
+        ACCESS_PROFILES.find(session, find_app(session, principal, app_name, Action.MANAGE), name)
     judgement = judge_uploads(ctx, [file], app=app_name, password=None, purpose=Purpose.AUTHORITY)
     uploaded: dict[str, x509.Certificate] = {}
     for certificate in judgement.material.certificates:
         uploaded.setdefault(certificate.fingerprint(hashes.SHA256()).hex(), certificate)
     with ctx.database.transaction() as session:
         app = find_app(session, principal, app_name, Action.MANAGE)
-        profile = _find_profile(session, app, name, for_update=True)
+        profile = ACCESS_PROFILES.find(session, app, name, for_update=True)
         rows = _cas_of(session, profile)
-        before = _profile_state(profile, rows)
+        before = ACCESS_PROFILES.state_of(profile, rows)
         known = {row.sha256_fingerprint for row in rows}
         added = [fp for fp in uploaded if fp not in known]
         if len(known) + len(added) > MAX_CLIENT_CAS:
@@ -294,16 +204,15 @@ def upload_client_cas(
         if added:
             profile.updated_at = now
         session.flush()
-        audit.record(
+        ACCESS_PROFILES.record(
             session,
             ctx,
             principal,
-            action="access_profile.client_cas.upload",
-            object_type="access_profile",
-            object_id=profile.id,
-            app_id=app.id,
+            app,
+            profile,
+            "client_cas.upload",
             before=before,
-            after=_profile_state(profile, rows),
+            after=ACCESS_PROFILES.state_of(profile, rows),
             detail={"added": added, "already_present": sorted(known & uploaded.keys())},
         )
         return ClientCaTreeView(certificates=_tree(rows), problems=judgement.problems)
@@ -320,9 +229,9 @@ def select_client_cas(
     wanted = [_fingerprint(value) for value in selected]
     with ctx.database.transaction() as session:
         app = find_app(session, principal, app_name, Action.MANAGE)
-        profile = _find_profile(session, app, name, for_update=True)
+        profile = ACCESS_PROFILES.find(session, app, name, for_update=True)
         rows = _cas_of(session, profile)
-        before = _profile_state(profile, rows)
+        before = ACCESS_PROFILES.state_of(profile, rows)
         stored = {row.sha256_fingerprint for row in rows}
         unknown = [fp for fp in wanted if fp not in stored]
         if unknown:
@@ -335,16 +244,15 @@ def select_client_cas(
         for row in rows:
             row.selected = row.sha256_fingerprint in wanted
         profile.updated_at = ctx.clock.now()
-        audit.record(
+        ACCESS_PROFILES.record(
             session,
             ctx,
             principal,
-            action="access_profile.client_cas.select",
-            object_type="access_profile",
-            object_id=profile.id,
-            app_id=app.id,
+            app,
+            profile,
+            "client_cas.select",
             before=before,
-            after=_profile_state(profile, rows),
+            after=ACCESS_PROFILES.state_of(profile, rows),
         )
         return ClientCaTreeView(certificates=_tree(rows))
 
@@ -359,7 +267,7 @@ def remove_client_ca(
     """
     with ctx.database.transaction() as session:
         app = find_app(session, principal, app_name, Action.MANAGE)
-        profile = _find_profile(session, app, name, for_update=True)
+        profile = ACCESS_PROFILES.find(session, app, name, for_update=True)
         rows = _cas_of(session, profile)
         wanted = fingerprint.replace(":", "").lower()
         target = next((r for r in rows if r.sha256_fingerprint == wanted), None)
@@ -376,137 +284,28 @@ def remove_client_ca(
                 "CAs to accept first (PATCH …/client-cas), or remove the others too.",
                 code="last-selected-client-ca",
             )
-        before = _profile_state(profile, rows)
+        before = ACCESS_PROFILES.state_of(profile, rows)
         session.delete(target)
         _link(remaining)
         profile.updated_at = ctx.clock.now()
-        audit.record(
+        ACCESS_PROFILES.record(
             session,
             ctx,
             principal,
-            action="access_profile.client_cas.remove",
-            object_type="access_profile",
-            object_id=profile.id,
-            app_id=app.id,
+            app,
+            profile,
+            "client_cas.remove",
             before=before,
-            after=_profile_state(profile, remaining),
+            after=ACCESS_PROFILES.state_of(profile, remaining),
             detail={"sha256_fingerprint": target.sha256_fingerprint, "subject": target.subject},
         )
-
-
-# -- for the data plane ---------------------------------------------------------------------
-
-
-def applied_access(
-    session: Session, environment_ids: Collection[str] | None = None
-) -> dict[str, EnvironmentAccess]:
-    """Every environment's (or those of ``environment_ids``) applied path rules, its
-    app's access profiles (live) and its IP deny ranges, keyed by environment id.
-
-    A fixed number of queries whatever the number of environments: environments,
-    applied versions' digests (path rules are read from a version's snapshot once and
-    kept, since versions never change), access profiles, their client CAs, attached
-    IP deny profiles. Profiles are shared between the environments of one app.
-    """
-    query = select(Environment.id, Environment.app_id)
-    if environment_ids is not None:
-        query = query.where(Environment.id.in_(sorted(environment_ids)))
-    environments = session.execute(query).all()
-    rules = applied_rules(session, environment_ids)
-    apps = None if environment_ids is None else {app_id for _, app_id in environments}
-    profiles = _data_plane_profiles(session, apps)
-    denies = deny_ranges(session, environment_ids)
-    none: Mapping[str, DataPlaneProfile] = MappingProxyType({})
-    return {
-        environment_id: EnvironmentAccess(
-            environment_id=environment_id,
-            path_rules=rules.get(environment_id, ()),
-            profiles=profiles.get(app_id, none),
-            deny_ranges=denies.get(environment_id, ()),
-        )
-        for environment_id, app_id in environments
-    }
-
-
-def _data_plane_profiles(
-    session: Session, app_ids: Collection[str] | None
-) -> dict[str, Mapping[str, DataPlaneProfile]]:
-    """Every access profile (of ``app_ids``) as the data plane reads it, by app id, then
-    by name."""
-    ca_query = select(AccessProfileCa).order_by(AccessProfileCa.profile_id)
-    query = select(
-        AccessProfile.id, AccessProfile.app_id, AccessProfile.name, AccessProfile.ip_ranges
-    )
-    if app_ids is not None:
-        ca_query = ca_query.join(AccessProfile).where(AccessProfile.app_id.in_(sorted(app_ids)))
-        query = query.where(AccessProfile.app_id.in_(sorted(app_ids)))
-    cas: dict[str, list[AccessProfileCa]] = {}
-    for row in session.scalars(ca_query):
-        cas.setdefault(row.profile_id, []).append(row)
-    by_app: dict[str, dict[str, DataPlaneProfile]] = {}
-    for profile_id, app_id, name, ip_ranges in session.execute(query):
-        by_app.setdefault(app_id, {})[name] = _data_plane_profile(
-            name, ip_ranges or [], cas.get(profile_id, [])
-        )
-    return {app_id: MappingProxyType(profiles) for app_id, profiles in by_app.items()}
-
-
-def _data_plane_profile(
-    name: str, ip_ranges: Iterable[str], rows: list[AccessProfileCa]
-) -> DataPlaneProfile:
-    """Selected CAs (all when none is) are accepted, with every uploaded CA below them:
-    those may issue client certificates, and a verifier needs them to build the path."""
-    children: dict[str | None, list[AccessProfileCa]] = {}
-    fingerprints = {row.sha256_fingerprint for row in rows}
-    for row in sorted(rows, key=_node_order):
-        parent = row.parent_fingerprint if row.parent_fingerprint in fingerprints else None
-        children.setdefault(parent, []).append(row)
-    ordered = sorted(rows, key=_node_order)
-    selected = [row for row in ordered if row.selected] or ordered
-    trusted: dict[str, AccessProfileCa] = {}
-    pending = list(selected)
-    while pending:
-        row = pending.pop(0)
-        if row.sha256_fingerprint in trusted:
-            continue
-        trusted[row.sha256_fingerprint] = row
-        pending += children.get(row.sha256_fingerprint, [])
-    return DataPlaneProfile(
-        name=name,
-        ip_ranges=tuple(stored_network(text) for text in ip_ranges),
-        client_cas=tuple(
-            ClientCa(
-                sha256_fingerprint=row.sha256_fingerprint,
-                subject=row.subject,
-                certificate_pem=row.certificate_pem.encode("ascii"),
-            )
-            for row in selected
-        ),
-        accepted_issuers=frozenset(row.subject for row in trusted.values()),
-        trust_pem=b"".join(row.certificate_pem.encode("ascii") for row in trusted.values()),
-    )
 
 
 # -- details --------------------------------------------------------------------------------
 
 
-def _find_profile(
-    session: Session, app: App, name: str, *, for_update: bool = False
-) -> AccessProfile:
-    query = select(AccessProfile).where(AccessProfile.app_id == app.id, AccessProfile.name == name)
-    profile = session.scalar(query.with_for_update() if for_update else query)
-    if profile is None:
-        raise NotFound(
-            f"App {app.name!r} has no access profile called {name!r}.",
-            code="access-profile-not-found",
-        )
-    return profile
-
-
 def _cas_of(session: Session, profile: AccessProfile) -> list[AccessProfileCa]:
-    return list(
-        session.scalars(select(AccessProfileCa).where(AccessProfileCa.profile_id == profile.id))
-    )
+    return _cas_by_profile(session, [profile.id])[profile.id]
 
 
 def _environments_naming(session: Session, app: App, name: str) -> list[dict[str, Any]]:
@@ -587,17 +386,25 @@ def _where(use: Mapping[str, Any]) -> str:
     return " and ".join(state for state in ("staged", "applied") if use[state])
 
 
-def _node_order(row: AccessProfileCa) -> tuple[str, str]:
+def ca_order(row: AccessProfileCa) -> tuple[str, str]:
+    """The order client CAs are shown and read in: by subject, then fingerprint."""
     return (row.subject, row.sha256_fingerprint)
+
+
+def ca_children(rows: Sequence[AccessProfileCa]) -> dict[str | None, list[AccessProfileCa]]:
+    """The CAs each CA of a profile issued, by its fingerprint, in `ca_order`; under None
+    the roots, and certificates whose issuer is not in the profile."""
+    fingerprints = {row.sha256_fingerprint for row in rows}
+    children: dict[str | None, list[AccessProfileCa]] = {}
+    for row in sorted(rows, key=ca_order):
+        parent = row.parent_fingerprint if row.parent_fingerprint in fingerprints else None
+        children.setdefault(parent, []).append(row)
+    return children
 
 
 def _tree(rows: Sequence[AccessProfileCa]) -> tuple[ClientCaNode, ...]:
     """Roots, and certificates whose issuer is not in the profile, at the top."""
-    fingerprints = {row.sha256_fingerprint for row in rows}
-    children: dict[str | None, list[AccessProfileCa]] = {}
-    for row in sorted(rows, key=_node_order):
-        parent = row.parent_fingerprint if row.parent_fingerprint in fingerprints else None
-        children.setdefault(parent, []).append(row)
+    children = ca_children(rows)
 
     def node(row: AccessProfileCa, depth: int) -> ClientCaNode:
         # `_link` leaves no cycle; the depth bound only keeps a damaged row harmless.
@@ -613,27 +420,6 @@ def _tree(rows: Sequence[AccessProfileCa]) -> tuple[ClientCaNode, ...]:
         )
 
     return tuple(node(row, 0) for row in children.get(None, []))
-
-
-def _profile_view(profile: AccessProfile, cas: Sequence[AccessProfileCa]) -> AccessProfileView:
-    return AccessProfileView(
-        name=profile.name,
-        ip_ranges=tuple(profile.ip_ranges or ()),
-        certificates=_tree(cas),
-        created_at=profile.created_at,
-        updated_at=profile.updated_at,
-    )
-
-
-def _profile_state(profile: AccessProfile, cas: Sequence[AccessProfileCa]) -> dict[str, Any]:
-    return {
-        "name": profile.name,
-        "ip_ranges": list(profile.ip_ranges or ()),
-        "client_cas": [
-            {"sha256_fingerprint": row.sha256_fingerprint, "selected": row.selected}
-            for row in sorted(cas, key=lambda r: r.sha256_fingerprint)
-        ],
-    }
 
 
 def _fingerprint(value: str) -> str:

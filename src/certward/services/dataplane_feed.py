@@ -46,9 +46,9 @@ from certward.model import (
     TlsCertificate,
 )
 from certward.secrets import private_key_aad
-from certward.services.access_profiles import applied_access
 from certward.services.acme_issuing import challenge_response
 from certward.services.context import Context
+from certward.services.dataplane_access import applied_access
 from certward.services.domains import LiveHostname, live_hostnames
 
 _TABLES: dict[str, type[ManagedCertificate] | type[TlsCertificate]] = {

@@ -1,13 +1,15 @@
 """IP deny profiles: addresses an app refuses before any path rule is looked at.
 
 A profile belongs to the app and is attached to environments; both edits are live (a
-denial that waited for a restart would come too late). `deny_ranges` gives the data
-plane every environment's merged ranges in two queries.
+denial that waited for a restart would come too late). It is a range profile
+(`certward.services.range_profiles`): only the attachments are this module's own.
+`certward.services.dataplane_access.deny_ranges` gives the data plane every
+environment's merged ranges.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,15 +18,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from certward.authorization import Action, Principal
-from certward.dataplane.state import Network
-from certward.db import flush_or_conflict
-from certward.errors import Conflict, InvalidRequest, NotFound
+from certward.errors import Conflict, InvalidRequest
 from certward.model import App, Environment, EnvironmentIpDeny, IpDenyProfile
 from certward.services import audit
-from certward.services.apps import check_label
 from certward.services.context import Context
-from certward.services.ip_ranges import check_ip_ranges, stored_network
-from certward.services.lookups import find_app, find_environment
+from certward.services.lookups import find_environment
+from certward.services.range_profiles import RangeProfileKind
 
 MAX_DENY_PROFILES = 100  # attached to one environment
 
@@ -50,122 +49,70 @@ class EnvironmentIpDenyView:
     profiles: tuple[str, ...]
 
 
-def create_ip_deny_profile(
-    ctx: Context, principal: Principal, app_name: str, *, name: str, ip_ranges: Sequence[str]
-) -> IpDenyProfileView:
-    check_label(name, "IP deny profile name")
-    ranges = check_ip_ranges(ip_ranges)
-    with ctx.database.transaction() as session:
-        app = find_app(session, principal, app_name, Action.MANAGE)
-        exists = f"App {app_name!r} already has an IP deny profile called {name!r}."
-        if session.scalar(
-            select(IpDenyProfile.id).where(
-                IpDenyProfile.app_id == app.id, IpDenyProfile.name == name
-            )
+# -- IP deny profiles -----------------------------------------------------------------------
+
+
+def _attached_environments(
+    session: Session, profile_ids: Sequence[str]
+) -> dict[str, tuple[str, ...]]:
+    """Names of the environments each IP deny profile is attached to, sorted (one query)."""
+    attached: dict[str, list[str]] = {profile_id: [] for profile_id in profile_ids}
+    if profile_ids:
+        for profile_id, env_name in session.execute(
+            select(EnvironmentIpDeny.profile_id, Environment.name)
+            .join(Environment, Environment.id == EnvironmentIpDeny.environment_id)
+            .where(EnvironmentIpDeny.profile_id.in_(profile_ids))
+            .order_by(Environment.name)
         ):
-            raise Conflict(exists, code="ip-deny-profile-exists")
-        now = ctx.clock.now()
-        profile = IpDenyProfile(
-            app_id=app.id, name=name, ip_ranges=ranges, created_at=now, updated_at=now
+            attached.setdefault(profile_id, []).append(env_name)
+    return {profile_id: tuple(names) for profile_id, names in attached.items()}
+
+
+def _deny_view(profile: IpDenyProfile, environments: tuple[str, ...]) -> IpDenyProfileView:
+    return IpDenyProfileView(
+        name=profile.name,
+        ip_ranges=tuple(profile.ip_ranges or ()),
+        environments=environments,
+        created_at=profile.created_at,
+        updated_at=profile.updated_at,
+    )
+
+
+def _refuse_attached(
+    session: Session, app: App, profile: IpDenyProfile, attached: tuple[str, ...]
+) -> None:
+    """409 naming the environments the profile is still attached to (deleting it would
+    lift their denial without anyone saying so)."""
+    if attached:
+        raise Conflict(
+            f"The IP deny profile {profile.name!r} is attached to {', '.join(attached)}: "
+            "detach it (PUT …/environments/{env}/ip-deny-profiles) before deleting it.",
+            code="ip-deny-profile-in-use",
+            detail={"environments": list(attached)},
         )
-        session.add(profile)
-        flush_or_conflict(session, exists, code="ip-deny-profile-exists")
-        audit.record(
-            session,
-            ctx,
-            principal,
-            action="ip_deny_profile.create",
-            object_type="ip_deny_profile",
-            object_id=profile.id,
-            app_id=app.id,
-            after=_deny_state(profile),
-        )
-        return _deny_view(profile, ())
 
 
-def list_ip_deny_profiles(
-    ctx: Context, principal: Principal, app_name: str
-) -> list[IpDenyProfileView]:
-    with ctx.database.reading() as session:
-        app = find_app(session, principal, app_name, Action.READ)
-        profiles = list(
-            session.scalars(
-                select(IpDenyProfile)
-                .where(IpDenyProfile.app_id == app.id)
-                .order_by(IpDenyProfile.name)
-            )
-        )
-        attached = _attached_environments(session, [p.id for p in profiles])
-        return [_deny_view(p, attached.get(p.id, ())) for p in profiles]
+def _no_state(_: tuple[str, ...]) -> Mapping[str, Any]:
+    """Attachments are audited on the environment, not in the profile's state."""
+    return {}
 
 
-def get_ip_deny_profile(
-    ctx: Context, principal: Principal, app_name: str, name: str
-) -> IpDenyProfileView:
-    with ctx.database.reading() as session:
-        app = find_app(session, principal, app_name, Action.READ)
-        profile = _find_deny_profile(session, app, name)
-        attached = _attached_environments(session, [profile.id])
-        return _deny_view(profile, attached.get(profile.id, ()))
+IP_DENY_PROFILES: RangeProfileKind[IpDenyProfile, tuple[str, ...], IpDenyProfileView] = (
+    RangeProfileKind(
+        table=IpDenyProfile,
+        noun="IP deny profile",
+        audit_name="ip_deny_profile",
+        exists_code="ip-deny-profile-exists",
+        not_found_code="ip-deny-profile-not-found",
+        related=_attached_environments,
+        state=_no_state,
+        view=_deny_view,
+        refuse_in_use=_refuse_attached,
+    )
+)
 
 
-def update_ip_deny_profile(
-    ctx: Context,
-    principal: Principal,
-    app_name: str,
-    name: str,
-    *,
-    ip_ranges: Sequence[str] | None = None,
-) -> IpDenyProfileView:
-    """Replace the ranges (live, on every environment the profile is attached to)."""
-    ranges = check_ip_ranges(ip_ranges) if ip_ranges is not None else None
-    with ctx.database.transaction() as session:
-        app = find_app(session, principal, app_name, Action.MANAGE)
-        profile = _find_deny_profile(session, app, name, for_update=True)
-        before = _deny_state(profile)
-        if ranges is not None:
-            profile.ip_ranges = ranges
-            profile.updated_at = ctx.clock.now()
-        audit.record(
-            session,
-            ctx,
-            principal,
-            action="ip_deny_profile.update",
-            object_type="ip_deny_profile",
-            object_id=profile.id,
-            app_id=app.id,
-            before=before,
-            after=_deny_state(profile),
-        )
-        attached = _attached_environments(session, [profile.id])
-        return _deny_view(profile, attached.get(profile.id, ()))
-
-
-def delete_ip_deny_profile(ctx: Context, principal: Principal, app_name: str, name: str) -> None:
-    """Delete the profile; 409 naming the environments it is still attached to (deleting
-    it would lift their denial without anyone saying so)."""
-    with ctx.database.transaction() as session:
-        app = find_app(session, principal, app_name, Action.MANAGE)
-        profile = _find_deny_profile(session, app, name, for_update=True)
-        attached = _attached_environments(session, [profile.id]).get(profile.id, ())
-        if attached:
-            raise Conflict(
-                f"The IP deny profile {name!r} is attached to {', '.join(attached)}: detach "
-                "it (PUT …/environments/{env}/ip-deny-profiles) before deleting it.",
-                code="ip-deny-profile-in-use",
-                detail={"environments": list(attached)},
-            )
-        audit.record(
-            session,
-            ctx,
-            principal,
-            action="ip_deny_profile.delete",
-            object_type="ip_deny_profile",
-            object_id=profile.id,
-            app_id=app.id,
-            before=_deny_state(profile),
-        )
-        session.delete(profile)
+# -- attachments ----------------------------------------------------------------------------
 
 
 def environment_ip_denies(
@@ -234,82 +181,7 @@ def attach_ip_deny_profiles(
         return EnvironmentIpDenyView(profiles=tuple(names))
 
 
-# -- for the data plane ---------------------------------------------------------------------
-
-
-def deny_ranges(
-    session: Session, environment_ids: Collection[str] | None = None
-) -> dict[str, tuple[Network, ...]]:
-    """Deny ranges by environment id (of ``environment_ids``): each profile's ranges
-    parsed once, and each set of attached profiles merged once (environments of an app
-    mostly share one)."""
-    query = select(IpDenyProfile.id, IpDenyProfile.name, IpDenyProfile.ip_ranges)
-    links = select(EnvironmentIpDeny.environment_id, EnvironmentIpDeny.profile_id)
-    if environment_ids is not None:
-        links = links.where(EnvironmentIpDeny.environment_id.in_(sorted(environment_ids)))
-        query = query.where(
-            IpDenyProfile.id.in_(links.with_only_columns(EnvironmentIpDeny.profile_id))
-        )
-    profiles: dict[str, tuple[str, tuple[Network, ...]]] = {
-        profile_id: (name, tuple(stored_network(text) for text in ip_ranges or ()))
-        for profile_id, name, ip_ranges in session.execute(query)
-    }
-    attached: dict[str, list[str]] = {}
-    for environment_id, profile_id in session.execute(links):
-        if profile_id in profiles:  # attached after the profiles were read: next time
-            attached.setdefault(environment_id, []).append(profile_id)
-    merged: dict[tuple[str, ...], tuple[Network, ...]] = {}
-    ranges: dict[str, tuple[Network, ...]] = {}
-    for environment_id, profile_ids in attached.items():
-        key = tuple(sorted(profile_ids, key=lambda p: profiles[p][0]))
-        if key not in merged:
-            merged[key] = tuple(dict.fromkeys(network for p in key for network in profiles[p][1]))
-        ranges[environment_id] = merged[key]
-    return ranges
-
-
 # -- details --------------------------------------------------------------------------------
-
-
-def _find_deny_profile(
-    session: Session, app: App, name: str, *, for_update: bool = False
-) -> IpDenyProfile:
-    query = select(IpDenyProfile).where(IpDenyProfile.app_id == app.id, IpDenyProfile.name == name)
-    profile = session.scalar(query.with_for_update() if for_update else query)
-    if profile is None:
-        raise NotFound(
-            f"App {app.name!r} has no IP deny profile called {name!r}.",
-            code="ip-deny-profile-not-found",
-        )
-    return profile
-
-
-def _deny_state(profile: IpDenyProfile) -> dict[str, Any]:
-    return {"name": profile.name, "ip_ranges": list(profile.ip_ranges or ())}
-
-
-def _deny_view(profile: IpDenyProfile, environments: Iterable[str]) -> IpDenyProfileView:
-    return IpDenyProfileView(
-        name=profile.name,
-        ip_ranges=tuple(profile.ip_ranges or ()),
-        environments=tuple(environments),
-        created_at=profile.created_at,
-        updated_at=profile.updated_at,
-    )
-
-
-def _attached_environments(session: Session, profile_ids: list[str]) -> dict[str, tuple[str, ...]]:
-    """Names of the environments each IP deny profile is attached to, sorted."""
-    attached: dict[str, list[str]] = {}
-    if profile_ids:
-        for profile_id, env_name in session.execute(
-            select(EnvironmentIpDeny.profile_id, Environment.name)
-            .join(Environment, Environment.id == EnvironmentIpDeny.environment_id)
-            .where(EnvironmentIpDeny.profile_id.in_(profile_ids))
-            .order_by(Environment.name)
-        ):
-            attached.setdefault(profile_id, []).append(env_name)
-    return {profile_id: tuple(names) for profile_id, names in attached.items()}
 
 
 def _attached_names(session: Session, environment: Environment) -> tuple[str, ...]:

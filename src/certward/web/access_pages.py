@@ -81,8 +81,8 @@ def _access_values(ctx: Context, who: Principal, app: str, env: str) -> dict[str
     return {
         "path_rules": lines_,
         "rows": [line for line in lines_ if line.rule],
-        "profile_names": [p.name for p in access_profiles.list_access_profiles(ctx, who, app)],
-        "deny_profiles": ip_deny_profiles.list_ip_deny_profiles(ctx, who, app),
+        "profile_names": [p.name for p in access_profiles.ACCESS_PROFILES.list(ctx, who, app)],
+        "deny_profiles": ip_deny_profiles.IP_DENY_PROFILES.list(ctx, who, app),
         "attached": set(ip_deny_profiles.environment_ip_denies(ctx, who, app, env).profiles),
     }
 

@@ -7,7 +7,9 @@ staged, on an environment's Access restrictions tab.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,13 +21,15 @@ from certward.pki.csr import CsrKeyType
 from certward.services import (
     access_profiles,
     apps,
-    ip_deny_profiles,
     tls_acme,
     tls_certificates,
 )
+from certward.services.access_profiles import ACCESS_PROFILES
 from certward.services.acme_issuing import acme_enabled
 from certward.services.apps import AppView
 from certward.services.context import Context
+from certward.services.ip_deny_profiles import IP_DENY_PROFILES
+from certward.services.range_profiles import RangeProfileKind
 from certward.web.forms import (
     ACME_FIELDS,
     CSR_FIELDS,
@@ -324,41 +328,39 @@ async def delete_tls_certificate(request: Request) -> Response:
     )
 
 
-# -- app level: access profiles and IP deny profiles ----------------------------------------------
+# -- app level: range profiles (access profiles, IP deny profiles) ----------------------------
 
 
-async def access_profiles_page(request: Request) -> Response:
-    visit = await begin(request)
-    return await _access_profiles(visit)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Refused:
+    """A refused edit of a profile: of its ranges (with the form's values), or its deletion."""
+
+    profile: str
+    errors: FieldErrors
+    status: int
+    values: Mapping[str, str] | None = None  # None: the deletion was refused
 
 
-async def _access_profiles(
-    visit: Visit,
-    *,
-    errors: FieldErrors | None = None,
-    values: Mapping[str, str] | None = None,
-    status: int = 200,
-) -> Response:
-    app = visit.request.path_params["app"]
-    view, profiles = await call(_profiles_values, visit.context, visit.who, app)
-    return render(
-        visit,
-        "access_profiles.html",
-        {
-            "app": view,
-            "app_tab": "access-profiles",
-            "profiles": profiles,
-            "errors": errors or FieldErrors(),
-            "values": values or {},
-        },
-        status=status,
-    )
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _RangeProfilePages:
+    """One kind of range profile in the console.
 
+    The list page (``template``, under ``collection``) holds the create form. A profile
+    is edited on ``profile_path`` (the access profile's own page, or the IP deny list),
+    and a created profile leads there; ``refused`` draws that page again with the errors
+    of a refused edit. ``title`` starts the notices; ``created`` ends the one of a new
+    profile, ``saved`` is the one of saved ranges.
+    """
 
-def _profiles_values(
-    ctx: Context, who: Principal, app: str
-) -> tuple[AppView, list[access_profiles.AccessProfileView]]:
-    return apps.get_app(ctx, who, app), access_profiles.list_access_profiles(ctx, who, app)
+    kind: RangeProfileKind[Any, Any, Any]
+    template: str
+    tab: str
+    collection: str
+    title: str
+    created: str
+    saved: Callable[[str], str]
+    profile_path: Callable[[str, str], str]  # app, name -> path
+    refused: Callable[[Visit, _Refused], Awaitable[Response]]
 
 
 _PROFILE_FIELDS = {
@@ -370,12 +372,44 @@ _PROFILE_FIELDS = {
 }
 
 
-async def create_access_profile(request: Request) -> Response:
+async def _range_profiles(
+    visit: Visit,
+    pages: _RangeProfilePages,
+    *,
+    errors: FieldErrors | None = None,
+    values: Mapping[str, str] | None = None,
+    edit_errors: Mapping[str, FieldErrors] | None = None,
+    status: int = 200,
+) -> Response:
+    app = visit.request.path_params["app"]
+    view, profiles = await call(_profiles_values, visit.context, visit.who, pages.kind, app)
+    return render(
+        visit,
+        pages.template,
+        {
+            "app": view,
+            "app_tab": pages.tab,
+            "profiles": profiles,
+            "errors": errors or FieldErrors(),
+            "values": values or {},
+            "edit_errors": edit_errors or {},
+        },
+        status=status,
+    )
+
+
+def _profiles_values(
+    ctx: Context, who: Principal, kind: RangeProfileKind[Any, Any, Any], app: str
+) -> tuple[AppView, list[Any]]:
+    return apps.get_app(ctx, who, app), kind.list(ctx, who, app)
+
+
+async def _create_range_profile(request: Request, pages: _RangeProfilePages) -> Response:
     visit, form = await posted(request)
     app = request.path_params["app"]
     try:
         created = await call(
-            access_profiles.create_access_profile,
+            pages.kind.create,
             visit.context,
             visit.who,
             app,
@@ -386,14 +420,60 @@ async def create_access_profile(request: Request) -> Response:
         if refusal.status in (403, 404):
             raise
         errors = FieldErrors.from_refusal(refusal, _PROFILE_FIELDS)
-        return await _access_profiles(
-            visit, errors=errors, values=form_values(form), status=refusal.status
+        return await _range_profiles(
+            visit, pages, errors=errors, values=form_values(form), status=refusal.status
         )
     return redirect(
         visit,
-        app_path(app, f"/access-profiles/{segment(created.name)}"),
-        success(f"Access profile {created.name} created."),
+        pages.profile_path(app, created.name),
+        success(f"{pages.title} {created.name} created{pages.created}."),
     )
+
+
+async def _update_ranges(request: Request, pages: _RangeProfilePages) -> Response:
+    visit, form = await posted(request)
+    p = request.path_params
+    try:
+        await call(
+            pages.kind.update,
+            visit.context,
+            visit.who,
+            p["app"],
+            p["profile"],
+            ip_ranges=lines(form.text("ip_ranges")),
+        )
+    except Refusal as refusal:
+        if refusal.status in (403, 404):
+            raise
+        errors = FieldErrors.from_refusal(refusal, _PROFILE_FIELDS)
+        refused = _Refused(
+            profile=p["profile"], errors=errors, status=refusal.status, values=form_values(form)
+        )
+        return await pages.refused(visit, refused)
+    path = pages.profile_path(p["app"], p["profile"])
+    return redirect(visit, path, success(pages.saved(p["profile"])))
+
+
+async def _delete_range_profile(request: Request, pages: _RangeProfilePages) -> Response:
+    visit, _ = await posted(request)
+    p = request.path_params
+    try:
+        await call(pages.kind.delete, visit.context, visit.who, p["app"], p["profile"])
+    except Refusal as refusal:
+        if refusal.status in (403, 404):
+            raise
+        errors = FieldErrors.from_refusal(refusal, {})
+        return await pages.refused(
+            visit, _Refused(profile=p["profile"], errors=errors, status=refusal.status)
+        )
+    return redirect(
+        visit,
+        app_path(p["app"], f"/{pages.collection}"),
+        success(f"{pages.title} {p['profile']} deleted."),
+    )
+
+
+# -- app level: an access profile's page (IP ranges, client CAs) ------------------------------
 
 
 async def access_profile_page(request: Request) -> Response:
@@ -438,31 +518,15 @@ def _any_selected(nodes: Iterable[access_profiles.ClientCaNode]) -> bool:
 def _profile_values(
     ctx: Context, who: Principal, app: str, name: str
 ) -> tuple[AppView, access_profiles.AccessProfileView]:
-    return apps.get_app(ctx, who, app), access_profiles.get_access_profile(ctx, who, app, name)
+    return apps.get_app(ctx, who, app), ACCESS_PROFILES.get(ctx, who, app, name)
 
 
-async def update_profile_ranges(request: Request) -> Response:
-    visit, form = await posted(request)
-    p = request.path_params
-    try:
-        await call(
-            access_profiles.update_access_profile,
-            visit.context,
-            visit.who,
-            p["app"],
-            p["profile"],
-            ip_ranges=lines(form.text("ip_ranges")),
-        )
-    except Refusal as refusal:
-        if refusal.status in (403, 404):
-            raise
-        return await _access_profile(
-            visit,
-            range_errors=FieldErrors.from_refusal(refusal, _PROFILE_FIELDS),
-            range_values=form_values(form),
-            status=refusal.status,
-        )
-    return redirect(visit, _profile_path(p), success("IP ranges saved; the gateway uses them now."))
+async def _access_refused(visit: Visit, refused: _Refused) -> Response:
+    if refused.values is None:
+        return await _access_profile(visit, delete_errors=refused.errors, status=refused.status)
+    return await _access_profile(
+        visit, range_errors=refused.errors, range_values=refused.values, status=refused.status
+    )
 
 
 async def upload_client_cas(request: Request) -> Response:
@@ -539,134 +603,69 @@ async def remove_client_ca(request: Request) -> Response:
     return redirect(visit, _profile_path(p), success("Client CA removed."))
 
 
-async def delete_access_profile(request: Request) -> Response:
-    visit, _ = await posted(request)
-    p = request.path_params
-    try:
-        await call(
-            access_profiles.delete_access_profile, visit.context, visit.who, p["app"], p["profile"]
-        )
-    except Refusal as refusal:
-        if refusal.status in (403, 404):
-            raise
-        return await _access_profile(
-            visit, delete_errors=FieldErrors.from_refusal(refusal, {}), status=refusal.status
-        )
-    return redirect(
-        visit,
-        app_path(p["app"], "/access-profiles"),
-        success(f"Access profile {p['profile']} deleted."),
-    )
-
-
 def _profile_path(p: Mapping[str, str]) -> str:
     return app_path(p["app"], f"/access-profiles/{segment(p['profile'])}")
 
 
+# -- app level: the two kinds -------------------------------------------------------------------
+
+
+async def _deny_refused(visit: Visit, refused: _Refused) -> Response:
+    errors = {refused.profile: refused.errors}
+    return await _range_profiles(visit, _DENY_PAGES, edit_errors=errors, status=refused.status)
+
+
+_ACCESS_PAGES = _RangeProfilePages(
+    kind=ACCESS_PROFILES,
+    template="access_profiles.html",
+    tab="access-profiles",
+    collection="access-profiles",
+    title="Access profile",
+    created="",
+    saved=lambda _: "IP ranges saved; the gateway uses them now.",
+    profile_path=lambda app, name: app_path(app, f"/access-profiles/{segment(name)}"),
+    refused=_access_refused,
+)
+_DENY_PAGES = _RangeProfilePages(
+    kind=IP_DENY_PROFILES,
+    template="ip_deny_profiles.html",  # profiles are edited on their list page
+    tab="ip-deny",
+    collection="ip-deny-profiles",
+    title="IP deny profile",
+    created="; attach it to environments",
+    saved=lambda name: f"IP deny profile {name} saved (live).",
+    profile_path=lambda app, _: app_path(app, "/ip-deny-profiles"),
+    refused=_deny_refused,
+)
+
+
+async def access_profiles_page(request: Request) -> Response:
+    return await _range_profiles(await begin(request), _ACCESS_PAGES)
+
+
+async def create_access_profile(request: Request) -> Response:
+    return await _create_range_profile(request, _ACCESS_PAGES)
+
+
+async def update_profile_ranges(request: Request) -> Response:
+    return await _update_ranges(request, _ACCESS_PAGES)
+
+
+async def delete_access_profile(request: Request) -> Response:
+    return await _delete_range_profile(request, _ACCESS_PAGES)
+
+
 async def ip_deny_profiles_page(request: Request) -> Response:
-    visit = await begin(request)
-    return await _ip_deny_profiles(visit)
-
-
-async def _ip_deny_profiles(
-    visit: Visit,
-    *,
-    errors: FieldErrors | None = None,
-    values: Mapping[str, str] | None = None,
-    edit_errors: Mapping[str, FieldErrors] | None = None,
-    status: int = 200,
-) -> Response:
-    app = visit.request.path_params["app"]
-    view, profiles = await call(_deny_values, visit.context, visit.who, app)
-    return render(
-        visit,
-        "ip_deny_profiles.html",
-        {
-            "app": view,
-            "app_tab": "ip-deny",
-            "profiles": profiles,
-            "errors": errors or FieldErrors(),
-            "values": values or {},
-            "edit_errors": edit_errors or {},
-        },
-        status=status,
-    )
-
-
-def _deny_values(
-    ctx: Context, who: Principal, app: str
-) -> tuple[AppView, list[ip_deny_profiles.IpDenyProfileView]]:
-    return apps.get_app(ctx, who, app), ip_deny_profiles.list_ip_deny_profiles(ctx, who, app)
+    return await _range_profiles(await begin(request), _DENY_PAGES)
 
 
 async def create_ip_deny_profile(request: Request) -> Response:
-    visit, form = await posted(request)
-    app = request.path_params["app"]
-    try:
-        created = await call(
-            ip_deny_profiles.create_ip_deny_profile,
-            visit.context,
-            visit.who,
-            app,
-            name=form.text("name").strip(),
-            ip_ranges=lines(form.text("ip_ranges")),
-        )
-    except Refusal as refusal:
-        if refusal.status in (403, 404):
-            raise
-        errors = FieldErrors.from_refusal(refusal, _PROFILE_FIELDS)
-        return await _ip_deny_profiles(
-            visit, errors=errors, values=form_values(form), status=refusal.status
-        )
-    return redirect(
-        visit,
-        app_path(app, "/ip-deny-profiles"),
-        success(f"IP deny profile {created.name} created; attach it to environments."),
-    )
+    return await _create_range_profile(request, _DENY_PAGES)
 
 
 async def update_ip_deny_profile(request: Request) -> Response:
-    visit, form = await posted(request)
-    p = request.path_params
-    try:
-        await call(
-            ip_deny_profiles.update_ip_deny_profile,
-            visit.context,
-            visit.who,
-            p["app"],
-            p["profile"],
-            ip_ranges=lines(form.text("ip_ranges")),
-        )
-    except Refusal as refusal:
-        if refusal.status in (403, 404):
-            raise
-        errors = {p["profile"]: FieldErrors.from_refusal(refusal, _PROFILE_FIELDS)}
-        return await _ip_deny_profiles(visit, edit_errors=errors, status=refusal.status)
-    return redirect(
-        visit,
-        app_path(p["app"], "/ip-deny-profiles"),
-        success(f"IP deny profile {p['profile']} saved (live)."),
-    )
+    return await _update_ranges(request, _DENY_PAGES)
 
 
 async def delete_ip_deny_profile(request: Request) -> Response:
-    visit, _ = await posted(request)
-    p = request.path_params
-    try:
-        await call(
-            ip_deny_profiles.delete_ip_deny_profile,
-            visit.context,
-            visit.who,
-            p["app"],
-            p["profile"],
-        )
-    except Refusal as refusal:
-        if refusal.status in (403, 404):
-            raise
-        errors = {p["profile"]: FieldErrors.from_refusal(refusal, {})}
-        return await _ip_deny_profiles(visit, edit_errors=errors, status=refusal.status)
-    return redirect(
-        visit,
-        app_path(p["app"], "/ip-deny-profiles"),
-        success(f"IP deny profile {p['profile']} deleted."),
-    )
+    return await _delete_range_profile(request, _DENY_PAGES)

@@ -15,15 +15,13 @@ from certward.cli.remote.connection import connect
 from certward.cli.remote.local_files import read_upload
 from certward.cli.remote.options import (
     AppOption,
-    IpRangeOption,
     JsonOption,
-    NoIpRangesOption,
     ProfileArgument,
     ServerOption,
     TokenOption,
     input_file,
-    new_ip_ranges,
 )
+from certward.cli.remote.range_profiles import RangeProfileCommands, add_range_profile_commands
 from certward.cli.remote.terminal import (
     emit_json,
     format_time,
@@ -31,7 +29,6 @@ from certward.cli.remote.terminal import (
     print_line,
     print_warnings,
     show_answer,
-    show_rows,
     stdout_console,
     usage_error,
 )
@@ -82,93 +79,35 @@ def _print_access_profile(body: JsonObject) -> None:
     _print_ca_tree(body)
 
 
-@access_profile_group.command("create")
-def access_profile_create(
-    name: ProfileArgument,
-    app: AppOption,
-    ip_range: IpRangeOption = None,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Create an access profile."""
-    with connect(server, token, as_json=as_json) as api:
-        body = api.create_access_profile(app, name, ip_ranges=ip_range or ())
-    show_answer(body, as_json, _print_access_profile)
-
-
-@access_profile_group.command("list")
-def access_profile_list(
-    app: AppOption,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """The app's access profiles."""
-    with connect(server, token, as_json=as_json) as api:
-        profiles = api.list_access_profiles(app)
-    show_rows(
-        profiles,
-        as_json,
-        ("name", "IP ranges", "client CAs", "updated"),
-        lambda p: (
-            p.get("name"),
-            p.get("ip_ranges"),
-            _count_nodes(p.get("certificates") or []),
-            format_time(p.get("updated_at")),
-        ),
-        empty=f"App {app} has no access profiles.",
-    )
-
-
 def _count_nodes(nodes: Sequence[Any]) -> int:
     return sum(1 + _count_nodes(n.get("children") or []) for n in nodes if isinstance(n, dict))
 
 
-@access_profile_group.command("show")
-def access_profile_show(
-    name: ProfileArgument,
-    app: AppOption,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """A profile's IP ranges and its client CAs as a tree."""
-    with connect(server, token, as_json=as_json) as api:
-        body = api.get_access_profile(app, name)
-    show_answer(body, as_json, _print_access_profile)
-
-
-@access_profile_group.command("update")
-def access_profile_update(
-    name: ProfileArgument,
-    app: AppOption,
-    ip_range: IpRangeOption = None,
-    no_ip_ranges: NoIpRangesOption = False,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Replace a profile's IP ranges (live)."""
-    ip_ranges = new_ip_ranges(ip_range, no_ip_ranges)
-    with connect(server, token, as_json=as_json) as api:
-        body = api.update_access_profile(app, name, ip_ranges=ip_ranges)
-    show_answer(body, as_json, _print_access_profile)
-
-
-@access_profile_group.command("delete")
-def access_profile_delete(
-    name: ProfileArgument,
-    app: AppOption,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Delete a profile (refused while a path rule names it)."""
-    with connect(server, token, as_json=as_json) as api:
-        api.delete_access_profile(app, name)
-    if not as_json:
-        print_line(f"Deleted access profile {name}.")
+add_range_profile_commands(
+    access_profile_group,
+    RangeProfileCommands(
+        noun="access profile",
+        helps={
+            "create": "Create an access profile.",
+            "list": "The app's access profiles.",
+            "show": "A profile's IP ranges and its client CAs as a tree.",
+            "update": "Replace a profile's IP ranges (live).",
+            "delete": "Delete a profile (refused while a path rule names it).",
+        },
+        column="client CAs",
+        cell=lambda p: _count_nodes(p.get("certificates") or []),
+        show=_print_access_profile,
+        create=lambda api, app, name, ranges: api.create_access_profile(
+            app, name, ip_ranges=ranges
+        ),
+        listing=lambda api, app: api.list_access_profiles(app),
+        get=lambda api, app, name: api.get_access_profile(app, name),
+        update=lambda api, app, name, ranges: api.update_access_profile(
+            app, name, ip_ranges=ranges
+        ),
+        delete=lambda api, app, name: api.delete_access_profile(app, name),
+    ),
+)
 
 
 @access_profile_group.command("add-cas")

@@ -11,21 +11,16 @@ from certward.cli.remote.connection import connect
 from certward.cli.remote.options import (
     AppOption,
     EnvOption,
-    IpRangeOption,
     JsonOption,
-    NoIpRangesOption,
-    ProfileArgument,
     ServerOption,
     TokenOption,
-    new_ip_ranges,
 )
+from certward.cli.remote.range_profiles import RangeProfileCommands, add_range_profile_commands
 from certward.cli.remote.terminal import (
     emit_json,
     format_time,
     print_details,
     print_line,
-    show_answer,
-    show_rows,
     usage_error,
 )
 
@@ -46,89 +41,31 @@ def _print_ip_deny_profile(body: JsonObject) -> None:
     )
 
 
-@ip_deny_group.command("create")
-def ip_deny_create(
-    name: ProfileArgument,
-    app: AppOption,
-    ip_range: IpRangeOption = None,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Create an IP deny profile."""
-    with connect(server, token, as_json=as_json) as api:
-        body = api.create_ip_deny_profile(app, name, ip_ranges=ip_range or ())
-    show_answer(body, as_json, _print_ip_deny_profile)
-
-
-@ip_deny_group.command("list")
-def ip_deny_list(
-    app: AppOption,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """The app's IP deny profiles and where they are attached."""
-    with connect(server, token, as_json=as_json) as api:
-        profiles = api.list_ip_deny_profiles(app)
-    show_rows(
-        profiles,
-        as_json,
-        ("name", "IP ranges", "attached to", "updated"),
-        lambda p: (
-            p.get("name"),
-            p.get("ip_ranges"),
-            p.get("environments"),
-            format_time(p.get("updated_at")),
+add_range_profile_commands(
+    ip_deny_group,
+    RangeProfileCommands(
+        noun="IP deny profile",
+        helps={
+            "create": "Create an IP deny profile.",
+            "list": "The app's IP deny profiles and where they are attached.",
+            "show": "One IP deny profile.",
+            "update": "Replace an IP deny profile's ranges (live).",
+            "delete": "Delete an IP deny profile (refused while attached).",
+        },
+        column="attached to",
+        cell=lambda p: p.get("environments"),
+        show=_print_ip_deny_profile,
+        create=lambda api, app, name, ranges: api.create_ip_deny_profile(
+            app, name, ip_ranges=ranges
         ),
-        empty=f"App {app} has no IP deny profiles.",
-    )
-
-
-@ip_deny_group.command("show")
-def ip_deny_show(
-    name: ProfileArgument,
-    app: AppOption,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """One IP deny profile."""
-    with connect(server, token, as_json=as_json) as api:
-        body = api.get_ip_deny_profile(app, name)
-    show_answer(body, as_json, _print_ip_deny_profile)
-
-
-@ip_deny_group.command("update")
-def ip_deny_update(
-    name: ProfileArgument,
-    app: AppOption,
-    ip_range: IpRangeOption = None,
-    no_ip_ranges: NoIpRangesOption = False,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Replace an IP deny profile's ranges (live)."""
-    ip_ranges = new_ip_ranges(ip_range, no_ip_ranges)
-    with connect(server, token, as_json=as_json) as api:
-        body = api.update_ip_deny_profile(app, name, ip_ranges=ip_ranges)
-    show_answer(body, as_json, _print_ip_deny_profile)
-
-
-@ip_deny_group.command("delete")
-def ip_deny_delete(
-    name: ProfileArgument,
-    app: AppOption,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Delete an IP deny profile (refused while attached)."""
-    with connect(server, token, as_json=as_json) as api:
-        api.delete_ip_deny_profile(app, name)
-    if not as_json:
-        print_line(f"Deleted IP deny profile {name}.")
+        listing=lambda api, app: api.list_ip_deny_profiles(app),
+        get=lambda api, app, name: api.get_ip_deny_profile(app, name),
+        update=lambda api, app, name, ranges: api.update_ip_deny_profile(
+            app, name, ip_ranges=ranges
+        ),
+        delete=lambda api, app, name: api.delete_ip_deny_profile(app, name),
+    ),
+)
 
 
 @ip_deny_group.command("attach")

@@ -1,7 +1,8 @@
 """IP ranges as tenants write them: checked, normalized, and parsed once for the data plane.
 
 Access profiles (who may call) and IP deny profiles (who may not) take the same lists,
-so both are judged here, with every wrong entry named.
+so both are judged here, with every wrong entry named. PURE: text in, networks or a
+refusal out; no database, files or clock.
 """
 
 from __future__ import annotations
