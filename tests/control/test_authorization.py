@@ -8,14 +8,14 @@ import pytest
 
 from certward.authorization import (
     Action,
-    Verdict,
     Principal,
+    Verdict,
     authorize,
-    verdict,
     generate_token,
     grant_action,
     hash_token,
     token_matches,
+    verdict,
     visible,
 )
 from certward.vocabulary import Role

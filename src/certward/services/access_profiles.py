@@ -36,7 +36,7 @@ from certward.dataplane.state import AccessProfile as DataPlaneProfile
 from certward.dataplane.state import ClientCa, Network
 from certward.dataplane.state import PathRule as DataPlaneRule
 from certward.db import flush_or_conflict
-from certward.errors import Conflict, InvalidRequest, NotFound
+from certward.errors import Conflict, InvalidRequest, NotFound, RefusalCode
 from certward.model import (
     AccessProfile,
     AccessProfileCa,
@@ -131,13 +131,13 @@ def create_access_profile(
                 AccessProfile.app_id == app.id, AccessProfile.name == name
             )
         ):
-            raise Conflict(exists, code="access-profile-exists")
+            raise Conflict(exists, code=RefusalCode.ACCESS_PROFILE_EXISTS)
         now = ctx.clock.now()
         profile = AccessProfile(
             app_id=app.id, name=name, ip_ranges=ranges, created_at=now, updated_at=now
         )
         session.add(profile)
-        flush_or_conflict(session, exists, code="access-profile-exists")
+        flush_or_conflict(session, exists, code=RefusalCode.ACCESS_PROFILE_EXISTS)
         audit.record(
             session,
             ctx,
@@ -227,7 +227,7 @@ def delete_access_profile(ctx: Context, principal: Principal, app_name: str, nam
                 f"The access profile {name!r} is named by path rules of {listed}: change "
                 "those rules (PUT …/path-rules), restart where they are applied, then delete "
                 "the profile.",
-                code="access-profile-in-use",
+                code=RefusalCode.ACCESS_PROFILE_IN_USE,
                 detail={"environments": users},
             )
         audit.record(
@@ -272,7 +272,7 @@ def upload_client_cas(
             raise InvalidRequest(
                 f"The access profile {name!r} would hold {len(known) + len(added)} client CA "
                 f"certificates; at most {MAX_CLIENT_CAS} are allowed.",
-                code="too-many-client-cas",
+                code=RefusalCode.TOO_MANY_CLIENT_CAS,
             )
         now = ctx.clock.now()
         for fingerprint in added:
@@ -329,7 +329,7 @@ def select_client_cas(
             raise InvalidRequest(
                 f"The access profile {name!r} has no client CA with the SHA-256 fingerprint "
                 f"{unknown[0]}: select among the fingerprints it shows.",
-                code="unknown-client-ca",
+                code=RefusalCode.UNKNOWN_CLIENT_CA,
                 detail={"fingerprints": unknown},
             )
         for row in rows:
@@ -366,7 +366,7 @@ def remove_client_ca(
         if target is None:
             raise NotFound(
                 f"The access profile {name!r} has no client CA {fingerprint!r}.",
-                code="client-ca-not-found",
+                code=RefusalCode.CLIENT_CA_NOT_FOUND,
             )
         remaining = [r for r in rows if r is not target]
         if target.selected and remaining and not any(r.selected for r in remaining):
@@ -374,7 +374,7 @@ def remove_client_ca(
                 f"{target.subject} is the only selected client CA of {name!r}; removing it "
                 "would leave nothing selected, which accepts every remaining CA. Select the "
                 "CAs to accept first (PATCH …/client-cas), or remove the others too.",
-                code="last-selected-client-ca",
+                code=RefusalCode.LAST_SELECTED_CLIENT_CA,
             )
         before = _profile_state(profile, rows)
         session.delete(target)
@@ -498,7 +498,7 @@ def _find_profile(
     if profile is None:
         raise NotFound(
             f"App {app.name!r} has no access profile called {name!r}.",
-            code="access-profile-not-found",
+            code=RefusalCode.ACCESS_PROFILE_NOT_FOUND,
         )
     return profile
 
@@ -643,6 +643,6 @@ def _fingerprint(value: str) -> str:
     if len(text) != _FINGERPRINT_LENGTH or not set(text) <= _HEX:
         raise InvalidRequest(
             f"{value[:100]!r} is not a SHA-256 fingerprint (64 hexadecimal digits).",
-            code="unknown-client-ca",
+            code=RefusalCode.UNKNOWN_CLIENT_CA,
         )
     return text

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from certward.authorization import Action, Principal
 from certward.dataplane.state import Network
 from certward.db import flush_or_conflict
-from certward.errors import Conflict, InvalidRequest, NotFound
+from certward.errors import Conflict, InvalidRequest, NotFound, RefusalCode
 from certward.model import App, Environment, EnvironmentIpDeny, IpDenyProfile
 from certward.services import audit
 from certward.services.apps import check_label
@@ -63,13 +63,13 @@ def create_ip_deny_profile(
                 IpDenyProfile.app_id == app.id, IpDenyProfile.name == name
             )
         ):
-            raise Conflict(exists, code="ip-deny-profile-exists")
+            raise Conflict(exists, code=RefusalCode.IP_DENY_PROFILE_EXISTS)
         now = ctx.clock.now()
         profile = IpDenyProfile(
             app_id=app.id, name=name, ip_ranges=ranges, created_at=now, updated_at=now
         )
         session.add(profile)
-        flush_or_conflict(session, exists, code="ip-deny-profile-exists")
+        flush_or_conflict(session, exists, code=RefusalCode.IP_DENY_PROFILE_EXISTS)
         audit.record(
             session,
             ctx,
@@ -152,7 +152,7 @@ def delete_ip_deny_profile(ctx: Context, principal: Principal, app_name: str, na
             raise Conflict(
                 f"The IP deny profile {name!r} is attached to {', '.join(attached)}: detach "
                 "it (PUT …/environments/{env}/ip-deny-profiles) before deleting it.",
-                code="ip-deny-profile-in-use",
+                code=RefusalCode.IP_DENY_PROFILE_IN_USE,
                 detail={"environments": list(attached)},
             )
         audit.record(
@@ -184,7 +184,7 @@ def attach_ip_deny_profiles(
     if len(names) > MAX_DENY_PROFILES:
         raise InvalidRequest(
             f"At most {MAX_DENY_PROFILES} IP deny profiles may be attached to an environment.",
-            code="too-many-ip-deny-profiles",
+            code=RefusalCode.TOO_MANY_IP_DENY_PROFILES,
         )
     with ctx.database.transaction() as session:
         app, environment = find_environment(session, principal, app_name, env_name, Action.MANAGE)
@@ -201,7 +201,7 @@ def attach_ip_deny_profiles(
             raise InvalidRequest(
                 f"App {app_name!r} has no IP deny profile called {unknown[0]!r}; create it "
                 "first (POST /apps/{app}/ip-deny-profiles).",
-                code="unknown-ip-deny-profile",
+                code=RefusalCode.UNKNOWN_IP_DENY_PROFILE,
                 detail={"profiles": unknown},
             )
         before = _attached_names(session, environment)
@@ -279,7 +279,7 @@ def _find_deny_profile(
     if profile is None:
         raise NotFound(
             f"App {app.name!r} has no IP deny profile called {name!r}.",
-            code="ip-deny-profile-not-found",
+            code=RefusalCode.IP_DENY_PROFILE_NOT_FOUND,
         )
     return profile
 

@@ -24,7 +24,7 @@ from certward.authorization import Action, Principal
 from certward.dataplane.request_target import PrefixRefused, canonical_prefix, served_prefix
 from certward.dataplane.state import PathRule as DataPlaneRule
 from certward.dataplane.state import RuleKind
-from certward.errors import InvalidRequest
+from certward.errors import InvalidRequest, RefusalCode
 from certward.model import AccessProfile, Environment, EnvironmentVersion
 from certward.services import audit
 from certward.services.context import Context
@@ -73,7 +73,7 @@ def replace_path_rules(
         raise InvalidRequest(
             f"{len(rules)} path rules were given; an environment has at most "
             f"{MAX_PATH_RULES} (rules apply to prefixes, so one rule covers a whole subtree).",
-            code="too-many-path-rules",
+            code=RefusalCode.TOO_MANY_PATH_RULES,
         )
     rules = [check_path_rule(rule) for rule in rules]
     prefixes = [rule.prefix for rule in rules]
@@ -82,7 +82,7 @@ def replace_path_rules(
         raise InvalidRequest(
             f"The prefix {_shown(twice)} is given twice (percent-escapes are decoded, so "
             "'/a%20b' and '/a b' are the same prefix).",
-            code="invalid-path-rule",
+            code=RefusalCode.INVALID_PATH_RULE,
         )
     named = sorted({r.profile for r in rules if r.profile is not None})
     with ctx.database.transaction() as session:
@@ -101,7 +101,7 @@ def replace_path_rules(
                 f"The rule for {_shown(users[0])} names the access profile {missing[0]!r}, "
                 f"which app {app_name!r} does not have; create it first "
                 "(POST /apps/{app}/access-profiles).",
-                code="unknown-access-profile",
+                code=RefusalCode.UNKNOWN_ACCESS_PROFILE,
                 detail={"access_profiles": missing},
             )
         before = path_rules_json(staged_path_rules(session, environment))
@@ -134,25 +134,25 @@ def check_path_rule(rule: PathRuleState) -> PathRuleState:
         raise InvalidRequest(
             f"The path prefix {shown} is {len(rule.prefix)} characters long; at most "
             f"{MAX_PREFIX_LENGTH} are allowed.",
-            code="invalid-path-prefix",
+            code=RefusalCode.INVALID_PATH_PREFIX,
         )
     try:
         prefix = canonical_prefix(rule.prefix)
     except PrefixRefused as exc:
         raise InvalidRequest(
-            f"The path prefix {shown} {exc}.", code="invalid-path-prefix"
+            f"The path prefix {shown} {exc}.", code=RefusalCode.INVALID_PATH_PREFIX
         ) from None
     if rule.rule is RuleKind.PROFILE and rule.profile is None:
         raise InvalidRequest(
             f"The rule for {shown} is 'profile' but names no profile: add \"profile\": the "
             "name of one of the app's access profiles.",
-            code="invalid-path-rule",
+            code=RefusalCode.INVALID_PATH_RULE,
         )
     if rule.rule is not RuleKind.PROFILE and rule.profile is not None:
         raise InvalidRequest(
             f"The rule for {shown} is {rule.rule.value!r}, which takes no profile; use "
             '"rule": "profile" to restrict the path to a profile.',
-            code="invalid-path-rule",
+            code=RefusalCode.INVALID_PATH_RULE,
         )
     return replace(rule, prefix=prefix)
 

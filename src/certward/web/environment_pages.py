@@ -17,9 +17,10 @@ from starlette.responses import Response
 
 from certward.authorization import Principal
 from certward.dataplane.state import RuleKind
-from certward.errors import Forbidden, InvalidRequest, NotFound, Refusal
+from certward.errors import Forbidden, InvalidRequest, NotFound, Refusal, RefusalCode
 from certward.expiry import CertificateStatus, certificate_status
 from certward.pki.convert import Pkcs12Profile
+from certward.pki.problems import ProblemCode
 from certward.services import (
     access_profiles,
     apps,
@@ -251,7 +252,7 @@ async def upload_client_certificate(request: Request) -> Response:
         if file is None:
             raise InvalidRequest(
                 "Choose the PKCS12 file (.p12 or .pfx), or a PEM or DER certificate.",
-                code="missing-field",
+                code=RefusalCode.MISSING_FIELD,
             )
         password = form.fields.get("password", [""])[0]
         created = await upload(
@@ -276,7 +277,7 @@ async def upload_client_certificate(request: Request) -> Response:
             errors=errors,
             values=form_values(form, without=("password",)),
             note=note,
-            offer_conversion=refusal.code in ("not-pkcs12", "no-private-key"),
+            offer_conversion=refusal.code in (ProblemCode.NOT_PKCS12, ProblemCode.NO_PRIVATE_KEY),
         )
         return await _network(visit, client_upload=state, status=refusal.status)
     warnings = " ".join(p.message for p in created.problems)
@@ -387,7 +388,7 @@ async def upload_authority(request: Request) -> Response:
         if file is None and not pasted:
             raise InvalidRequest(
                 "Choose a PEM file with the CA certificates, or paste them.",
-                code="missing-field",
+                code=RefusalCode.MISSING_FIELD,
             )
         material = file or Upload(filename="pasted.pem", data=pasted.encode() + b"\n")
         created = await upload(
@@ -443,7 +444,7 @@ async def change_runtime_profile(request: Request) -> Response:
         profile = Pkcs12Profile(form.text("pkcs12_profile"))
     except ValueError:
         raise InvalidRequest(
-            "Choose the modern or the legacy PKCS12 profile.", code="invalid-request"
+            "Choose the modern or the legacy PKCS12 profile.", code=RefusalCode.INVALID_REQUEST
         ) from None
     await call(apps.update_environment, visit.context, visit.who, app, env, pkcs12_profile=profile)
     return redirect(
@@ -484,7 +485,9 @@ async def rollback(request: Request) -> Response:
     try:
         version = int(form.text("version"))
     except ValueError:
-        raise InvalidRequest("Choose a version to roll back to.", code="invalid-request") from None
+        raise InvalidRequest(
+            "Choose a version to roll back to.", code=RefusalCode.INVALID_REQUEST
+        ) from None
     result = await call(staging.rollback, visit.context, visit.who, app, env, version=version)
     return redirect(
         visit,
@@ -567,15 +570,18 @@ async def add_custom_domain(request: Request) -> Response:
             certificate_id=form.text("certificate_id"),
         )
     except Refusal as refusal:
-        if refusal.code == "tls-certificate-not-found":
+        if refusal.code == RefusalCode.TLS_CERTIFICATE_NOT_FOUND:
             field: str | None = "certificate_id"
-        elif refusal.code == "plan-required":
+        elif refusal.code == RefusalCode.PLAN_REQUIRED:
             field = None
         else:
             field = "hostname"
         errors = FieldErrors.from_refusal(
             refusal,
-            {"certificate-pending": "certificate_id", "certificate-expired": "certificate_id"},
+            {
+                RefusalCode.CERTIFICATE_PENDING: "certificate_id",
+                RefusalCode.CERTIFICATE_EXPIRED: "certificate_id",
+            },
             default=field,
         )
         return await _domains(visit, errors=errors, values=form_values(form), status=refusal.status)
@@ -700,7 +706,7 @@ async def save_path_rules(request: Request) -> Response:
         )
     try:
         if errors:
-            raise InvalidRequest(" ".join(errors.general), code="invalid-path-rule")
+            raise InvalidRequest(" ".join(errors.general), code=RefusalCode.INVALID_PATH_RULE)
         await call(path_rules.replace_path_rules, visit.context, visit.who, app, env, rules)
     except Refusal as refusal:
         if refusal.status in (403, 404):
