@@ -1,14 +1,18 @@
-"""The refusal codes are one closed catalogue, documented and used everywhere."""
+"""One error tree, drawn as it is; one closed catalogue of refusal codes, documented."""
 
 from __future__ import annotations
 
 import ast
+import importlib
+import pkgutil
 import re
 from pathlib import Path
 
 import pytest
 
-from certward.errors import RefusalCode
+import certward
+from certward import errors
+from certward.errors import CertwardError, RefusalCode
 from certward.pki.problems import ProblemCode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,3 +69,41 @@ def _literal_codes(path: Path) -> list[str]:
 )
 def test_no_code_is_a_plain_string(path: Path) -> None:
     assert _literal_codes(path) == []
+
+
+def drawn_tree() -> dict[str, str | None]:
+    """Each class the errors.py docstring draws, with the class it is drawn under."""
+    doc = errors.__doc__ or ""
+    block = doc[doc.index("::\n") + 3 : doc.index("\nRule failures")]
+    parents: dict[str, str | None] = {}
+    path: list[str] = []
+    for line in block.splitlines():
+        drawn = re.match(r"    ([│├└─ ]*)([A-Z]\w+)(?:\s|$)", line)
+        if drawn is None:
+            continue
+        depth = len(drawn.group(1)) // 4
+        del path[depth:]
+        parents[drawn.group(2)] = path[-1] if path else None
+        path.append(drawn.group(2))
+    return parents
+
+
+def actual_tree() -> dict[str, str | None]:
+    """Each subclass of CertwardError in every certward module, with its base."""
+    for module in pkgutil.walk_packages(certward.__path__, "certward."):
+        if module.name.endswith("__main__") or module.name == "certward.migrations.env":
+            continue  # the CLI run as a script; alembic's environment, run by alembic
+        importlib.import_module(module.name)
+    parents: dict[str, str | None] = {CertwardError.__name__: None}
+    pending = [CertwardError]
+    while pending:
+        base = pending.pop()
+        for sub in base.__subclasses__():
+            assert sub.__name__ not in parents, f"two error classes named {sub.__name__}"
+            parents[sub.__name__] = base.__name__
+            pending.append(sub)
+    return parents
+
+
+def test_the_drawn_tree_is_the_class_hierarchy() -> None:
+    assert drawn_tree() == actual_tree()

@@ -8,9 +8,25 @@
     ├── ConfigurationError     settings or files on disk are wrong (start-up)
     ├── SecretError            a stored secret cannot be decrypted: unknown key id,
     │                          tampered ciphertext, or copied to another row
+    ├── EgressRefused          a destination the egress policy does not let certward
+    │                          reach (`certward.egress`)
+    ├── AcmeError              the ACME CA did not issue; answered as IssuerUnavailable
+    │                          (`certward.issuing.acme`)
+    ├── BundleInstallError     a runtime bundle not downloaded, or not sound
+    │                          (`certward.bundles.install`)
+    ├── RuntimeBundleError     a runtime bundle that cannot be used: unreadable,
+    │                          incomplete, or asked for a name it lacks (`certward.runtime`)
+    ├── ApiClientError         a request to the certward API did not succeed
+    │   │                      (`certward.api_client.failures`)
+    │   ├── ServerUnreachable  nothing answered at the server
+    │   ├── UnexpectedAnswer   a success answer that is not what the API sends
+    │   └── ApiProblem         the API refused: an ``application/problem+json`` answer
     └── Refusal                a use case refused a request; carries the HTTP status
+        │                      and a `RefusalCode`
         ├── Unauthorized       401: no token, or an unknown or revoked one
         ├── Forbidden          403: allowed to see, not to do (e.g. a free plan)
+        │   └── CsrfRefused    403: a console form without its session's CSRF token
+        │                      (`certward.web.session`)
         ├── NotFound           404: absent, or outside the caller's scope
         ├── Conflict           409: clashes with what exists (pins, names, in use)
         ├── MalformedRequest   400: a body that cannot be read (broken multipart)

@@ -34,6 +34,8 @@ from cryptography.x509.oid import NameOID
 from josepy.jwa import ES256
 from josepy.jwk import JWKEC
 
+from certward.errors import CertwardError
+
 ACME_USER_AGENT = "certward"
 DEFAULT_TIMEOUT = _dt.timedelta(seconds=90)
 NETWORK_TIMEOUT_SECONDS = 30
@@ -42,8 +44,12 @@ CHALLENGE_PATH = "/.well-known/acme-challenge/"
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,255}")  # base64url, no padding (RFC 8555 §8.3)
 
 
-class AcmeError(Exception):
-    """The ACME CA did not issue: the sentence says why."""
+class AcmeError(CertwardError):
+    """The ACME CA did not issue: the sentence says why.
+
+    Not a `Refusal`: the use cases that order certificates answer it as
+    `IssuerUnavailable` (503), and the renewal worker records it on the certificate.
+    """
 
 
 def is_challenge_token(token: str) -> bool:
