@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from certward import cli, platform
+from certward.cli import material, operator
 from certward.settings import Settings
 
 
@@ -28,7 +29,7 @@ def test_db_upgrade_creates_the_database_0600_under_umask_022(tmp_path: Path) ->
     data_dir = tmp_path / "certward-data"
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CERTWARD_")}
     environ["CERTWARD_DATA_DIR"] = str(data_dir)
-    environ["PYTHONPATH"] = str(Path(cli.__file__).parents[1])
+    environ["PYTHONPATH"] = str(Path(cli.__file__).parents[2])  # src/, above certward/cli/
     result = subprocess.run(
         [sys.executable, "-m", "certward", "db", "upgrade"],
         env=environ,
@@ -87,8 +88,8 @@ def test_every_cli_command_runs_under_umask_077(
         seen.append(current)
         raise SystemExit(0)
 
-    monkeypatch.setattr(cli, "_settings", spy)
-    monkeypatch.setattr(cli, "_read_password", spy)
+    monkeypatch.setattr(operator, "operator_settings", spy)
+    monkeypatch.setattr(material, "read_secret", spy)
     previous = os.umask(0o022)
     try:
         cli.main(argv)
