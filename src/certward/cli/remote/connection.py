@@ -29,6 +29,12 @@ from certward.cli.remote.terminal import (
 )
 
 P = ParamSpec("P")
+# Each option a remote command may take from `connected`: its default and its declaration.
+_SHARED: dict[str, tuple[object, object]] = {
+    "server": (DEFAULT_SERVER, ServerOption),
+    "token": (None, TokenOption),
+    "as_json": (False, JsonOption),
+}
 
 
 @contextmanager
@@ -90,26 +96,16 @@ def connected(
     """Add ``--server``, ``--token`` (unless ``token`` is false: public reads) and
     ``--json`` (unless ``json`` is false: raw downloads) after a command's own options,
     and hand the command a `Remote` made of them as its first argument."""
+    names = ["server", *(["token"] if token else []), *(["as_json"] if json else [])]
     shared = [
         inspect.Parameter(
-            "server",
+            name,
             inspect.Parameter.KEYWORD_ONLY,
-            default=DEFAULT_SERVER,
-            annotation=ServerOption,
+            default=_SHARED[name][0],
+            annotation=_SHARED[name][1],
         )
+        for name in names
     ]
-    if token:
-        shared.append(
-            inspect.Parameter(
-                "token", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=TokenOption
-            )
-        )
-    if json:
-        shared.append(
-            inspect.Parameter(
-                "as_json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOption
-            )
-        )
 
     def decorate(command: Callable[Concatenate[Remote, P], None]) -> Callable[P, None]:
         signature = inspect.signature(command, eval_str=True)
