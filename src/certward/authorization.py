@@ -1,9 +1,9 @@
 """Bearer tokens and who may do what (pure: no database, no clock).
 
 A token is ``cw_`` followed by 32 random bytes (URL-safe base64); only its SHA-256
-is stored. `verdict` tells callers what to answer (go on, 403 or 404): a principal never
-learns whether an app or environment outside its scope exists (``NOT_FOUND``, i.e. 404,
-not 403).
+is stored. `verdict` tells callers what to answer (go on, 403 or 404): a principal
+never learns whether an app or environment outside its scope exists (``NOT_FOUND``,
+i.e. 404, not 403).
 
 =========  ==========================================================  ================
 role       may                                                         scope

@@ -10,6 +10,10 @@ and `judge` on uploaded bytes. Each job has a budget:
 * Wall time: the caller waits ``CERTWARD_MATERIAL_WALL_SECONDS`` for the answer, then
   kills the worker (``SIGKILL``).
 
+A worker runs at a lower CPU priority than the server (``nice`` +10, `NICENESS`): when
+hostile uploads keep every worker busy, the kernel still gives the serving process
+and its other tenants the CPU first, and the workers the rest.
+
 Either way the worker is gone, the next job starts a new one, and the upload is refused
 with `MaterialError` ``too-expensive`` naming the limit (422 through the API). The
 serving thread only waits on a pipe, without the GIL, so ``/healthz`` and every other
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import resource
 import signal
 import threading
@@ -68,6 +73,7 @@ from certward.pki.problems import Problem, ProblemCode
 CPU_SETTING = "CERTWARD_MATERIAL_CPU_SECONDS"
 WALL_SETTING = "CERTWARD_MATERIAL_WALL_SECONDS"
 WORKERS_SETTING = "CERTWARD_MATERIAL_WORKERS"
+NICENESS = 10  # added to the server's own niceness by every worker
 # Budgets are real seconds, whatever clock the business logic runs on (tests fix theirs).
 _REAL_TIME = SystemClock()
 
@@ -470,6 +476,7 @@ def _rebuild(answer: _Answer, examination: Examination, key: PrivateKeyTypes | N
 def work(connection: Connection, roots: Sequence[bytes], cpu_seconds: int) -> None:
     """A worker's life: answer examinations until the pipe closes (or the budget ends it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the server, which stops us
+    os.nice(NICENESS)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # SIGXCPU would otherwise dump core
     with warnings.catch_warnings():
         # A few public roots carry non-positive serial numbers; they are still roots.

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from certward import cli, platform
+from certward import platform
+from certward.cli import app as cli
 from certward.cli import material, operator
 from certward.settings import Settings
 
@@ -29,7 +30,7 @@ def test_db_upgrade_creates_the_database_0600_under_umask_022(tmp_path: Path) ->
     data_dir = tmp_path / "certward-data"
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CERTWARD_")}
     environ["CERTWARD_DATA_DIR"] = str(data_dir)
-    environ["PYTHONPATH"] = str(Path(cli.__file__).parents[2])  # src/, above certward/cli/
+    environ["PYTHONPATH"] = str(Path(cli.__file__).parents[2])
     result = subprocess.run(
         [sys.executable, "-m", "certward", "db", "upgrade"],
         env=environ,

@@ -368,3 +368,43 @@ def test_one_app_cannot_take_every_worker_and_a_full_pool_answers_busy(
         assert _expect(first[0], 422)["code"] == "too-expensive"
         metrics = _metrics(client)
         assert metrics['certward_material_jobs_total{outcome="busy"}'] == 1
+
+
+# -- 5. the workers yield the CPU to the serving process ---------------------------------------
+
+
+def _process_table() -> dict[int, tuple[int, int]]:
+    """Every process of this machine: pid -> (parent pid, niceness), from /proc."""
+    table: dict[int, tuple[int, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat[stat.rindex(")") + 2 :].split()
+        table[int(entry.name)] = (int(fields[1]), int(fields[16]))
+    return table
+
+
+def test_material_workers_run_below_the_server_priority(
+    servers: ServerLauncher, tmp_path: Path
+) -> None:
+    server = _start(servers, tmp_path, CERTWARD_MATERIAL_WORKERS="2")
+    with httpx.Client(base_url=server.base_url, timeout=60) as client:
+        shop = _tenant(client, "shop")
+        _expect(shop.authority(_ca_pem()), 201)  # a worker has served a job
+        table = _process_table()
+        descendants: set[int] = set()
+        frontier = {server.process.pid}
+        while frontier:
+            descendants |= frontier
+            frontier = {pid for pid, (ppid, _) in table.items() if ppid in frontier} - descendants
+        server_nice = table[server.process.pid][1]
+        niceness = sorted(table[pid][1] for pid in descendants - {server.process.pid})
+        lowered = [n for n in niceness if n == min(19, server_nice + 10)]
+        # The gateway child and the fork server keep the server's priority; the workers
+        # (at least the one that answered) run 10 lower.
+        assert lowered, f"no worker below the server's niceness {server_nice}: {niceness}"
+        assert server_nice in niceness, "the gateway child should keep the server's priority"

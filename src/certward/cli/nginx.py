@@ -1,8 +1,7 @@
-"""``certward nginx render|sync``: Debian's nginx as a data plane.
+"""``certward nginx render|sync``: Debian's nginx as a data plane (`dataplane.nginx_agent`).
 
-The agent (`certward.dataplane.nginx_agent`) reads the state from the database like an
-operator command, and records the sites it leaves out
-(`certward.services.dataplane_exclusions`).
+The agent reads the state from the database like an operator command, and records the
+sites it leaves out (`certward.services.dataplane_exclusions`).
 """
 
 from __future__ import annotations
