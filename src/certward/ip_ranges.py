@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from certward.dataplane.state import Network
-from certward.errors import InvalidRequest
+from certward.errors import InvalidRequest, RefusalCode
 
 MAX_IP_RANGES = 500
 
@@ -29,7 +29,7 @@ def check_ip_ranges(values: Sequence[str]) -> list[str]:
         raise InvalidRequest(
             f"ip_ranges has {len(values)} entries; at most {MAX_IP_RANGES} are allowed "
             "(merge adjacent ranges into larger ones).",
-            code="too-many-ip-ranges",
+            code=RefusalCode.TOO_MANY_IP_RANGES,
         )
     normalized: list[str] = []
     wrong: list[dict[str, object]] = []
@@ -47,7 +47,7 @@ def check_ip_ranges(values: Sequence[str]) -> list[str]:
         more = f" ({len(wrong) - 1} more entries are wrong too)" if len(wrong) > 1 else ""
         raise InvalidRequest(
             f"ip_ranges[{first['index']}] {first['entry']!r}: {first['reason']}{more}.",
-            code="invalid-ip-range",
+            code=RefusalCode.INVALID_IP_RANGE,
             detail={"invalid": wrong},
         )
     return normalized

@@ -23,7 +23,7 @@ from typing import Any
 from certward.dataplane.request_target import PrefixRefused, canonical_prefix, served_prefix
 from certward.dataplane.state import PathRule as DataPlaneRule
 from certward.dataplane.state import RuleKind
-from certward.errors import InvalidRequest
+from certward.errors import InvalidRequest, RefusalCode
 from certward.snapshot import PathRuleState
 
 MAX_PATH_RULES = 200  # per environment
@@ -38,7 +38,7 @@ def checked_rules(rules: Sequence[PathRuleState]) -> list[PathRuleState]:
         raise InvalidRequest(
             f"{len(rules)} path rules were given; an environment has at most "
             f"{MAX_PATH_RULES} (rules apply to prefixes, so one rule covers a whole subtree).",
-            code="too-many-path-rules",
+            code=RefusalCode.TOO_MANY_PATH_RULES,
         )
     checked = [check_path_rule(rule) for rule in rules]
     prefixes = [rule.prefix for rule in checked]
@@ -47,7 +47,7 @@ def checked_rules(rules: Sequence[PathRuleState]) -> list[PathRuleState]:
         raise InvalidRequest(
             f"The prefix {shown_prefix(twice)} is given twice (percent-escapes are decoded, "
             "so '/a%20b' and '/a b' are the same prefix).",
-            code="invalid-path-rule",
+            code=RefusalCode.INVALID_PATH_RULE,
         )
     return checked
 
@@ -61,25 +61,25 @@ def check_path_rule(rule: PathRuleState) -> PathRuleState:
         raise InvalidRequest(
             f"The path prefix {shown} is {len(rule.prefix)} characters long; at most "
             f"{MAX_PREFIX_LENGTH} are allowed.",
-            code="invalid-path-prefix",
+            code=RefusalCode.INVALID_PATH_PREFIX,
         )
     try:
         prefix = canonical_prefix(rule.prefix)
     except PrefixRefused as exc:
         raise InvalidRequest(
-            f"The path prefix {shown} {exc}.", code="invalid-path-prefix"
+            f"The path prefix {shown} {exc}.", code=RefusalCode.INVALID_PATH_PREFIX
         ) from None
     if rule.rule is RuleKind.PROFILE and rule.profile is None:
         raise InvalidRequest(
             f"The rule for {shown} is 'profile' but names no profile: add \"profile\": the "
             "name of one of the app's access profiles.",
-            code="invalid-path-rule",
+            code=RefusalCode.INVALID_PATH_RULE,
         )
     if rule.rule is not RuleKind.PROFILE and rule.profile is not None:
         raise InvalidRequest(
             f"The rule for {shown} is {rule.rule.value!r}, which takes no profile; use "
             '"rule": "profile" to restrict the path to a profile.',
-            code="invalid-path-rule",
+            code=RefusalCode.INVALID_PATH_RULE,
         )
     return replace(rule, prefix=prefix)
 

@@ -17,6 +17,7 @@ import pytest
 
 from certward import platform
 from certward.cli import app as cli
+from certward.cli import material, operator
 from certward.settings import Settings
 
 
@@ -88,8 +89,8 @@ def test_every_cli_command_runs_under_umask_077(
         seen.append(current)
         raise SystemExit(0)
 
-    monkeypatch.setattr(cli, "_settings", spy)
-    monkeypatch.setattr(cli, "_read_password", spy)
+    monkeypatch.setattr(operator, "operator_settings", spy)
+    monkeypatch.setattr(material, "read_secret", spy)
     previous = os.umask(0o022)
     try:
         cli.main(argv)

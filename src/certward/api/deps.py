@@ -17,6 +17,7 @@ from certward.errors import (
     InvalidRequest,
     MalformedRequest,
     NotFound,
+    RefusalCode,
     TooLarge,
     UnsupportedMediaType,
 )
@@ -31,10 +32,12 @@ MAX_TEXT_FIELD_BYTES = 8 * 1024
 def url_without_nul(request: Request) -> None:
     """Nothing is named with a NUL character (PostgreSQL text cannot even hold one)."""
     if any("\x00" in value for value in request.path_params.values()):
-        raise NotFound("Nothing here has a name containing a NUL character.", code="not-found")
+        raise NotFound(
+            "Nothing here has a name containing a NUL character.", code=RefusalCode.NOT_FOUND
+        )
     if any("\x00" in value for _, value in request.query_params.multi_items()):
         raise InvalidRequest(
-            "Query parameters cannot contain NUL characters.", code="invalid-request"
+            "Query parameters cannot contain NUL characters.", code=RefusalCode.INVALID_REQUEST
         )
 
 
@@ -169,15 +172,19 @@ async def _collect(
     for name, value in items:
         if name == "password" and "password" in fields:
             if password is not None:
-                raise InvalidRequest("The field 'password' is given twice.", code="duplicate-field")
+                raise InvalidRequest(
+                    "The field 'password' is given twice.", code=RefusalCode.DUPLICATE_FIELD
+                )
             password = await _password(value)
         elif name in files:
             if not isinstance(value, UploadFile):
                 raise InvalidRequest(
-                    f"The field {name!r} must be a file upload.", code="invalid-field"
+                    f"The field {name!r} must be a file upload.", code=RefusalCode.INVALID_FIELD
                 )
             if name in uploads:
-                raise InvalidRequest(f"The file {name!r} is given twice.", code="duplicate-field")
+                raise InvalidRequest(
+                    f"The file {name!r} is given twice.", code=RefusalCode.DUPLICATE_FIELD
+                )
             data = await value.read(limit + 1)
             if len(data) > limit:
                 raise TooLarge(
@@ -187,18 +194,22 @@ async def _collect(
             uploads[name] = Upload(filename=value.filename or name, data=data)
         elif name in fields:
             if isinstance(value, UploadFile):
-                raise InvalidRequest(f"The field {name!r} must be text.", code="invalid-field")
+                raise InvalidRequest(
+                    f"The field {name!r} must be text.", code=RefusalCode.INVALID_FIELD
+                )
             if "\x00" in value:
                 raise InvalidRequest(
-                    f"The field {name!r} contains a NUL character.", code="invalid-field"
+                    f"The field {name!r} contains a NUL character.", code=RefusalCode.INVALID_FIELD
                 )
             if name in texts and name not in repeatable:
-                raise InvalidRequest(f"The field {name!r} is given twice.", code="duplicate-field")
+                raise InvalidRequest(
+                    f"The field {name!r} is given twice.", code=RefusalCode.DUPLICATE_FIELD
+                )
             texts.setdefault(name, []).append(value)
         else:
-            raise InvalidRequest(f"Unknown field {name!r}.", code="unknown-field")
+            raise InvalidRequest(f"Unknown field {name!r}.", code=RefusalCode.UNKNOWN_FIELD)
     for name in required_files - uploads.keys():
-        raise InvalidRequest(f"The file {name!r} is required.", code="missing-field")
+        raise InvalidRequest(f"The file {name!r} is required.", code=RefusalCode.MISSING_FIELD)
     return UploadForm(files=uploads, fields=texts, password=password)
 
 
@@ -212,5 +223,7 @@ async def _password(value: str | UploadFile) -> bytes:
     else:
         data = value.encode("utf-8")
     if len(data) > MAX_PASSWORD_BYTES:
-        raise InvalidRequest("The password is longer than 1024 bytes.", code="invalid-field")
+        raise InvalidRequest(
+            "The password is longer than 1024 bytes.", code=RefusalCode.INVALID_FIELD
+        )
     return data

@@ -6,6 +6,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from certward.errors import RefusalCode
+
 
 class BodyTooLarge(Exception):
     pass
@@ -53,10 +55,10 @@ class BodySizeLimit:
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(
             {
-                "type": "urn:certward:problem:too-large",
+                "type": f"urn:certward:problem:{RefusalCode.TOO_LARGE}",
                 "title": "Too large",
                 "status": 413,
-                "code": "too-large",
+                "code": RefusalCode.TOO_LARGE,
                 "detail": f"The request body is larger than {self.max_bytes:,} bytes.",
                 "problems": [],
             }

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from certward.errors import Refusal, ServiceBusy, TooManyRequests
+from certward.errors import Refusal, RefusalCode, ServiceBusy, TooManyRequests
 from certward.pki.problems import Problem
 
 PROBLEM_JSON = "application/problem+json"
@@ -37,11 +37,11 @@ _TITLES = {
 }
 
 _HTTP_CODES = {
-    400: "malformed-request",  # e.g. a JSON body that cannot be parsed
-    404: "not-found",
-    405: "method-not-allowed",
-    413: "too-large",
-    415: "unsupported-media-type",
+    400: RefusalCode.MALFORMED_REQUEST,  # e.g. a JSON body that cannot be parsed
+    404: RefusalCode.NOT_FOUND,
+    405: RefusalCode.METHOD_NOT_ALLOWED,
+    413: RefusalCode.TOO_LARGE,
+    415: RefusalCode.UNSUPPORTED_MEDIA_TYPE,
 }
 
 
@@ -87,7 +87,7 @@ def install(app: FastAPI) -> None:
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [
             {
-                "code": "invalid-field",
+                "code": RefusalCode.INVALID_FIELD,
                 "severity": "error",
                 "message": f"{_location(error.get('loc', ()))}: {error.get('msg', 'invalid')}.",
             }
@@ -95,21 +95,23 @@ def install(app: FastAPI) -> None:
         ]
         return problem_response(
             422,
-            "invalid-request",
+            RefusalCode.INVALID_REQUEST,
             "The request does not match what this endpoint takes.",
             problems=problems,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _HTTP_CODES.get(exc.status_code, "http-error")
+        code = _HTTP_CODES.get(exc.status_code, RefusalCode.HTTP_ERROR)
         headers = dict(exc.headers) if exc.headers else None
         return problem_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
-        return problem_response(500, "internal-error", "certward failed unexpectedly; see its log.")
+        return problem_response(
+            500, RefusalCode.INTERNAL_ERROR, "certward failed unexpectedly; see its log."
+        )
 
 
 def _location(loc: Iterable[Any]) -> str:

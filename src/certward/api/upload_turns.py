@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from certward.errors import RefusalCode
+
 _WRITES = frozenset({"POST", "PUT", "PATCH"})
 _NO_APP = ""
 
@@ -132,10 +134,10 @@ class UploadTurns:
         whose = f"app {app_name!r}" if app_name else "the platform"
         body = json.dumps(
             {
-                "type": "urn:certward:problem:busy",
+                "type": f"urn:certward:problem:{RefusalCode.BUSY}",
                 "title": "Service Unavailable",
                 "status": 503,
-                "code": "busy",
+                "code": RefusalCode.BUSY,
                 "detail": (
                     f"Other uploads of {whose} are still being read: try again in {retry_after} s."
                 ),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 
 from certward.api_client.payloads import JsonObject
-from certward.errors import CertwardError
+from certward.errors import CertwardError, RefusalCode
 
 _STANDARD_PROBLEM_MEMBERS = frozenset({"type", "title", "status", "code", "detail", "problems"})
 
@@ -34,7 +34,7 @@ class ApiProblem(ApiClientError):
     def __init__(self, status: int, body: JsonObject) -> None:
         self.status = status
         self.body = body
-        self.code = str(body.get("code") or "http-error")
+        self.code = str(body.get("code") or RefusalCode.HTTP_ERROR)
         self.title = str(body.get("title") or f"HTTP {status}")
         self.detail = str(body.get("detail") or "")
         problems = body.get("problems")
@@ -58,7 +58,7 @@ class ApiProblem(ApiClientError):
             # Not certward speaking (a proxy, a load balancer): say what came back.
             text = " ".join(response.text.split())[:200]
             body = {
-                "code": "http-error",
+                "code": RefusalCode.HTTP_ERROR,
                 "title": response.reason_phrase or f"HTTP {response.status_code}",
                 "detail": text or "The answer has no body.",
             }

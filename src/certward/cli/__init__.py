@@ -1,5 +1,7 @@
-"""The ``certward`` command line: local commands in `certward.cli.app`, the data plane on
-nginx in `certward.cli.nginx`, and every API operation in `certward.cli.remote`.
+"""The ``certward`` command line, assembled in `certward.cli.app`: material commands in
+`certward.cli.material`, the operator's in `certward.cli.operator`, runtime bundles in
+`certward.cli.bundle`, the data plane on nginx in `certward.cli.nginx`, and every API
+operation in `certward.cli.remote`.
 
 ``main(argv)`` returns the exit code (tests call it directly); ``run`` is the console
 script.

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.text import Text
 
-from certward.cli.app import _console, _operator_platform, _settings, _usage_error
+from certward.cli.operator import operator_platform, operator_settings
+from certward.cli.remote.terminal import stderr_console, stdout_console, usage_error
 from certward.egress import Listener
 from certward.errors import ConfigurationError
 
@@ -76,7 +77,7 @@ def _nginx_options(
     try:
         loading = CertificateLoading(certificates)
     except ValueError:
-        raise _usage_error(
+        raise usage_error(
             f"--certificates must be per-handshake or static, not {certificates!r}"
         ) from None
     from certward.settings import format_listen
@@ -85,7 +86,7 @@ def _nginx_options(
     api = settings.listen if api_host is None else f"{api_host}:{settings.listen_port}"
     program = nginx or shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
     if nginx is not None and shutil.which(nginx) is None:
-        raise _usage_error(f"--nginx {nginx} is not a program that can be run")
+        raise usage_error(f"--nginx {nginx} is not a program that can be run")
     https = https_listen or format_listen(settings.gateway_listen)
     http = http_listen or format_listen(settings.gateway_http_listen)
     policy = settings.egress_policy()
@@ -109,7 +110,7 @@ def _listen_parts(value: str) -> tuple[str, int]:
     try:
         return parse_listen(value, name="the listen address")
     except ConfigurationError as exc:
-        raise _usage_error(str(exc)) from exc
+        raise usage_error(str(exc)) from exc
 
 
 def _record(platform: Platform, state: DataPlaneState, skipped: Mapping[str, str]) -> None:
@@ -147,12 +148,12 @@ def nginx_render_command(
     from certward.services import dataplane_exclusions
     from certward.services.dataplane_feed import DataPlaneFeed
 
-    settings = _settings()
+    settings = operator_settings()
     try:
         options = _nginx_options(
             settings, https_listen, http_listen, acme_upstream, nginx, certificates
         )
-        with _operator_platform() as platform:
+        with operator_platform() as platform:
             options = _with_upstream_trust(options, platform)
             state = DataPlaneFeed(platform.context).load()
             directory = NginxDirectory(out.absolute())
@@ -160,8 +161,8 @@ def nginx_render_command(
             if installed.outcome is not InstallOutcome.REJECTED:
                 dataplane_exclusions.record(platform.context, state, installed.skipped)
     except ValueError as exc:
-        raise _usage_error(str(exc)) from exc
-    err = _console(stderr=True)
+        raise usage_error(str(exc)) from exc
+    err = stderr_console()
     for hostname, reason in sorted(installed.skipped.items()):
         err.print(Text(f"Warning: {hostname} is left out: {reason}", style="yellow"))
     if installed.outcome is InstallOutcome.REJECTED:
@@ -170,7 +171,7 @@ def nginx_render_command(
     if options.nginx is None:
         err.print(Text("Warning: nginx is not installed; the configuration is unchecked."))
     served = len(state.sites) - len(installed.skipped)
-    _console().print(
+    stdout_console().print(
         Text(
             f"State {state.version[:12]} ({served} hostname(s)) "
             f"{'already in' if installed.outcome is InstallOutcome.UNCHANGED else 'written to'} "
@@ -209,17 +210,17 @@ def nginx_sync_command(
     from certward.services.dataplane_feed import DataPlaneFeed
     from certward.services.dataplane_follower import StateFollower
 
-    settings = _settings()
+    settings = operator_settings()
     try:
         options = _nginx_options(
             settings, https_listen, http_listen, acme_upstream, nginx, certificates
         )
     except ValueError as exc:
-        raise _usage_error(str(exc)) from exc
+        raise usage_error(str(exc)) from exc
     if options.nginx is None:
-        raise _usage_error("nginx is not installed (apt-get install nginx), or give --nginx")
+        raise usage_error("nginx is not installed (apt-get install nginx), or give --nginx")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    with _operator_platform() as platform:
+    with operator_platform() as platform:
         feed = StateFollower(DataPlaneFeed(platform.context), kind="nginx")
         sync = NginxSync(
             feed.load,
@@ -240,4 +241,4 @@ def nginx_sync_command(
                 for number, handler in previous.items():
                     signal.signal(number, handler)
         except ValueError as exc:
-            raise _usage_error(str(exc)) from exc
+            raise usage_error(str(exc)) from exc

@@ -35,6 +35,7 @@ from josepy.jwa import ES256
 from josepy.jwk import JWKEC
 
 from certward.clock import SystemClock
+from certward.errors import CertwardError
 
 ACME_USER_AGENT = "certward"
 DEFAULT_TIMEOUT = _dt.timedelta(seconds=90)
@@ -45,8 +46,12 @@ _SYSTEM_CLOCK = SystemClock()
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,255}")  # base64url, no padding (RFC 8555 §8.3)
 
 
-class AcmeError(Exception):
-    """The ACME CA did not issue: the sentence says why."""
+class AcmeError(CertwardError):
+    """The ACME CA did not issue: the sentence says why.
+
+    Not a `Refusal`: the use cases that order certificates answer it as
+    `IssuerUnavailable` (503), and the renewal worker records it on the certificate.
+    """
 
 
 def is_challenge_token(token: str) -> bool:

@@ -32,7 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from certward.authorization import Action, Principal
-from certward.errors import Conflict, InvalidRequest, NotFound
+from certward.errors import Conflict, InvalidRequest, NotFound, RefusalCode
 from certward.model import AccessProfile, AccessProfileCa, App, Environment, PathRule
 from certward.pki.chains import issued_by, names_link
 from certward.pki.checks import Purpose
@@ -133,7 +133,7 @@ def _refuse_named(
             f"The access profile {profile.name!r} is named by path rules of {listed}: change "
             "those rules (PUT …/path-rules), restart where they are applied, then delete "
             "the profile.",
-            code="access-profile-in-use",
+            code=RefusalCode.ACCESS_PROFILE_IN_USE,
             detail={"environments": users},
         )
 
@@ -143,8 +143,8 @@ ACCESS_PROFILES: RangeProfileKind[AccessProfile, list[AccessProfileCa], AccessPr
         table=AccessProfile,
         noun="access profile",
         audit_name="access_profile",
-        exists_code="access-profile-exists",
-        not_found_code="access-profile-not-found",
+        exists_code=RefusalCode.ACCESS_PROFILE_EXISTS,
+        not_found_code=RefusalCode.ACCESS_PROFILE_NOT_FOUND,
         related=_cas_by_profile,
         state=_cas_state,
         view=_profile_view,
@@ -182,7 +182,7 @@ def upload_client_cas(
             raise InvalidRequest(
                 f"The access profile {name!r} would hold {len(known) + len(added)} client CA "
                 f"certificates; at most {MAX_CLIENT_CAS} are allowed.",
-                code="too-many-client-cas",
+                code=RefusalCode.TOO_MANY_CLIENT_CAS,
             )
         now = ctx.clock.now()
         for fingerprint in added:
@@ -238,7 +238,7 @@ def select_client_cas(
             raise InvalidRequest(
                 f"The access profile {name!r} has no client CA with the SHA-256 fingerprint "
                 f"{unknown[0]}: select among the fingerprints it shows.",
-                code="unknown-client-ca",
+                code=RefusalCode.UNKNOWN_CLIENT_CA,
                 detail={"fingerprints": unknown},
             )
         for row in rows:
@@ -274,7 +274,7 @@ def remove_client_ca(
         if target is None:
             raise NotFound(
                 f"The access profile {name!r} has no client CA {fingerprint!r}.",
-                code="client-ca-not-found",
+                code=RefusalCode.CLIENT_CA_NOT_FOUND,
             )
         remaining = [r for r in rows if r is not target]
         if target.selected and remaining and not any(r.selected for r in remaining):
@@ -282,7 +282,7 @@ def remove_client_ca(
                 f"{target.subject} is the only selected client CA of {name!r}; removing it "
                 "would leave nothing selected, which accepts every remaining CA. Select the "
                 "CAs to accept first (PATCH …/client-cas), or remove the others too.",
-                code="last-selected-client-ca",
+                code=RefusalCode.LAST_SELECTED_CLIENT_CA,
             )
         before = ACCESS_PROFILES.state_of(profile, rows)
         session.delete(target)
@@ -429,6 +429,6 @@ def _fingerprint(value: str) -> str:
     if len(text) != _FINGERPRINT_LENGTH or not set(text) <= _HEX:
         raise InvalidRequest(
             f"{value[:100]!r} is not a SHA-256 fingerprint (64 hexadecimal digits).",
-            code="unknown-client-ca",
+            code=RefusalCode.UNKNOWN_CLIENT_CA,
         )
     return text

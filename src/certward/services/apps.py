@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from certward.authorization import Action, Principal, authorize
 from certward.db import flush_or_conflict
-from certward.errors import Conflict, InvalidRequest
+from certward.errors import Conflict, InvalidRequest, RefusalCode
 from certward.model import App, Environment
 from certward.pki.convert import Pkcs12Profile
 from certward.pki.names import HostnameError, is_dns_label, normalize_hostname
@@ -56,7 +56,7 @@ def check_label(value: str, what: str) -> str:
         raise InvalidRequest(
             f"The {what} {value!r} is not a DNS label: use 1-63 lower-case letters, digits "
             "and hyphens, not starting or ending with a hyphen.",
-            code="invalid-name",
+            code=RefusalCode.INVALID_NAME,
         )
     return value
 
@@ -73,26 +73,26 @@ def check_upstream(value: str) -> str:
             "The upstream must be an http:// or https:// URL of printable ASCII characters "
             "without spaces (percent-encode the rest; use the xn-- form of international "
             "host names).",
-            code="invalid-upstream",
+            code=RefusalCode.INVALID_UPSTREAM,
         )
     try:
         parts = urlsplit(value)
         port = parts.port
     except ValueError as exc:
         raise InvalidRequest(
-            f"The upstream {value!r} is not a URL.", code="invalid-upstream"
+            f"The upstream {value!r} is not a URL.", code=RefusalCode.INVALID_UPSTREAM
         ) from exc
     if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
         raise InvalidRequest(
             f"The upstream {value!r} must be an http:// or https:// URL with a host.",
-            code="invalid-upstream",
+            code=RefusalCode.INVALID_UPSTREAM,
         )
     try:
         normalize_hostname(parts.hostname)
     except HostnameError as exc:
         raise InvalidRequest(
             f"The upstream {value!r} does not name a valid host name or IP address.",
-            code="invalid-upstream",
+            code=RefusalCode.INVALID_UPSTREAM,
         ) from exc
     return value
 
@@ -104,7 +104,7 @@ def check_hsts_max_age(value: int | None) -> int | None:
         raise InvalidRequest(
             f"hsts_max_age must be between 0 and {HSTS_MAX_AGE_LIMIT} seconds (two years), "
             "or null for no Strict-Transport-Security header.",
-            code="invalid-hsts-max-age",
+            code=RefusalCode.INVALID_HSTS_MAX_AGE,
         )
     return value
 
@@ -117,7 +117,7 @@ def create_app(
     check_hsts_max_age(hsts_max_age)
     with ctx.database.transaction() as session:
         if session.scalar(select(App.id).where(App.name == name)):
-            raise Conflict(f"An app called {name!r} already exists.", code="app-exists")
+            raise Conflict(f"An app called {name!r} already exists.", code=RefusalCode.APP_EXISTS)
         app = App(name=name, plan=plan, created_at=ctx.clock.now(), hsts_max_age=hsts_max_age)
         session.add(app)
         flush_or_conflict(session, f"An app called {name!r} already exists.")
@@ -217,7 +217,7 @@ def create_environment(
             raise InvalidRequest(
                 f"The default hostname label {label!r} would be longer than 63 characters; "
                 "choose a shorter environment name.",
-                code="invalid-name",
+                code=RefusalCode.INVALID_NAME,
             )
         hostname = f"{label}.{ctx.settings.platform_domain}"
         upstreams.admit(session, ctx, app, upstream)
@@ -229,7 +229,7 @@ def create_environment(
             raise Conflict(
                 f"App {app_name!r} already has an environment called {name!r}, or its "
                 f"hostname {hostname} is taken.",
-                code="environment-exists",
+                code=RefusalCode.ENVIRONMENT_EXISTS,
             )
         environment = Environment(
             app_id=app.id,

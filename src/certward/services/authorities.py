@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from certward.authorization import Action, Principal
-from certward.errors import NotFound
+from certward.errors import NotFound, RefusalCode
 from certward.model import App, CertificateAuthority, Environment
 from certward.pki.checks import Purpose
 from certward.pki.inspect import describe_certificate
@@ -134,7 +134,7 @@ def _find(session: Session, environment: Environment, authority_id: str) -> Cert
     if row is None or row.environment_id != environment.id or row.deleted_at is not None:
         raise NotFound(
             f"No certificate authority {authority_id!r} in this environment.",
-            code="certificate-authority-not-found",
+            code=RefusalCode.CERTIFICATE_AUTHORITY_NOT_FOUND,
         )
     return row
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from certward.authorization import Action, Principal
 from certward.bundles.files import build_bundle
-from certward.errors import NotFound
+from certward.errors import NotFound, RefusalCode
 from certward.model import EnvironmentVersion
 from certward.services import audit
 from certward.services.context import Context
@@ -43,12 +43,13 @@ def download(
         if wanted is None:
             raise NotFound(
                 f"Environment {env_name!r} has no applied version yet: restart it first.",
-                code="no-applied-version",
+                code=RefusalCode.NO_APPLIED_VERSION,
             )
         row = session.get(EnvironmentVersion, (environment.id, wanted))
         if row is None:
             raise NotFound(
-                f"Environment {env_name!r} has no version {wanted}.", code="version-not-found"
+                f"Environment {env_name!r} has no version {wanted}.",
+                code=RefusalCode.VERSION_NOT_FOUND,
             )
         store = ctx.bundles
         if not store.is_complete(app.name, environment.name, row.version):

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from certward.authorization import Action, Principal
-from certward.errors import Conflict, InvalidRequest, NotFound
+from certward.errors import Conflict, InvalidRequest, NotFound, RefusalCode
 from certward.model import (
     App,
     ClientCertificate,
@@ -77,7 +77,7 @@ def normalize_pin(pin: str) -> str:
     text = pin.strip()
     if any(c.isspace() or not c.isprintable() for c in text):  # e.g. "a\n.example.com"
         raise InvalidRequest(
-            f"The pin {pin!r} contains spaces or control characters.", code="invalid-pin"
+            f"The pin {pin!r} contains spaces or control characters.", code=RefusalCode.INVALID_PIN
         )
     if _SERVICE_NAME.fullmatch(text) and (not text.islower() or "_" in text):
         return text
@@ -87,7 +87,7 @@ def normalize_pin(pin: str) -> str:
         pass
     raise InvalidRequest(
         f"The pin {pin!r} is neither a host name nor a Module.Service name.",
-        code="invalid-pin",
+        code=RefusalCode.INVALID_PIN,
     )
 
 
@@ -98,7 +98,8 @@ def normalize_pins(pins: Iterable[str]) -> tuple[str, ...]:
         normalized.setdefault(value.lower(), value)
     if len(normalized) > MAX_PINS:
         raise InvalidRequest(
-            f"A client certificate may have at most {MAX_PINS} pins.", code="too-many-pins"
+            f"A client certificate may have at most {MAX_PINS} pins.",
+            code=RefusalCode.TOO_MANY_PINS,
         )
     return tuple(sorted(normalized.values()))
 
@@ -111,7 +112,7 @@ def check_call_name(call_name: str | None) -> str | None:
         raise InvalidRequest(
             f"The call name {call_name!r} must be 1-255 letters, digits, dots, dashes or "
             "underscores, starting with a letter or digit.",
-            code="invalid-call-name",
+            code=RefusalCode.INVALID_CALL_NAME,
         )
     return value
 
@@ -340,7 +341,7 @@ def retire_certificate(session: Session, row: ClientCertificate, at: datetime) -
 def _check_description(description: str) -> None:
     if len(description) > 1000:
         raise InvalidRequest(
-            "A description may be at most 1000 characters.", code="invalid-description"
+            "A description may be at most 1000 characters.", code=RefusalCode.INVALID_DESCRIPTION
         )
 
 
@@ -349,7 +350,7 @@ def _find(session: Session, environment: Environment, certificate_id: str) -> Cl
     if row is None or row.environment_id != environment.id or row.deleted_at is not None:
         raise NotFound(
             f"No client certificate {certificate_id!r} in this environment.",
-            code="client-certificate-not-found",
+            code=RefusalCode.CLIENT_CERTIFICATE_NOT_FOUND,
         )
     return row
 
@@ -414,7 +415,7 @@ def _check_conflicts(
         f"The {first['field']} {first['value']!r} of {this} is already used by client "
         f"certificate {first['client_certificate_id']} ({first['client_certificate_subject']}) "
         "in this environment; each pin and call name may name one certificate only.",
-        code="pin-conflict",
+        code=RefusalCode.PIN_CONFLICT,
         detail={"conflicts": conflicts},
     )
 
@@ -425,7 +426,7 @@ def _flush_or_conflict(session: Session) -> None:
     except IntegrityError as exc:  # a concurrent request took the name in between
         raise Conflict(
             "A pin or call name was taken by another certificate at the same time; try again.",
-            code="pin-conflict",
+            code=RefusalCode.PIN_CONFLICT,
         ) from exc
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from certward.authorization import Action, Principal, visible
-from certward.errors import Conflict, InvalidRequest, NotFound
+from certward.errors import Conflict, InvalidRequest, NotFound, RefusalCode
 from certward.expiry import CertificateStatus, certificate_status
 from certward.model import App, CustomDomain, Environment, ManagedCertificate, TlsCertificate
 from certward.pki.inspect import describe_certificate
@@ -119,7 +119,7 @@ def add_custom_domain(
         try:
             session.flush()
         except IntegrityError as exc:  # another request took the name in between
-            raise Conflict(_taken_message(host), code="hostname-taken") from exc
+            raise Conflict(_taken_message(host), code=RefusalCode.HOSTNAME_TAKEN) from exc
         audit.record(
             session,
             ctx,
@@ -156,7 +156,7 @@ def remove_custom_domain(
         if domain is None:
             raise NotFound(
                 f"Environment {env_name!r} has no custom domain {hostname!r}.",
-                code="custom-domain-not-found",
+                code=RefusalCode.CUSTOM_DOMAIN_NOT_FOUND,
             )
         audit.record(
             session,
@@ -282,12 +282,12 @@ def _normalize(hostname: str) -> str:
     except HostnameError as exc:
         raise InvalidRequest(
             f"{exc}: a custom domain is a DNS host name (IDNs are converted to A-labels).",
-            code="invalid-hostname",
+            code=RefusalCode.INVALID_HOSTNAME,
         ) from None
     if is_ip(host):
         raise InvalidRequest(
             f"{host} is an IP address; a custom domain is a DNS host name.",
-            code="invalid-hostname",
+            code=RefusalCode.INVALID_HOSTNAME,
         )
     return host
 
@@ -308,12 +308,12 @@ def _refuse_taken(session: Session, principal: Principal, host: str) -> None:
         return
     environment, app, custom_id = holder
     if not visible(principal, app.id, environment.id):
-        raise Conflict(_taken_message(host), code="hostname-taken")
+        raise Conflict(_taken_message(host), code=RefusalCode.HOSTNAME_TAKEN)
     kind = "a custom domain" if custom_id is not None else "the default hostname"
     raise Conflict(
         f"The hostname {host} is already {kind} of environment {environment.name!r} of app "
         f"{app.name!r}; a hostname belongs to one environment of the platform only.",
-        code="hostname-taken",
+        code=RefusalCode.HOSTNAME_TAKEN,
         detail={"hostname": host, "app": app.name, "environment": environment.name},
     )
 
@@ -331,7 +331,7 @@ def _refuse_platform_name(ctx: Context, host: str) -> None:
         raise InvalidRequest(
             f"{host} is under the platform domain {domain}, whose names are the default "
             "hostnames of environments; a custom domain must be a name of your own.",
-            code="reserved-hostname",
+            code=RefusalCode.RESERVED_HOSTNAME,
         )
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, and_, func, select, true
 from sqlalchemy.orm import Session
 
 from certward.authorization import Action, Principal
-from certward.errors import InvalidRequest
+from certward.errors import InvalidRequest, RefusalCode
 from certward.expiry import EXPIRES_SOON, CertificateStatus, certificate_status
 from certward.model import (
     App,
@@ -113,7 +113,9 @@ def _window(not_before: Any, not_after: Any, status: CertificateStatus | None, a
         return and_(not_before <= at, not_after >= at, not_after < soon)
     if status is CertificateStatus.VALID:
         return and_(not_before <= at, not_after >= soon)
-    raise InvalidRequest(f"Status {status.value!r} does not apply here.", code="invalid-status")
+    raise InvalidRequest(
+        f"Status {status.value!r} does not apply here.", code=RefusalCode.INVALID_STATUS
+    )
 
 
 def _expiry_order(item: InventoryItem) -> tuple[int, datetime]:

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from certward.authorization import Action, Principal
-from certward.errors import Conflict, InvalidRequest
+from certward.errors import Conflict, InvalidRequest, RefusalCode
 from certward.model import App, Environment, EnvironmentIpDeny, IpDenyProfile
 from certward.services import audit
 from certward.services.context import Context
@@ -87,7 +87,7 @@ def _refuse_attached(
         raise Conflict(
             f"The IP deny profile {profile.name!r} is attached to {', '.join(attached)}: "
             "detach it (PUT …/environments/{env}/ip-deny-profiles) before deleting it.",
-            code="ip-deny-profile-in-use",
+            code=RefusalCode.IP_DENY_PROFILE_IN_USE,
             detail={"environments": list(attached)},
         )
 
@@ -102,8 +102,8 @@ IP_DENY_PROFILES: RangeProfileKind[IpDenyProfile, tuple[str, ...], IpDenyProfile
         table=IpDenyProfile,
         noun="IP deny profile",
         audit_name="ip_deny_profile",
-        exists_code="ip-deny-profile-exists",
-        not_found_code="ip-deny-profile-not-found",
+        exists_code=RefusalCode.IP_DENY_PROFILE_EXISTS,
+        not_found_code=RefusalCode.IP_DENY_PROFILE_NOT_FOUND,
         related=_attached_environments,
         state=_no_state,
         view=_deny_view,
@@ -131,7 +131,7 @@ def attach_ip_deny_profiles(
     if len(names) > MAX_DENY_PROFILES:
         raise InvalidRequest(
             f"At most {MAX_DENY_PROFILES} IP deny profiles may be attached to an environment.",
-            code="too-many-ip-deny-profiles",
+            code=RefusalCode.TOO_MANY_IP_DENY_PROFILES,
         )
     with ctx.database.transaction() as session:
         app, environment = find_environment(session, principal, app_name, env_name, Action.MANAGE)
@@ -148,7 +148,7 @@ def attach_ip_deny_profiles(
             raise InvalidRequest(
                 f"App {app_name!r} has no IP deny profile called {unknown[0]!r}; create it "
                 "first (POST /apps/{app}/ip-deny-profiles).",
-                code="unknown-ip-deny-profile",
+                code=RefusalCode.UNKNOWN_IP_DENY_PROFILE,
                 detail={"profiles": unknown},
             )
         before = _attached_names(session, environment)

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from certward.authorization import Action, Principal, Verdict, verdict, visible
-from certward.errors import Forbidden, NotFound
+from certward.errors import Forbidden, NotFound, RefusalCode
 from certward.model import App, Environment
 from certward.vocabulary import Plan
 
@@ -26,7 +26,7 @@ def find_app(session: Session, principal: Principal, name: str, action: Action) 
     """The app called ``name``, if ``principal`` may do ``action`` on it."""
     app = session.scalar(select(App).where(App.name == name))
     if app is None or not visible(principal, app.id):
-        raise NotFound(f"No app called {name!r}.", code="app-not-found")
+        raise NotFound(f"No app called {name!r}.", code=RefusalCode.APP_NOT_FOUND)
     require(principal, action, app.id)
     return app
 
@@ -37,7 +37,7 @@ def find_environment(
     """The app and its environment ``env_name``, if ``principal`` may do ``action``."""
     app = session.scalar(select(App).where(App.name == app_name))
     if app is None or not visible(principal, app.id):
-        raise NotFound(f"No app called {app_name!r}.", code="app-not-found")
+        raise NotFound(f"No app called {app_name!r}.", code=RefusalCode.APP_NOT_FOUND)
     query = select(Environment).where(Environment.app_id == app.id, Environment.name == env_name)
     if action is Action.MANAGE:
         # Changes to one environment take turns, on PostgreSQL as on SQLite (which writes
@@ -47,7 +47,7 @@ def find_environment(
     if environment is None or not visible(principal, app.id, environment.id):
         raise NotFound(
             f"App {app_name!r} has no environment called {env_name!r}.",
-            code="environment-not-found",
+            code=RefusalCode.ENVIRONMENT_NOT_FOUND,
         )
     require(principal, action, app.id, environment.id)
     return app, environment
@@ -59,5 +59,5 @@ def require_licensed(app: App) -> None:
         raise Forbidden(
             f"App {app.name!r} is on the free plan: custom certificates (client "
             "certificates, certificate authorities, custom domains) need a licensed plan.",
-            code="plan-required",
+            code=RefusalCode.PLAN_REQUIRED,
         )

@@ -66,7 +66,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from certward.authorization import Action, Principal
-from certward.errors import CertwardError, NotFound
+from certward.errors import CertwardError, NotFound, RefusalCode
 from certward.issuing.acme import AcmeError
 from certward.issuing.ca import certificate_pem
 from certward.issuing.renewal import MANAGED_RENEWAL_MIN_DELAY, renew_after
@@ -264,7 +264,7 @@ def get_managed_certificate(
         if row is None:
             raise NotFound(
                 f"The environment {env_name!r} has no managed certificate yet.",
-                code="managed-certificate-not-found",
+                code=RefusalCode.MANAGED_CERTIFICATE_NOT_FOUND,
             )
         return _view(row)
 

@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from certward.authorization import Action, Principal
 from certward.egress import EgressPolicy, EgressRefused, check_addresses, check_url
-from certward.errors import InvalidRequest, NotFound
+from certward.errors import InvalidRequest, NotFound, RefusalCode
 from certward.expiry import CertificateStatus
 from certward.model import ManagedCertificate, TlsCertificate, Webhook, WebhookDelivery
 from certward.services.context import Context
@@ -65,11 +65,13 @@ def add_webhook(ctx: Context, principal: Principal, url: str) -> WebhookView:
         or not parts.hostname
         or any(c.isspace() or not c.isprintable() for c in url)
     ):
-        raise InvalidRequest(f"The webhook URL {url!r} must be an http(s) URL.", code="invalid-url")
+        raise InvalidRequest(
+            f"The webhook URL {url!r} must be an http(s) URL.", code=RefusalCode.INVALID_URL
+        )
     try:
         check_url(ctx.settings.egress_policy(), url, what="webhook URL")
     except EgressRefused as exc:
-        raise InvalidRequest(str(exc), code="webhook-url-not-allowed") from exc
+        raise InvalidRequest(str(exc), code=RefusalCode.WEBHOOK_URL_NOT_ALLOWED) from exc
     with ctx.database.transaction() as session:
         row = Webhook(url=url, created_at=ctx.clock.now())
         session.add(row)
@@ -91,7 +93,7 @@ def remove_webhook(ctx: Context, principal: Principal, webhook_id: str) -> None:
     with ctx.database.transaction() as session:
         row = session.get(Webhook, webhook_id)
         if row is None:
-            raise NotFound(f"No webhook {webhook_id!r}.", code="webhook-not-found")
+            raise NotFound(f"No webhook {webhook_id!r}.", code=RefusalCode.WEBHOOK_NOT_FOUND)
         session.delete(row)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from certward.authorization import Action, Principal
 from certward.dataplane.state import PathRule as DataPlaneRule
-from certward.errors import InvalidRequest
+from certward.errors import InvalidRequest, RefusalCode
 from certward.model import AccessProfile, Environment, EnvironmentVersion
 from certward.path_rule_checks import checked_rules, served_rules, shown_prefix
 from certward.services import audit
@@ -77,7 +77,7 @@ def replace_path_rules(
                 f"The rule for {shown_prefix(users[0])} names the access profile {missing[0]!r}, "
                 f"which app {app_name!r} does not have; create it first "
                 "(POST /apps/{app}/access-profiles).",
-                code="unknown-access-profile",
+                code=RefusalCode.UNKNOWN_ACCESS_PROFILE,
                 detail={"access_profiles": missing},
             )
         before = path_rules_json(staged_path_rules(session, environment))

@@ -25,7 +25,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from certward.authorization import Principal
-from certward.errors import NotFound, SecretError
+from certward.errors import NotFound, RefusalCode, SecretError
 from certward.issuing.ca import (
     Authority,
     IssuerLocations,
@@ -164,7 +164,9 @@ def issuing_ca(session: Session, ctx: Context) -> IssuingCa:
     """The active intermediate with its decrypted key; `SecretError` if that fails."""
     row = _active(session, INTERMEDIATE)
     if row is None:
-        raise NotFound("The platform CA has no active intermediate.", code="no-platform-ca")
+        raise NotFound(
+            "The platform CA has no active intermediate.", code=RefusalCode.NO_PLATFORM_CA
+        )
     authority = _authority(ctx, row)
     chain = (authority.certificate,)
     locations = locations_of(ctx, row.id)
@@ -249,7 +251,7 @@ def _active(session: Session, kind: str) -> PlatformCa | None:
 def _row(session: Session, ca_id: str) -> PlatformCa:
     row = session.get(PlatformCa, ca_id)
     if row is None:
-        raise NotFound(f"The platform CA has no certificate {ca_id!r}.", code="not-found")
+        raise NotFound(f"The platform CA has no certificate {ca_id!r}.", code=RefusalCode.NOT_FOUND)
     return row
 
 
@@ -347,7 +349,7 @@ def _view(session: Session) -> PlatformCaView:
     if root is None or intermediate is None:
         raise NotFound(
             "The platform CA has not been created yet: certward creates it at first start.",
-            code="no-platform-ca",
+            code=RefusalCode.NO_PLATFORM_CA,
         )
     return PlatformCaView(root=root, intermediate=intermediate, certificates=views)
 

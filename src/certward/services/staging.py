@@ -23,7 +23,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from certward.authorization import Action, Principal
 from certward.bundles.files import BundleClientCertificate, BundleSpec, build_bundle
 from certward.dataplane.state import RuleKind
-from certward.errors import InvalidRequest, NotFound, SecretError
+from certward.errors import InvalidRequest, NotFound, RefusalCode, SecretError
 from certward.model import (
     AccessProfile,
     App,
@@ -310,7 +310,8 @@ def rollback(
         target = session.get(EnvironmentVersion, (environment.id, version))
         if target is None:
             raise NotFound(
-                f"Environment {env_name!r} has no version {version}.", code="version-not-found"
+                f"Environment {env_name!r} has no version {version}.",
+                code=RefusalCode.VERSION_NOT_FOUND,
             )
         _stage(session, environment, EnvironmentSnapshot.from_json(target.snapshot), ctx)
         result = _apply(
@@ -344,7 +345,7 @@ def _stage(
     if missing:
         raise InvalidRequest(
             "That version refers to client certificates that no longer exist.",
-            code="version-incomplete",
+            code=RefusalCode.VERSION_INCOMPLETE,
         )
     for row in certificates:  # free every name first: the target may move them around
         row.call_name = None
@@ -387,7 +388,7 @@ def _stage(
                 f"That version's path rules name the access profile{'s' if len(gone) > 1 else ''}"
                 f" {listed}, deleted since; create {'them' if len(gone) > 1 else 'it'} again "
                 "(or roll back to another version).",
-                code="version-incomplete",
+                code=RefusalCode.VERSION_INCOMPLETE,
                 detail={"access_profiles": gone},
             )
     stage_path_rules(session, environment, target.path_rules)
@@ -410,7 +411,7 @@ def _apply(
     if errors:
         raise InvalidRequest(
             f"The restart was refused: {errors[0].message} Nothing was applied.",
-            code="apply-refused",
+            code=RefusalCode.APPLY_REFUSED,
             problems=problems,
         )
     applied = applied_snapshot(session, environment)

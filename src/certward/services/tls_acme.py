@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from certward.authorization import Action, Principal
-from certward.errors import Conflict, InvalidRequest, IssuerUnavailable
+from certward.errors import Conflict, InvalidRequest, IssuerUnavailable, RefusalCode
 from certward.issuing.acme import AcmeError
 from certward.issuing.renewal import CUSTOM_DOMAIN_RENEWAL_MIN_DELAY, renew_after
 from certward.model import App, Base, CustomDomain, Environment, TlsCertificate
@@ -77,7 +77,7 @@ def order_from_acme(
             raise Conflict(
                 "No ACME CA is configured on this platform (CERTWARD_ACME_DIRECTORY): upload "
                 "a certificate, or create a CSR and have it signed, instead.",
-                code="acme-not-configured",
+                code=RefusalCode.ACME_NOT_CONFIGURED,
             )
         _refuse_names_of_other_apps(session, app, names)
     try:
@@ -131,26 +131,28 @@ def _acme_names(ctx: Context, sans: Sequence[str]) -> tuple[str, ...]:
     """The names of an ACME order, normalized like a CSR's, without repeats; 422 for what
     HTTP-01 cannot validate and for names of the platform's own domain."""
     if not sans:
-        raise InvalidRequest("Name at least one host name in sans.", code="invalid-hostname")
+        raise InvalidRequest(
+            "Name at least one host name in sans.", code=RefusalCode.INVALID_HOSTNAME
+        )
     names = csr_names(sans[0], sans[1:], check_common_name=False)
     for name in names:
         if name.startswith("*."):
             raise InvalidRequest(
                 f"{name} is a wildcard: the ACME CA validates names over HTTP-01, which "
                 "cannot prove a wildcard. Name each host, or create a CSR instead.",
-                code="invalid-hostname",
+                code=RefusalCode.INVALID_HOSTNAME,
             )
         if is_ip(name):
             raise InvalidRequest(
                 f"{name} is an IP address: ACME certificates here are for DNS host names.",
-                code="invalid-hostname",
+                code=RefusalCode.INVALID_HOSTNAME,
             )
         domain = ctx.settings.platform_domain
         if name == domain or name.endswith("." + domain):
             raise InvalidRequest(
                 f"{name} is under the platform domain {domain}, whose names have managed "
                 "certificates already; order certificates for names of your own.",
-                code="reserved-hostname",
+                code=RefusalCode.RESERVED_HOSTNAME,
             )
     return names
 
@@ -168,7 +170,7 @@ def _refuse_names_of_other_apps(session: Session, app: App, names: Sequence[str]
         raise Conflict(
             f"{', '.join(taken)} {'is' if len(taken) == 1 else 'are'} served by another app "
             "of the platform: a certificate for it cannot be ordered here.",
-            code="hostname-taken",
+            code=RefusalCode.HOSTNAME_TAKEN,
             detail={"hostnames": list(taken)},
         )
 

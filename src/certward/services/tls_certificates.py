@@ -30,7 +30,7 @@ from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.orm import Session
 
 from certward.authorization import Action, Principal
-from certward.errors import Conflict, InvalidRequest, NotFound
+from certward.errors import Conflict, InvalidRequest, NotFound, RefusalCode
 from certward.expiry import EXPIRES_SOON, CertificateStatus, certificate_status
 from certward.model import App, CustomDomain, Environment, TlsCertificate
 from certward.pki.chains import key_owner
@@ -247,7 +247,7 @@ def add_signed_certificate(
         raise InvalidRequest(
             "The upload holds a private key, but certward generated this certificate's key "
             "and keeps it: upload the signed certificate and its chain only.",
-            code="unexpected-private-key",
+            code=RefusalCode.UNEXPECTED_PRIVATE_KEY,
         )
     if key_owner(material.certificates, key) is None:
         subjects = "; ".join(subject_of(c) for c in material.certificates) or "none"
@@ -326,7 +326,7 @@ def replace_certificate(
         if replacement.id == row.id:
             raise InvalidRequest(
                 "A certificate cannot replace itself: name another certificate of the app.",
-                code="invalid-replacement",
+                code=RefusalCode.INVALID_REPLACEMENT,
             )
         require_usable(replacement, ctx.clock.now(), role="replacement")
         domains = list(
@@ -381,7 +381,7 @@ def delete_certificate(
             raise Conflict(
                 f"The certificate is in use by the custom domain{'s' if len(uses) > 1 else ''} "
                 f"{named}: replace it (POST …/replace) or remove those domains first.",
-                code="certificate-in-use",
+                code=RefusalCode.CERTIFICATE_IN_USE,
                 detail={"domains": [dataclasses.asdict(u) for u in uses]},
             )
         audit.record(
@@ -408,7 +408,7 @@ def find_tls_certificate(
     if row is None or row.app_id != app.id:
         raise NotFound(
             f"App {app.name!r} has no TLS certificate {certificate_id!r}.",
-            code="tls-certificate-not-found",
+            code=RefusalCode.TLS_CERTIFICATE_NOT_FOUND,
         )
     return row
 
@@ -419,18 +419,18 @@ def require_usable(row: TlsCertificate, at: datetime, *, role: str) -> None:
     if status is CertificateStatus.PENDING:
         raise InvalidRequest(
             f"The {role} {row.id} is pending: upload the certificate signed for its CSR first.",
-            code="certificate-pending",
+            code=RefusalCode.CERTIFICATE_PENDING,
         )
     if status is CertificateStatus.EXPIRED:
         raise InvalidRequest(
             f"The {role} {row.id} ({row.subject}) expired on {row.not_after:%Y-%m-%d %H:%M} UTC.",
-            code="certificate-expired",
+            code=RefusalCode.CERTIFICATE_EXPIRED,
         )
     if status is CertificateStatus.UPCOMING:
         raise InvalidRequest(
             f"The {role} {row.id} ({row.subject}) is not valid before "
             f"{row.not_before:%Y-%m-%d %H:%M} UTC; clients would refuse it until then.",
-            code="certificate-not-yet-valid",
+            code=RefusalCode.CERTIFICATE_NOT_YET_VALID,
         )
 
 
@@ -475,7 +475,7 @@ def check_description(description: str) -> None:
     if len(description) > MAX_DESCRIPTION:
         raise InvalidRequest(
             f"A description may be at most {MAX_DESCRIPTION} characters.",
-            code="invalid-description",
+            code=RefusalCode.INVALID_DESCRIPTION,
         )
 
 
@@ -491,7 +491,7 @@ def csr_names(
             raise InvalidRequest(
                 f"{exc}: a CSR names host names (IDNs are converted to A-labels), IP "
                 "addresses or wildcards such as *.example.com.",
-                code="invalid-hostname",
+                code=RefusalCode.INVALID_HOSTNAME,
             ) from None
     ordered = tuple(names)
     if check_common_name and len(ordered[0]) > MAX_COMMON_NAME_LENGTH:
@@ -499,10 +499,12 @@ def csr_names(
             f"The common name is {len(ordered[0])} characters long; X.509 allows at most "
             f"{MAX_COMMON_NAME_LENGTH}. Use a shorter common name and list the long name in "
             "sans.",
-            code="invalid-hostname",
+            code=RefusalCode.INVALID_HOSTNAME,
         )
     if len(ordered) > MAX_SANS:
-        raise InvalidRequest(f"A CSR may name at most {MAX_SANS} hosts.", code="too-many-names")
+        raise InvalidRequest(
+            f"A CSR may name at most {MAX_SANS} hosts.", code=RefusalCode.TOO_MANY_NAMES
+        )
     return ordered
 
 
@@ -511,7 +513,7 @@ def _require_pending(row: TlsCertificate) -> None:
         raise Conflict(
             f"TLS certificate {row.id} is not pending: it already has its certificate. Create "
             "a new CSR (or upload a new certificate) and replace this one instead.",
-            code="not-pending",
+            code=RefusalCode.NOT_PENDING,
         )
 
 

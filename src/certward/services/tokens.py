@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from certward.authorization import Principal, generate_token, grant_action, hash_token
-from certward.errors import Conflict, InvalidRequest, NotFound, Unauthorized
+from certward.errors import Conflict, InvalidRequest, NotFound, RefusalCode, Unauthorized
 from certward.model import App, Environment, Token
 from certward.services import audit
 from certward.services.context import Context
@@ -93,14 +93,16 @@ def create_token(
 ) -> NewToken:
     """A new token of ``role`` scoped as the role requires; members grant viewer/runtime."""
     if role is Role.ADMIN and (app_name or environment_name):
-        raise InvalidRequest("An admin token is not scoped to an app.", code="invalid-scope")
+        raise InvalidRequest(
+            "An admin token is not scoped to an app.", code=RefusalCode.INVALID_SCOPE
+        )
     if role in (Role.MEMBER, Role.VIEWER) and (not app_name or environment_name):
         raise InvalidRequest(
-            f"A {role.value} token needs an app and no environment.", code="invalid-scope"
+            f"A {role.value} token needs an app and no environment.", code=RefusalCode.INVALID_SCOPE
         )
     if role is Role.RUNTIME and not (app_name and environment_name):
         raise InvalidRequest(
-            "A runtime token needs an app and an environment.", code="invalid-scope"
+            "A runtime token needs an app and an environment.", code=RefusalCode.INVALID_SCOPE
         )
     value = generate_token(ctx.randomness)
     with ctx.database.transaction() as session:
@@ -164,11 +166,11 @@ def revoke_token(ctx: Context, principal: Principal, token_id: str) -> TokenView
     with ctx.database.transaction() as session:
         row = session.get(Token, token_id)
         if row is None:
-            raise NotFound("No such token.", code="token-not-found")
+            raise NotFound("No such token.", code=RefusalCode.TOKEN_NOT_FOUND)
         try:
             require(principal, grant_action(row.role), row.app_id, row.environment_id)
         except NotFound:
-            raise NotFound("No such token.", code="token-not-found") from None
+            raise NotFound("No such token.", code=RefusalCode.TOKEN_NOT_FOUND) from None
         if row.revoked_at is None:
             row.revoked_at = ctx.clock.now()
             audit.record(

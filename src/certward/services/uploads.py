@@ -77,7 +77,7 @@ def require_sound(judgement: Judgement) -> Judgement:
     """``judgement`` itself, or 422 with its first error and every problem."""
     if not judgement.ok:
         first = judgement.errors[0]
-        raise InvalidRequest(first.message, code=first.code.value, problems=judgement.problems)
+        raise InvalidRequest(first.message, code=first.code, problems=judgement.problems)
     return judgement
 
 
@@ -105,4 +105,6 @@ def _examine(
     try:
         return ctx.material_workers.examine(examination, tenant=app, key=key)
     except MaterialError as exc:
-        raise InvalidRequest(exc.problems[0].message, code=exc.code, problems=exc.problems) from exc
+        raise InvalidRequest(
+            exc.problems[0].message, code=exc.problems[0].code, problems=exc.problems
+        ) from exc

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from certward.egress import Destination, EgressRefused, check_url
-from certward.errors import Conflict, InvalidRequest
+from certward.errors import Conflict, InvalidRequest, RefusalCode
 from certward.model import App, CustomDomain, Environment, UpstreamBackend
 from certward.pki.names import HostnameError, normalize_hostname
 from certward.services.context import Context
@@ -38,7 +38,7 @@ def check_policy(ctx: Context, upstream: str) -> Destination:
     try:
         return check_url(ctx.settings.egress_policy(), upstream, what="upstream")
     except EgressRefused as exc:
-        raise InvalidRequest(str(exc), code="upstream-not-allowed") from exc
+        raise InvalidRequest(str(exc), code=RefusalCode.UPSTREAM_NOT_ALLOWED) from exc
 
 
 def backend_of(destination: Destination) -> str:
@@ -104,7 +104,7 @@ def _refuse_own_hostname(session: Session, ctx: Context, host: str) -> None:
             f"The upstream's host {host!r} is a hostname this platform serves: every "
             "request would come back to the platform. Give the address of the app's "
             "own backend.",
-            code="hostname-is-upstream",
+            code=RefusalCode.HOSTNAME_IS_UPSTREAM,
         )
 
 
@@ -112,5 +112,5 @@ def _taken(backend: str) -> Conflict:
     return Conflict(
         f"The backend {backend} is the upstream of another app: a backend belongs to one "
         "app of the platform.",
-        code="upstream-taken",
+        code=RefusalCode.UPSTREAM_TAKEN,
     )

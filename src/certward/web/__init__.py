@@ -25,7 +25,7 @@ from starlette.routing import Match, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from certward.errors import Refusal
+from certward.errors import Refusal, RefusalCode
 from certward.services.context import Context
 from certward.web.pages import (
     Console,
@@ -163,7 +163,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         "error.html",
         {
             "status": exc.status_code,
-            "code": "not-found" if exc.status_code == 404 else "http-error",
+            "code": RefusalCode.NOT_FOUND if exc.status_code == 404 else RefusalCode.HTTP_ERROR,
             "message": _HTTP_MESSAGES.get(exc.status_code, str(exc.detail)),
             "problems": (),
         },

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from certward.authorization import Principal
 from certward.dataplane.state import RuleKind
-from certward.errors import InvalidRequest, Refusal
+from certward.errors import InvalidRequest, Refusal, RefusalCode
 from certward.services import access_profiles, ip_deny_profiles, path_rules
 from certward.services.context import Context
 from certward.snapshot import PathRuleState
@@ -121,7 +121,7 @@ async def save_path_rules(request: Request) -> Response:
         )
     try:
         if errors:
-            raise InvalidRequest(" ".join(errors.general), code="invalid-path-rule")
+            raise InvalidRequest(" ".join(errors.general), code=RefusalCode.INVALID_PATH_RULE)
         await call(path_rules.replace_path_rules, visit.context, visit.who, app, env, rules)
     except Refusal as refusal:
         if refusal.status in (403, 404):

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from certward.authorization import Principal
-from certward.errors import Forbidden, InvalidRequest, Refusal
+from certward.errors import Forbidden, InvalidRequest, Refusal, RefusalCode
 from certward.expiry import CertificateStatus
 from certward.pki.csr import CsrKeyType
 from certward.services import (
@@ -191,7 +191,7 @@ async def order_acme_certificate(request: Request) -> Response:
             description=form.text("description"),
         )
     except Refusal as refusal:
-        if refusal.status in (403, 404) and refusal.code != "plan-required":
+        if refusal.status in (403, 404) and refusal.code != RefusalCode.PLAN_REQUIRED:
             raise
         errors = FieldErrors.from_refusal(refusal, ACME_FIELDS)
         state = UploadState(errors=errors, values=form_values(form))
@@ -257,7 +257,8 @@ async def add_signed_certificate(request: Request) -> Response:
     try:
         if certificate is None:
             raise InvalidRequest(
-                "Choose the certificate your CA signed (PEM or DER).", code="missing-field"
+                "Choose the certificate your CA signed (PEM or DER).",
+                code=RefusalCode.MISSING_FIELD,
             )
         await upload(
             visit,
@@ -363,12 +364,12 @@ class _RangeProfilePages:
     refused: Callable[[Visit, _Refused], Awaitable[Response]]
 
 
-_PROFILE_FIELDS = {
-    "invalid-name": "name",
-    "access-profile-exists": "name",
-    "ip-deny-profile-exists": "name",
-    "invalid-ip-range": "ip_ranges",
-    "too-many-ip-ranges": "ip_ranges",
+_PROFILE_FIELDS: dict[str, str] = {
+    RefusalCode.INVALID_NAME: "name",
+    RefusalCode.ACCESS_PROFILE_EXISTS: "name",
+    RefusalCode.IP_DENY_PROFILE_EXISTS: "name",
+    RefusalCode.INVALID_IP_RANGE: "ip_ranges",
+    RefusalCode.TOO_MANY_IP_RANGES: "ip_ranges",
 }
 
 
@@ -537,7 +538,7 @@ async def upload_client_cas(request: Request) -> Response:
         if file is None:
             raise InvalidRequest(
                 "Choose a PEM file with the CA certificates (a root and intermediates).",
-                code="missing-field",
+                code=RefusalCode.MISSING_FIELD,
             )
         tree = await upload(
             visit,
@@ -550,7 +551,7 @@ async def upload_client_cas(request: Request) -> Response:
             file=file,
         )
     except Refusal as refusal:
-        if refusal.status in (403, 404) and refusal.code != "plan-required":
+        if refusal.status in (403, 404) and refusal.code != RefusalCode.PLAN_REQUIRED:
             raise
         errors = FieldErrors.from_refusal(refusal, {}, default="certificates")
         return await _access_profile(visit, ca_errors=errors, status=refusal.status)

@@ -20,9 +20,10 @@ from starlette.responses import Response
 
 from certward.authorization import Principal
 from certward.dataplane.state import RuleKind
-from certward.errors import Forbidden, InvalidRequest, Refusal
+from certward.errors import Forbidden, InvalidRequest, Refusal, RefusalCode
 from certward.expiry import CertificateStatus, certificate_status
 from certward.pki.convert import Pkcs12Profile
+from certward.pki.problems import ProblemCode
 from certward.services import (
     apps,
     authorities,
@@ -247,7 +248,7 @@ async def upload_client_certificate(request: Request) -> Response:
         if file is None:
             raise InvalidRequest(
                 "Choose the PKCS12 file (.p12 or .pfx), or a PEM or DER certificate.",
-                code="missing-field",
+                code=RefusalCode.MISSING_FIELD,
             )
         password = form.fields.get("password", [""])[0]
         created = await upload(
@@ -272,7 +273,7 @@ async def upload_client_certificate(request: Request) -> Response:
             errors=errors,
             values=form_values(form, without=("password",)),
             note=note,
-            offer_conversion=refusal.code in ("not-pkcs12", "no-private-key"),
+            offer_conversion=refusal.code in (ProblemCode.NOT_PKCS12, ProblemCode.NO_PRIVATE_KEY),
         )
         return await _network(visit, client_upload=state, status=refusal.status)
     warnings = " ".join(p.message for p in created.problems)
@@ -374,7 +375,7 @@ async def upload_authority(request: Request) -> Response:
         if file is None and not pasted:
             raise InvalidRequest(
                 "Choose a PEM file with the CA certificates, or paste them.",
-                code="missing-field",
+                code=RefusalCode.MISSING_FIELD,
             )
         material = file or Upload(filename="pasted.pem", data=pasted.encode() + b"\n")
         created = await upload(
@@ -434,7 +435,7 @@ async def change_runtime_profile(request: Request) -> Response:
         profile = Pkcs12Profile(form.text("pkcs12_profile"))
     except ValueError:
         raise InvalidRequest(
-            "Choose the modern or the legacy PKCS12 profile.", code="invalid-request"
+            "Choose the modern or the legacy PKCS12 profile.", code=RefusalCode.INVALID_REQUEST
         ) from None
     await call(apps.update_environment, visit.context, visit.who, app, env, pkcs12_profile=profile)
     return redirect(
@@ -475,7 +476,9 @@ async def rollback(request: Request) -> Response:
     try:
         version = int(form.text("version"))
     except ValueError:
-        raise InvalidRequest("Choose a version to roll back to.", code="invalid-request") from None
+        raise InvalidRequest(
+            "Choose a version to roll back to.", code=RefusalCode.INVALID_REQUEST
+        ) from None
     result = await call(staging.rollback, visit.context, visit.who, app, env, version=version)
     return redirect(
         visit,

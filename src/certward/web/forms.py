@@ -16,9 +16,17 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
-from certward.errors import InvalidRequest, MalformedRequest, MaterialError, Refusal, TooLarge
+from certward.errors import (
+    InvalidRequest,
+    MalformedRequest,
+    MaterialError,
+    Refusal,
+    RefusalCode,
+    TooLarge,
+)
 from certward.pki.limits import Limits
 from certward.pki.pkcs12_structure import Pkcs12Encryption, looks_like_pfx, read_pkcs12_structure
+from certward.pki.problems import ProblemCode
 from certward.services.uploads import Upload
 from certward.web.session import CSRF_FIELD
 
@@ -75,7 +83,8 @@ async def read_form(request: Request, *, max_file_bytes: int) -> ConsoleForm:
             else:
                 if "\x00" in value:
                     raise InvalidRequest(
-                        f"The field {name!r} contains a NUL character.", code="invalid-field"
+                        f"The field {name!r} contains a NUL character.",
+                        code=RefusalCode.INVALID_FIELD,
                     )
                 fields.setdefault(name, []).append(value)
     finally:
@@ -113,7 +122,7 @@ class FieldErrors:
         """
         errors = cls()
         conflicts = refusal.detail.get("conflicts")
-        if refusal.code == "pin-conflict" and isinstance(conflicts, list) and conflicts:
+        if refusal.code == RefusalCode.PIN_CONFLICT and isinstance(conflicts, list) and conflicts:
             for conflict in conflicts:
                 kind = conflict.get("field") if isinstance(conflict, dict) else None
                 errors.add("call_name" if kind == "call name" else "pins", refusal.message)
@@ -128,50 +137,50 @@ class FieldErrors:
 
 
 CLIENT_CERTIFICATE_FIELDS: Mapping[str, str] = {
-    "wrong-password": "password",
-    "key-mismatch": "key",
-    "multiple-private-keys": "key",
-    "no-private-key": "key",
-    "chain-incomplete": "chain",
-    "chain-unordered": "chain",
-    "chain-invalid": "chain",
-    "unrelated-certificate": "chain",
-    "multiple-roots": "chain",
-    "invalid-pin": "pins",
-    "too-many-pins": "pins",
-    "invalid-call-name": "call_name",
-    "invalid-description": "description",
+    ProblemCode.WRONG_PASSWORD: "password",
+    ProblemCode.KEY_MISMATCH: "key",
+    ProblemCode.MULTIPLE_PRIVATE_KEYS: "key",
+    ProblemCode.NO_PRIVATE_KEY: "key",
+    ProblemCode.CHAIN_INCOMPLETE: "chain",
+    ProblemCode.CHAIN_UNORDERED: "chain",
+    ProblemCode.CHAIN_INVALID: "chain",
+    ProblemCode.UNRELATED_CERTIFICATE: "chain",
+    ProblemCode.MULTIPLE_ROOTS: "chain",
+    RefusalCode.INVALID_PIN: "pins",
+    RefusalCode.TOO_MANY_PINS: "pins",
+    RefusalCode.INVALID_CALL_NAME: "call_name",
+    RefusalCode.INVALID_DESCRIPTION: "description",
 }
 """Client-certificate upload and edit: everything else is about the file itself."""
 
 TLS_CERTIFICATE_FIELDS: Mapping[str, str] = {
-    "wrong-password": "password",
-    "key-mismatch": "private_key",
-    "multiple-private-keys": "private_key",
-    "no-private-key": "private_key",
-    "unexpected-private-key": "certificate",
-    "chain-incomplete": "chain",
-    "chain-unordered": "chain",
-    "chain-invalid": "chain",
-    "unrelated-certificate": "chain",
-    "multiple-roots": "chain",
-    "invalid-description": "description",
+    ProblemCode.WRONG_PASSWORD: "password",
+    ProblemCode.KEY_MISMATCH: "private_key",
+    ProblemCode.MULTIPLE_PRIVATE_KEYS: "private_key",
+    ProblemCode.NO_PRIVATE_KEY: "private_key",
+    RefusalCode.UNEXPECTED_PRIVATE_KEY: "certificate",
+    ProblemCode.CHAIN_INCOMPLETE: "chain",
+    ProblemCode.CHAIN_UNORDERED: "chain",
+    ProblemCode.CHAIN_INVALID: "chain",
+    ProblemCode.UNRELATED_CERTIFICATE: "chain",
+    ProblemCode.MULTIPLE_ROOTS: "chain",
+    RefusalCode.INVALID_DESCRIPTION: "description",
 }
 
 CSR_FIELDS: Mapping[str, str] = {
-    "invalid-hostname": "common_name",
-    "too-many-names": "sans",
-    "invalid-description": "description",
+    RefusalCode.INVALID_HOSTNAME: "common_name",
+    RefusalCode.TOO_MANY_NAMES: "sans",
+    RefusalCode.INVALID_DESCRIPTION: "description",
 }
 
 
 ACME_FIELDS: Mapping[str, str] = {
-    "invalid-hostname": "sans",
-    "reserved-hostname": "sans",
-    "too-many-names": "sans",
-    "hostname-taken": "sans",
-    "issuer-unavailable": "sans",
-    "invalid-description": "description",
+    RefusalCode.INVALID_HOSTNAME: "sans",
+    RefusalCode.RESERVED_HOSTNAME: "sans",
+    RefusalCode.TOO_MANY_NAMES: "sans",
+    RefusalCode.HOSTNAME_TAKEN: "sans",
+    RefusalCode.ISSUER_UNAVAILABLE: "sans",
+    RefusalCode.INVALID_DESCRIPTION: "description",
 }
 """An ACME order: the CA's refusal is about the names; no ACME CA at all, about the form."""
 

@@ -25,7 +25,7 @@ from starlette.templating import Jinja2Templates
 
 from certward import __version__
 from certward.authorization import Principal
-from certward.errors import Forbidden, TooManyRequests, Unauthorized
+from certward.errors import Forbidden, RefusalCode, TooManyRequests, Unauthorized
 from certward.services import console_sessions, tokens, upload_limits
 from certward.services.context import Context
 from certward.vocabulary import Role
@@ -356,6 +356,6 @@ def env_path(app: str, env: str, suffix: str = "") -> str:
 
 def plan_refusal(refusal: Forbidden) -> str:
     """The 403 text of a free app, shown in place of what needs a licensed plan."""
-    if refusal.code != "plan-required":
+    if refusal.code != RefusalCode.PLAN_REQUIRED:
         raise refusal
     return refusal.message

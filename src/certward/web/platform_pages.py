@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from certward.authorization import Principal, authorize, grant_action
-from certward.errors import Forbidden, Refusal
+from certward.errors import Forbidden, Refusal, RefusalCode
 from certward.expiry import CertificateStatus
 from certward.services import (
     apps,
@@ -149,7 +149,10 @@ _ROLE_HINTS = {
     Role.MEMBER: "manages one app, reads its audit log, creates its viewer and runtime tokens.",
     Role.ADMIN: "everything, on the whole platform.",
 }
-_TOKEN_FIELDS = {"app-not-found": "app", "environment-not-found": "environment"}
+_TOKEN_FIELDS: dict[str, str] = {
+    RefusalCode.APP_NOT_FOUND: "app",
+    RefusalCode.ENVIRONMENT_NOT_FOUND: "environment",
+}
 
 
 async def tokens_page(request: Request) -> Response:

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from certward.authorization import Principal
-from certward.errors import InvalidRequest, Refusal
+from certward.errors import InvalidRequest, Refusal, RefusalCode
 from certward.services import (
     apps,
     tokens,
@@ -136,7 +136,9 @@ async def create_app(request: Request) -> Response:
         errors.add("plan", "Choose the free or the licensed plan.")
         return await _apps(visit, errors=errors, values=form_values(form), status=422)
     except Refusal as refusal:
-        errors = FieldErrors.from_refusal(refusal, {"invalid-name": "name", "app-exists": "name"})
+        errors = FieldErrors.from_refusal(
+            refusal, {RefusalCode.INVALID_NAME: "name", RefusalCode.APP_EXISTS: "name"}
+        )
         return await _apps(visit, errors=errors, values=form_values(form), status=refusal.status)
     return redirect(visit, app_path(created.name), success(f"App {created.name} created."))
 
@@ -190,12 +192,12 @@ async def create_environment(request: Request) -> Response:
         errors = FieldErrors.from_refusal(
             refusal,
             {
-                "invalid-name": "name",
-                "environment-exists": "name",
-                "invalid-upstream": "upstream",
-                "upstream-not-allowed": "upstream",
-                "hostname-is-upstream": "upstream",
-                "upstream-taken": "upstream",
+                RefusalCode.INVALID_NAME: "name",
+                RefusalCode.ENVIRONMENT_EXISTS: "name",
+                RefusalCode.INVALID_UPSTREAM: "upstream",
+                RefusalCode.UPSTREAM_NOT_ALLOWED: "upstream",
+                RefusalCode.HOSTNAME_IS_UPSTREAM: "upstream",
+                RefusalCode.UPSTREAM_TAKEN: "upstream",
             },
         )
         return await _app(
@@ -214,7 +216,9 @@ async def change_plan(request: Request) -> Response:
     try:
         plan = Plan(form.text("plan"))
     except ValueError:
-        raise InvalidRequest("Choose the free or the licensed plan.", code="invalid-plan") from None
+        raise InvalidRequest(
+            "Choose the free or the licensed plan.", code=RefusalCode.INVALID_PLAN
+        ) from None
     await call(apps.update_app, visit.context, visit.who, app, plan=plan)
     return redirect(visit, app_path(app), success(f"App {app} is now on the {plan.value} plan."))
 

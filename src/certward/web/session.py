@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from starlette.requests import Request
 from starlette.responses import Response
 
-from certward.errors import Forbidden, SecretError
+from certward.errors import Forbidden, RefusalCode, SecretError
 from certward.randomness import Randomness
 from certward.secrets import SecretBox
 
@@ -46,7 +46,7 @@ _CSRF_BYTES = 32
 class CsrfRefused(Forbidden):
     """403: a form without this session's CSRF token (stale, or sent from another site)."""
 
-    default_code = "csrf-token-mismatch"
+    default_code = RefusalCode.CSRF_TOKEN_MISMATCH
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,18 +7,15 @@ from typing import Annotated
 
 import typer
 
-from certward.api_client import DEFAULT_SERVER, JsonObject
-from certward.cli.remote.connection import connect
+from certward.api_client import JsonObject
+from certward.cli.remote.connection import Remote, connected
 from certward.cli.remote.local_files import write_file
-from certward.cli.remote.options import JsonOption, ServerOption, TokenOption, YesOption
+from certward.cli.remote.options import YesOption
 from certward.cli.remote.terminal import (
     ask_confirmation,
-    emit_json,
     format_time,
     print_details,
     print_line,
-    show_answer,
-    show_rows,
     usage_error,
 )
 from certward.pki.convert import Pkcs12Profile
@@ -39,34 +36,28 @@ def _print_app(body: JsonObject) -> None:
 
 
 @app_group.command("create")
+@connected()
 def app_create(
+    remote: Remote,
     name: Annotated[str, typer.Argument(help="App name (a DNS label).")],
     plan: Annotated[
         Plan, typer.Option("--plan", help="licensed apps may bring their own certificates.")
     ] = Plan.FREE,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Create an app (admin token)."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.create_app(name, plan.value)
-    if as_json:
-        emit_json(body)
-        return
-    print_line(f"Created app {body['name']} ({body['plan']}).")
+    remote.emit(body, lambda shown: print_line(f"Created app {shown['name']} ({shown['plan']})."))
 
 
 @app_group.command("list")
-def app_list(
-    server: ServerOption = DEFAULT_SERVER, token: TokenOption = None, as_json: JsonOption = False
-) -> None:
+@connected()
+def app_list(remote: Remote) -> None:
     """The apps the token may see."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         apps = api.list_apps()
-    show_rows(
+    remote.emit_rows(
         apps,
-        as_json,
         ("name", "plan", "environments", "created"),
         lambda a: (
             a.get("name"),
@@ -79,49 +70,39 @@ def app_list(
 
 
 @app_group.command("show")
-def app_show(
-    name: Annotated[str, typer.Argument(help="App name.")],
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@connected()
+def app_show(remote: Remote, name: Annotated[str, typer.Argument(help="App name.")]) -> None:
     """An app, its plan and its environments."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.get_app(name)
-    show_answer(body, as_json, _print_app)
+    remote.emit(body, _print_app)
 
 
 @app_group.command("update")
+@connected()
 def app_update(
+    remote: Remote,
     name: Annotated[str, typer.Argument(help="App name.")],
     plan: Annotated[Plan, typer.Option("--plan", help="The new plan.")],
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Change an app's plan (admin token)."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.update_app(name, plan=plan.value)
-    if as_json:
-        emit_json(body)
-        return
-    print_line(f"App {body['name']} is now {body['plan']}.")
+    remote.emit(body, lambda shown: print_line(f"App {shown['name']} is now {shown['plan']}."))
 
 
 @app_group.command("delete")
+@connected()
 def app_delete(
+    remote: Remote,
     name: Annotated[str, typer.Argument(help="App name.")],
     yes: YesOption = False,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Delete an app with its environments and every certificate and key it holds."""
     ask_confirmation(f"Delete app {name} with everything in it?", yes)
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         api.delete_app(name)
-    if not as_json:
-        print_line(f"Deleted app {name}.")
+    remote.say(f"Deleted app {name}.")
 
 
 env_group = typer.Typer(help="Environments of an app.", no_args_is_help=True)
@@ -142,35 +123,29 @@ def _print_environment(body: JsonObject) -> None:
 
 
 @env_group.command("create")
+@connected()
 def env_create(
+    remote: Remote,
     app: Annotated[str, typer.Argument(help="App name.")],
     name: Annotated[str, typer.Argument(help="Environment name (a DNS label).")],
     upstream: Annotated[
         str, typer.Option("--upstream", help="URL the environment's traffic goes to.")
     ],
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Create an environment; it gets a default hostname and a managed certificate."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.create_environment(app, name, upstream=upstream)
-    show_answer(body, as_json, _print_environment)
+    remote.emit(body, _print_environment)
 
 
 @env_group.command("list")
-def env_list(
-    app: Annotated[str, typer.Argument(help="App name.")],
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@connected()
+def env_list(remote: Remote, app: Annotated[str, typer.Argument(help="App name.")]) -> None:
     """The app's environments."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         environments = api.list_environments(app)
-    show_rows(
+    remote.emit_rows(
         environments,
-        as_json,
         ("name", "hostname", "upstream", "PKCS12 profile", "applied version"),
         lambda e: (
             e.get("name"),
@@ -184,21 +159,22 @@ def env_list(
 
 
 @env_group.command("show")
+@connected()
 def env_show(
+    remote: Remote,
     app: Annotated[str, typer.Argument(help="App name.")],
     name: Annotated[str, typer.Argument(help="Environment name.")],
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """One environment."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.get_environment(app, name)
-    show_answer(body, as_json, _print_environment)
+    remote.emit(body, _print_environment)
 
 
 @env_group.command("update")
+@connected()
 def env_update(
+    remote: Remote,
     app: Annotated[str, typer.Argument(help="App name.")],
     name: Annotated[str, typer.Argument(help="Environment name.")],
     upstream: Annotated[
@@ -225,9 +201,6 @@ def env_update(
             "--clear-no-client-certificate", help="Empty the no-client-certificate list (staged)."
         ),
     ] = False,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Change the upstream (live), the PKCS12 profile or the no-client-certificate list.
 
@@ -239,7 +212,7 @@ def env_update(
         raise usage_error(
             "nothing to change: give --upstream, --pkcs12-profile or --no-client-certificate"
         )
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.update_environment(
             app,
             name,
@@ -247,48 +220,45 @@ def env_update(
             pkcs12_profile=pkcs12_profile.value if pkcs12_profile else None,
             no_client_certificate=hosts,
         )
-    show_answer(body, as_json, _print_environment)
+    remote.emit(body, _print_environment)
 
 
 @env_group.command("delete")
+@connected()
 def env_delete(
+    remote: Remote,
     app: Annotated[str, typer.Argument(help="App name.")],
     name: Annotated[str, typer.Argument(help="Environment name.")],
     yes: YesOption = False,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Delete an environment with its certificates, versions and domains."""
     ask_confirmation(f"Delete environment {app}/{name} with everything in it?", yes)
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         api.delete_environment(app, name)
-    if not as_json:
-        print_line(f"Deleted environment {app}/{name}.")
+    remote.say(f"Deleted environment {app}/{name}.")
 
 
 @env_group.command("managed-certificate")
+@connected()
 def env_managed_certificate(
+    remote: Remote,
     app: Annotated[str, typer.Argument(help="App name.")],
     name: Annotated[str, typer.Argument(help="Environment name.")],
     pem: Annotated[
         bool, typer.Option("--pem", help="Print the certificate and chain PEM.")
     ] = False,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """The platform-issued certificate of the environment's default hostname."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.managed_certificate(app, name)
-    if as_json:
-        emit_json(body)
-        return
-    if pem:
-        typer.echo(
-            str(body.get("certificate_pem") or "") + str(body.get("chain_pem") or ""), nl=False
-        )
-        return
+    remote.emit(body, _print_managed_pem if pem else _print_managed_certificate)
+
+
+def _print_managed_pem(body: JsonObject) -> None:
+    typer.echo(str(body.get("certificate_pem") or "") + str(body.get("chain_pem") or ""), nl=False)
+
+
+def _print_managed_certificate(body: JsonObject) -> None:
     print_details(
         f"Managed certificate of {body.get('hostname')}",
         [
@@ -308,18 +278,18 @@ def env_managed_certificate(
 
 
 @env_group.command("runtime-bundle")
+@connected(json=False)
 def env_runtime_bundle(
+    remote: Remote,
     app: Annotated[str, typer.Argument(help="App name.")],
     name: Annotated[str, typer.Argument(help="Environment name.")],
     out: Annotated[Path, typer.Option("--out", help="File to write (a gzipped tar, mode 0600).")],
     version: Annotated[
         int | None, typer.Option("--version", min=1, help="A version (default: the applied one).")
     ] = None,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
 ) -> None:
     """Download a runtime bundle as it is (``certward bundle install`` also unpacks it)."""
-    with connect(server, token) as api:
+    with remote.connect() as api:
         bundle = api.runtime_bundle(app, name, version=version)
     write_file(out, bundle.content, private=True)
     print_line(f"Wrote version {bundle.version} of {app}/{name}'s runtime bundle to {out}.")

@@ -8,25 +8,15 @@ from typing import Annotated, Any
 
 import typer
 
-from certward.api_client import DEFAULT_SERVER, JsonObject
-from certward.cli.remote.connection import connect
+from certward.api_client import JsonObject
+from certward.cli.remote.connection import Remote, connected
 from certward.cli.remote.local_files import read_upload
-from certward.cli.remote.options import (
-    AppOption,
-    EnvOption,
-    JsonOption,
-    ServerOption,
-    TokenOption,
-    input_file,
-)
+from certward.cli.remote.options import AppOption, EnvOption, input_file
 from certward.cli.remote.terminal import (
-    emit_json,
     format_time,
     print_details,
-    print_line,
     print_warnings,
     rows_table,
-    show_rows,
     stdout_console,
 )
 
@@ -57,37 +47,30 @@ def _print_stored_certificates(certificates: Sequence[Any], title: str) -> None:
 
 
 @authority_group.command("add")
+@connected()
 def authority_add(
+    remote: Remote,
     app: AppOption,
     env: EnvOption,
     file: Annotated[Path, input_file("PEM with a root and/or intermediates.")],
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Upload CA certificates (judged as authorities; staged until restart)."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.upload_authority(app, env, file=read_upload(file))
-    if as_json:
-        emit_json(body)
-        return
-    _print_authority(body, f"Staged certificate authority {body.get('id')}")
+    remote.emit(
+        body,
+        lambda shown: _print_authority(shown, f"Staged certificate authority {shown.get('id')}"),
+    )
 
 
 @authority_group.command("list")
-def authority_list(
-    app: AppOption,
-    env: EnvOption,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@connected()
+def authority_list(remote: Remote, app: AppOption, env: EnvOption) -> None:
     """The environment's certificate authorities."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         authorities = api.list_authorities(app, env)
-    show_rows(
+    remote.emit_rows(
         authorities,
-        as_json,
         ("id", "certificates", "state", "created"),
         lambda a: (
             a.get("id"),
@@ -100,34 +83,30 @@ def authority_list(
 
 
 @authority_group.command("show")
+@connected()
 def authority_show(
+    remote: Remote,
     authority_id: Annotated[str, typer.Argument(help="The authority's id.")],
     app: AppOption,
     env: EnvOption,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """One certificate authority and its certificates."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.get_authority(app, env, authority_id)
-    if as_json:
-        emit_json(body)
-        return
-    _print_authority(body, f"Certificate authority {authority_id}")
+    remote.emit(
+        body, lambda shown: _print_authority(shown, f"Certificate authority {authority_id}")
+    )
 
 
 @authority_group.command("delete")
+@connected()
 def authority_delete(
+    remote: Remote,
     authority_id: Annotated[str, typer.Argument(help="The authority's id.")],
     app: AppOption,
     env: EnvOption,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Remove a certificate authority (staged until restart)."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         api.delete_authority(app, env, authority_id)
-    if not as_json:
-        print_line(f"Removed certificate authority {authority_id} (staged until restart).")
+    remote.say(f"Removed certificate authority {authority_id} (staged until restart).")

@@ -12,8 +12,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.text import Text
 
-from certward.api_client import DEFAULT_SERVER, ApiClient, ApiProblem, JsonObject, UploadFile
-from certward.cli.remote.connection import connect
+from certward.api_client import ApiClient, ApiProblem, JsonObject, UploadFile
+from certward.cli.remote.connection import Remote, connected
 from certward.cli.remote.local_files import (
     CERTIFICATE_SUFFIXES,
     PKCS12_SUFFIXES,
@@ -24,14 +24,10 @@ from certward.cli.remote.local_files import (
 from certward.cli.remote.options import (
     AppOption,
     EnvOption,
-    JsonOption,
     PasswordFileOption,
     PasswordStdinOption,
-    ServerOption,
-    TokenOption,
 )
 from certward.cli.remote.terminal import (
-    emit_json,
     print_line,
     rows_table,
     stderr_console,
@@ -224,7 +220,9 @@ def _print_import_summary(outcome: ImportOutcome) -> None:
     print_line(summary, style="bold red" if outcome.failed else "bold green")
 
 
+@connected()
 def client_cert_import_dir(
+    remote: Remote,
     directory: Annotated[
         Path,
         typer.Argument(
@@ -246,9 +244,6 @@ def client_cert_import_dir(
     ],
     password_file: PasswordFileOption = None,
     password_stdin: PasswordStdinOption = False,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Upload every file the mapping names, with its pins; say what failed and why.
 
@@ -276,7 +271,7 @@ def client_cert_import_dir(
         )
     )
     with (
-        connect(server, token, as_json=as_json) as api,
+        remote.connect() as api,
         Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -290,11 +285,9 @@ def client_cert_import_dir(
             progress.update(task, description=f"Importing {entry.file}")
             _import_one(api, app, env, directory, entry, password, outcome)
             progress.advance(task)
-    if as_json:
-        emit_json(
-            {"imported": outcome.imported, "failed": outcome.failed, "skipped": outcome.skipped}
-        )
-    else:
-        _print_import_summary(outcome)
+    remote.emit(
+        {"imported": outcome.imported, "failed": outcome.failed, "skipped": outcome.skipped},
+        lambda _: _print_import_summary(outcome),
+    )
     if outcome.failed:
         raise typer.Exit(1)

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from certward.api_client import DEFAULT_SERVER, UNSET, JsonObject
+from certward.api_client import UNSET, JsonObject
 from certward.cli.remote.certificate_import import client_cert_import_dir
-from certward.cli.remote.connection import connect
+from certward.cli.remote.connection import Remote, connected
 from certward.cli.remote.local_files import (
     is_encrypted_key,
     is_pkcs12,
@@ -20,20 +20,15 @@ from certward.cli.remote.local_files import (
 from certward.cli.remote.options import (
     AppOption,
     EnvOption,
-    JsonOption,
     PasswordFileOption,
     PasswordStdinOption,
-    ServerOption,
-    TokenOption,
     input_file,
 )
 from certward.cli.remote.terminal import (
-    emit_json,
     format_time,
     print_details,
     print_line,
     print_warnings,
-    show_rows,
     usage_error,
 )
 
@@ -68,7 +63,9 @@ def _print_client_certificate(body: JsonObject, title: str) -> None:
 
 
 @client_cert_group.command("add")
+@connected()
 def client_cert_add(
+    remote: Remote,
     app: AppOption,
     env: EnvOption,
     file: Annotated[Path, input_file("PKCS12 file, or a PEM/DER certificate.")],
@@ -91,9 +88,6 @@ def client_cert_add(
     description: Annotated[
         str | None, typer.Option("--description", help="Free text.", show_default=False)
     ] = None,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Upload a client certificate; it is judged at once and staged until restart.
 
@@ -106,7 +100,7 @@ def client_cert_add(
         password_stdin,
         prompt=f"Password of {file.name}" if needs_password else None,
     )
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.upload_client_certificate(
             app,
             env,
@@ -118,27 +112,17 @@ def client_cert_add(
             call_name=call_name,
             description=description,
         )
-    if as_json:
-        emit_json(body)
-        return
-    _print_client_certificate(body, f"Staged client certificate {body.get('id')}")
-    print_line(f"Apply it with: certward restart --app {app} --env {env}", style="dim")
+    remote.emit(body, lambda shown: _print_staged(shown, app, env))
 
 
 @client_cert_group.command("list")
-def client_cert_list(
-    app: AppOption,
-    env: EnvOption,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@connected()
+def client_cert_list(remote: Remote, app: AppOption, env: EnvOption) -> None:
     """Every client certificate of the environment (every page)."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         certificates = api.list_client_certificates(app, env)
-    show_rows(
+    remote.emit_rows(
         certificates,
-        as_json,
         ("id", "subject", "valid until", "pins", "call name", "state"),
         lambda c: (
             c.get("id"),
@@ -156,25 +140,25 @@ CertificateIdArgument = Annotated[str, typer.Argument(help="The client certifica
 
 
 @client_cert_group.command("show")
+@connected()
 def client_cert_show(
+    remote: Remote,
     certificate_id: CertificateIdArgument,
     app: AppOption,
     env: EnvOption,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """One client certificate."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.get_client_certificate(app, env, certificate_id)
-    if as_json:
-        emit_json(body)
-        return
-    _print_client_certificate(body, f"Client certificate {certificate_id}")
+    remote.emit(
+        body, lambda shown: _print_client_certificate(shown, f"Client certificate {certificate_id}")
+    )
 
 
 @client_cert_group.command("update")
+@connected()
 def client_cert_update(
+    remote: Remote,
     certificate_id: CertificateIdArgument,
     app: AppOption,
     env: EnvOption,
@@ -200,9 +184,6 @@ def client_cert_update(
     description: Annotated[
         str | None, typer.Option("--description", help="A new description.", show_default=False)
     ] = None,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Change pins, call name or description (staged until restart)."""
     if sum((pin is not None, no_pins, bool(add_pin or remove_pin))) > 1:
@@ -213,7 +194,7 @@ def client_cert_update(
         description is None
     ):
         raise usage_error("nothing to change: give pins, a call name or a description")
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         pins: list[str] | None = [] if no_pins else pin
         if add_pin or remove_pin:
             current = api.get_client_certificate(app, env, certificate_id)
@@ -228,26 +209,31 @@ def client_cert_update(
             call_name=None if no_call_name else (call_name if call_name is not None else UNSET),
             description=description,
         )
-    if as_json:
-        emit_json(body)
-        return
-    _print_client_certificate(body, f"Updated client certificate {certificate_id} (staged)")
+    remote.emit(
+        body,
+        lambda shown: _print_client_certificate(
+            shown, f"Updated client certificate {certificate_id} (staged)"
+        ),
+    )
 
 
 @client_cert_group.command("delete")
+@connected()
 def client_cert_delete(
+    remote: Remote,
     certificate_id: CertificateIdArgument,
     app: AppOption,
     env: EnvOption,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Remove a client certificate (staged: restart applies it, rollback brings it back)."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         api.delete_client_certificate(app, env, certificate_id)
-    if not as_json:
-        print_line(f"Removed client certificate {certificate_id} (staged until restart).")
+    remote.say(f"Removed client certificate {certificate_id} (staged until restart).")
 
 
 client_cert_group.command("import-dir")(client_cert_import_dir)
+
+
+def _print_staged(body: JsonObject, app: str, env: str) -> None:
+    _print_client_certificate(body, f"Staged client certificate {body.get('id')}")
+    print_line(f"Apply it with: certward restart --app {app} --env {env}", style="dim")

@@ -1,5 +1,5 @@
-"""The operator's files: uploads read, passwords from a file, standard input or a hidden
-prompt, files written atomically, JSON read (unreadable or invalid input is exit 2)."""
+"""The operator's files: uploads read, passwords and tokens from a file, standard input or
+a hidden prompt, files written atomically, JSON read (unreadable or invalid input is exit 2)."""
 
 from __future__ import annotations
 
@@ -39,18 +39,27 @@ def strip_line_break(raw: bytes) -> bytes:
     return raw
 
 
-def read_password(path: Path | None, from_stdin: bool, *, prompt: str | None) -> bytes | None:
-    """The password from a file, standard input, or (``prompt``, on a terminal) a hidden
-    prompt; None when none is given and none is needed."""
+def read_secret(path: Path | None, from_stdin: bool, what: str) -> bytes | None:
+    """A password or token (``what``, as the errors name it) from a file or standard
+    input, one trailing line break dropped; None when neither is given."""
     if path is not None and from_stdin:
-        raise usage_error("give the password either as a file or on standard input, not both")
+        raise usage_error(f"give the {what} either as a file or on standard input, not both")
     if from_stdin:
         return strip_line_break(sys.stdin.buffer.read())
     if path is not None:
         try:
             return strip_line_break(path.read_bytes())
         except OSError as exc:
-            raise usage_error(f"cannot read the password file {path}: {exc.strerror}") from exc
+            raise usage_error(f"cannot read the {what} file {path}: {exc.strerror}") from exc
+    return None
+
+
+def read_password(path: Path | None, from_stdin: bool, *, prompt: str | None) -> bytes | None:
+    """The password from a file, standard input, or (``prompt``, on a terminal) a hidden
+    prompt; None when none is given and none is needed."""
+    given = read_secret(path, from_stdin, "password")
+    if given is not None or path is not None or from_stdin:
+        return given
     if prompt is not None and sys.stdin.isatty():
         entered: str = typer.prompt(
             prompt, hide_input=True, default="", show_default=False, err=True

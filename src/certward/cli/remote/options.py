@@ -64,6 +64,13 @@ def input_file(help_text: str) -> Any:
     )
 
 
+def limit_option(most: int) -> Any:
+    """A ``typer.Option`` for ``--limit``: 1 to ``most`` items (the API gives 100 unless told)."""
+    return typer.Option(
+        "--limit", min=1, max=most, help="At most this many (API default 100).", show_default=False
+    )
+
+
 ProfileArgument = Annotated[str, typer.Argument(help="The profile's name.")]
 
 

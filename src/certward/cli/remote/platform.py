@@ -8,11 +8,11 @@ from typing import Annotated
 
 import typer
 
-from certward.api_client import DEFAULT_SERVER
-from certward.cli.remote.connection import connect
+from certward.api_client import JsonObject
+from certward.cli.remote.connection import Remote, connected
 from certward.cli.remote.local_files import write_file
-from certward.cli.remote.options import JsonOption, OptionalAppOption, ServerOption, TokenOption
-from certward.cli.remote.terminal import emit_json, format_time, print_line, show_rows
+from certward.cli.remote.options import OptionalAppOption, limit_option
+from certward.cli.remote.terminal import format_time, print_line, print_rows
 from certward.expiry import CertificateStatus
 
 
@@ -25,7 +25,9 @@ class InventoryKind(StrEnum):
     AUTHORITY = "authority"
 
 
+@connected()
 def inventory_command(
+    remote: Remote,
     status: Annotated[
         CertificateStatus | None,
         typer.Option("--status", help="Only this status.", show_default=False),
@@ -34,31 +36,18 @@ def inventory_command(
         InventoryKind | None, typer.Option("--kind", help="Only this kind.", show_default=False)
     ] = None,
     app: OptionalAppOption = None,
-    limit: Annotated[
-        int | None,
-        typer.Option(
-            "--limit",
-            min=1,
-            max=1000,
-            help="At most this many (API default 100).",
-            show_default=False,
-        ),
-    ] = None,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
+    limit: Annotated[int | None, limit_option(1000)] = None,
 ) -> None:
     """Every certificate the token may see, soonest expiry first."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         items = api.inventory(
             status=status.value if status else None,
             kind=kind.value if kind else None,
             app=app,
             limit=limit,
         )
-    show_rows(
+    remote.emit_rows(
         items,
-        as_json,
         ("status", "valid until", "kind", "app", "environment", "subject or hostnames", "id"),
         lambda i: (
             i.get("status"),
@@ -73,21 +62,20 @@ def inventory_command(
     )
 
 
-def metrics_command(server: ServerOption = DEFAULT_SERVER, token: TokenOption = None) -> None:
+@connected(json=False)
+def metrics_command(remote: Remote) -> None:
     """The Prometheus metrics, as text (admin token)."""
-    with connect(server, token) as api:
+    with remote.connect() as api:
         text = api.metrics()
     typer.echo(text, nl=False)
 
 
-def health_command(server: ServerOption = DEFAULT_SERVER, as_json: JsonOption = False) -> None:
+@connected(token=False)
+def health_command(remote: Remote) -> None:
     """Whether the server answers (no token needed)."""
-    with connect(server, None, as_json=as_json, needs_token=False) as api:
+    with remote.connect() as api:
         body = api.health()
-    if as_json:
-        emit_json(body)
-        return
-    print_line(f"certward at {api.server}: {body.get('status')}.")
+    remote.emit(body, lambda shown: print_line(f"certward at {api.server}: {shown.get('status')}."))
 
 
 platform_ca_group = typer.Typer(
@@ -102,15 +90,13 @@ OutOption = Annotated[Path, typer.Option("--out", help="File to write (DER).")]
 
 
 @platform_ca_group.command("show")
-def platform_ca_show(
-    every: AllOption = False, server: ServerOption = DEFAULT_SERVER, as_json: JsonOption = False
-) -> None:
+@connected(token=False)
+def platform_ca_show(remote: Remote, every: AllOption = False) -> None:
     """The platform CA's certificates with their state."""
-    with connect(server, None, as_json=as_json, needs_token=False) as api:
+    with remote.connect() as api:
         certificates = api.platform_ca_certificates(every=every)
-    show_rows(
+    remote.emit_rows(
         certificates,
-        as_json,
         ("id", "kind", "state", "subject", "valid until", "SHA-256"),
         lambda c: (
             c.get("id"),
@@ -125,15 +111,16 @@ def platform_ca_show(
 
 
 @platform_ca_group.command("pem")
+@connected(token=False, json=False)
 def platform_ca_pem(
+    remote: Remote,
     every: AllOption = False,
     out: Annotated[
         Path | None, typer.Option("--out", help="Write here (else printed).", show_default=False)
     ] = None,
-    server: ServerOption = DEFAULT_SERVER,
 ) -> None:
     """The active root (what machines import to trust default hostnames) as PEM."""
-    with connect(server, None, needs_token=False) as api:
+    with remote.connect() as api:
         pem = api.platform_ca_pem(every=every)
     if out is None:
         typer.echo(pem, nl=False)
@@ -143,22 +130,20 @@ def platform_ca_pem(
 
 
 @platform_ca_group.command("certificate")
-def platform_ca_certificate(
-    ca_id: CaIdArgument, out: OutOption, server: ServerOption = DEFAULT_SERVER
-) -> None:
+@connected(token=False, json=False)
+def platform_ca_certificate(remote: Remote, ca_id: CaIdArgument, out: OutOption) -> None:
     """Download one CA certificate in DER."""
-    with connect(server, None, needs_token=False) as api:
+    with remote.connect() as api:
         download = api.platform_ca_certificate(ca_id)
     write_file(out, download.content, private=False)
     print_line(f"Wrote CA certificate {ca_id} to {out}.")
 
 
 @platform_ca_group.command("crl")
-def platform_ca_crl(
-    ca_id: CaIdArgument, out: OutOption, server: ServerOption = DEFAULT_SERVER
-) -> None:
+@connected(token=False, json=False)
+def platform_ca_crl(remote: Remote, ca_id: CaIdArgument, out: OutOption) -> None:
     """Download one CA's certificate revocation list in DER."""
-    with connect(server, None, needs_token=False) as api:
+    with remote.connect() as api:
         download = api.platform_ca_crl(ca_id)
     write_file(out, download.content, private=False)
     print_line(f"Wrote the CRL of {ca_id} to {out}.")
@@ -170,15 +155,13 @@ data_plane_group = typer.Typer(
 
 
 @data_plane_group.command("excluded")
-def data_plane_excluded(
-    server: ServerOption = DEFAULT_SERVER, token: TokenOption = None, as_json: JsonOption = False
-) -> None:
+@connected()
+def data_plane_excluded(remote: Remote) -> None:
     """The sites nginx leaves out of its configuration, why, and since when."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         sites = api.excluded_sites()
-    show_rows(
+    remote.emit_rows(
         sites,
-        as_json,
         ("hostname", "app", "environment", "reason", "since"),
         lambda s: (
             s.get("hostname"),
@@ -192,30 +175,31 @@ def data_plane_excluded(
 
 
 @data_plane_group.command("nodes")
-def data_plane_nodes(
-    server: ServerOption = DEFAULT_SERVER, token: TokenOption = None, as_json: JsonOption = False
-) -> None:
+@connected()
+def data_plane_nodes(remote: Remote) -> None:
     """The gateway workers and nginx agents: the change sequence each serves, its lag
     behind the current one, its state digest and its last contact."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         answer = api.data_plane_nodes()
-    if as_json:
-        emit_json(answer)
-        return
+    remote.emit(answer, _print_nodes)
+
+
+def _print_nodes(answer: JsonObject) -> None:
     print_line(f"Current data-plane sequence: {answer.get('sequence')}")
     nodes = answer.get("nodes")
-    show_rows(
-        nodes if isinstance(nodes, list) else [],
-        as_json,
+    print_rows(
         ("node", "kind", "sequence", "lag", "hostnames", "digest", "last contact"),
-        lambda n: (
-            n.get("id"),
-            n.get("kind"),
-            n.get("sequence"),
-            n.get("lag"),
-            n.get("hostnames"),
-            str(n.get("version") or "")[:12],
-            format_time(n.get("last_contact")),
-        ),
+        [
+            (
+                n.get("id"),
+                n.get("kind"),
+                n.get("sequence"),
+                n.get("lag"),
+                n.get("hostnames"),
+                str(n.get("version") or "")[:12],
+                format_time(n.get("last_contact")),
+            )
+            for n in (nodes if isinstance(nodes, list) else [])
+        ],
         empty="No data-plane node has reported yet.",
     )

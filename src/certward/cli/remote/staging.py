@@ -8,19 +8,16 @@ from typing import Annotated, Any, Final
 import typer
 from rich.text import Text
 
-from certward.api_client import DEFAULT_SERVER, JsonObject
-from certward.cli.remote.connection import connect
-from certward.cli.remote.options import AppOption, EnvOption, JsonOption, ServerOption, TokenOption
+from certward.api_client import JsonObject
+from certward.cli.remote.connection import Remote, connected
+from certward.cli.remote.options import AppOption, EnvOption
 from certward.cli.remote.terminal import (
     NOTHING,
-    emit_json,
     format_time,
     plain_text,
     print_line,
     print_warnings,
     rows_table,
-    show_answer,
-    show_rows,
     stdout_console,
 )
 
@@ -73,17 +70,12 @@ def _print_changes(body: JsonObject) -> None:
     print_line(f"{len(changes)} pending change(s); restart applies them.")
 
 
-def changes_command(
-    app: AppOption,
-    env: EnvOption,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@connected()
+def changes_command(remote: Remote, app: AppOption, env: EnvOption) -> None:
     """What a restart would change: the applied version against the staged state."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.changes(app, env)
-    show_answer(body, as_json, _print_changes)
+    remote.emit(body, _print_changes)
 
 
 def _print_applied(body: JsonObject, app: str, env: str) -> None:
@@ -98,52 +90,34 @@ def _print_applied(body: JsonObject, app: str, env: str) -> None:
     print_warnings(body)
 
 
-def restart_command(
-    app: AppOption,
-    env: EnvOption,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@connected()
+def restart_command(remote: Remote, app: AppOption, env: EnvOption) -> None:
     """Apply every staged change as a new version (everything is judged again first)."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.restart(app, env)
-    if as_json:
-        emit_json(body)
-        return
-    _print_applied(body, app, env)
+    remote.emit(body, lambda shown: _print_applied(shown, app, env))
 
 
+@connected()
 def rollback_command(
+    remote: Remote,
     app: AppOption,
     env: EnvOption,
     to: Annotated[int, typer.Option("--to", min=1, help="The version to go back to.")],
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Apply an earlier version's content again, as a new version."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.rollback(app, env, version=to)
-    if as_json:
-        emit_json(body)
-        return
-    _print_applied(body, app, env)
+    remote.emit(body, lambda shown: _print_applied(shown, app, env))
 
 
-def versions_command(
-    app: AppOption,
-    env: EnvOption,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@connected()
+def versions_command(remote: Remote, app: AppOption, env: EnvOption) -> None:
     """The applied versions, newest first."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         versions = api.versions(app, env)
-    show_rows(
+    remote.emit_rows(
         versions,
-        as_json,
         ("version", "current", "applied", "by token", "digest"),
         lambda v: (
             v.get("version"),

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from certward.api_client import DEFAULT_SERVER, JsonObject
-from certward.cli.remote.connection import connect
+from certward.api_client import JsonObject
+from certward.cli.remote.connection import Remote, connected
 from certward.cli.remote.local_files import (
     is_encrypted_key,
     read_optional_upload,
@@ -18,22 +18,17 @@ from certward.cli.remote.local_files import (
 )
 from certward.cli.remote.options import (
     AppOption,
-    JsonOption,
     PasswordFileOption,
     PasswordStdinOption,
-    ServerOption,
-    TokenOption,
     YesOption,
     input_file,
 )
 from certward.cli.remote.terminal import (
     ask_confirmation,
-    emit_json,
     format_time,
     print_details,
     print_line,
     print_warnings,
-    show_rows,
     usage_error,
 )
 from certward.expiry import CertificateStatus
@@ -76,7 +71,9 @@ def _print_tls_certificate(body: JsonObject, title: str) -> None:
 
 
 @tls_cert_group.command("upload")
+@connected()
 def tls_cert_upload(
+    remote: Remote,
     app: AppOption,
     certificate: Annotated[Path, input_file("Certificate, PEM or DER (may hold the chain).")],
     key: Annotated[Path, input_file("Its private key, PEM or DER.")],
@@ -86,9 +83,6 @@ def tls_cert_upload(
     description: Annotated[
         str | None, typer.Option("--description", help="Free text.", show_default=False)
     ] = None,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Upload a certificate with its key and chain (judged as a TLS certificate)."""
     key_upload = read_upload(key)
@@ -97,7 +91,7 @@ def tls_cert_upload(
         password_stdin,
         prompt=f"Password of {key.name}" if is_encrypted_key(key_upload) else None,
     )
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.upload_tls_certificate(
             app,
             certificate=read_upload(certificate),
@@ -106,14 +100,16 @@ def tls_cert_upload(
             password=password,
             description=description,
         )
-    if as_json:
-        emit_json(body)
-        return
-    _print_tls_certificate(body, f"Uploaded TLS certificate {body.get('id')}")
+    remote.emit(
+        body,
+        lambda shown: _print_tls_certificate(shown, f"Uploaded TLS certificate {shown.get('id')}"),
+    )
 
 
 @tls_cert_group.command("csr")
+@connected()
 def tls_cert_csr(
+    remote: Remote,
     app: AppOption,
     common_name: Annotated[
         str, typer.Option("--common-name", help="The first name (at most 64 characters).")
@@ -132,12 +128,9 @@ def tls_cert_csr(
         Path | None,
         typer.Option("--out", help="Write the CSR here (else it is printed).", show_default=False),
     ] = None,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Have certward generate a key and a CSR: send the CSR to your CA, then `complete`."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.create_tls_csr(
             app,
             common_name=common_name,
@@ -148,9 +141,10 @@ def tls_cert_csr(
     csr = str(body.get("csr_pem") or "")
     if out is not None:
         write_file(out, csr.encode(), private=False)
-    if as_json:
-        emit_json(body)
-        return
+    remote.emit(body, lambda shown: _print_csr(shown, app, csr, out))
+
+
+def _print_csr(body: JsonObject, app: str, csr: str, out: Path | None) -> None:
     _print_tls_certificate(body, f"Pending TLS certificate {body.get('id')}")
     if out is not None:
         print_line(f"Wrote the CSR to {out}.")
@@ -163,7 +157,9 @@ def tls_cert_csr(
 
 
 @tls_cert_group.command("acme")
+@connected()
 def tls_cert_acme(
+    remote: Remote,
     app: AppOption,
     san: Annotated[
         list[str],
@@ -172,62 +168,60 @@ def tls_cert_acme(
     description: Annotated[
         str | None, typer.Option("--description", help="Free text.", show_default=False)
     ] = None,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Order a certificate from the platform's ACME CA; certward renews it by itself.
 
     Every name must already resolve to the platform (HTTP-01)."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.order_acme_tls_certificate(app, sans=san, description=description or "")
-    if as_json:
-        emit_json(body)
-        return
-    _print_tls_certificate(body, f"TLS certificate {body.get('id')} from the ACME CA")
+    remote.emit(
+        body,
+        lambda shown: _print_tls_certificate(
+            shown, f"TLS certificate {shown.get('id')} from the ACME CA"
+        ),
+    )
 
 
 @tls_cert_group.command("complete")
+@connected()
 def tls_cert_complete(
+    remote: Remote,
     tls_certificate_id: TlsIdArgument,
     app: AppOption,
     certificate: Annotated[Path, input_file("The certificate the CA signed.")],
     chain: Annotated[Path | None, input_file("Its intermediate certificates.")] = None,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Give a pending CSR the certificate its CA signed."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.complete_tls_csr(
             app,
             tls_certificate_id,
             certificate=read_upload(certificate),
             chain=read_optional_upload(chain),
         )
-    if as_json:
-        emit_json(body)
-        return
-    _print_tls_certificate(body, f"Completed TLS certificate {tls_certificate_id}")
+    remote.emit(
+        body,
+        lambda shown: _print_tls_certificate(
+            shown, f"Completed TLS certificate {tls_certificate_id}"
+        ),
+    )
 
 
 @tls_cert_group.command("list")
+@connected()
 def tls_cert_list(
+    remote: Remote,
     app: AppOption,
     status: Annotated[
         CertificateStatus | None,
         typer.Option("--status", help="Only this status.", show_default=False),
     ] = None,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """The app's TLS certificates, oldest first."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         certificates = api.list_tls_certificates(app, status=status.value if status else None)
-    show_rows(
+    remote.emit_rows(
         certificates,
-        as_json,
         ("id", "status", "names", "valid until", "domains", "description"),
         lambda c: (
             c.get("id"),
@@ -242,7 +236,9 @@ def tls_cert_list(
 
 
 @tls_cert_group.command("show")
+@connected()
 def tls_cert_show(
+    remote: Remote,
     tls_certificate_id: TlsIdArgument,
     app: AppOption,
     csr_out: Annotated[
@@ -251,55 +247,48 @@ def tls_cert_show(
             "--csr-out", help="Write a pending certificate's CSR here.", show_default=False
         ),
     ] = None,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """One TLS certificate and the domains using it."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.get_tls_certificate(app, tls_certificate_id)
     if csr_out is not None:
         if not body.get("csr_pem"):
             raise usage_error(f"TLS certificate {tls_certificate_id} has no CSR")
         write_file(csr_out, str(body["csr_pem"]).encode(), private=False)
-    if as_json:
-        emit_json(body)
-        return
-    _print_tls_certificate(body, f"TLS certificate {tls_certificate_id}")
+    remote.emit(
+        body, lambda shown: _print_tls_certificate(shown, f"TLS certificate {tls_certificate_id}")
+    )
 
 
 @tls_cert_group.command("replace")
+@connected()
 def tls_cert_replace(
+    remote: Remote,
     tls_certificate_id: TlsIdArgument,
     app: AppOption,
     replacement: Annotated[
         str, typer.Option("--with", help="Id of the certificate taking over its domains.")
     ],
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Move every custom domain using a certificate to its replacement, at once."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.replace_tls_certificate(app, tls_certificate_id, replacement_id=replacement)
-    if as_json:
-        emit_json(body)
-        return
-    _print_tls_certificate(body, f"TLS certificate {replacement} now serves")
+    remote.emit(
+        body,
+        lambda shown: _print_tls_certificate(shown, f"TLS certificate {replacement} now serves"),
+    )
 
 
 @tls_cert_group.command("delete")
+@connected()
 def tls_cert_delete(
+    remote: Remote,
     tls_certificate_id: TlsIdArgument,
     app: AppOption,
     yes: YesOption = False,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Delete a TLS certificate and its key (refused while a domain uses it)."""
     ask_confirmation(f"Delete TLS certificate {tls_certificate_id} and its private key?", yes)
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         api.delete_tls_certificate(app, tls_certificate_id)
-    if not as_json:
-        print_line(f"Deleted TLS certificate {tls_certificate_id}.")
+    remote.say(f"Deleted TLS certificate {tls_certificate_id}.")

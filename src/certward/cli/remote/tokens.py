@@ -7,24 +7,19 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from certward.api_client import DEFAULT_SERVER
-from certward.cli.remote.connection import connect
-from certward.cli.remote.options import JsonOption, OptionalAppOption, ServerOption, TokenOption
-from certward.cli.remote.terminal import (
-    emit_json,
-    format_time,
-    print_details,
-    print_line,
-    show_rows,
-    stderr_console,
-)
+from certward.api_client import JsonObject
+from certward.cli.remote.connection import Remote, connected
+from certward.cli.remote.options import OptionalAppOption, limit_option
+from certward.cli.remote.terminal import format_time, print_details, print_line, stderr_console
 from certward.vocabulary import Role
 
 token_group = typer.Typer(help="API tokens.", no_args_is_help=True)
 
 
 @token_group.command("create")
+@connected()
 def token_create(
+    remote: Remote,
     role: Annotated[Role, typer.Option("--role", help="What the token may do.")],
     app: Annotated[
         str | None, typer.Option("--app", help="The app (all roles but admin).", show_default=False)
@@ -34,16 +29,14 @@ def token_create(
         typer.Option("--env", help="The environment (runtime tokens).", show_default=False),
     ] = None,
     description: Annotated[str, typer.Option("--description", help="Who or what uses it.")] = "",
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Create a token; its value is shown this once."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.create_token(role=role.value, app=app, environment=env, description=description)
-    if as_json:
-        emit_json(body)
-        return
+    remote.emit(body, _print_new_token)
+
+
+def _print_new_token(body: JsonObject) -> None:
     print_details(
         f"Token {body.get('id')}",
         [
@@ -58,18 +51,13 @@ def token_create(
 
 
 @token_group.command("list")
-def token_list(
-    app: OptionalAppOption = None,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@connected()
+def token_list(remote: Remote, app: OptionalAppOption = None) -> None:
     """The tokens the caller may see (never their values)."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         tokens = api.list_tokens(app=app)
-    show_rows(
+    remote.emit_rows(
         tokens,
-        as_json,
         ("id", "role", "app", "environment", "description", "created", "revoked"),
         lambda t: (
             t.get("id"),
@@ -85,47 +73,34 @@ def token_list(
 
 
 @token_group.command("revoke")
+@connected()
 def token_revoke(
+    remote: Remote,
     token_id: Annotated[str, typer.Argument(help="The token's id (not its value).")],
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Revoke a token: it stops working at once."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.revoke_token(token_id)
-    if as_json:
-        emit_json(body)
-        return
-    print_line(f"Revoked token {body.get('id')} ({body.get('role')}).")
+    remote.emit(
+        body, lambda shown: print_line(f"Revoked token {shown.get('id')} ({shown.get('role')}).")
+    )
 
 
+@connected()
 def audit_command(
+    remote: Remote,
     app: OptionalAppOption = None,
     before: Annotated[
         int | None,
         typer.Option("--before", min=1, help="Only events older than this id.", show_default=False),
     ] = None,
-    limit: Annotated[
-        int | None,
-        typer.Option(
-            "--limit",
-            min=1,
-            max=500,
-            help="At most this many (API default 100).",
-            show_default=False,
-        ),
-    ] = None,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
+    limit: Annotated[int | None, limit_option(500)] = None,
 ) -> None:
     """Audit events, newest first."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         events = api.audit(app=app, before=before, limit=limit)
-    show_rows(
+    remote.emit_rows(
         events,
-        as_json,
         ("id", "at", "action", "object", "app", "by token"),
         lambda e: (
             e.get("id"),
