@@ -13,7 +13,7 @@ from certward.cli.app import app
 
 REMOTE = Path(cli_remote.__file__).parent
 # Their commands are still declared with the per-command aliases of options.py.
-NOT_YET_CONNECTED = {"access_profiles.py", "ip_deny.py", "path_rules.py"}
+NOT_YET_CONNECTED = {"access_profiles.py", "ip_deny.py", "path_rules.py", "range_profiles.py"}
 CONNECTION = {
     "server": (["--server"], "CERTWARD_SERVER"),
     "token": (["--token"], "CERTWARD_TOKEN"),

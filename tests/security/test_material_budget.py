@@ -300,7 +300,9 @@ def test_a_job_over_budget_is_killed_and_its_worker_replaced(
         body = _expect(response, 422)
         assert body["code"] == "too-expensive"
         assert setting in str(body["detail"])
-        assert elapsed < 5, f"the job was stopped after {elapsed:.1f} s"
+        # Well before the 20 s wall deadline (a worker runs at niceness +10: on a busy
+        # machine its CPU second takes longer to come).
+        assert elapsed < 10, f"the job was stopped after {elapsed:.1f} s"
         probe.stop()
         assert probe.slowest < HEALTH_BUDGET, f"/healthz took {probe.slowest:.2f} s"
 
