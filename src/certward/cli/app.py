@@ -484,7 +484,7 @@ def _print_platform_ca(view: PlatformCaView, as_json: bool) -> None:
     table = Table(box=box.SIMPLE, pad_edge=False)
     for column in ("kind", "state", "subject", "valid until", "in use", "SHA-256"):
         table.add_column(column, overflow="fold")
-    for row in rows:
+    for row, certificate in zip(rows, view.certificates, strict=True):
         table.add_row(
             Text(str(row["kind"])),
             Text(str(row["state"])),
@@ -493,15 +493,15 @@ def _print_platform_ca(view: PlatformCaView, as_json: bool) -> None:
             Text(str(row["certificates_in_use"]) if row["kind"] == "intermediate" else ""),
             Text(str(row["sha256_fingerprint"])),
         )
-    for cross in view.cross_certificates:
-        table.add_row(
-            Text("cross"),
-            Text("served"),
-            Text(f"{cross.subject}, issued by {cross.issuer}"),
-            Text(cross.not_after.isoformat()[:16].replace("T", " ")),
-            Text(""),
-            Text(cross.sha256_fingerprint),
-        )
+        if (cross := certificate.cross_certificate) is not None:
+            table.add_row(
+                Text("cross"),
+                Text("served"),
+                Text(f"{cross.subject}, issued by {cross.issuer}"),
+                Text(cross.not_after.isoformat()[:16].replace("T", " ")),
+                Text(""),
+                Text(cross.sha256_fingerprint),
+            )
     console = _console()
     console.print(table)
     console.print(Text(f"Active root: {view.root.subject} ({view.root.sha256_fingerprint})."))
