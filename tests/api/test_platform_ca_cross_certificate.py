@@ -239,33 +239,24 @@ def test_openssl_verify_reaches_either_root(
     new root. Without the cross-certificate the old root verifies nothing."""
     body = managed(api, "prod")
     leaf, chain = body["certificate_pem"], body["chain_pem"]
-    old_path = openssl_verify(
-        openssl_cli,
-        tmp_path,
-        trusted=overlap.old_root_pem,
-        chain=chain,
-        leaf=leaf,
-        hostname=overlap.prod,
-    )
-    assert old_path == [
+    above = [
         f"depth=0: CN = {overlap.prod} (untrusted)",
         "depth=1: CN = certward platform issuing CA I2 (untrusted)",
-        "depth=2: CN = certward platform root CA R2 (untrusted)",
-        "depth=3: CN = certward platform root CA R1",
     ]
-    new_path = openssl_verify(
-        openssl_cli,
-        tmp_path,
-        trusted=overlap.new_root_pem,
-        chain=chain,
-        leaf=leaf,
-        hostname=overlap.prod,
-    )
-    assert new_path == [
-        f"depth=0: CN = {overlap.prod} (untrusted)",
-        "depth=1: CN = certward platform issuing CA I2 (untrusted)",
-        "depth=2: CN = certward platform root CA R2",
-    ]
+    for trusted, path in (
+        (
+            overlap.old_root_pem,
+            [
+                "depth=2: CN = certward platform root CA R2 (untrusted)",  # the cross-certificate
+                "depth=3: CN = certward platform root CA R1",
+            ],
+        ),
+        (overlap.new_root_pem, ["depth=2: CN = certward platform root CA R2"]),
+    ):
+        shown = openssl_verify(
+            openssl_cli, tmp_path, trusted=trusted, chain=chain, leaf=leaf, hostname=overlap.prod
+        )
+        assert shown == above + path
     with pytest.raises(OpenSSLFailed):
         openssl_verify(
             openssl_cli,
