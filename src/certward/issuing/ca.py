@@ -179,8 +179,10 @@ def cross_certify(
     constraints = subject.extensions.get_extension_for_class(x509.BasicConstraints).value
     if not constraints.ca:
         raise ValueError(f"{subject.subject.rfc4514_string()} is not a CA certificate")
-    lifetime = subject.not_valid_after_utc - at + BACKDATE + _ONE_SECOND
-    not_before, not_after = _validity(issuer, at, max(lifetime, 2 * _ONE_SECOND))
+    # The subject's own lifetime, then cut at the subject's end (and, by `_validity`, at
+    # the issuer's).
+    lifetime = subject.not_valid_after_utc - subject.not_valid_before_utc + _ONE_SECOND
+    not_before, not_after = _validity(issuer, at, lifetime)
     not_after = min(not_after, subject.not_valid_after_utc)
     if not_after <= at:
         raise ValueError(f"{subject.subject.rfc4514_string()} expires at {not_after.isoformat()}")

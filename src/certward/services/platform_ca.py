@@ -438,9 +438,9 @@ def _first_active(views: Iterable[CaCertificateView], kind: str) -> CaCertificat
 def _cross_view(
     row: PlatformCa, retired: set[str], subjects: dict[str, str]
 ) -> CrossCertificateView | None:
-    """``row``'s cross-certificate while it is served."""
+    """``row``'s cross-certificate while it is served (neither root retired)."""
     issuer_id, pem = row.cross_issuer_id, row.cross_certificate_pem
-    if issuer_id is None or pem is None or issuer_id in retired:
+    if issuer_id is None or pem is None or {issuer_id, row.id} & retired:
         return None
     certificate = x509.load_pem_x509_certificate(pem.encode())
     return CrossCertificateView(
