@@ -72,6 +72,33 @@ def test_ca_show_and_rotate(installation: Settings, capsys: pytest.CaptureFixtur
     assert "retiring" in capsys.readouterr().out
 
 
+def test_ca_show_lists_the_cross_certificate_during_the_overlap(
+    installation: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After ``ca rotate --new-root`` the new root carries its cross-certificate by the old
+    root (fingerprint, validity) in ``ca show --json`` and in the table, while the old
+    root is still retiring."""
+    before = show(capsys)
+    assert all(c["cross_certificate"] is None for c in before["certificates"])  # type: ignore[union-attr]
+    assert main(["ca", "rotate", "--new-root"]) == 0
+    capsys.readouterr()
+    after = show(capsys)
+    certificates = after["certificates"]
+    assert isinstance(certificates, list)
+    [new_root] = [c for c in certificates if c["id"] == after["root"]]
+    cross = new_root["cross_certificate"]
+    assert cross["issuer_id"] == before["root"]
+    assert cross["issuer"] == "CN=certward platform root CA R1"
+    assert len(cross["sha256_fingerprint"]) == 64
+    assert cross["sha256_fingerprint"] != new_root["sha256_fingerprint"]
+    assert datetime.fromisoformat(cross["not_before"]) < datetime.fromisoformat(cross["not_after"])
+    assert all(c["cross_certificate"] is None for c in certificates if c is not new_root)
+    assert main(["ca", "show"]) == 0
+    text = capsys.readouterr().out
+    assert "cross" in text
+    assert cross["sha256_fingerprint"] in text.replace("\n", "")
+
+
 @pytest.mark.slow
 def test_worker_command_renews_due_certificates_and_stops_on_sigterm(
     installation: Settings, tmp_path: Path

@@ -324,7 +324,12 @@ class CaState(StrEnum):
 
 
 class PlatformCa(Base):
-    """A certificate of the built-in platform CA: the root, or an issuing intermediate."""
+    """A certificate of the built-in platform CA: the root, or an issuing intermediate.
+
+    A root made by a rotation also carries its cross-certificate: its key certified by
+    the root it replaced (``cross_issuer_id``), served above what its intermediates
+    issue while that root is not retired.
+    """
 
     __tablename__ = "platform_cas"
     __table_args__ = (CheckConstraint(f"length(key_id) = {KEY_ID_LENGTH}", name="key_id_length"),)
@@ -342,6 +347,8 @@ class PlatformCa(Base):
     state: Mapped[CaState] = mapped_column(enum_type(CaState, "ca_state"))
     created_at: Mapped[datetime]
     retired_at: Mapped[datetime | None]
+    cross_issuer_id: Mapped[str | None] = mapped_column(ForeignKey("platform_cas.id"))
+    cross_certificate_pem: Mapped[str | None] = mapped_column(Text)
 
 
 class ManagedCertificate(Base):

@@ -46,6 +46,7 @@ WATCHED_TABLES = {
     "ip_deny_profiles",
     "environment_ip_denies",
     "environment_versions",
+    "platform_cas",  # a root's retirement ends the overlap its cross-certificate bridged
 }
 
 

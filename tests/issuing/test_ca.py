@@ -290,6 +290,121 @@ def test_issuer_locations_must_be_plain_http() -> None:
         ca.IssuerLocations(certificate_url="https://x.example/c", crl_url="http://x.example/l")
 
 
+# -- cross-certificates ----------------------------------------------------------------------
+
+LATER = NOW + timedelta(days=400)  # a rotation, a year and more after the first root
+
+
+@pytest.fixture(scope="module")
+def new_root() -> ca.Authority:
+    """The root a rotation at LATER makes."""
+    return ca.create_root(at=LATER, common_name="certward platform root CA R2")
+
+
+def cross(root: ca.Authority, new_root: ca.Authority) -> x509.Certificate:
+    return ca.cross_certify(root, new_root.certificate, at=LATER, issuer_locations=LOCATIONS)
+
+
+def test_cross_certificate_is_the_new_root_issued_by_the_old_one(
+    root: ca.Authority, new_root: ca.Authority
+) -> None:
+    """Subject, key and key identifier of the new root; issuer, authority key identifier
+    and signature of the old root; a CA without a path length; validity from LATER to the
+    old root's end (the new root outlives it)."""
+    certificate = cross(root, new_root)
+    extensions = certificate.extensions
+    new_extensions = new_root.certificate.extensions
+    assert certificate.subject == new_root.certificate.subject
+    assert certificate.issuer == root.certificate.subject
+    assert certificate.public_key() == new_root.certificate.public_key()
+    certificate.verify_directly_issued_by(root.certificate)
+    ski = extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert ski == new_extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    aki = extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    root_ski = root.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    assert aki.key_identifier == root_ski.value.digest
+    constraints = extensions.get_extension_for_class(x509.BasicConstraints)
+    assert constraints.critical
+    assert (constraints.value.ca, constraints.value.path_length) == (True, None)
+    assert extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+    assert certificate.not_valid_before_utc == LATER - ca.BACKDATE
+    assert certificate.not_valid_after_utc == root.not_after
+
+
+def test_cross_certificate_ends_with_the_new_root_when_that_ends_first(root: ca.Authority) -> None:
+    """A cross-certificate never outlives the root it certifies either."""
+    short = ca.create_root(at=LATER, common_name="short root", lifetime=timedelta(days=30))
+    certificate = ca.cross_certify(root, short.certificate, at=LATER, issuer_locations=LOCATIONS)
+    assert certificate.not_valid_after_utc == short.not_after
+
+
+def test_cross_certifying_refuses_a_leaf_and_an_expired_old_root(
+    root: ca.Authority, intermediate: ca.Authority, new_root: ca.Authority
+) -> None:
+    """Only a CA certificate is cross-certified, and only by a root still valid."""
+    with pytest.raises(ValueError, match="not a CA certificate"):
+        ca.cross_certify(root, issue(intermediate).certificate, at=NOW, issuer_locations=LOCATIONS)
+    with pytest.raises(ValueError, match="rotate the platform CA"):
+        ca.cross_certify(
+            root,
+            new_root.certificate,
+            at=root.not_after + timedelta(seconds=1),
+            issuer_locations=LOCATIONS,
+        )
+
+
+def test_either_root_verifies_what_the_new_root_issues_through_the_bridge(
+    root: ca.Authority, new_root: ca.Authority
+) -> None:
+    """pyca's strict verifier, given intermediate and cross-certificate: trusting only the
+    old root, the path is leaf, intermediate, cross-certificate, old root; trusting only
+    the new root, leaf, intermediate, new root (the cross-certificate is left out)."""
+    new_intermediate = ca.create_intermediate(
+        new_root,
+        at=LATER,
+        common_name="certward platform issuing CA I2",
+        parent_locations=LOCATIONS,
+    )
+    bridge = cross(root, new_root)
+    issued = ca.issue_server_certificate(
+        new_intermediate,
+        HOST,
+        at=LATER,
+        lifetime=WEEK,
+        issuer_locations=LOCATIONS,
+        chain=[new_intermediate.certificate, bridge],
+    )
+    paths = {}
+    for trusted in (root, new_root):
+        verifier = (
+            PolicyBuilder()
+            .store(Store([trusted.certificate]))
+            .time(LATER + timedelta(hours=1))
+            .build_server_verifier(x509.DNSName(HOST))
+        )
+        paths[trusted] = verifier.verify(issued.certificate, list(issued.chain))
+    assert paths[root] == [
+        issued.certificate,
+        new_intermediate.certificate,
+        bridge,
+        root.certificate,
+    ]
+    assert paths[new_root] == [
+        issued.certificate,
+        new_intermediate.certificate,
+        new_root.certificate,
+    ]
+    with pytest.raises(x509.verification.VerificationError):
+        verify(
+            root,
+            ca.issue_server_certificate(
+                new_intermediate, HOST, at=LATER, lifetime=WEEK, issuer_locations=LOCATIONS
+            ),
+            HOST,
+            LATER + timedelta(hours=1),
+        )
+
+
 # -- pkilint ----------------------------------------------------------------------------------
 
 
@@ -316,6 +431,21 @@ def test_ca_certificates_pass_pkilint_rfc5280(
     for authority in (root, intermediate):
         findings = lint.pkix_findings(authority.certificate)
         assert [f for f in findings if f.severity in {"FATAL", "ERROR", "WARNING"}] == []
+
+
+def test_cross_certificate_passes_pkilint(root: ca.Authority, new_root: ca.Authority) -> None:
+    """pkilint's RFC 5280 profile finds no error or warning in a cross-certificate, nor
+    its CA/B Forum cross-certified subordinate CA profile any error but the two about the
+    subject, which must be the new root's own (these roots name no country and
+    organization)."""
+    certificate = cross(root, new_root)
+    findings = lint.pkix_findings(certificate)
+    assert [f for f in findings if f.severity in {"FATAL", "ERROR", "WARNING"}] == []
+    cabf = lint.serverauth_findings(certificate, lint.CertificateType.INTERNAL_CROSS_CA)
+    assert {f.code for f in lint.errors(cabf)} <= {
+        "cabf.serverauth.ca.country_attribute_absent",
+        "cabf.serverauth.ca.organization_name_attribute_absent",
+    }
 
 
 def test_pkilint_harness_reports_errors(intermediate: ca.Authority) -> None:

@@ -18,9 +18,10 @@ from starlette.routing import Route
 from certward.api import create_app
 from certward.authorization import hash_token
 from certward.errors import Unauthorized
-from certward.services import tls_certificates, tokens
+from certward.services import platform_ca, tls_certificates, tokens
 from certward.services.acme_issuing import close_acme
 from certward.vocabulary import Plan, Role
+from certward.web.pages import grouped_hex
 from certward.web.routes import console_routes
 from tests.material.factory import NOW, TestCA
 from tests.web import hostile_corpus
@@ -639,6 +640,19 @@ def test_audit_log_and_platform_ca(console: ConsoleClient) -> None:
     ca = console.get("/platform/ca").text
     assert 'href="/api/v1/platform/ca"' in ca
     assert "Active root" in ca
+    assert "Cross-certificate" not in ca
+
+
+def test_platform_ca_page_shows_the_cross_certificate_during_the_overlap(
+    console: ConsoleClient,
+) -> None:
+    shop(console)
+    console.sign_in()
+    rotated = platform_ca.rotate(console.platform.context, new_root=True)
+    assert rotated.root.cross_certificate is not None
+    page = console.get("/platform/ca").text
+    assert "Cross-certificate" in page
+    assert grouped_hex(rotated.root.cross_certificate.sha256_fingerprint) in page
 
 
 def test_viewers_get_no_forms_and_are_refused_changes(console: ConsoleClient) -> None:

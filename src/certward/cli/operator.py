@@ -220,6 +220,15 @@ def _print_platform_ca(view: PlatformCaView, as_json: bool) -> None:
             "not_after": c.not_after.isoformat(),
             "sha256_fingerprint": c.sha256_fingerprint,
             "certificates_in_use": c.certificates_in_use,
+            "cross_certificate": None
+            if c.cross_certificate is None
+            else {
+                "issuer_id": c.cross_certificate.issuer_id,
+                "issuer": c.cross_certificate.issuer,
+                "not_before": c.cross_certificate.not_before.isoformat(),
+                "not_after": c.cross_certificate.not_after.isoformat(),
+                "sha256_fingerprint": c.cross_certificate.sha256_fingerprint,
+            },
         }
         for c in view.certificates
     ]
@@ -234,7 +243,7 @@ def _print_platform_ca(view: PlatformCaView, as_json: bool) -> None:
     table = Table(box=box.SIMPLE, pad_edge=False)
     for column in ("kind", "state", "subject", "valid until", "in use", "SHA-256"):
         table.add_column(column, overflow="fold")
-    for row in rows:
+    for row, certificate in zip(rows, view.certificates, strict=True):
         table.add_row(
             Text(str(row["kind"])),
             Text(str(row["state"])),
@@ -243,9 +252,27 @@ def _print_platform_ca(view: PlatformCaView, as_json: bool) -> None:
             Text(str(row["certificates_in_use"]) if row["kind"] == "intermediate" else ""),
             Text(str(row["sha256_fingerprint"])),
         )
+        if (cross := certificate.cross_certificate) is not None:
+            table.add_row(
+                Text("cross"),
+                Text("served"),
+                Text(f"{cross.subject}, issued by {cross.issuer}"),
+                Text(cross.not_after.isoformat()[:16].replace("T", " ")),
+                Text(""),
+                Text(cross.sha256_fingerprint),
+            )
     console = stdout_console()
     console.print(table)
     console.print(Text(f"Active root: {view.root.subject} ({view.root.sha256_fingerprint})."))
+    for cross in view.cross_certificates:
+        console.print(
+            Text(
+                f"Cross-certificate of {cross.subject} by {cross.issuer} "
+                f"({cross.sha256_fingerprint}), valid {cross.not_before.isoformat()} to "
+                f"{cross.not_after.isoformat()}: served with what the new root issues "
+                "until the old root is retired."
+            )
+        )
 
 
 @webhook_app.command("add")

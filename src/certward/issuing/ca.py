@@ -9,6 +9,12 @@ error in what is issued:
   and cRLSign (critical), subject and authority key identifiers;
 - **intermediate** (issuing CA): as a root plus a path length of 0, the serverAuth
   EKU, the DV policy, and where its issuer's certificate and CRL are published;
+- **cross-certificate** (a bridge from an old root to a new one): the new root's
+  subject, key and subject key identifier, issued and signed by the old root, within
+  the old root's validity; otherwise an intermediate's profile without a path length
+  (the new root's own intermediates are below it). A relying party that trusts only
+  the old root reaches it through this certificate; one that trusts the new root stops
+  at that root and never needs it;
 - **server certificate**: the hostname as its only SAN (and as common name when it
   fits in 64 characters; otherwise the subject is empty and the SAN critical),
   ``keyUsage`` digitalSignature (critical), the serverAuth EKU, ``basicConstraints``
@@ -154,6 +160,47 @@ def create_intermediate(
         .add_extension(_crl_distribution_points(parent_locations), critical=False)
     )
     return Authority(certificate=builder.sign(parent.private_key, hashes.SHA256()), private_key=key)
+
+
+def cross_certify(
+    issuer: Authority,
+    subject: x509.Certificate,
+    *,
+    at: datetime,
+    issuer_locations: IssuerLocations,
+) -> x509.Certificate:
+    """The CA certificate ``subject`` (a root) issued again by ``issuer`` (an older root):
+    same subject, key and subject key identifier, valid from (about) ``at`` to the end of
+    ``subject`` or of ``issuer``, whichever comes first.
+
+    `ValueError` when ``subject`` is not a CA certificate or ``issuer`` has expired by ``at``.
+    """
+    constraints = subject.extensions.get_extension_for_class(x509.BasicConstraints).value
+    if not constraints.ca:
+        raise ValueError(f"{subject.subject.rfc4514_string()} is not a CA certificate")
+    # The subject's own lifetime, then cut at the subject's end (and, by `_validity`, at
+    # the issuer's).
+    lifetime = subject.not_valid_after_utc - subject.not_valid_before_utc + _ONE_SECOND
+    not_before, not_after = _validity(issuer, at, lifetime)
+    not_after = min(not_after, subject.not_valid_after_utc)
+    if not_after <= at:
+        raise ValueError(f"{subject.subject.rfc4514_string()} expires at {not_after.isoformat()}")
+    public_key = subject.public_key()
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):
+        raise ValueError("the platform CA cross-certifies only its own ECDSA roots")
+    ski = subject.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    builder = (
+        _builder(subject.subject, issuer.certificate.subject, public_key, not_before, not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(ski, critical=False)
+        .add_extension(_authority_key_identifier(issuer), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(_policies(), critical=False)
+        .add_extension(_authority_information_access(issuer_locations), critical=False)
+        .add_extension(_crl_distribution_points(issuer_locations), critical=False)
+    )
+    return builder.sign(issuer.private_key, hashes.SHA256())
 
 
 class ServerCertificateIssuer:

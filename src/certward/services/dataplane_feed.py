@@ -8,6 +8,12 @@ is another row), so decrypted material is cached by row id and a reload decrypts
 what is new. The state's ``version`` is a digest of everything served, so the gateway
 and the nginx agent can tell cheaply whether anything changed.
 
+A managed certificate of the platform CA is served with its stored chain and, during
+a new root's overlap, the root's cross-certificate above it
+(`certward.services.platform_ca.served_cross_certificates`, one small query per read);
+cached material built with a cross-certificate that is no longer served (or without
+one that now is) is read again.
+
 Between full loads a node follows the change feed: the database's triggers (migration
 0007) advance ``data_plane_sequence`` and list the changed hostnames in
 ``data_plane_changes`` in the transaction of every served change. `poll` reads the
@@ -27,7 +33,7 @@ import threading
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, null, select, update
 from sqlalchemy.orm import Session
 
 from certward.dataplane.state import (
@@ -50,6 +56,7 @@ from certward.services.acme_issuing import challenge_response
 from certward.services.context import Context
 from certward.services.dataplane_access import applied_access
 from certward.services.domains import LiveHostname, live_hostnames
+from certward.services.platform_ca import served_cross_certificates
 
 _TABLES: dict[str, type[ManagedCertificate] | type[TlsCertificate]] = {
     ManagedCertificate.__tablename__: ManagedCertificate,
@@ -84,6 +91,11 @@ class DataPlaneFeed:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._material: dict[tuple[str, str], ServedCertificate] = {}
+        # Cached rows served with a cross-certificate (by issuing CA), and those served
+        # when they were read: a new root's intermediates issue nothing before its overlap
+        # begins, so only an overlap's end makes cached material stale.
+        self._bridged: dict[tuple[str, str], str] = {}
+        self._bridges: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def load(self) -> DataPlaneState:
@@ -194,6 +206,9 @@ class DataPlaneFeed:
     ) -> Mapping[tuple[str, str], ServedCertificate]:
         """The material of ``hosts``' certificates: cached rows, and the others read and
         decrypted (kept in the cache when ``keep``)."""
+        bridges = served_cross_certificates(session)
+        if bridges != self._bridges:
+            self._forget_bridged(bridges)
         found: dict[tuple[str, str], ServedCertificate] = self._material if keep else {}
         wanted: dict[str, set[str]] = {}
         for live in hosts:
@@ -208,6 +223,7 @@ class DataPlaneFeed:
             model = _TABLES[table]
             aad = private_key_aad(table)
             id_list = sorted(ids)
+            issuing_ca = ManagedCertificate.issuing_ca_id if model is ManagedCertificate else null()
             for start in range(0, len(id_list), 500):
                 rows = session.execute(
                     select(
@@ -215,13 +231,18 @@ class DataPlaneFeed:
                         model.certificate_pem,
                         model.chain_pem,
                         model.private_key_ciphertext,
+                        issuing_ca,
                     ).where(model.id.in_(id_list[start : start + 500]))
                 )
-                for row_id, certificate_pem, chain_pem, ciphertext in rows:
+                for row_id, certificate_pem, chain_pem, ciphertext, ca_id in rows:
                     if not certificate_pem:
                         continue  # a CSR still waiting for its signed certificate
                     der = self.ctx.secrets.decrypt(ciphertext, aad=aad(row_id))
                     chain = certificate_pem.strip() + "\n" + (chain_pem or "").strip()
+                    if ca_id in bridges:
+                        chain += "\n" + bridges[ca_id].strip()
+                        if keep:
+                            self._bridged[(table, row_id)] = ca_id
                     found[(table, row_id)] = ServedCertificate(
                         id=f"{table}:{row_id}:{hashlib.sha256(chain.encode()).hexdigest()[:16]}",
                         chain_pem=chain.strip().encode("ascii") + b"\n",
@@ -233,6 +254,20 @@ class DataPlaneFeed:
         used = {(h.certificate_table, h.certificate_id) for h in hosts if h.certificate_id}
         for key in [k for k in self._material if k not in used]:
             del self._material[key]
+            self._bridged.pop(key, None)
+
+    def _forget_bridged(self, bridges: Mapping[str, str]) -> None:
+        """Forget the cached material whose cross-certificate changed (a root's overlap
+        began or ended): it is read again with ``bridges``, the ones served now."""
+        changed = {
+            ca_id
+            for ca_id in bridges.keys() | self._bridges.keys()
+            if bridges.get(ca_id) != self._bridges.get(ca_id)
+        }
+        for key in [k for k, ca_id in self._bridged.items() if ca_id in changed]:
+            self._material.pop(key, None)
+            del self._bridged[key]
+        self._bridges = dict(bridges)
 
 
 def trim_changes(ctx: Context, kept: int) -> int:

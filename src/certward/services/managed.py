@@ -78,7 +78,12 @@ from certward.services import renewal_queue
 from certward.services.acme_issuing import acme_enabled, order_certificate
 from certward.services.context import Context
 from certward.services.lookups import find_environment
-from certward.services.platform_ca import IssuingCa, issuing_ca, retire_unused
+from certward.services.platform_ca import (
+    IssuingCa,
+    issuing_ca,
+    retire_unused,
+    served_cross_certificates,
+)
 from certward.services.renewal_queue import CLAIM_LEASE, RELEASED, RenewalReport
 
 ACTIVE = "active"
@@ -100,7 +105,8 @@ class ManagedCertificateView:
 
     ``state`` is ``active`` (issued) or ``pending`` (its first certificate is still to
     come from the ACME CA: no material, and ``attempts``/``last_error`` say how the
-    orders went so far).
+    orders went so far). ``chain_pem`` is the chain served above it: during a new
+    root's overlap, with the root's cross-certificate last.
     """
 
     hostname: str
@@ -266,7 +272,8 @@ def get_managed_certificate(
                 f"The environment {env_name!r} has no managed certificate yet.",
                 code=RefusalCode.MANAGED_CERTIFICATE_NOT_FOUND,
             )
-        return _view(row)
+        bridge = served_cross_certificates(session).get(row.issuing_ca_id or "", "")
+        return _view(row, bridge)
 
 
 def renew_due(ctx: Context, *, worker: str, limit: int) -> RenewalReport:
@@ -521,7 +528,7 @@ def _row_values(
     }
 
 
-def _view(row: ManagedCertificate) -> ManagedCertificateView:
+def _view(row: ManagedCertificate, bridge: str) -> ManagedCertificateView:
     if row.state == PENDING:
         return ManagedCertificateView(
             hostname=row.hostname,
@@ -551,7 +558,7 @@ def _view(row: ManagedCertificate) -> ManagedCertificateView:
         serial=row.serial,
         sha256_fingerprint=row.sha256_fingerprint,
         certificate_pem=row.certificate_pem,
-        chain_pem=row.chain_pem,
+        chain_pem=row.chain_pem + bridge,
         attempts=row.attempts,
         next_attempt_at=row.next_attempt_at,
         last_error=row.last_error,

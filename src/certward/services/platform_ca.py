@@ -8,6 +8,13 @@ intermediate (and, if asked, a new root above it) active; the ones it replaces b
 verifying, until no active managed certificate was issued by them. Then they are
 ``retired`` (a retiring root once none of its intermediates is in use).
 
+A new root is also cross-certified by the root it replaces (`cross_certify`): while
+that old root is not retired, the cross-certificate is served above every certificate
+the new root's intermediates issue (`served_cross_certificates`), so a relying party
+that trusts only the old root still finds a path (leaf, intermediate, cross-certificate,
+old root), and one that trusts the new root stops there. One step only: a root rotated
+again during the overlap is bridged to its predecessor, not to the roots before it.
+
 Creating and rotating take turns: on PostgreSQL under a transaction-level advisory
 lock, on SQLite because writing transactions already do.
 """
@@ -22,7 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from certward.authorization import Principal
 from certward.errors import NotFound, RefusalCode, SecretError
@@ -32,6 +39,7 @@ from certward.issuing.ca import (
     ServerCertificateIssuer,
     create_intermediate,
     create_root,
+    cross_certify,
     sign_crl,
 )
 from certward.model import CaState, ManagedCertificate, PlatformCa, new_id
@@ -54,8 +62,23 @@ _ADVISORY_LOCK = 0x63_65_72_74_77_61_72_64 & 0x7FFF_FFFF_FFFF_FFFF  # "certward"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CrossCertificateView:
+    """A root's key certified by the root it replaced (``issuer_id``), while served:
+    ``subject`` is the root's, ``issuer`` the old root's."""
+
+    subject: str
+    issuer_id: str
+    issuer: str
+    sha256_fingerprint: str
+    not_before: datetime
+    not_after: datetime
+    certificate_pem: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CaCertificateView:
-    """One certificate of the platform CA, public facts only."""
+    """One certificate of the platform CA, public facts only; a root's
+    ``cross_certificate`` is shown while it is served (its issuer not retired)."""
 
     id: str
     kind: str
@@ -69,6 +92,7 @@ class CaCertificateView:
     retired_at: datetime | None
     certificate_pem: str
     certificates_in_use: int  # active managed certificates it issued (intermediates)
+    cross_certificate: CrossCertificateView | None = None
 
     @property
     def published(self) -> bool:
@@ -88,6 +112,11 @@ class PlatformCaView:
     def published(self) -> tuple[CaCertificateView, ...]:
         """What relying parties may need: every active or retiring certificate."""
         return tuple(c for c in self.certificates if c.published)
+
+    @property
+    def cross_certificates(self) -> tuple[CrossCertificateView, ...]:
+        """The cross-certificates served now (during a new root's overlap)."""
+        return tuple(c.cross_certificate for c in self.certificates if c.cross_certificate)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,7 +154,8 @@ def show(ctx: Context) -> PlatformCaView:
 
 def rotate(ctx: Context, *, new_root: bool) -> PlatformCaView:
     """Make a new intermediate (under a new root if ``new_root``) active; what it replaces
-    stays published as ``retiring`` until nothing active it issued is left."""
+    stays published as ``retiring`` until nothing active it issued is left. A new root
+    is cross-certified by the old one (unless that has expired)."""
     with ctx.database.transaction() as session:
         _take_turns(session)
         now = ctx.clock.now()
@@ -135,6 +165,8 @@ def rotate(ctx: Context, *, new_root: bool) -> PlatformCaView:
             if old_root is not None:
                 old_root.state = CaState.RETIRING
             root = _add_root(session, ctx, now)
+            if old_root is not None:
+                _add_cross_certificate(ctx, root, old_root, now)
         if old_intermediate is not None:
             old_intermediate.state = CaState.RETIRING
         intermediate = _add_intermediate(session, ctx, root, now)
@@ -155,6 +187,7 @@ def rotate(ctx: Context, *, new_root: bool) -> PlatformCaView:
             after={
                 "root": root.sha256_fingerprint,
                 "intermediate": intermediate.sha256_fingerprint,
+                "cross_certificate": _fingerprint(root.cross_certificate_pem),
             },
         )
         return _view(session)
@@ -178,6 +211,24 @@ def issuing_ca(session: Session, ctx: Context) -> IssuingCa:
         locations=locations,
         server_certificates=ServerCertificateIssuer(authority, locations, chain=chain),
     )
+
+
+def served_cross_certificates(session: Session) -> dict[str, str]:
+    """The cross-certificate (PEM) served above what each intermediate issues, by
+    intermediate id: for the published intermediates of every root whose cross-certificate
+    issuer is not retired. Empty outside a new root's overlap."""
+    intermediate, root, signer = (aliased(PlatformCa) for _ in range(3))
+    rows = session.execute(
+        select(intermediate.id, root.cross_certificate_pem)
+        .join(root, root.id == intermediate.issuer_id)
+        .join(signer, signer.id == root.cross_issuer_id)
+        .where(
+            intermediate.state != CaState.RETIRED,
+            signer.state != CaState.RETIRED,
+            root.cross_certificate_pem.is_not(None),
+        )
+    )
+    return {ca_id: pem for ca_id, pem in rows if pem}
 
 
 def retire_unused(session: Session, at: datetime) -> None:
@@ -285,6 +336,30 @@ def _add_intermediate(
     return _store(session, ctx, authority, kind=INTERMEDIATE, issuer_id=root.id, now=now)
 
 
+def _add_cross_certificate(
+    ctx: Context, root: PlatformCa, old_root: PlatformCa, now: datetime
+) -> None:
+    """Certify ``root``'s key with ``old_root`` (nothing when ``old_root`` has expired:
+    whoever trusts only it verifies nothing any more)."""
+    try:
+        cross = cross_certify(
+            _authority(ctx, old_root),
+            x509.load_pem_x509_certificate(root.certificate_pem.encode()),
+            at=now,
+            issuer_locations=locations_of(ctx, old_root.id),
+        )
+    except ValueError:
+        return
+    root.cross_issuer_id = old_root.id
+    root.cross_certificate_pem = cross.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _fingerprint(pem: str | None) -> str | None:
+    if pem is None:
+        return None
+    return x509.load_pem_x509_certificate(pem.encode()).fingerprint(hashes.SHA256()).hex()
+
+
 def _count(session: Session, kind: str) -> int:
     return (
         session.scalar(select(func.count()).select_from(PlatformCa).where(PlatformCa.kind == kind))
@@ -343,7 +418,11 @@ def _view(session: Session) -> PlatformCaView:
             .group_by(ManagedCertificate.issuing_ca_id)
         ).all()
     )
-    views = tuple(_ca_view(row, counts.get(row.id, 0)) for row in rows)
+    retired = {row.id for row in rows if row.state is CaState.RETIRED}
+    subjects = {row.id: row.subject for row in rows}
+    views = tuple(
+        _ca_view(row, counts.get(row.id, 0), _cross_view(row, retired, subjects)) for row in rows
+    )
     root = _first_active(views, ROOT)
     intermediate = _first_active(views, INTERMEDIATE)
     if root is None or intermediate is None:
@@ -358,7 +437,26 @@ def _first_active(views: Iterable[CaCertificateView], kind: str) -> CaCertificat
     return next((v for v in views if v.kind == kind and v.state is CaState.ACTIVE), None)
 
 
-def _ca_view(row: PlatformCa, in_use: int) -> CaCertificateView:
+def _cross_view(
+    row: PlatformCa, retired: set[str], subjects: dict[str, str]
+) -> CrossCertificateView | None:
+    """``row``'s cross-certificate while it is served (neither root retired)."""
+    issuer_id, pem = row.cross_issuer_id, row.cross_certificate_pem
+    if issuer_id is None or pem is None or {issuer_id, row.id} & retired:
+        return None
+    certificate = x509.load_pem_x509_certificate(pem.encode())
+    return CrossCertificateView(
+        subject=row.subject,
+        issuer_id=issuer_id,
+        issuer=subjects[issuer_id],
+        sha256_fingerprint=certificate.fingerprint(hashes.SHA256()).hex(),
+        not_before=certificate.not_valid_before_utc,
+        not_after=certificate.not_valid_after_utc,
+        certificate_pem=pem,
+    )
+
+
+def _ca_view(row: PlatformCa, in_use: int, cross: CrossCertificateView | None) -> CaCertificateView:
     return CaCertificateView(
         id=row.id,
         kind=row.kind,
@@ -372,4 +470,5 @@ def _ca_view(row: PlatformCa, in_use: int) -> CaCertificateView:
         retired_at=row.retired_at,
         certificate_pem=row.certificate_pem,
         certificates_in_use=in_use,
+        cross_certificate=cross,
     )

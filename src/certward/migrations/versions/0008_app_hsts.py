@@ -10,13 +10,13 @@ are made again to fire on its updates too.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
 from types import ModuleType
 
 import sqlalchemy as sa
 from alembic import op
+
+from certward.migrations import revision_module
 
 revision: str = "0008"
 down_revision: str | None = "0007"
@@ -26,13 +26,7 @@ depends_on: str | Sequence[str] | None = None
 
 def _feed() -> ModuleType:
     """Revision 0007, whose trigger definitions this one reuses."""
-    path = Path(__file__).with_name("0007_data_plane_feed.py")
-    spec = importlib.util.spec_from_file_location("certward_migration_0007", path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return revision_module("0007_data_plane_feed.py")
 
 
 def _apps_triggers(update_of: tuple[str, ...]) -> None:
