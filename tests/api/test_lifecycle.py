@@ -184,7 +184,11 @@ def test_pem_and_der_certificate_with_key_and_chain_files_are_staged(
     assert body["sha256_fingerprint"] == _fingerprint(pem_leaf)
     assert body["pins"] == ["pem.partner.example"]
     assert body["state"] == "staged"
-    assert [c["subject"] for c in body["chain"]] == [client_ca.certificate.subject.rfc4514_string()]
+    # The uploaded chain is the root itself: it is checked, but never stored to be sent.
+    assert body["chain"] == []
+    assert [p["certificate"] for p in body["problems"] if p["code"] == "root-not-served"] == [
+        client_ca.certificate.subject.rfc4514_string()
+    ]
 
     der_leaf = client_leaf(client_ca, "der.client.example.test")
     body = expect(

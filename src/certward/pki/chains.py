@@ -58,6 +58,10 @@ class RootStore:
         candidates = self._by_subject.get(certificate.issuer.public_bytes(), [])
         return tuple(c for c in candidates if issued_by(certificate, c))
 
+    def names(self, name: x509.Name) -> bool:
+        """Whether some anchor has the subject ``name``."""
+        return name.public_bytes() in self._by_subject
+
     def holds(self, certificate: x509.Certificate) -> bool:
         """Whether ``certificate`` is itself one of the anchors."""
         return certificate in self._by_subject.get(certificate.subject.public_bytes(), [])

@@ -217,7 +217,18 @@ class _Judge:
 
     def chain_problems(self, chain: Chain, purpose: Purpose | None) -> None:
         leaf = chain.leaf
-        if chain.missing_issuer is not None:
+        if chain.missing_issuer is not None and self.known_roots.names(chain.missing_issuer):
+            top = subject_of(chain.certificates[-1])
+            message = (
+                f"{top} names the known root {chain.missing_issuer.rfc4514_string()} as its "
+                "issuer, but no root of that name signed it: the certificate was altered or "
+                "forged."
+            )
+            if purpose is Purpose.TLS_CERTIFICATE:
+                self.error(ProblemCode.CHAIN_INVALID, message, certificate=top)
+            else:
+                self.warning(ProblemCode.CHAIN_INVALID, message, certificate=top)
+        elif chain.missing_issuer is not None:
             missing = chain.missing_issuer.rfc4514_string()
             if len(chain.certificates) == 1:
                 self.leaf_issuer_missing(leaf, missing, purpose)
