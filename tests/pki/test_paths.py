@@ -74,8 +74,9 @@ def test_an_uploaded_root_is_left_out_of_the_served_chain() -> None:
 
 
 def test_a_forged_signature_under_a_known_root_name_is_invalid() -> None:
+    """Name and key identifier of the known root, signature of another key."""
     root = TestCA.root(name="paths forged root")
-    forger = TestCA.root(name="paths forged root")
+    forger = TestCA(certificate=root.certificate, private_key=TestCA.root().private_key)
     issuing = forger.intermediate(name="paths forged issuing")
     leaf = issuing.issue_leaf("shop.example.com")
     judgement = judge(
@@ -85,7 +86,18 @@ def test_a_forged_signature_under_a_known_root_name_is_invalid() -> None:
         hostnames=["shop.example.com"],
         known_roots=RootStore([root.certificate]),
     )
-    assert ProblemCode.CHAIN_INVALID in {p.code for p in judgement.errors}
+    (invalid,) = [p for p in judgement.errors if p.code is ProblemCode.CHAIN_INVALID]
+    assert "CN=paths forged root" in invalid.message
+    renamed = TestCA.root(name="paths forged root")  # a re-keyed root the store lacks
+    other = renamed.intermediate(name="paths forged issuing")
+    kept = judge(
+        upload(other.issue_leaf("shop.example.com"), other.certificate),
+        at=NOW,
+        purpose=Purpose.TLS_CERTIFICATE,
+        hostnames=["shop.example.com"],
+        known_roots=RootStore([root.certificate]),
+    )
+    assert ProblemCode.CHAIN_INVALID not in {p.code for p in kept.problems}
 
 
 def test_a_client_certificate_from_a_public_ca_is_warned_about() -> None:

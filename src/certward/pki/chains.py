@@ -58,9 +58,11 @@ class RootStore:
         candidates = self._by_subject.get(certificate.issuer.public_bytes(), [])
         return tuple(c for c in candidates if issued_by(certificate, c))
 
-    def names(self, name: x509.Name) -> bool:
-        """Whether some anchor has the subject ``name``."""
-        return name.public_bytes() in self._by_subject
+    def claimed_by(self, certificate: x509.Certificate) -> tuple[x509.Certificate, ...]:
+        """The anchors ``certificate`` names as its issuer, by name and key identifier,
+        whether or not they signed it."""
+        candidates = self._by_subject.get(certificate.issuer.public_bytes(), [])
+        return tuple(c for c in candidates if names_link(certificate, c))
 
     def holds(self, certificate: x509.Certificate) -> bool:
         """Whether ``certificate`` is itself one of the anchors."""

@@ -217,12 +217,13 @@ class _Judge:
 
     def chain_problems(self, chain: Chain, purpose: Purpose | None) -> None:
         leaf = chain.leaf
-        if chain.missing_issuer is not None and self.known_roots.names(chain.missing_issuer):
+        claimed = self.known_roots.claimed_by(chain.certificates[-1])
+        if chain.missing_issuer is not None and claimed:
             top = subject_of(chain.certificates[-1])
             message = (
-                f"{top} names the known root {chain.missing_issuer.rfc4514_string()} as its "
-                "issuer, but no root of that name signed it: the certificate was altered or "
-                "forged."
+                f"{top} names the known root {subject_of(claimed[0])} as its issuer (by "
+                "name and key identifier), but that root's key did not sign it: the "
+                "certificate was altered or forged."
             )
             if purpose is Purpose.TLS_CERTIFICATE:
                 self.error(ProblemCode.CHAIN_INVALID, message, certificate=top)
