@@ -53,11 +53,6 @@ class RootStore:
         """Every anchor, in no particular order."""
         return tuple(c for group in self._by_subject.values() for c in group)
 
-    def issuers_of(self, certificate: x509.Certificate) -> tuple[x509.Certificate, ...]:
-        """The anchors that signed ``certificate`` (several when a root was re-keyed)."""
-        candidates = self._by_subject.get(certificate.issuer.public_bytes(), [])
-        return tuple(c for c in candidates if issued_by(certificate, c))
-
     def claimed_by(self, certificate: x509.Certificate) -> tuple[x509.Certificate, ...]:
         """The anchors ``certificate`` names as its issuer, by name and key identifier,
         whether or not they signed it."""

@@ -38,7 +38,7 @@ from certward.pki.inspect import (
 )
 from certward.pki.material import Material, MaterialKind
 from certward.pki.names import HostnameError, covers, normalize_hostname
-from certward.pki.paths import MAX_CANDIDATE_PATHS, build_chain, describe_path
+from certward.pki.paths import MAX_CANDIDATE_PATHS, MAX_PATH_LENGTH, build_chain, describe_path
 from certward.pki.problems import Problem, ProblemCode, has_errors
 
 _WEAK_HASHES = (hashes.MD5, hashes.SHA1)
@@ -271,8 +271,9 @@ class _Judge:
         )
         if not chain.explored_all:
             message += (
-                f" The search stopped at {MAX_CANDIDATE_PATHS} candidate paths: the upload "
-                "holds more alternative issuers than any real chain needs."
+                f" The search stopped at {MAX_CANDIDATE_PATHS} candidate paths of at most "
+                f"{MAX_PATH_LENGTH} certificates: the upload holds more alternative issuers "
+                "than any real chain needs."
             )
         self.warning(ProblemCode.PATH_PASSED_OVER, message, certificate=subject_of(chain.leaf))
 

@@ -5,7 +5,7 @@ expired and a re-issued intermediate with the same name, or a cross-signed copy 
 CA next to its self-signed root, each issuer whose name, key identifier and signature
 match is a branch, and the client keeps the path that verifies. `build_chain` does
 the same over the uploaded certificates and the known roots, then ranks the
-candidates (see `rank`):
+candidates (see `_rank`):
 
 1. a path that verifies (validity of every issuer at ``at``, then
    ``cryptography.x509.verification``: signatures, CA flags, path lengths, key usage,
@@ -67,17 +67,23 @@ class _Candidate:
         return min(_not_after(c) for c in path)
 
 
-class _Signatures:
-    """Which certificate signed which, each pair checked at most once."""
+class _Memo:
+    """Which certificate signed which, and who each one is, each worked out once."""
 
     def __init__(self) -> None:
-        self._checked: dict[tuple[int, int], bool] = {}
+        self._signed: dict[tuple[int, int], bool] = {}
+        self._identities: dict[int, tuple[bytes, bytes]] = {}
 
     def issued(self, child: x509.Certificate, parent: x509.Certificate) -> bool:
         key = (id(child), id(parent))
-        if key not in self._checked:
-            self._checked[key] = names_link(child, parent) and _signature_holds(child, parent)
-        return self._checked[key]
+        if key not in self._signed:
+            self._signed[key] = names_link(child, parent) and _signature_holds(child, parent)
+        return self._signed[key]
+
+    def identity(self, certificate: x509.Certificate) -> tuple[bytes, bytes]:
+        if id(certificate) not in self._identities:
+            self._identities[id(certificate)] = _identity(certificate)
+        return self._identities[id(certificate)]
 
 
 def build_chain(
@@ -104,7 +110,7 @@ def build_chain(
             )
             for n, chain in enumerate(candidates)
         ]
-        ordered = sorted(judged, key=rank)
+        ordered = sorted(judged, key=_rank)
         best = ordered[0].chain
         passed_over = tuple(
             PassedOver(
@@ -113,8 +119,11 @@ def build_chain(
                 reason=_why_not(other, ordered[0]),
             )
             for other in ordered[1:]
+            if other.chain.certificates != best.certificates  # only another known root
         )
     on_some_path = {id(c) for chain in candidates for c in chain.certificates}
+    if not complete:  # an issuer the capped search never reached is not unrelated
+        on_some_path |= {id(c) for c in pool if any(names_link(x, c) for x in (leaf, *pool))}
     given = [c for c in certificates if c in best.certificates]
     return replace(
         best,
@@ -125,7 +134,7 @@ def build_chain(
     )
 
 
-def rank(candidate: _Candidate) -> tuple[bool, bool, bool, int, float, int]:
+def _rank(candidate: _Candidate) -> tuple[bool, bool, bool, int, float, int]:
     """Sort key: the path a client would choose sorts first (see the module docstring)."""
     return (
         candidate.defect is not None,
@@ -141,7 +150,7 @@ def _candidate_paths(
     leaf: x509.Certificate, pool: Sequence[x509.Certificate], known_roots: RootStore
 ) -> tuple[list[Chain], bool]:
     """Every path from ``leaf`` (depth first, upload order), and whether all were explored."""
-    signatures = _Signatures()
+    memo = _Memo()
     found: list[Chain] = []
     complete = True
 
@@ -154,12 +163,12 @@ def _candidate_paths(
         if is_self_signed(top):
             found.append(_chain(path, anchor=None, missing=None))
             return
-        on_path = {_identity(c) for c in path}
-        parents = [c for c in pool if _identity(c) not in on_path and signatures.issued(top, c)]
+        on_path = {memo.identity(c) for c in path}
+        parents = [c for c in pool if memo.identity(c) not in on_path and memo.issued(top, c)]
         anchors = [
             a
-            for a in known_roots.issuers_of(top)
-            if a not in parents and _identity(a) not in on_path
+            for a in known_roots.claimed_by(top)
+            if a not in parents and memo.identity(a) not in on_path and memo.issued(top, a)
         ]
         if len(path) + 1 > MAX_PATH_LENGTH:
             complete = complete and not parents
