@@ -18,8 +18,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ed448, ed25519
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from certward.pki.chains import RootStore
@@ -65,47 +63,6 @@ def decision(case: Case, judgement: Judgement) -> bool:
     return judgement.ok and not any(p.code in refusals for p in judgement.problems)
 
 
-def recertified(ca: TestCA, issuer: TestCA, **dates: datetime) -> TestCA:
-    """``ca``'s name and key certified again by ``issuer`` (a renewal or cross-signature).
-
-    Keyword arguments ``not_before``/``not_after`` set the new validity; a
-    ``path_length`` or name constraints are not carried over.
-    """
-    original = ca.certificate
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(original.subject)
-        .issuer_name(issuer.certificate.subject)
-        .public_key(ca.private_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(dates.get("not_before", original.not_valid_before_utc))
-        .not_valid_after(dates.get("not_after", original.not_valid_after_utc))
-    )
-    for extension in original.extensions:
-        if isinstance(extension.value, x509.AuthorityKeyIdentifier | x509.NameConstraints):
-            continue
-        if isinstance(extension.value, x509.BasicConstraints):
-            builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            continue
-        builder = builder.add_extension(extension.value, extension.critical)
-    ski = issuer.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-    builder = builder.add_extension(
-        x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value), False
-    )
-    certificate = builder.sign(issuer.private_key, _hash_for(issuer))
-    return TestCA(
-        certificate=certificate,
-        private_key=ca.private_key,
-        chain=(issuer.certificate, *issuer.chain),
-    )
-
-
-def _hash_for(ca: TestCA) -> hashes.HashAlgorithm | None:
-    if isinstance(ca.private_key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
-        return None
-    return hashes.SHA256()
-
-
 def upload(leaf: IssuedCert, *others: x509.Certificate) -> Material:
     """The leaf, its key and ``others`` in the order given."""
     return Material(
@@ -149,8 +106,8 @@ def generated_cases() -> list[Case]:
     root = TestCA.root(name="limbo root")
     issuing = root.intermediate(name="limbo issuing CA")
     leaf = issuing.issue_leaf("shop.example.com", not_before=NOW - timedelta(days=1))
-    expired_copy = recertified(issuing, root, **past)
-    future_copy = recertified(issuing, root, **future)
+    expired_copy = issuing.recertified(root, **past)
+    future_copy = issuing.recertified(root, **future)
 
     # -- path building: alternative issuers ------------------------------------------
     add("valid intermediate alone", upload(leaf, issuing.certificate), ACCEPT)
@@ -183,7 +140,7 @@ def generated_cases() -> list[Case]:
         upload(leaf, impostor.certificate, issuing.certificate),
         ACCEPT,
     )
-    expired_root = recertified(root, root, **past)
+    expired_root = root.recertified(root, **past)
     add(
         "expired and valid copies of the root",
         upload(leaf, issuing.certificate, expired_root.certificate, root.certificate),
@@ -198,7 +155,7 @@ def generated_cases() -> list[Case]:
     # -- cross-signed CAs -----------------------------------------------------------
     old_root = TestCA.root(name="limbo old root")
     new_root = TestCA.root(name="limbo new root")
-    cross = recertified(new_root, old_root)
+    cross = new_root.recertified(old_root)
     under_new = new_root.intermediate(name="limbo cross issuing CA")
     cross_leaf = under_new.issue_leaf("shop.example.com")
     add(
@@ -213,7 +170,7 @@ def generated_cases() -> list[Case]:
         ACCEPT,
         known_roots=(new_root.certificate,),
     )
-    expired_cross = recertified(new_root, old_root, **past)
+    expired_cross = new_root.recertified(old_root, **past)
     add(
         "expired cross-signature and a known new root",
         upload(cross_leaf, under_new.certificate, expired_cross.certificate),
@@ -230,7 +187,7 @@ def generated_cases() -> list[Case]:
     # -- loops ------------------------------------------------------------------------
     a = TestCA.root(name="limbo loop A")
     b = TestCA.root(name="limbo loop B")
-    a_by_b, b_by_a = recertified(a, b), recertified(b, a)
+    a_by_b, b_by_a = a.recertified(b), b.recertified(a)
     loop_leaf = a.issue_leaf("shop.example.com")
     add(
         "A signed by B and B signed by A",
@@ -245,7 +202,7 @@ def generated_cases() -> list[Case]:
     )
     add(
         "a loop of expired cross-signatures only",
-        upload(loop_leaf, recertified(a, b, **past).certificate, b_by_a.certificate),
+        upload(loop_leaf, a.recertified(b, **past).certificate, b_by_a.certificate),
         REJECT,
     )
 
@@ -277,7 +234,7 @@ def generated_cases() -> list[Case]:
         upload(below.issue_leaf("shop.example.com"), below.certificate, tight.certificate),
         REJECT,
     )
-    loose = recertified(tight, root)
+    loose = tight.recertified(root)
     add(
         "pathLen 0 exceeded, an unconstrained copy present",
         upload(
@@ -314,7 +271,7 @@ def generated_cases() -> list[Case]:
         upload(excluded.issue_leaf("shop.example.com"), excluded.certificate),
         REJECT,
     )
-    freed = recertified(excluded, root)
+    freed = excluded.recertified(root)
     add(
         "excluded subtree, an unconstrained copy present",
         upload(excluded.issue_leaf("shop.example.com"), excluded.certificate, freed.certificate),
@@ -365,7 +322,7 @@ def hostile_upload(levels: int = 4, width: int = 5) -> Material:
     parent = top
     for level in range(levels):
         first = parent.intermediate(name=f"limbo hostile tier {level}")
-        tier = [first] + [recertified(first, parent) for _ in range(width - 1)]
+        tier = [first] + [first.recertified(parent) for _ in range(width - 1)]
         tiers.append(tier)
         parent = first
     leaf = parent.issue_leaf("shop.example.com")

@@ -9,7 +9,7 @@ from certward.pki.checks import Purpose, judge
 from certward.pki.material import Material, MaterialKind
 from certward.pki.problems import ProblemCode, Severity
 from tests.material.factory import NOW, TestCA
-from tests.pki.path_cases import recertified, upload
+from tests.pki.path_cases import upload
 
 PAST = {"not_before": NOW - timedelta(days=800), "not_after": NOW - timedelta(days=2)}
 
@@ -18,7 +18,7 @@ def test_an_expired_intermediate_is_passed_over_for_a_valid_one() -> None:
     """Browsers build the valid path; certward does too, and says what it passed over."""
     root = TestCA.root(name="paths root")
     issuing = root.intermediate(name="paths issuing CA")
-    expired = recertified(issuing, root, **PAST)
+    expired = issuing.recertified(root, **PAST)
     leaf = issuing.issue_leaf("shop.example.com")
     judgement = judge(
         upload(leaf, expired.certificate, issuing.certificate),
@@ -39,7 +39,7 @@ def test_an_expired_intermediate_is_passed_over_for_a_valid_one() -> None:
 def test_a_cross_signed_copy_is_passed_over_for_the_known_root() -> None:
     """The shorter path to a known root wins over a cross-signature to an unknown one."""
     old_root, new_root = TestCA.root(name="paths old root"), TestCA.root(name="paths new root")
-    cross = recertified(new_root, old_root)
+    cross = new_root.recertified(old_root)
     issuing = new_root.intermediate(name="paths cross issuing")
     leaf = issuing.issue_leaf("shop.example.com")
     judgement = judge(
