@@ -259,9 +259,10 @@ def test_upload_with_its_chain_returns_the_certificate_and_keeps_the_key_encrypt
     assert body["issuer"] == tls_ca.certificate.subject.rfc4514_string()
     assert body["sans"] == [SHOP, "*.shop.example.com"]
     assert body["sha256_fingerprint"] == leaf.certificate.fingerprint(hashes.SHA256()).hex()
-    assert [c["subject"] for c in body["chain"]] == [
-        tls_ca.certificate.subject.rfc4514_string(),
-        tls_ca.chain[0].subject.rfc4514_string(),
+    # The root came with the chain: checked, named in a warning, never stored or served.
+    assert [c["subject"] for c in body["chain"]] == [tls_ca.certificate.subject.rfc4514_string()]
+    assert [p["certificate"] for p in body["problems"] if p["code"] == "root-not-served"] == [
+        tls_ca.chain[0].subject.rfc4514_string()
     ]
     assert body["description"] == "2026 cert"
     assert body["key_type"] == "ec-p256"
@@ -302,10 +303,7 @@ def test_upload_with_the_chain_out_of_order_is_put_in_order_with_a_warning(
     body = expect(upload_tls(api, "shop", tls_leaf(tls_ca, SHOP), chain=reversed_chain), 201)
     unordered = [p for p in body["problems"] if p["code"] == "chain-unordered"]
     assert [p["severity"] for p in unordered] == ["warning"]
-    assert [c["subject"] for c in body["chain"]] == [
-        tls_ca.certificate.subject.rfc4514_string(),
-        tls_ca.chain[0].subject.rfc4514_string(),
-    ]
+    assert [c["subject"] for c in body["chain"]] == [tls_ca.certificate.subject.rfc4514_string()]
 
 
 def test_upload_with_the_key_of_another_certificate_is_refused(api: Api, tls_ca: TestCA) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from certward.model import EnvironmentVersion
 from tests.api.conftest import API, Api, Token, bearer, client_leaf, expect
-from tests.material.factory import NOW, IssuedCert, TestCA
+from tests.material.factory import NOW, IssuedCert, TestCA, pem_certificates
 from tests.material.openssl_cli import (
     COMMA_PASSWORD,
     UNICODE_PASSWORD,
@@ -184,7 +184,11 @@ def test_pem_and_der_certificate_with_key_and_chain_files_are_staged(
     assert body["sha256_fingerprint"] == _fingerprint(pem_leaf)
     assert body["pins"] == ["pem.partner.example"]
     assert body["state"] == "staged"
-    assert [c["subject"] for c in body["chain"]] == [client_ca.certificate.subject.rfc4514_string()]
+    # The uploaded chain is the root itself: it is checked, but never stored to be sent.
+    assert body["chain"] == []
+    assert [p["certificate"] for p in body["problems"] if p["code"] == "root-not-served"] == [
+        client_ca.certificate.subject.rfc4514_string()
+    ]
 
     der_leaf = client_leaf(client_ca, "der.client.example.test")
     body = expect(
@@ -199,6 +203,34 @@ def test_pem_and_der_certificate_with_key_and_chain_files_are_staged(
         201,
     )
     assert body["sha256_fingerprint"] == _fingerprint(der_leaf)
+
+
+def test_an_expired_intermediate_beside_its_renewal_is_passed_over(
+    api: Api, client_ca: TestCA
+) -> None:
+    """Clients build the valid path; the upload is staged with it, not refused as expired."""
+    api.create_app_and_environment("shop", "prod")
+    issuing = client_ca.intermediate(name="certward API renewed intermediate")
+    expired = issuing.recertified(
+        client_ca, not_before=NOW - timedelta(days=800), not_after=NOW - timedelta(days=2)
+    )
+    leaf = client_leaf(issuing, "renewed.client.example.test")
+    body = expect(
+        api.upload_client_certificate(
+            "shop",
+            "prod",
+            leaf.cert_pem(),
+            filename="client.pem",
+            key=leaf.key_pem(),
+            chain=pem_certificates([expired.certificate, issuing.certificate]),
+        ),
+        201,
+    )
+    assert [c["sha256_fingerprint"] for c in body["chain"]] == [
+        issuing.certificate.fingerprint(hashes.SHA256()).hex()
+    ]
+    (notice,) = [p for p in body["problems"] if p["code"] == "path-passed-over"]
+    assert "an expired intermediate CN=certward API renewed intermediate" in notice["message"]
 
 
 def test_wrong_password_is_refused_with_wrong_password_code(api: Api, client_ca: TestCA) -> None:

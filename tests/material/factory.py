@@ -363,6 +363,40 @@ class TestCA:
             chain=(self.certificate, *self.chain),
         )
 
+    def recertified(
+        self,
+        issuer: TestCA,
+        *,
+        not_before: datetime | None = None,
+        not_after: datetime | None = None,
+    ) -> TestCA:
+        """This CA's name and key certified again by ``issuer``: a renewal (``issuer`` is
+        this CA's own issuer), a cross-signature, or a second self-signed copy of a root
+        (``issuer`` is the root itself). A path length or name constraints are not
+        carried over; validity is this certificate's unless given.
+        """
+        original = self.certificate
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(original.subject)
+            .issuer_name(issuer.certificate.subject)
+            .public_key(self.private_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before or original.not_valid_before_utc)
+            .not_valid_after(not_after or original.not_valid_after_utc)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(issuer._authority_key_identifier(), critical=False)
+        )
+        for extension in original.extensions:
+            kept = (x509.KeyUsage, x509.SubjectKeyIdentifier, x509.ExtendedKeyUsage)
+            if isinstance(extension.value, kept):
+                builder = builder.add_extension(extension.value, extension.critical)
+        return TestCA(
+            certificate=_sign(builder, issuer.private_key, None),
+            private_key=self.private_key,
+            chain=(issuer.certificate, *issuer.chain),
+        )
+
     def cert_pem(self) -> bytes:
         """This CA's certificate, PEM."""
         return self.certificate.public_bytes(serialization.Encoding.PEM)

@@ -1,7 +1,7 @@
-"""Put certificates in leaf-to-root order, find what is missing, and verify the path.
+"""Chains, trust anchors, which certificate issued which, and verifying one path.
 
-Ordering only follows names and signatures (which certificate issued which); the
-trust decision itself is left to ``cryptography.x509.verification``. Nothing here
+Building the path (every candidate, the best one chosen) is `certward.pki.paths`;
+the trust decision itself is left to ``cryptography.x509.verification``. Nothing here
 fetches a URL found inside a certificate (AIA, CRL, OCSP): a missing intermediate is
 explained, never downloaded.
 """
@@ -53,10 +53,24 @@ class RootStore:
         """Every anchor, in no particular order."""
         return tuple(c for group in self._by_subject.values() for c in group)
 
-    def issuer_of(self, certificate: x509.Certificate) -> x509.Certificate | None:
-        """The anchor that signed ``certificate``, if any."""
+    def claimed_by(self, certificate: x509.Certificate) -> tuple[x509.Certificate, ...]:
+        """The anchors ``certificate`` names as its issuer, by name and key identifier,
+        whether or not they signed it."""
         candidates = self._by_subject.get(certificate.issuer.public_bytes(), [])
-        return next((c for c in candidates if issued_by(certificate, c)), None)
+        return tuple(c for c in candidates if names_link(certificate, c))
+
+    def holds(self, certificate: x509.Certificate) -> bool:
+        """Whether ``certificate`` is itself one of the anchors."""
+        return certificate in self._by_subject.get(certificate.subject.public_bytes(), [])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PassedOver:
+    """A candidate path from the leaf that was not chosen, and why (one phrase)."""
+
+    certificates: tuple[x509.Certificate, ...]
+    anchor: x509.Certificate | None
+    reason: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,7 +79,9 @@ class Chain:
 
     ``anchor`` is a known root outside the upload that issued the last certificate;
     ``missing_issuer`` names the issuer nobody has when the path stops short;
-    ``unrelated`` are uploaded certificates that belong to no path from the leaf.
+    ``unrelated`` are uploaded certificates that belong to no path from the leaf;
+    ``passed_over`` the other candidate paths, best first; ``explored_all`` is False
+    when the cap on candidate paths stopped the search.
     """
 
     certificates: tuple[x509.Certificate, ...]
@@ -73,6 +89,8 @@ class Chain:
     missing_issuer: x509.Name | None
     unrelated: tuple[x509.Certificate, ...]
     reordered: bool
+    passed_over: tuple[PassedOver, ...] = ()
+    explored_all: bool = True
 
     @property
     def leaf(self) -> x509.Certificate:
@@ -103,21 +121,6 @@ def issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
     except (ValueError, TypeError, UnsupportedAlgorithm, InvalidSignature):
         return False
     return True
-
-
-def find_issuer(
-    child: x509.Certificate, candidates: Iterable[x509.Certificate]
-) -> x509.Certificate | None:
-    """The candidate that issued ``child``.
-
-    Names and key identifiers decide; signatures are checked only to choose between
-    several candidates with the same name (a re-keyed or cross-signed CA), since
-    checking each costs about 0.1 ms and `verify_chain` checks the final path anyway.
-    """
-    linked = [c for c in candidates if c is not child and names_link(child, c)]
-    if len(linked) <= 1:
-        return linked[0] if linked else None
-    return next((c for c in linked if issued_by(child, c)), None)
 
 
 def key_matches(certificate: x509.Certificate, private_key: PrivateKeyTypes) -> bool:
@@ -153,35 +156,6 @@ def pick_leaf(
     }
     candidates = [c for c in certificates if id(c) not in issuers]
     return candidates[0] if candidates else certificates[0]
-
-
-def build_chain(
-    leaf: x509.Certificate,
-    certificates: Sequence[x509.Certificate],
-    *,
-    known_roots: RootStore,
-    order_matters: bool = True,
-) -> Chain:
-    """Order ``certificates`` from ``leaf`` upwards and report what is missing."""
-    remaining = [c for c in certificates if c is not leaf and c != leaf]
-    path = [leaf]
-    while not is_self_signed(path[-1]):
-        parent = find_issuer(path[-1], remaining)
-        if parent is None:
-            break
-        path.append(parent)
-        remaining.remove(parent)
-    top = path[-1]
-    anchor = None if is_self_signed(top) else known_roots.issuer_of(top)
-    missing = None if is_self_signed(top) or anchor is not None else top.issuer
-    given = [c for c in certificates if c in path]
-    return Chain(
-        certificates=tuple(path),
-        anchor=anchor,
-        missing_issuer=missing,
-        unrelated=tuple(remaining),
-        reordered=order_matters and given != path,
-    )
 
 
 def verify_chain(

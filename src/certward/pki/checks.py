@@ -22,7 +22,6 @@ from certward.pki.chains import (
     Chain,
     RootStore,
     VerifyAs,
-    build_chain,
     key_owner,
     names_link,
     pick_leaf,
@@ -39,6 +38,7 @@ from certward.pki.inspect import (
 )
 from certward.pki.material import Material, MaterialKind
 from certward.pki.names import HostnameError, covers, normalize_hostname
+from certward.pki.paths import MAX_CANDIDATE_PATHS, MAX_PATH_LENGTH, build_chain, describe_path
 from certward.pki.problems import Problem, ProblemCode, has_errors
 
 _WEAK_HASHES = (hashes.MD5, hashes.SHA1)
@@ -49,7 +49,19 @@ class Purpose(StrEnum):
 
     CLIENT_CERTIFICATE = "client-certificate"
     AUTHORITY = "authority"
+    CLIENT_AUTHORITY = "client-authority"
+    """CAs trusted for incoming client certificates: `AUTHORITY` plus public-CA warnings."""
     TLS_CERTIFICATE = "tls-certificate"
+
+
+_LEAF_PURPOSES = (Purpose.CLIENT_CERTIFICATE, Purpose.TLS_CERTIFICATE)
+_PASSED_OVER_NAMED = 5
+_CLIENT_AUTH_SUNSET = (
+    "Public TLS CAs stopped issuing certificates with the clientAuth extended key usage "
+    "in 2026 (the Chrome Root Program phases clientAuth out of the public TLS "
+    "hierarchies by June 2026), so such certificates cannot be renewed for client "
+    "authentication: mTLS identities should come from a private CA."
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,9 +77,12 @@ class Policy:
 class Judgement:
     """The verdict on material: the leaf, the ordered chain, and every problem found.
 
-    ``chain`` is leaf-to-root for a leaf; for an authority upload each hierarchy is
-    listed from its lowest CA upwards. ``unrelated`` holds uploaded certificates that
-    belong to no path from the leaf (left out of ``chain``).
+    ``chain`` is what is served: for a client or TLS certificate the leaf and the
+    intermediates of the chosen path (an uploaded root is left out), for a general
+    inspection the whole path up to its root; for an authority upload each hierarchy
+    is listed from its lowest CA upwards. ``unrelated`` holds the uploaded
+    certificates left out of ``chain``: on no path from the leaf, on a path passed
+    over, or the root of the chosen path.
     """
 
     purpose: Purpose | None
@@ -101,8 +116,11 @@ def judge(
     judge_ = _Judge(at=at, policy=policy or Policy(), known_roots=known_roots or RootStore())
     judge_.problems.extend(material.problems)
     unrelated: tuple[x509.Certificate, ...] = ()
-    if purpose is Purpose.AUTHORITY:
-        leaf, chain = None, judge_.authority(material)
+    if purpose in (Purpose.AUTHORITY, Purpose.CLIENT_AUTHORITY):
+        leaf, chain = (
+            None,
+            judge_.authority(material, for_clients=purpose is Purpose.CLIENT_AUTHORITY),
+        )
     else:
         leaf, chain, unrelated = judge_.leaf_and_chain(material, purpose, hostnames)
     return Judgement(
@@ -154,16 +172,31 @@ class _Judge:
             leaf,
             material.certificates,
             known_roots=self.known_roots,
+            at=self.at,
+            verify_as=VerifyAs.SERVER if purpose is Purpose.TLS_CERTIFICATE else VerifyAs.CLIENT,
             order_matters=material.kind is not MaterialKind.PKCS12,
         )
         for certificate in chain.certificates:
             self.certificate_problems(certificate)
         self.chain_problems(chain, purpose)
+        self.passed_over_problems(chain)
         if purpose is Purpose.CLIENT_CERTIFICATE:
             self.client_problems(chain)
         elif purpose is Purpose.TLS_CERTIFICATE:
             self.tls_problems(chain, hostnames)
-        return leaf, chain.certificates, chain.unrelated
+        served = chain.certificates
+        if purpose in _LEAF_PURPOSES and len(served) > 1 and is_self_signed(served[-1]):
+            served = served[:-1]
+            root = subject_of(chain.certificates[-1])
+            self.warning(
+                ProblemCode.ROOT_NOT_SERVED,
+                f"The upload includes the root CA {root}; certward leaves it out of the "
+                "chain it sends: the other side must already trust that root, so sending "
+                "it only adds bytes to every handshake (RFC 8446 lets the root be omitted).",
+                certificate=root,
+            )
+        left_out = tuple(c for c in material.certificates if c not in served)
+        return leaf, served, left_out
 
     def key_problems(
         self,
@@ -184,7 +217,19 @@ class _Judge:
 
     def chain_problems(self, chain: Chain, purpose: Purpose | None) -> None:
         leaf = chain.leaf
-        if chain.missing_issuer is not None:
+        claimed = self.known_roots.claimed_by(chain.certificates[-1])
+        if chain.missing_issuer is not None and claimed:
+            top = subject_of(chain.certificates[-1])
+            message = (
+                f"{top} names the known root {subject_of(claimed[0])} as its issuer (by "
+                "name and key identifier), but that root's key did not sign it: the "
+                "certificate was altered or forged."
+            )
+            if purpose is Purpose.TLS_CERTIFICATE:
+                self.error(ProblemCode.CHAIN_INVALID, message, certificate=top)
+            else:
+                self.warning(ProblemCode.CHAIN_INVALID, message, certificate=top)
+        elif chain.missing_issuer is not None:
             missing = chain.missing_issuer.rfc4514_string()
             if len(chain.certificates) == 1:
                 self.leaf_issuer_missing(leaf, missing, purpose)
@@ -207,6 +252,42 @@ class _Judge:
                 f"{subject_of(stray)} is not part of the leaf's chain and is left out.",
                 certificate=subject_of(stray),
             )
+
+    def passed_over_problems(self, chain: Chain) -> None:
+        if not chain.passed_over and chain.explored_all:
+            return
+        named = [
+            f"{describe_path(p.certificates, p.anchor)}: {p.reason}"
+            for p in chain.passed_over[:_PASSED_OVER_NAMED]
+        ]
+        more = len(chain.passed_over) - len(named)
+        message = (
+            f"certward chose the path {describe_path(chain.certificates, chain.anchor)}, as "
+            "clients do; "
+            f"{len(chain.passed_over)} other candidate path(s) were passed over"
+            + (": " + "; ".join(named) if named else "")
+            + (f"; and {more} more" if more > 0 else "")
+            + "."
+        )
+        if not chain.explored_all:
+            message += (
+                f" The search stopped at {MAX_CANDIDATE_PATHS} candidate paths of at most "
+                f"{MAX_PATH_LENGTH} certificates: the upload holds more alternative issuers "
+                "than any real chain needs."
+            )
+        self.warning(ProblemCode.PATH_PASSED_OVER, message, certificate=subject_of(chain.leaf))
+
+    def public_client_auth_problems(self, chain: Chain, what: str) -> None:
+        """A warning when ``chain`` ends at a public web root (the known roots)."""
+        top = chain.certificates[-1]
+        root = chain.anchor or (top if self.known_roots.holds(top) else None)
+        if root is None:
+            return
+        self.warning(
+            ProblemCode.PUBLIC_CA_CLIENT_AUTH,
+            f"{what} chains to the public web root {subject_of(root)}. {_CLIENT_AUTH_SUNSET}",
+            certificate=subject_of(chain.leaf),
+        )
 
     def leaf_issuer_missing(
         self, leaf: x509.Certificate, missing: str, purpose: Purpose | None
@@ -231,6 +312,7 @@ class _Judge:
 
     def client_problems(self, chain: Chain) -> None:
         leaf = chain.leaf
+        self.public_client_auth_problems(chain, f"The client certificate {subject_of(leaf)}")
         if _is_ca(leaf):
             self.warning(
                 ProblemCode.CA_AS_LEAF,
@@ -321,7 +403,7 @@ class _Judge:
 
     # -- authority -----------------------------------------------------------------------
 
-    def authority(self, material: Material) -> tuple[x509.Certificate, ...]:
+    def authority(self, material: Material, *, for_clients: bool) -> tuple[x509.Certificate, ...]:
         if not material.certificates:
             self.error(ProblemCode.NO_CERTIFICATE, "The upload holds no certificate.")
             return ()
@@ -339,8 +421,14 @@ class _Judge:
             if lowest in ordered:
                 continue
             chain = build_chain(
-                lowest, material.certificates, known_roots=self.known_roots, order_matters=False
+                lowest,
+                material.certificates,
+                known_roots=self.known_roots,
+                at=self.at,
+                order_matters=False,
             )
+            if for_clients:
+                self.public_client_auth_problems(chain, f"The client CA {subject_of(lowest)}")
             ordered.extend(c for c in chain.certificates if c not in ordered)
         return tuple(ordered)
 

@@ -43,6 +43,9 @@ class ProblemCode(StrEnum):
     MISSING_CLIENT_AUTH = "missing-client-auth"
     MISSING_SERVER_AUTH = "missing-server-auth"
     MULTIPLE_PRIVATE_KEYS = "multiple-private-keys"
+    ROOT_NOT_SERVED = "root-not-served"
+    PATH_PASSED_OVER = "path-passed-over"
+    PUBLIC_CA_CLIENT_AUTH = "public-ca-client-auth"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

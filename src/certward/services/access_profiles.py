@@ -167,7 +167,9 @@ def upload_client_cas(
     """
     with ctx.database.reading() as session:  # refuse early, before any expensive work
         ACCESS_PROFILES.find(session, find_app(session, principal, app_name, Action.MANAGE), name)
-    judgement = judge_uploads(ctx, [file], app=app_name, password=None, purpose=Purpose.AUTHORITY)
+    judgement = judge_uploads(
+        ctx, [file], app=app_name, password=None, purpose=Purpose.CLIENT_AUTHORITY
+    )
     uploaded: dict[str, x509.Certificate] = {}
     for certificate in judgement.material.certificates:
         uploaded.setdefault(certificate.fingerprint(hashes.SHA256()).hex(), certificate)
