@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -18,7 +17,7 @@ from starlette.responses import Response
 from certward.authorization import Principal
 from certward.dataplane.state import RuleKind
 from certward.errors import Forbidden, InvalidRequest, NotFound, Refusal
-from certward.expiry import CertificateStatus, certificate_status
+from certward.expiry import CertificateStatus
 from certward.pki.convert import Pkcs12Profile
 from certward.services import (
     access_profiles,
@@ -35,6 +34,7 @@ from certward.services import (
 from certward.services.apps import AppView, EnvironmentView
 from certward.services.context import Context
 from certward.services.staging import ChangesView
+from certward.services.standing import CertificateKind, judge
 from certward.services.uploads import Upload
 from certward.snapshot import Change, ChangeKind, PathRuleState
 from certward.web.forms import (
@@ -318,7 +318,13 @@ async def _client_certificate(
         "network",
         {
             "certificate": certificate,
-            "status": _status(certificate.not_before, certificate.not_after, now),
+            "status": judge(
+                visit.context.settings,
+                CertificateKind.CLIENT,
+                certificate.not_before,
+                certificate.not_after,
+                at=now,
+            ),
             "errors": errors or FieldErrors(),
             "values": values
             or {
@@ -739,9 +745,3 @@ async def attach_ip_deny_profiles(request: Request) -> Response:
     return redirect(
         visit, env_path(app, env, "/access"), success("IP deny profiles attached (live).")
     )
-
-
-def _status(
-    not_before: datetime | None, not_after: datetime | None, at: datetime
-) -> CertificateStatus:
-    return certificate_status(not_before, not_after, at=at)
