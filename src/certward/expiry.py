@@ -115,7 +115,9 @@ def certificate_status(
 
 
 def _duration(window: timedelta) -> str:
-    """``30 days`` for whole days, ``56 hours`` (rounded) otherwise."""
+    """``30 days`` for whole days, ``36 hours`` (rounded) otherwise."""
     if window >= timedelta(days=1) and window % timedelta(days=1) == timedelta(0):
-        return f"{window // timedelta(days=1)} days"
-    return f"{max(1, round(window / timedelta(hours=1)))} hours"
+        days = window // timedelta(days=1)
+        return f"{days} day{'s' if days != 1 else ''}"
+    hours = max(1, round(window / timedelta(hours=1)))
+    return f"{hours} hour{'s' if hours != 1 else ''}"
