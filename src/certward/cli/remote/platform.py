@@ -59,7 +59,16 @@ def inventory_command(
     show_rows(
         items,
         as_json,
-        ("status", "valid until", "kind", "app", "environment", "subject or hostnames", "id"),
+        (
+            "status",
+            "valid until",
+            "kind",
+            "app",
+            "environment",
+            "subject or hostnames",
+            "id",
+            "why expires-soon",
+        ),
         lambda i: (
             i.get("status"),
             format_time(i.get("not_after")),
@@ -68,6 +77,7 @@ def inventory_command(
             i.get("environment"),
             i.get("hostnames") or i.get("subject"),
             i.get("id"),
+            i.get("status_reason") or "",
         ),
         empty="No certificates match.",
     )
