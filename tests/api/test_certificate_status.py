@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from certward.authorization import Principal
 from certward.expiry import NO_RENEWAL_ATTEMPTED, renewal_overdue_at
-from certward.model import ManagedCertificate, WebhookDelivery
+from certward.model import ManagedCertificate, TlsCertificate, WebhookDelivery
 from certward.services import notifications
 from certward.vocabulary import Role
 from tests.api.conftest import ADMIN_TOKEN, API, Api, client_leaf, expect
@@ -168,3 +168,62 @@ def test_every_surface_shows_the_same_status(api: Api, client_ca: TestCA) -> Non
         "expires-soon",
         failed,
     )
+
+
+def test_a_custom_domain_certificate_follows_who_renews_it(api: Api) -> None:
+    """Two custom-domain certificates 20 days from expiry: the uploaded one is
+    expires-soon (30-day rule); one certward renews (a renew_after stored, as for an ACME
+    certificate) is valid until that renewal is overdue. The status filters agree."""
+    api.create_app_and_environment("shop", "prod")
+    ca = TestCA.root(name="custom-domain CA")
+    ids = []
+    for name in ("uploaded.shop.test", "renewed.shop.test"):
+        leaf = ca.issue_leaf(name, not_after=NOW + timedelta(days=20))
+        response = api.client.post(
+            f"{API}/apps/shop/tls-certificates",
+            files={
+                "certificate": ("c.pem", leaf.cert_pem()),
+                "chain": ("chain.pem", leaf.chain_pem()),
+                "private_key": ("k.pem", leaf.key_pem()),
+            },
+            headers=api.admin_headers,
+        )
+        ids.append(expect(response, 201)["id"])
+    uploaded, renewed = ids
+    with api.context.database.transaction() as session:
+        row = session.get(TlsCertificate, renewed)
+        assert row is not None
+        row.renew_after = NOW + timedelta(days=1)
+        grace = renewal_overdue_at(row.not_before, row.not_after, row.renew_after)
+
+    def listed(status: str) -> set[str]:
+        items = expect(
+            api.client.get(
+                f"{API}/certificates?kind=custom-domain&status={status}",
+                headers=api.admin_headers,
+            ),
+            200,
+        )
+        return {i["id"] for i in items}
+
+    assert inventory(api)[uploaded][0] == "expires-soon"
+    assert inventory(api)[renewed] == ("valid", None)
+    assert (listed("expires-soon"), listed("valid")) == ({uploaded}, {renewed})
+    assert metrics(api)[renewed] == "valid"
+    tls = expect(
+        api.client.get(f"{API}/apps/shop/tls-certificates/{renewed}", headers=api.admin_headers),
+        200,
+    )
+    assert (tls["status"], tls["status_reason"]) == ("valid", None)
+    valid_only = expect(
+        api.client.get(f"{API}/apps/shop/tls-certificates?status=valid", headers=api.admin_headers),
+        200,
+    )
+    assert [c["id"] for c in valid_only] == [renewed]
+
+    api.clock.set(grace + timedelta(minutes=1))
+    reason = f"renewal overdue: {NO_RENEWAL_ATTEMPTED}"
+    assert inventory(api)[renewed] == ("expires-soon", reason)
+    assert listed("expires-soon") == {uploaded, renewed}
+    assert listed("valid") == set()
+    assert metrics(api)[renewed] == "expires-soon"
