@@ -227,3 +227,39 @@ def test_a_custom_domain_certificate_follows_who_renews_it(api: Api) -> None:
     assert listed("expires-soon") == {uploaded, renewed}
     assert listed("valid") == set()
     assert metrics(api)[renewed] == "expires-soon"
+
+
+@pytest.mark.parametrize(
+    "api_environ",
+    [
+        {
+            "CERTWARD_EGRESS_ALLOW": "127.0.0.0/8",
+            "CERTWARD_EXPIRES_SOON_DAYS_CLIENT_CERTIFICATE": "14",
+        }
+    ],
+)
+def test_the_window_of_uploaded_client_certificates_is_configured(
+    api: Api, client_ca: TestCA
+) -> None:
+    """With a 14-day window the client certificate 20 days from expiry is valid, in the
+    list and in the filters; 7 days on it is expires-soon, with that window in the reason."""
+    client = stage(api, client_ca)["client"]
+    assert inventory(api)[client] == ("valid", None)
+    assert metrics(api)[client] == "valid"
+    valid = expect(
+        api.client.get(f"{API}/certificates?status=valid&kind=client", headers=api.admin_headers),
+        200,
+    )
+    assert [i["id"] for i in valid] == [client]
+    api.clock.advance(timedelta(days=7))
+    assert inventory(api)[client] == (
+        "expires-soon",
+        "expires within 14 days and is not renewed by certward",
+    )
+    soon = expect(
+        api.client.get(
+            f"{API}/certificates?status=expires-soon&kind=client", headers=api.admin_headers
+        ),
+        200,
+    )
+    assert [i["id"] for i in soon] == [client]
