@@ -13,7 +13,7 @@ the status shown, keeps the exact matches as the rows stream in, soonest expiry 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -148,14 +148,17 @@ def _window(
 
 
 def _matching(
-    rows: Iterable[Any], status: CertificateStatus | None, judged: Any, limit: int
+    rows: Iterable[Any],
+    status: CertificateStatus | None,
+    judged: Callable[[Any], Standing],
+    limit: int,
 ) -> Iterator[tuple[Any, Standing]]:
     """The first ``limit`` of ``rows`` whose standing (``judged(row)``) has ``status``."""
     found = 0
     for row in rows:
         if found >= limit:
             return
-        result: Standing = judged(row)
+        result = judged(row)
         if status is None or result.status is status:
             found += 1
             yield row, result
