@@ -26,6 +26,17 @@
 ``CERTWARD_MANAGED_CERT_LIFETIME`` lifetime of managed default-domain
                                    certificates: ``7d``, ``12h``, ``30m`` or
                                    seconds (``7d``; 5 minutes to 47 days)
+``CERTWARD_EXPIRES_SOON_DAYS_CLIENT_CERTIFICATE``
+                                   days before expiry an uploaded client
+                                   certificate is ``expires-soon`` (30)
+``CERTWARD_EXPIRES_SOON_DAYS_TLS_CERTIFICATE``
+                                   the same for uploaded (and CSR-born)
+                                   custom-domain certificates (30)
+``CERTWARD_EXPIRES_SOON_DAYS_AUTHORITY``
+                                   the same for uploaded CA certificates (30);
+                                   each window is capped at a third of the
+                                   certificate's lifetime, and certificates
+                                   certward renews follow their renewal
 ``CERTWARD_RENEWAL_INTERVAL``      pause of the renewal worker between passes
                                    (``60``; same units)
 ``CERTWARD_CA_URL``                base URL where the platform CA's certificates
@@ -122,6 +133,8 @@ MIN_MANAGED_CERT_LIFETIME = timedelta(minutes=5)
 # The CA/Browser Forum's ceiling from 2029 on: every certificate passes the linters.
 MAX_MANAGED_CERT_LIFETIME = timedelta(days=47)
 DEFAULT_RENEWAL_INTERVAL = timedelta(seconds=60)
+DEFAULT_EXPIRES_SOON_DAYS = 30
+MAX_EXPIRES_SOON_DAYS = 3650
 DEFAULT_ACME_HTTP_LISTEN = "127.0.0.1:8080"
 DEFAULT_GATEWAY_LISTEN = "127.0.0.1:8443"
 DEFAULT_GATEWAY_HTTP_LISTEN = "127.0.0.1:8080"
@@ -158,6 +171,9 @@ class Settings:
     material_wall_seconds: int = DEFAULT_MATERIAL_WALL_SECONDS
     managed_cert_lifetime: timedelta = DEFAULT_MANAGED_CERT_LIFETIME
     renewal_interval: timedelta = DEFAULT_RENEWAL_INTERVAL
+    expires_soon_client_certificate: timedelta = timedelta(days=DEFAULT_EXPIRES_SOON_DAYS)
+    expires_soon_tls_certificate: timedelta = timedelta(days=DEFAULT_EXPIRES_SOON_DAYS)
+    expires_soon_authority: timedelta = timedelta(days=DEFAULT_EXPIRES_SOON_DAYS)
     ca_url: str | None = None
     acme_directory: str | None = None
     acme_http_host: str = "127.0.0.1"
@@ -196,6 +212,9 @@ class Settings:
             "material_wall_seconds": self.material_wall_seconds,
             "managed_cert_lifetime": str(self.managed_cert_lifetime),
             "renewal_interval": str(self.renewal_interval),
+            "expires_soon_client_certificate": str(self.expires_soon_client_certificate),
+            "expires_soon_tls_certificate": str(self.expires_soon_tls_certificate),
+            "expires_soon_authority": str(self.expires_soon_authority),
             "ca_url": self.ca_publication_url,
             "acme_directory": self.acme_directory,
             "acme_http_listen": f"{self.acme_http_host}:{self.acme_http_port}",
@@ -317,6 +336,11 @@ class Settings:
                 DEFAULT_RENEWAL_INTERVAL,
                 minimum=timedelta(seconds=1),
             ),
+            expires_soon_client_certificate=_days(
+                env, "CERTWARD_EXPIRES_SOON_DAYS_CLIENT_CERTIFICATE"
+            ),
+            expires_soon_tls_certificate=_days(env, "CERTWARD_EXPIRES_SOON_DAYS_TLS_CERTIFICATE"),
+            expires_soon_authority=_days(env, "CERTWARD_EXPIRES_SOON_DAYS_AUTHORITY"),
             ca_url=_ca_url(env.get("CERTWARD_CA_URL")),
             acme_directory=_acme_directory(env.get("CERTWARD_ACME_DIRECTORY")),
             acme_http_host=acme_host,
@@ -454,6 +478,16 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if number < 1:
         raise ConfigurationError(f"{name} must be a positive whole number, not {text!r}.")
     return number
+
+
+def _days(env: Mapping[str, str], name: str) -> timedelta:
+    """An expires-soon window: whole days, 1 to `MAX_EXPIRES_SOON_DAYS`."""
+    days = _positive_int(env, name, DEFAULT_EXPIRES_SOON_DAYS)
+    if days > MAX_EXPIRES_SOON_DAYS:
+        raise ConfigurationError(
+            f"{name} must be at most {MAX_EXPIRES_SOON_DAYS} days, not {days}."
+        )
+    return timedelta(days=days)
 
 
 def _rate(env: Mapping[str, str], name: str, default: Rate) -> Rate:

@@ -743,6 +743,7 @@ def test_domains_list_the_managed_hostname_with_its_newest_active_certificate_fi
         "not_before": certificate["not_before"],
         "not_after": certificate["not_after"],
         "status": "valid",
+        "status_reason": None,
     }
 
     newest = _add_managed(api, tls_ca, environment["hostname"], "active", NOW)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,9 @@ def test_bad_listen_addresses_say_what_is_expected(value: str) -> None:
         ("CERTWARD_MAX_UPLOAD_BYTES", "-5", "positive whole number"),
         ("CERTWARD_MAX_PKCS12_ITERATIONS", "1e6", "positive whole number"),
         ("CERTWARD_TLS_POLICY", "old", "intermediate, modern"),
+        ("CERTWARD_EXPIRES_SOON_DAYS_CLIENT_CERTIFICATE", "0", "positive whole number"),
+        ("CERTWARD_EXPIRES_SOON_DAYS_TLS_CERTIFICATE", "2w", "positive whole number"),
+        ("CERTWARD_EXPIRES_SOON_DAYS_AUTHORITY", "3651", "at most 3650 days"),
     ],
 )
 def test_bad_values_fail_with_one_sentence(name: str, value: str, message: str) -> None:
@@ -165,6 +169,28 @@ def test_repr_never_shows_secrets() -> None:
         assert secret not in shown
     assert "admin_token='<set>'" in shown
     assert "postgresql+psycopg://certward:***@db/certward" in shown
+
+
+def test_expires_soon_windows_are_set_per_kind_in_days() -> None:
+    """30 days for each uploaded kind by default; each variable sets its own kind."""
+    default = Settings.from_env({})
+    assert (
+        default.expires_soon_client_certificate,
+        default.expires_soon_tls_certificate,
+        default.expires_soon_authority,
+    ) == (timedelta(days=30),) * 3
+    settings = Settings.from_env(
+        {
+            "CERTWARD_EXPIRES_SOON_DAYS_CLIENT_CERTIFICATE": "14",
+            "CERTWARD_EXPIRES_SOON_DAYS_TLS_CERTIFICATE": "21",
+            "CERTWARD_EXPIRES_SOON_DAYS_AUTHORITY": "90",
+        }
+    )
+    assert (
+        settings.expires_soon_client_certificate,
+        settings.expires_soon_tls_certificate,
+        settings.expires_soon_authority,
+    ) == (timedelta(days=14), timedelta(days=21), timedelta(days=90))
 
 
 def test_settings_are_frozen() -> None:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from certward.authorization import Action, Principal, visible
 from certward.errors import Conflict, InvalidRequest, NotFound, RefusalCode
-from certward.expiry import CertificateStatus, certificate_status
+from certward.expiry import CertificateStatus
 from certward.model import App, CustomDomain, Environment, ManagedCertificate, TlsCertificate
 from certward.pki.inspect import describe_certificate
 from certward.pki.names import HostnameError, covers, is_ip, normalize_hostname
@@ -31,6 +31,7 @@ from certward.pki.problems import ProblemCode
 from certward.services import audit
 from certward.services.context import Context
 from certward.services.lookups import find_environment, require_licensed
+from certward.services.standing import judge_row
 from certward.services.tls_certificates import find_tls_certificate, leaf_of, require_usable
 
 MANAGED = "managed"
@@ -48,6 +49,7 @@ class CertificateSummary:
     not_before: datetime
     not_after: datetime
     status: CertificateStatus
+    status_reason: str | None = None  # why it is expires-soon (`certward.services.standing`)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,7 +136,7 @@ def add_custom_domain(
                 "tls_certificate_id": certificate.id,
             },
         )
-        return DomainView(hostname=host, kind=CUSTOM, certificate=_summary(certificate, now))
+        return DomainView(hostname=host, kind=CUSTOM, certificate=_summary(ctx, certificate, now))
 
 
 def remove_custom_domain(
@@ -196,7 +198,7 @@ def list_domains(
             DomainView(
                 hostname=environment.hostname,
                 kind=MANAGED,
-                certificate=None if managed is None else _managed_summary(managed, now),
+                certificate=None if managed is None else _managed_summary(ctx, managed, now),
             )
         ]
         rows = session.execute(
@@ -206,7 +208,7 @@ def list_domains(
             .order_by(CustomDomain.hostname)
         )
         domains += [
-            DomainView(hostname=host, kind=CUSTOM, certificate=_summary(certificate, now))
+            DomainView(hostname=host, kind=CUSTOM, certificate=_summary(ctx, certificate, now))
             for host, certificate in rows
         ]
         return domains
@@ -335,28 +337,32 @@ def _refuse_platform_name(ctx: Context, host: str) -> None:
         )
 
 
-def _summary(row: TlsCertificate, at: datetime) -> CertificateSummary:
+def _summary(ctx: Context, row: TlsCertificate, at: datetime) -> CertificateSummary:
     if row.not_before is None or row.not_after is None:
         raise ValueError(f"TLS certificate {row.id} is pending and serves no domain")
+    judged = judge_row(ctx.settings, row, at=at)
     return CertificateSummary(
         id=row.id,
         subject=row.subject or "",
         issuer=row.issuer or "",
         not_before=row.not_before,
         not_after=row.not_after,
-        status=certificate_status(row.not_before, row.not_after, at=at),
+        status=judged.status,
+        status_reason=judged.reason,
     )
 
 
-def _managed_summary(row: ManagedCertificate, at: datetime) -> CertificateSummary:
+def _managed_summary(ctx: Context, row: ManagedCertificate, at: datetime) -> CertificateSummary:
     subject, issuer = _names(row.certificate_pem)
+    judged = judge_row(ctx.settings, row, at=at)
     return CertificateSummary(
         id=row.id,
         subject=subject,
         issuer=issuer,
         not_before=row.not_before,
         not_after=row.not_after,
-        status=certificate_status(row.not_before, row.not_after, at=at),
+        status=judged.status,
+        status_reason=judged.reason,
     )
 
 

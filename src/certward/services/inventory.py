@@ -3,23 +3,27 @@
 Each kind is one indexed query filtered and sorted by expiry in the database (a status
 is a date range), merged here; CA certificates, stored per upload, are expanded in
 Python (there are few). Scoped by token: an app's tokens see their app only.
+
+Where certward renews the certificate, its status depends on more than the dates (its
+renewal is overdue or not; see `certward.expiry`): the database then narrows by a
+condition every match fulfils, and `certward.services.standing.judge`, which decides
+the status shown, keeps the exact matches as the rows stream in, soonest expiry first.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
-from enum import StrEnum
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select, true
+from sqlalchemy import ColumnElement, and_, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from certward.authorization import Action, Principal
 from certward.errors import InvalidRequest, RefusalCode
-from certward.expiry import EXPIRES_SOON, CertificateStatus, certificate_status
+from certward.expiry import MIN_OVERDUE_GRACE, CertificateStatus, Standing
 from certward.model import (
     App,
     CertificateAuthority,
@@ -31,15 +35,15 @@ from certward.model import (
 )
 from certward.services.context import Context
 from certward.services.lookups import find_app, require
+from certward.services.standing import (
+    CertificateKind,
+    expires_soon_window,
+    judge,
+    judge_row,
+)
 
 MAX_PAGE = 1000
-
-
-class CertificateKind(StrEnum):
-    MANAGED = "managed"
-    CUSTOM_DOMAIN = "custom-domain"
-    CLIENT = "client"
-    AUTHORITY = "authority"
+_STREAM = 500  # rows fetched at a time where the database only narrows
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,6 +57,9 @@ class InventoryItem:
     not_before: datetime | None
     not_after: datetime | None
     status: CertificateStatus
+    # Why an expires-soon certificate is one (a renewal overdue and its last failure, or
+    # the window of an uploaded certificate); None for every other status.
+    status_reason: str | None = None
     renew_after: datetime | None = None
     hostnames: tuple[str, ...] = ()
     sha256_fingerprint: str | None = None
@@ -78,13 +85,13 @@ def list_inventory(
         sources: list[Iterable[InventoryItem]] = []
         for wanted in kinds:
             if wanted is CertificateKind.MANAGED:
-                sources.append(_managed(session, app_id, status, at, limit))
+                sources.append(_managed(session, ctx, app_id, status, at, limit))
             elif wanted is CertificateKind.CUSTOM_DOMAIN:
-                sources.append(_custom_domain(session, app_id, status, at, limit))
+                sources.append(_custom_domain(session, ctx, app_id, status, at, limit))
             elif wanted is CertificateKind.CLIENT:
-                sources.append(_client(session, app_id, status, at, limit))
+                sources.append(_client(session, ctx, app_id, status, at, limit))
             else:
-                sources.append(_authority(session, app_id, status, at, limit))
+                sources.append(_authority(session, ctx, app_id, status, at, limit))
         merged = heapq.merge(*sources, key=_expiry_order)
         return [item for _, item in zip(range(limit), merged, strict=False)]
 
@@ -100,22 +107,63 @@ def _scope(session: Session, principal: Principal, app_name: str | None) -> str 
     return None
 
 
-def _window(not_before: Any, not_after: Any, status: CertificateStatus | None, at: datetime) -> Any:
-    """The SQL condition equivalent to `certificate_status(...) == status`."""
-    soon = at + EXPIRES_SOON
+def _window(
+    not_before: Any,
+    not_after: Any,
+    status: CertificateStatus | None,
+    at: datetime,
+    *,
+    soon: timedelta,
+    renew_after: Any = None,
+    renewing: Any = None,
+) -> tuple[Any, bool]:
+    """An SQL condition every certificate of ``status`` at ``at`` fulfils, and whether
+    only those do (else `judge` picks the exact matches).
+
+    ``soon`` is the kind's window for uploaded certificates; ``renew_after`` the column
+    of certificates certward renews, all of them or (``renewing``) those the condition
+    says.
+    """
     if status is None:
-        return not_after.is_not(None)
+        return not_after.is_not(None), True
     if status is CertificateStatus.EXPIRED:
-        return not_after < at
+        return not_after < at, True
     if status is CertificateStatus.UPCOMING:
-        return not_before > at
-    if status is CertificateStatus.EXPIRES_SOON:
-        return and_(not_before <= at, not_after >= at, not_after < soon)
+        return not_before > at, True
+    current = and_(not_before <= at, not_after >= at)
+    uploaded = not_after < at + soon
+    if renew_after is None:  # uploaded certificates only: the dates decide
+        if status is CertificateStatus.EXPIRES_SOON:
+            return and_(current, uploaded), True
+        if status is CertificateStatus.VALID:
+            return and_(not_before <= at, not_after >= at + soon), True
+    elif status is CertificateStatus.EXPIRES_SOON:
+        overdue = renew_after < at - MIN_OVERDUE_GRACE
+        if renewing is None:
+            return and_(current, overdue), False
+        return and_(current, or_(and_(renewing, overdue), and_(~renewing, uploaded))), False
     if status is CertificateStatus.VALID:
-        return and_(not_before <= at, not_after >= soon)
+        return current, False
     raise InvalidRequest(
         f"Status {status.value!r} does not apply here.", code=RefusalCode.INVALID_STATUS
     )
+
+
+def _matching(
+    rows: Iterable[Any],
+    status: CertificateStatus | None,
+    judged: Callable[[Any], Standing],
+    limit: int,
+) -> Iterator[tuple[Any, Standing]]:
+    """The first ``limit`` of ``rows`` whose standing (``judged(row)``) has ``status``."""
+    found = 0
+    for row in rows:
+        if found >= limit:
+            return
+        result = judged(row)
+        if status is None or result.status is status:
+            found += 1
+            yield row, result
 
 
 def _expiry_order(item: InventoryItem) -> tuple[int, datetime]:
@@ -129,18 +177,29 @@ def _in_scope(app_id: str | None) -> ColumnElement[bool]:
 
 
 def _managed(
-    session: Session, app_id: str | None, status: CertificateStatus | None, at: datetime, limit: int
+    session: Session,
+    ctx: Context,
+    app_id: str | None,
+    status: CertificateStatus | None,
+    at: datetime,
+    limit: int,
 ) -> Iterator[InventoryItem]:
     row = ManagedCertificate
+    condition, exact = _window(
+        row.not_before, row.not_after, status, at, soon=timedelta(0), renew_after=row.renew_after
+    )
     query = (
         select(row, Environment.name, App.name)
         .join(Environment, Environment.id == row.environment_id)
         .join(App, App.id == Environment.app_id)
-        .where(row.state == "active", _window(row.not_before, row.not_after, status, at))
+        .where(row.state == "active", condition, _in_scope(app_id))
         .order_by(row.not_after)
-        .limit(limit)
     )
-    for certificate, environment, app in session.execute(query.where(_in_scope(app_id))):
+    query = query.limit(limit) if exact else query.execution_options(yield_per=_STREAM)
+    rows = session.execute(query)
+    for (certificate, environment, app), judged in _matching(
+        rows, status, lambda r: judge_row(ctx.settings, r[0], at=at), limit
+    ):
         yield InventoryItem(
             kind=CertificateKind.MANAGED,
             id=certificate.id,
@@ -150,7 +209,8 @@ def _managed(
             issuer=None,
             not_before=certificate.not_before,
             not_after=certificate.not_after,
-            status=certificate_status(certificate.not_before, certificate.not_after, at=at),
+            status=judged.status,
+            status_reason=judged.reason,
             renew_after=certificate.renew_after,
             hostnames=(certificate.hostname,),
             sha256_fingerprint=certificate.sha256_fingerprint,
@@ -158,18 +218,31 @@ def _managed(
 
 
 def _client(
-    session: Session, app_id: str | None, status: CertificateStatus | None, at: datetime, limit: int
+    session: Session,
+    ctx: Context,
+    app_id: str | None,
+    status: CertificateStatus | None,
+    at: datetime,
+    limit: int,
 ) -> Iterator[InventoryItem]:
     row = ClientCertificate
+    kind = CertificateKind.CLIENT
+    condition, exact = _window(
+        row.not_before,
+        row.not_after,
+        status,
+        at,
+        soon=expires_soon_window(ctx.settings, kind),
+    )
     # The page is chosen from the certificates alone (the expiry index decides), and
     # only its rows are then joined to their environments: with 100,000 certificates
     # that keeps the query a short index walk on SQLite and PostgreSQL alike.
     page = (
-        select(row.id)
-        .where(row.deleted_at.is_(None), _window(row.not_before, row.not_after, status, at))
+        select(row.id, row.not_before, row.not_after)
+        .where(row.deleted_at.is_(None), condition)
         .order_by(row.not_after)
-        .limit(limit)
     )
+    page = page.limit(limit) if exact else page.execution_options(yield_per=_STREAM)
     if app_id is not None:
         environment_id: ColumnElement[str] = row.environment_id.expression
         if session.get_bind().dialect.name == "sqlite":
@@ -180,8 +253,16 @@ def _client(
         page = page.where(
             environment_id.in_(select(Environment.id).where(Environment.app_id == app_id))
         )
-    ids = list(session.scalars(page))
-    if not ids:
+    standings = {
+        r.id: judged
+        for r, judged in _matching(
+            session.execute(page),
+            status,
+            lambda r: judge(ctx.settings, kind, r.not_before, r.not_after, at=at),
+            limit,
+        )
+    }
+    if not standings:
         return
     query = (
         select(
@@ -196,7 +277,7 @@ def _client(
         )
         .join(Environment, Environment.id == row.environment_id)
         .join(App, App.id == Environment.app_id)
-        .where(row.id.in_(ids))
+        .where(row.id.in_(standings))
         .order_by(row.not_after)
     )
     for (
@@ -210,7 +291,7 @@ def _client(
         app,
     ) in session.execute(query):
         yield InventoryItem(
-            kind=CertificateKind.CLIENT,
+            kind=kind,
             id=id_,
             app=app,
             environment=environment,
@@ -218,31 +299,52 @@ def _client(
             issuer=issuer,
             not_before=not_before,
             not_after=not_after,
-            status=certificate_status(not_before, not_after, at=at),
+            status=standings[id_].status,
+            status_reason=standings[id_].reason,
             sha256_fingerprint=fingerprint,
         )
 
 
 def _custom_domain(
-    session: Session, app_id: str | None, status: CertificateStatus | None, at: datetime, limit: int
+    session: Session,
+    ctx: Context,
+    app_id: str | None,
+    status: CertificateStatus | None,
+    at: datetime,
+    limit: int,
 ) -> Iterator[InventoryItem]:
     row = TlsCertificate
-    condition = (
-        row.certificate_pem.is_(None)
-        if status is CertificateStatus.PENDING
-        else _window(row.not_before, row.not_after, status, at)
-        if status is not None
-        else true()
-    )
+    condition: Any
+    if status is CertificateStatus.PENDING:
+        condition, exact = row.certificate_pem.is_(None), True
+    elif status is None:
+        condition, exact = true(), True
+    else:
+        condition, exact = _window(
+            row.not_before,
+            row.not_after,
+            status,
+            at,
+            soon=expires_soon_window(ctx.settings, CertificateKind.CUSTOM_DOMAIN),
+            renew_after=row.renew_after,
+            renewing=row.renew_after.is_not(None),
+        )
     query = (
         select(row, App.name)
         .join(App, App.id == row.app_id)
-        .where(condition)
+        .where(condition, _in_scope(app_id))
         .order_by(row.not_after.is_(None), row.not_after)
-        .limit(limit)
     )
-    rows = session.execute(query.where(_in_scope(app_id))).all()
-    domains: dict[str, list[str]] = {certificate.id: [] for certificate, _ in rows}
+    query = query.limit(limit) if exact else query.execution_options(yield_per=_STREAM)
+    rows = list(
+        _matching(
+            session.execute(query),
+            status,
+            lambda r: judge_row(ctx.settings, r[0], at=at),
+            limit,
+        )
+    )
+    domains: dict[str, list[str]] = {certificate.id: [] for (certificate, _), _ in rows}
     if domains:
         for certificate_id, hostname in session.execute(
             select(CustomDomain.tls_certificate_id, CustomDomain.hostname).where(
@@ -250,7 +352,7 @@ def _custom_domain(
             )
         ):
             domains[certificate_id].append(hostname)
-    for certificate, app in rows:
+    for (certificate, app), judged in rows:
         yield InventoryItem(
             kind=CertificateKind.CUSTOM_DOMAIN,
             id=certificate.id,
@@ -260,14 +362,21 @@ def _custom_domain(
             issuer=certificate.issuer,
             not_before=certificate.not_before,
             not_after=certificate.not_after,
-            status=certificate_status(certificate.not_before, certificate.not_after, at=at),
+            status=judged.status,
+            status_reason=judged.reason,
+            renew_after=certificate.renew_after,
             hostnames=tuple(sorted(domains[certificate.id])),
             sha256_fingerprint=certificate.sha256_fingerprint,
         )
 
 
 def _authority(
-    session: Session, app_id: str | None, status: CertificateStatus | None, at: datetime, limit: int
+    session: Session,
+    ctx: Context,
+    app_id: str | None,
+    status: CertificateStatus | None,
+    at: datetime,
+    limit: int,
 ) -> Iterator[InventoryItem]:
     query = (
         select(CertificateAuthority, Environment.name, App.name)
@@ -280,8 +389,8 @@ def _authority(
         for summary in authority.subjects:
             not_before = datetime.fromisoformat(summary["not_before"])
             not_after = datetime.fromisoformat(summary["not_after"])
-            current = certificate_status(not_before, not_after, at=at)
-            if status is not None and current is not status:
+            judged = judge(ctx.settings, CertificateKind.AUTHORITY, not_before, not_after, at=at)
+            if status is not None and judged.status is not status:
                 continue
             items.append(
                 InventoryItem(
@@ -293,7 +402,8 @@ def _authority(
                     issuer=summary.get("issuer"),
                     not_before=not_before,
                     not_after=not_after,
-                    status=current,
+                    status=judged.status,
+                    status_reason=judged.reason,
                     sha256_fingerprint=summary["sha256_fingerprint"],
                 )
             )

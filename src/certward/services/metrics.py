@@ -1,6 +1,8 @@
-"""Prometheus metrics: every certificate's expiry, every managed certificate's renewal,
-the requests the upload rate limits refused, and the sites the nginx data plane leaves
-out (``certward_dataplane_excluded_sites``, from what its agent last reported), the
+"""Prometheus metrics: every certificate's expiry and status
+(``certward_certificate_status{status}``, 1 for the status the inventory shows, from
+`certward.services.standing`), every managed certificate's renewal, the requests the
+upload rate limits refused, and the sites the nginx data plane leaves out
+(``certward_dataplane_excluded_sites``, from what its agent last reported), the
 data-plane change sequence and each node's lag and last contact
 (``certward_dataplane_sequence``, ``certward_dataplane_node_lag``,
 ``certward_dataplane_node_last_contact_timestamp_seconds``).
@@ -22,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from certward.expiry import Standing
 from certward.model import (
     App,
     CertificateAuthority,
@@ -32,9 +35,11 @@ from certward.model import (
 )
 from certward.services import dataplane_exclusions, dataplane_nodes
 from certward.services.context import Context
+from certward.services.standing import CertificateKind, judge, judge_row
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LABELS = ["app", "env", "kind", "id"]
+_STATUS_LABELS = [*_LABELS, "status"]
 
 
 class CertificateCollector(Collector):
@@ -54,25 +59,33 @@ class CertificateCollector(Collector):
             "When certward renews the managed certificate (Unix time).",
             labels=_LABELS,
         )
+        status = GaugeMetricFamily(
+            "certward_certificate_status",
+            "1 for the certificate's status (valid, expires-soon, expired, upcoming), as the "
+            "inventory shows it.",
+            labels=_STATUS_LABELS,
+        )
+
+        def judged(labels: list[str], result: Standing) -> None:
+            status.add_metric([*labels, result.status.value], 1.0)
+
+        at = self.ctx.clock.now()
+        settings = self.ctx.settings
         failures = CounterMetricFamily(
             "certward_renewal_failures",
             "Failed renewal attempts of the managed certificates in service.",
         )
         with self.ctx.database.reading() as session:
-            for id_, app, env, not_after, renew_after in session.execute(
-                select(
-                    ManagedCertificate.id,
-                    App.name,
-                    Environment.name,
-                    ManagedCertificate.not_after,
-                    ManagedCertificate.renew_after,
-                )
+            for managed, app, env in session.execute(
+                select(ManagedCertificate, App.name, Environment.name)
                 .join(Environment, Environment.id == ManagedCertificate.environment_id)
                 .join(App, App.id == Environment.app_id)
                 .where(ManagedCertificate.state == "active")
             ):
-                expiry.add_metric([app, env, "managed", id_], _seconds(not_after))
-                renewal.add_metric([app, env, "managed", id_], _seconds(renew_after))
+                labels = [app, env, "managed", managed.id]
+                expiry.add_metric(labels, _seconds(managed.not_after))
+                renewal.add_metric(labels, _seconds(managed.renew_after))
+                judged(labels, judge_row(settings, managed, at=at))
             failed = session.scalar(
                 select(func.coalesce(func.sum(ManagedCertificate.attempts), 0)).where(
                     ManagedCertificate.state == "active"
@@ -80,19 +93,23 @@ class CertificateCollector(Collector):
             )
             failures.add_metric([], float(failed or 0))
             client = ClientCertificate
-            for id_, app, env, expires in session.execute(
-                select(client.id, App.name, Environment.name, client.not_after)
+            for id_, app, env, starts, expires in session.execute(
+                select(client.id, App.name, Environment.name, client.not_before, client.not_after)
                 .join(Environment, Environment.id == client.environment_id)
                 .join(App, App.id == Environment.app_id)
                 .where(client.deleted_at.is_(None))
             ):
-                expiry.add_metric([app, env, "client", id_], _seconds(expires))
-            for id_, app, ends in session.execute(
-                select(TlsCertificate.id, App.name, TlsCertificate.not_after)
+                labels = [app, env, "client", id_]
+                expiry.add_metric(labels, _seconds(expires))
+                judged(labels, judge(settings, CertificateKind.CLIENT, starts, expires, at=at))
+            for tls_certificate, app in session.execute(
+                select(TlsCertificate, App.name)
                 .join(App, App.id == TlsCertificate.app_id)
                 .where(TlsCertificate.not_after.is_not(None))
             ):
-                expiry.add_metric([app, "", "custom-domain", id_], _seconds(ends))
+                labels = [app, "", "custom-domain", tls_certificate.id]
+                expiry.add_metric(labels, _seconds(tls_certificate.not_after))
+                judged(labels, judge_row(settings, tls_certificate, at=at))
             for authority, app, env in session.execute(
                 select(CertificateAuthority, App.name, Environment.name)
                 .join(Environment, Environment.id == CertificateAuthority.environment_id)
@@ -100,16 +117,18 @@ class CertificateCollector(Collector):
                 .where(CertificateAuthority.deleted_at.is_(None))
             ):
                 for summary in authority.subjects:
-                    expiry.add_metric(
-                        [
-                            app,
-                            env,
-                            "authority",
-                            f"{authority.id}:{summary['sha256_fingerprint'][:16]}",
-                        ],
-                        datetime.fromisoformat(summary["not_after"]).timestamp(),
-                    )
+                    labels = [
+                        app,
+                        env,
+                        "authority",
+                        f"{authority.id}:{summary['sha256_fingerprint'][:16]}",
+                    ]
+                    starts = datetime.fromisoformat(summary["not_before"])
+                    ends = datetime.fromisoformat(summary["not_after"])
+                    expiry.add_metric(labels, ends.timestamp())
+                    judged(labels, judge(settings, CertificateKind.AUTHORITY, starts, ends, at=at))
         yield expiry
+        yield status
         yield renewal
         yield failures
 

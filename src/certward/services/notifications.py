@@ -32,7 +32,7 @@ from certward.errors import InvalidRequest, NotFound, RefusalCode
 from certward.expiry import CertificateStatus
 from certward.model import ManagedCertificate, TlsCertificate, Webhook, WebhookDelivery
 from certward.services.context import Context
-from certward.services.inventory import CertificateKind, InventoryItem, list_inventory
+from certward.services.inventory import InventoryItem, list_inventory
 from certward.services.lookups import require
 from certward.vocabulary import Role
 
@@ -104,9 +104,9 @@ def scan(ctx: Context) -> int:
         (CertificateStatus.EXPIRES_SOON, "certificate.expires-soon"),
         (CertificateStatus.EXPIRED, "certificate.expired"),
     ):
+        # A certificate certward renews is expires-soon only once its renewal is overdue
+        # (`certward.services.standing`): news then, with the reason in the payload.
         for item in list_inventory(ctx, SYSTEM, status=status, limit=SCAN_LIMIT):
-            if item.kind is CertificateKind.MANAGED and status is CertificateStatus.EXPIRES_SOON:
-                continue  # short-lived by design and renewed by certward: no news
             events.append((event, f"{event}:{item.kind.value}:{item.id}", _describe(item)))
     with ctx.database.reading() as session:
         # Failing renewals, and first issuances still failing (a "pending" row: the
@@ -277,5 +277,6 @@ def _describe(item: InventoryItem) -> dict[str, Any]:
         "subject": item.subject,
         "not_after": item.not_after.isoformat() if item.not_after else None,
         "status": item.status.value,
+        "status_reason": item.status_reason,
         "hostnames": list(item.hostnames),
     }

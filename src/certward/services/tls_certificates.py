@@ -26,12 +26,12 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
-from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from certward.authorization import Action, Principal
 from certward.errors import Conflict, InvalidRequest, NotFound, RefusalCode
-from certward.expiry import EXPIRES_SOON, CertificateStatus, certificate_status
+from certward.expiry import CertificateStatus, certificate_status
 from certward.model import App, CustomDomain, Environment, TlsCertificate
 from certward.pki.chains import key_owner
 from certward.pki.checks import Judgement, Purpose
@@ -52,6 +52,7 @@ from certward.secrets import private_key_aad
 from certward.services import audit
 from certward.services.context import Context
 from certward.services.lookups import find_app, require_licensed
+from certward.services.standing import judge_row
 from certward.services.uploads import Upload, examine_uploads, judge_uploads, require_sound
 
 MAX_SANS = 100
@@ -94,6 +95,7 @@ class TlsCertificateView:
     created_at: datetime
     updated_at: datetime
     problems: tuple[Problem, ...] = field(default=())  # warnings found at upload
+    status_reason: str | None = None  # why it is expires-soon (`certward.services.standing`)
     # Automatic renewal (ACME certificates): when it is due and how the last attempts went.
     renew_after: datetime | None = None
     attempts: int = 0
@@ -292,9 +294,10 @@ def list_certificates(
         app = find_app(session, principal, app_name, Action.READ)
         require_licensed(app)
         query = select(TlsCertificate).where(TlsCertificate.app_id == app.id)
-        if status is not None:
-            query = query.where(status_condition(status, ctx.clock.now()))
         rows = list(session.scalars(query.order_by(TlsCertificate.created_at, TlsCertificate.id)))
+        if status is not None:
+            at = ctx.clock.now()
+            rows = [row for row in rows if judge_row(ctx.settings, row, at=at).status is status]
         uses = _domain_uses(session, [row.id for row in rows])
         return [certificate_view(session, ctx, app, row, uses=uses.get(row.id, ())) for row in rows]
 
@@ -432,22 +435,6 @@ def require_usable(row: TlsCertificate, at: datetime, *, role: str) -> None:
             f"{row.not_before:%Y-%m-%d %H:%M} UTC; clients would refuse it until then.",
             code=RefusalCode.CERTIFICATE_NOT_YET_VALID,
         )
-
-
-def status_condition(status: CertificateStatus, at: datetime) -> ColumnElement[bool]:
-    """The SQL form of `certificate_status` giving ``status`` at ``at``."""
-    complete = TlsCertificate.not_after.is_not(None)
-    current = and_(TlsCertificate.not_before <= at, TlsCertificate.not_after >= at)
-    conditions: dict[CertificateStatus, ColumnElement[bool]] = {
-        CertificateStatus.PENDING: TlsCertificate.not_after.is_(None),
-        CertificateStatus.EXPIRED: and_(complete, TlsCertificate.not_after < at),
-        CertificateStatus.UPCOMING: and_(
-            TlsCertificate.not_after >= at, TlsCertificate.not_before > at
-        ),
-        CertificateStatus.EXPIRES_SOON: and_(current, TlsCertificate.not_after < at + EXPIRES_SOON),
-        CertificateStatus.VALID: and_(current, TlsCertificate.not_after >= at + EXPIRES_SOON),
-    }
-    return conditions[status]
 
 
 def leaf_of(row: TlsCertificate) -> x509.Certificate:
@@ -633,11 +620,13 @@ def certificate_view(
 ) -> TlsCertificateView:
     if uses is None:
         uses = _domain_uses(session, [row.id]).get(row.id, ())
+    judged = judge_row(ctx.settings, row, at=ctx.clock.now())
     return TlsCertificateView(
         id=row.id,
         app=app.name,
         origin=row.origin,
-        status=certificate_status(row.not_before, row.not_after, at=ctx.clock.now()),
+        status=judged.status,
+        status_reason=judged.reason,
         subject=row.subject,
         issuer=row.issuer,
         serial=row.serial,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -21,7 +20,6 @@ from starlette.responses import Response
 from certward.authorization import Principal
 from certward.dataplane.state import RuleKind
 from certward.errors import Forbidden, InvalidRequest, Refusal, RefusalCode
-from certward.expiry import CertificateStatus, certificate_status
 from certward.pki.convert import Pkcs12Profile
 from certward.pki.problems import ProblemCode
 from certward.services import (
@@ -33,6 +31,7 @@ from certward.services import (
 from certward.services.apps import AppView, EnvironmentView
 from certward.services.context import Context
 from certward.services.staging import ChangesView
+from certward.services.standing import CertificateKind, judge
 from certward.services.uploads import Upload
 from certward.snapshot import Change, ChangeKind
 from certward.web.forms import (
@@ -315,7 +314,13 @@ async def _client_certificate(
         "network",
         {
             "certificate": certificate,
-            "status": _status(certificate.not_before, certificate.not_after, now),
+            "status": judge(
+                visit.context.settings,
+                CertificateKind.CLIENT,
+                certificate.not_before,
+                certificate.not_after,
+                at=now,
+            ),
             "errors": errors or FieldErrors(),
             "values": values
             or {
@@ -488,9 +493,3 @@ async def rollback(request: Request) -> Response:
             f"{version}."
         ),
     )
-
-
-def _status(
-    not_before: datetime | None, not_after: datetime | None, at: datetime
-) -> CertificateStatus:
-    return certificate_status(not_before, not_after, at=at)

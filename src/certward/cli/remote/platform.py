@@ -48,7 +48,16 @@ def inventory_command(
         )
     remote.emit_rows(
         items,
-        ("status", "valid until", "kind", "app", "environment", "subject or hostnames", "id"),
+        (
+            "status",
+            "valid until",
+            "kind",
+            "app",
+            "environment",
+            "subject or hostnames",
+            "id",
+            "why expires-soon",
+        ),
         lambda i: (
             i.get("status"),
             format_time(i.get("not_after")),
@@ -57,6 +66,7 @@ def inventory_command(
             i.get("environment"),
             i.get("hostnames") or i.get("subject"),
             i.get("id"),
+            i.get("status_reason") or "",
         ),
         empty="No certificates match.",
     )
