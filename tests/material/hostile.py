@@ -6,6 +6,9 @@ assemble new files around the shrouded key bag of such a file. The iteration cou
 PKCS12 file carries sit *outside* its MAC, so nothing stops an uploader from writing
 ``2**31 - 1`` into them; only a pre-parse cap does.
 
+(h) ``pbmac1_pkcs12`` puts a PBMAC1 MAC (RFC 9579) on such a file, with whatever
+PBKDF2 count, key length, PRF and HMAC the test asks for.
+
 Where a builder can, it recomputes the MAC (RFC 7292 appendix B key derivation,
 ``pkcs12_kdf`` below) with ``HOSTILE_PASSWORD``, so that a loader which checks the MAC
 first still reaches the expensive part: the only defence left is the iteration cap.
