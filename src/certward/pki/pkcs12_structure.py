@@ -469,40 +469,52 @@ class _Walk:
             return scheme
         raise _unsupported(f"its {where} uses the unknown algorithm {der.oid(parts[0])}")
 
-    def pbes2(self, params: der.Node, where: str) -> tuple[str, Pbes2 | None]:
-        kdf, scheme = _pair(params)
+    def pbkdf2(self, kdf: der.Node, where: str, *, mac: bool = False) -> _Pbkdf2:
+        """The PBKDF2 parameters of a key derivation, its count checked (``mac``: capped
+        as the integrity MAC's)."""
         kdf_oid, kdf_params = _pair(kdf)
         if kdf_oid.expect(der.OID).content != _PBKDF2:
             raise _unsupported(f"its {where} derives keys with {der.oid(kdf_oid)}, not PBKDF2")
         fields = kdf_params.expect(der.SEQUENCE).children()
         if len(fields) < 2:
             raise der.DerError("PBKDF2 parameters without an iteration count")
-        iterations = self.count(fields[1], where)
+        iterations = self.count(fields[1], where, mac=mac)
         prf = _HMAC_SHA1  # the DEFAULT
         key_length: int | None = None
         for extra in fields[2:]:
             if extra.tag == der.SEQUENCE:
                 prf = extra.children()[0].expect(der.OID).content
             elif extra.tag == der.INTEGER:
-                key_length = der.integer(extra)
+                try:
+                    key_length = der.integer(extra)
+                except der.DerError:
+                    raise _corrupted(f"the {where} declares a key of astronomical length") from None
+        if prf not in _PBES2_PRFS:
+            raise _unsupported(f"its {where} uses PBKDF2 with an unknown pseudo-random function")
+        return _Pbkdf2(
+            salt=fields[0], iterations=iterations, prf=_PBES2_PRFS[prf], key_length=key_length
+        )
+
+    def pbes2(self, params: der.Node, where: str) -> tuple[str, Pbes2 | None]:
+        kdf, scheme = _pair(params)
+        pbkdf2 = self.pbkdf2(kdf, where)
         cipher_parts = scheme.expect(der.SEQUENCE).children()
         cipher_node = cipher_parts[0]
         cipher = cipher_node.expect(der.OID).content
-        if prf not in _PBES2_PRFS:
-            raise _unsupported(f"its {where} uses PBKDF2 with an unknown pseudo-random function")
         if cipher not in _PBES2_CIPHERS:
             raise _unsupported(f"its {where} uses the unknown cipher {der.oid(cipher_node)}")
-        label = f"PBES2/PBKDF2-HMAC-{_PBES2_PRFS[prf]}/{_PBES2_CIPHERS[cipher]}"
+        label = f"PBES2/PBKDF2-HMAC-{pbkdf2.prf}/{_PBES2_CIPHERS[cipher]}"
         known = _PBES2_CIPHER_KEYS.get(_PBES2_CIPHERS[cipher])
-        if known is None or fields[0].tag != der.OCTET_STRING or len(cipher_parts) != 2:
+        if known is None or pbkdf2.salt.tag != der.OCTET_STRING or len(cipher_parts) != 2:
             return label, None  # DES-CBC or an unusual salt source: left to the loader
         cipher_name, key_bytes = known
+        key_length = pbkdf2.key_length
         if key_length is not None and key_length != key_bytes:
             raise _corrupted(f"the {where} declares a key of {key_length} bytes for its cipher")
         return label, Pbes2(
-            prf=_PBES2_PRFS[prf].lower(),
-            salt=fields[0].content,
-            iterations=iterations,
+            prf=pbkdf2.prf.lower(),
+            salt=pbkdf2.salt.content,
+            iterations=pbkdf2.iterations,
             key_bytes=key_bytes,
             cipher=cipher_name,
             iv=der.octets(cipher_parts[1]),
@@ -512,23 +524,8 @@ class _Walk:
         """The PBMAC1 parameters, their PBKDF2 count capped like the classic MAC's."""
         where = "integrity MAC (PBMAC1)"
         kdf, scheme = _pair(params)
-        kdf_oid, kdf_params = _pair(kdf)
-        if kdf_oid.expect(der.OID).content != _PBKDF2:
-            raise _unsupported(f"its {where} derives its key with {der.oid(kdf_oid)}, not PBKDF2")
-        fields = kdf_params.expect(der.SEQUENCE).children()
-        if len(fields) < 2:
-            raise der.DerError("PBKDF2 parameters without an iteration count")
-        iterations = self.count(fields[1], where, mac=True)
-        prf = _HMAC_SHA1  # the DEFAULT
-        key_length: int | None = None
-        for extra in fields[2:]:
-            if extra.tag == der.SEQUENCE:
-                prf = extra.children()[0].expect(der.OID).content
-            elif extra.tag == der.INTEGER:
-                try:
-                    key_length = der.integer(extra, max_bytes=4)
-                except der.DerError:
-                    raise _corrupted(f"the {where} declares a key of astronomical length") from None
+        pbkdf2 = self.pbkdf2(kdf, where, mac=True)
+        key_length = pbkdf2.key_length
         if key_length is None:
             raise _corrupted(f"the {where} declares no key length, which RFC 9579 requires")
         if not MIN_KEY_BYTES <= key_length <= MAX_KEY_BYTES:
@@ -536,8 +533,6 @@ class _Walk:
                 f"the {where} declares a key of {key_length:,} bytes (PBMAC1 keys have "
                 f"{MIN_KEY_BYTES} to {MAX_KEY_BYTES})"
             )
-        if prf not in _PBES2_PRFS:
-            raise _unsupported(f"its {where} uses PBKDF2 with an unknown pseudo-random function")
         scheme_oid = scheme.expect(der.SEQUENCE).children()[0]
         mac_hash = _PBES2_PRFS.get(scheme_oid.expect(der.OID).content)
         if mac_hash not in _PBMAC1_HMACS:
@@ -545,13 +540,13 @@ class _Walk:
                 f"its {where} authenticates with {der.oid(scheme_oid)}, "
                 "not HMAC-SHA256, -SHA384 or -SHA512"
             )
-        if fields[0].tag != der.OCTET_STRING:
+        if pbkdf2.salt.tag != der.OCTET_STRING:
             raise _unsupported(f"its {where} takes its salt from an unusual source")
         return Pbmac1(
-            prf=_PBES2_PRFS[prf].lower(),
+            prf=pbkdf2.prf.lower(),
             hmac=str(mac_hash).lower(),
-            salt=fields[0].content,
-            iterations=iterations,
+            salt=pbkdf2.salt.content,
+            iterations=pbkdf2.iterations,
             key_bytes=key_length,
         )
 
@@ -563,6 +558,17 @@ class _Walk:
         if self.modern:
             return Pkcs12Encryption.MODERN
         return Pkcs12Encryption.NONE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Pbkdf2:
+    """PBKDF2 parameters as declared: ``salt`` (a node: an OCTET STRING unless another
+    source is named), the checked count, ``prf`` (e.g. ``SHA256``), the key length."""
+
+    salt: der.Node
+    iterations: int
+    prf: str
+    key_length: int | None
 
 
 def _pair(node: der.Node) -> tuple[der.Node, der.Node]:
