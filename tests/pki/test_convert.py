@@ -478,6 +478,13 @@ def test_non_ascii_password_is_written_but_java_refuses_it(
 # --- modern2026: PBMAC1 integrity ---------------------------------------------------
 
 
+def _modern2026(pool: Pool, writer: str, password: bytes) -> bytes:
+    """A modern2026 file from ``writer``: a key with its two-deep chain, or the truststore."""
+    if writer == "to_pkcs12":
+        return _pkcs12(pool, KeyType.EC_P256, 2, password, Pkcs12Profile.MODERN_2026)
+    return _truststore(pool, password, Pkcs12Profile.MODERN_2026)
+
+
 def _tampered_mac(data: bytes) -> bytes:
     """``data`` with one bit of its MAC value flipped (the value ends 12 bytes before the
     end: the ``NOT USED`` macSalt follows it)."""
@@ -489,11 +496,7 @@ def _tampered_mac(data: bytes) -> bytes:
 @pytest.mark.parametrize("writer", ["to_pkcs12", "to_java_truststore"])
 def test_modern2026_mac_is_pbmac1_over_pbkdf2_sha256(pool: Pool, writer: str) -> None:
     """The MAC is PBMAC1: HMAC-SHA256 keyed by PBKDF2-HMAC-SHA256, 32-byte key."""
-    data = (
-        _pkcs12(pool, KeyType.EC_P256, 1, b"pw", Pkcs12Profile.MODERN_2026)
-        if writer == "to_pkcs12"
-        else _truststore(pool, b"pw", Pkcs12Profile.MODERN_2026)
-    )
+    data = _modern2026(pool, writer, b"pw")
     structure = read_pkcs12_structure(data, limits=Limits())
     assert structure.mac is not None
     assert structure.mac.pbmac1 is not None
@@ -506,11 +509,7 @@ def test_modern2026_mac_is_pbmac1_over_pbkdf2_sha256(pool: Pool, writer: str) ->
 @pytest.mark.parametrize("writer", ["to_pkcs12", "to_java_truststore"])
 def test_pyca_and_certward_refuse_a_tampered_modern2026_mac(pool: Pool, writer: str) -> None:
     """One flipped MAC bit: pyca refuses the file, certward answers wrong-password."""
-    data = (
-        _pkcs12(pool, KeyType.EC_P256, 1, b"pw", Pkcs12Profile.MODERN_2026)
-        if writer == "to_pkcs12"
-        else _truststore(pool, b"pw", Pkcs12Profile.MODERN_2026)
-    )
+    data = _modern2026(pool, writer, b"pw")
     pkcs12.load_pkcs12(data, b"pw")
     tampered = _tampered_mac(data)
     with pytest.raises(ValueError, match="Invalid password or PKCS12 data"):
@@ -527,10 +526,7 @@ def test_openssl_3_4_reads_modern2026_and_refuses_it_tampered(
     """OpenSSL 3.4+ verifies the PBMAC1 MAC, lists every bag and refuses a flipped bit."""
     if not openssl_cli.reads_pbmac1():
         pytest.skip("this openssl predates PBMAC1 (3.4)")
-    if writer == "to_pkcs12":
-        data = _pkcs12(pool, KeyType.EC_P256, 2, ODD_PASSWORD.encode(), Pkcs12Profile.MODERN_2026)
-    else:
-        data = _truststore(pool, ODD_PASSWORD.encode(), Pkcs12Profile.MODERN_2026)
+    data = _modern2026(pool, writer, ODD_PASSWORD.encode())
     info = openssl_cli.pkcs12_info(data, ODD_PASSWORD)
     assert PROMISES[Pkcs12Profile.MODERN_2026].openssl_mac in info
     assert f"PKCS7 Encrypted data: {PROMISES[Pkcs12Profile.MODERN].openssl_cipher}" in info
