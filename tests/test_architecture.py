@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -585,3 +586,48 @@ def test_a_layer_violation_is_caught(tmp_path: Path) -> None:
         "certward.api.routes",
         "certward.dataplane.gateway.Gateway",
     ]
+
+
+def documented_paths() -> list[str]:
+    """The paths docs/architecture.md's module list names (``dataplane/state.py``,
+    ``bundles/``): the leading words of each line at two spaces (paths under
+    src/certward) and at four (under the package above), before the description."""
+    text = ARCHITECTURE.read_text()
+    block = text[text.index("```\nsrc/certward/") :].split("```", 2)[1]
+    directory = ""
+    found = []
+    for line in block.splitlines()[2:]:
+        indent = len(line) - len(line.lstrip())
+        if indent not in (2, 4):
+            continue
+        words = line.split()
+        paths = list(itertools.takewhile(lambda word: word.endswith((".py", "/")), words))
+        if indent == 2:
+            directory = paths[0] if len(paths) == 1 and paths[0].endswith("/") else ""
+            found += paths
+        else:
+            found += [directory + path for path in paths]
+    return found
+
+
+def test_every_path_the_module_list_names_exists() -> None:
+    named = documented_paths()
+    assert named
+    missing = [path for path in named if not (PACKAGE / path).exists()]
+    assert not missing, f"docs/architecture.md names paths that do not exist: {missing}"
+
+
+def test_every_module_is_in_the_module_list() -> None:
+    """A package's __init__.py is named by the package (``bundles/``), a migration
+    revision by ``migrations/versions/``."""
+    named = set(documented_paths())
+    unnamed = [
+        name_of(path)
+        for path in modules(PACKAGE)
+        if name_of(path) not in named
+        and not (path.name == "__init__.py" and f"{name_of(path.parent)}/" in named)
+        and not (
+            path.parent == PACKAGE / "migrations" / "versions" and "migrations/versions/" in named
+        )
+    ]
+    assert not unnamed, f"docs/architecture.md's module list does not name: {unnamed}"
