@@ -279,20 +279,29 @@ def test_the_pure_modules_are_the_ones_the_documents_name() -> None:
 
 def documented_pure() -> list[str]:
     """The paths docs/architecture.md's module map marks PURE (``dataplane/state.py``)."""
+    return [path for path, description in module_list() if description[:1] == ["PURE"]]
+
+
+def module_list() -> list[tuple[str, list[str]]]:
+    """Every path docs/architecture.md's module list names (``dataplane/state.py``,
+    ``bundles/``), with the words that describe it: the leading words of each line at
+    two spaces are paths under src/certward, at four paths under the package above."""
     text = ARCHITECTURE.read_text()
     block = text[text.index("```\nsrc/certward/") :].split("```", 2)[1]
     directory = ""
     found = []
     for line in block.splitlines()[2:]:
         indent = len(line) - len(line.lstrip())
-        words = line.split()
-        if not words or indent not in (2, 4):
+        if indent not in (2, 4):
             continue
+        words = line.split()
+        paths = list(itertools.takewhile(lambda word: word.endswith((".py", "/")), words))
+        description = [word.rstrip(":,") for word in words[len(paths) :]]
         if indent == 2:
-            directory = words[0] if words[0].endswith("/") else ""
-        path = words[0] if indent == 2 else directory + words[0]
-        if len(words) > 1 and words[1].startswith("PURE"):
-            found.append(path)
+            directory = paths[0] if len(paths) == 1 and paths[0].endswith("/") else ""
+        else:
+            paths = [directory + path for path in paths]
+        found += [(path, description) for path in paths]
     return found
 
 
@@ -471,34 +480,28 @@ def _pure_import(name: str) -> bool:
     return any(name == dotted(p) or name.startswith(dotted(p) + ".") for p in pure_modules())
 
 
-OUTER = (
-    "certward.services",
+INTERFACES = (
     "certward.api",
     "certward.api_client",
     "certward.web",
     "certward.cli",
     "certward.server",
     "certward.worker",
+)
+STORAGE = (
+    "certward.services",
     "certward.platform",
     "certward.db",
     "certward.model",
     "certward.migrations",
 )
 LAYERS = [
-    Layer("values and rules (PURE)", _is_pure, OUTER),
+    Layer("values and rules (PURE)", _is_pure, INTERFACES + STORAGE),
     Layer(
         "services",
         lambda path: path.startswith("services/"),
-        (
-            "certward.api",
-            "certward.api_client",
-            "certward.web",
-            "certward.cli",
-            "certward.server",
-            "certward.worker",
-            "certward.platform",
-            "certward.dataplane",  # its values only (the state), never the serving modules
-        ),
+        # of the data plane its values only (the state), never the serving modules
+        (*INTERFACES, "certward.platform", "certward.dataplane"),
         allowed=_pure_import,
     ),
     Layer(
@@ -512,26 +515,13 @@ LAYERS = [
         # hands each worker a follower of the feed.
         "data plane",
         lambda path: path.startswith("dataplane/") and path[10:] not in DATA_PLANE_RUNNERS,
-        (
-            "certward.services",
-            "certward.platform",
-            "certward.db",
-            "certward.model",
-            "certward.api",
-            "certward.web",
-            "certward.cli",
-            "sqlalchemy",
-        ),
+        (*STORAGE, "certward.api", "certward.web", "certward.cli", "sqlalchemy"),
     ),
     Layer(
         "remote CLI and API client",
         lambda path: path.startswith(("cli/remote/", "api_client/")),
         (
-            "certward.services",
-            "certward.platform",
-            "certward.db",
-            "certward.model",
-            "certward.migrations",
+            *STORAGE,
             "certward.api",
             "certward.web",
             "certward.server",
@@ -541,11 +531,7 @@ LAYERS = [
             "fastapi",
         ),
     ),
-    Layer(
-        "API client",
-        lambda path: path.startswith("api_client/"),
-        ("certward.cli",),
-    ),
+    Layer("API client", lambda path: path.startswith("api_client/"), ("certward.cli",)),
 ]
 
 
@@ -588,30 +574,8 @@ def test_a_layer_violation_is_caught(tmp_path: Path) -> None:
     ]
 
 
-def documented_paths() -> list[str]:
-    """The paths docs/architecture.md's module list names (``dataplane/state.py``,
-    ``bundles/``): the leading words of each line at two spaces (paths under
-    src/certward) and at four (under the package above), before the description."""
-    text = ARCHITECTURE.read_text()
-    block = text[text.index("```\nsrc/certward/") :].split("```", 2)[1]
-    directory = ""
-    found = []
-    for line in block.splitlines()[2:]:
-        indent = len(line) - len(line.lstrip())
-        if indent not in (2, 4):
-            continue
-        words = line.split()
-        paths = list(itertools.takewhile(lambda word: word.endswith((".py", "/")), words))
-        if indent == 2:
-            directory = paths[0] if len(paths) == 1 and paths[0].endswith("/") else ""
-            found += paths
-        else:
-            found += [directory + path for path in paths]
-    return found
-
-
 def test_every_path_the_module_list_names_exists() -> None:
-    named = documented_paths()
+    named = [path for path, _ in module_list()]
     assert named
     missing = [path for path in named if not (PACKAGE / path).exists()]
     assert not missing, f"docs/architecture.md names paths that do not exist: {missing}"
@@ -620,7 +584,7 @@ def test_every_path_the_module_list_names_exists() -> None:
 def test_every_module_is_in_the_module_list() -> None:
     """A package's __init__.py is named by the package (``bundles/``), a migration
     revision by ``migrations/versions/``."""
-    named = set(documented_paths())
+    named = {path for path, _ in module_list()}
     unnamed = [
         name_of(path)
         for path in modules(PACKAGE)
