@@ -31,7 +31,7 @@ import datetime as _dt
 import json
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -187,7 +187,7 @@ class AcmeIssuer:
                 window=_suggested_window(response.content),
                 ask_again_at=ari_retry_at(now, response.headers.get("Retry-After")),
             )
-        except (errors.Error, OSError) as exc:
+        except (errors.Error, OSError, ValueError) as exc:  # ValueError: no AKI to name it by
             raise AcmeError(
                 f"The ACME CA at {self._directory_url} sent no renewal information: {exc}"
             ) from exc
@@ -213,11 +213,12 @@ class AcmeIssuer:
         key: ec.EllipticCurvePrivateKey,
         replaces: x509.Certificate | None,
     ) -> AcmeCertificate:
-        replaced = (
-            ari_certificate_id(replaces)
-            if replaces is not None and _renewal_info_url(acme.directory) is not None
-            else None
-        )
+        replaced = None
+        if replaces is not None and _renewal_info_url(acme.directory) is not None:
+            try:
+                replaced = ari_certificate_id(replaces)
+            except ValueError:  # no authority key identifier: nothing to name it by
+                replaced = None
         order = _new_order(acme, names, _csr_pem(names, key), self._profile, replaced)
         published: list[str] = []
         try:
@@ -293,7 +294,7 @@ def _base64url(data: bytes) -> str:
 def _profiles(directory: messages.Directory) -> dict[str, str]:
     meta = getattr(directory, "meta", None)
     profiles = getattr(meta, "profiles", None)
-    if not isinstance(profiles, dict):
+    if not isinstance(profiles, Mapping):  # josepy's frozendict
         return {}
     return {str(name): str(description) for name, description in profiles.items()}
 
