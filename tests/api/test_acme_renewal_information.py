@@ -241,3 +241,13 @@ def test_custom_domain_renewal_follows_the_window_and_names_what_it_replaces(
     report = renew_due_acme(api.context, worker="w", limit=10)
     assert (report.renewed, report.rescheduled) == (1, 0)
     assert front.orders[-1]["replaces"] == _renewal_info_path_component(leaf_of(first))
+
+
+@pytest.mark.parametrize("profile", ["shortlived"])
+def test_a_ca_unreachable_at_start_does_not_stop_it(
+    api: Api, pebble: Pebble, profile: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The profile cannot be checked: logged, and the orders check it later."""
+    pebble.stop()
+    check_acme_profile(api.context)
+    assert "the ACME profile 'shortlived' cannot be checked now" in caplog.text
