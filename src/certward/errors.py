@@ -16,6 +16,19 @@
     │                          (`certward.bundles.install`)
     ├── RuntimeBundleError     a runtime bundle that cannot be used: unreadable,
     │                          incomplete, or asked for a name it lacks (`certward.runtime`)
+    ├── InternalSignal         raised and caught inside one part of certward, never
+    │   │                      answered as it is
+    │   ├── DerError           bytes that are not the ASN.1 expected (`certward.pki.der`)
+    │   ├── HostnameError      not a DNS host name or IP address (`certward.pki.names`)
+    │   ├── SafeNotOpened      an encrypted PKCS12 safe no candidate password opens
+    │   ├── CannotOpen         a PBE scheme this process cannot decrypt
+    │   ├── TargetRefused      a request target the gateway does not serve (400)
+    │   ├── PrefixRefused      a path-rule prefix that cannot mean the same on both
+    │   │                      data planes
+    │   ├── RejectedRequest    a request llhttp accepted but the gateway does not (400)
+    │   ├── UpstreamRefused    an upstream the egress policy keeps the gateway from
+    │   ├── SignInRequired     a console page needs a signed-in visitor (a redirect)
+    │   └── BodyTooLarge       a body over its cap, met while it streams in (413)
     ├── ApiClientError         a request to the certward API did not succeed
     │   │                      (`certward.api_client.failures`)
     │   ├── ServerUnreachable  nothing answered at the server
@@ -170,6 +183,10 @@ class MaterialError(CertwardError):
     def code(self) -> str:
         """The code of the first (most important) problem."""
         return self.problems[0].code.value
+
+
+class InternalSignal(CertwardError):
+    """Raised and caught inside one part of certward; never answered as it is."""
 
 
 class ConfigurationError(CertwardError):

@@ -6,11 +6,11 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from certward.errors import RefusalCode
+from certward.errors import InternalSignal, RefusalCode
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(InternalSignal):
+    """A body over its cap, met while it streams in (answered 413)."""
 
 
 class BodySizeLimit:

@@ -57,7 +57,7 @@ from certward.dataplane.http_request import (
     ClientConnection,
     ClientRequest,
     ConnectionLimits,
-    MalformedRequest,
+    RejectedRequest,
     RequestLog,
     host_header,
 )
@@ -278,7 +278,7 @@ class HttpExchange:
         version = parser.get_http_version()
         headers = self._headers
         if self._head_size > MAX_HEAD_BYTES or version not in ("1.1", "1.0"):
-            raise MalformedRequest
+            raise RejectedRequest
         hosts = 0
         framed = chunked = False
         for name, value in headers:
@@ -286,13 +286,13 @@ class HttpExchange:
                 hosts += 1
             elif name == b"transfer-encoding":
                 if value.lower() != b"chunked":
-                    raise MalformedRequest
+                    raise RejectedRequest
                 framed = chunked = True
             elif name == b"content-length" and value != b"0":
                 framed = True
         upgrade = parser.should_upgrade()
         if hosts > 1 or (hosts == 0 and version == "1.1") or (upgrade and framed):
-            raise MalformedRequest
+            raise RejectedRequest
         method = parser.get_method()
         request = ClientRequest(
             method,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from certward.dataplane.access import Address, ClientIdentity, Decision
+from certward.errors import InternalSignal
 
 MAX_HEAD_BYTES = 64 * 1024
 
@@ -41,7 +42,7 @@ class ClientConnection(Protocol):
 RequestLog = Callable[[dict[str, Any], bool], None]
 
 
-class MalformedRequest(Exception):
+class RejectedRequest(InternalSignal):
     """A request the parser accepted but the gateway does not (see
     `certward.dataplane.http_exchange`)."""
 

@@ -25,13 +25,15 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import unquote, unquote_to_bytes
 
+from certward.errors import InternalSignal
+
 _ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _ABSOLUTE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<rest>.*)")
 _NOT_PLAIN = ("%", "//", "/.", "?", "#", "\0")
 _HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(:[0-9]*)?")
 
 
-class TargetRefused(ValueError):
+class TargetRefused(InternalSignal, ValueError):
     """A request target the gateway does not serve (answered 400)."""
 
 
@@ -131,7 +133,7 @@ def _resolved(path: str, *, strict: bool) -> str:
 # -- path-rule prefixes ---------------------------------------------------------------------
 
 
-class PrefixRefused(ValueError):
+class PrefixRefused(InternalSignal, ValueError):
     """A path-rule prefix that cannot mean the same on both data planes."""
 
 

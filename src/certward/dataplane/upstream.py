@@ -45,6 +45,7 @@ from certward.egress import (
     check_addresses,
     check_url,
 )
+from certward.errors import InternalSignal
 
 log = logging.getLogger("certward.gateway")
 
@@ -68,7 +69,7 @@ _HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
 _HOP_MARK_HEADER = HOP_MARK_HEADER.lower().encode()
 
 
-class UpstreamRefused(Exception):
+class UpstreamRefused(InternalSignal):
     """The egress policy does not let the gateway reach a site's upstream."""
 
 

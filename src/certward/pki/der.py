@@ -12,6 +12,8 @@ PBMAC1 integrity MAC of the PKCS12 files certward makes (`certward.pki.pbmac1`).
 
 from __future__ import annotations
 
+from certward.errors import InternalSignal
+
 SEQUENCE = 0x30
 SET = 0x31
 INTEGER = 0x02
@@ -25,7 +27,7 @@ CONTEXT_0_PRIMITIVE = 0x80
 _MAX_DEPTH = 32
 
 
-class DerError(ValueError):
+class DerError(InternalSignal, ValueError):
     """The bytes are not the ASN.1 expected here."""
 
 

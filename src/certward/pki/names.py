@@ -16,6 +16,8 @@ import re
 
 from cryptography import x509
 
+from certward.errors import InternalSignal
+
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 MAX_DNS_NAME_LENGTH = 253
 
@@ -38,7 +40,7 @@ def is_dns_name(text: str, *, min_labels: int = 1) -> bool:
     )
 
 
-class HostnameError(ValueError):
+class HostnameError(InternalSignal, ValueError):
     """The text is not a valid DNS host name or IP address."""
 
 

@@ -27,6 +27,8 @@ from functools import cache
 from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4, RC2, TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherAlgorithm, algorithms, modes
 
+from certward.errors import InternalSignal
+
 _BLOCK_SIZES = {"sha1": 64, "sha224": 64, "sha256": 64, "sha384": 128, "sha512": 128}
 
 
@@ -55,7 +57,7 @@ class Pbes2:
 Scheme = LegacyPbe | Pbes2
 
 
-class CannotOpen(Exception):
+class CannotOpen(InternalSignal):
     """This process cannot decrypt the scheme (no libcrypto with a legacy provider)."""
 
 

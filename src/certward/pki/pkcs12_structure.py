@@ -24,7 +24,7 @@ import hmac
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from certward.errors import MaterialError
+from certward.errors import InternalSignal, MaterialError
 from certward.pki import der
 from certward.pki.limits import Limits
 from certward.pki.pbmac1 import MAX_KEY_BYTES, MIN_KEY_BYTES, Pbmac1, pbmac1_digest
@@ -212,7 +212,7 @@ def read_pkcs12_structure(data: bytes, *, limits: Limits) -> Pkcs12Structure:
     )
 
 
-class SafeNotOpened(Exception):
+class SafeNotOpened(InternalSignal):
     """An encrypted safe that no candidate password decrypts into safe contents."""
 
 

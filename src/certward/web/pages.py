@@ -25,7 +25,7 @@ from starlette.templating import Jinja2Templates
 
 from certward import __version__
 from certward.authorization import Principal
-from certward.errors import Forbidden, RefusalCode, TooManyRequests, Unauthorized
+from certward.errors import Forbidden, InternalSignal, RefusalCode, TooManyRequests, Unauthorized
 from certward.services import console_sessions, tokens, upload_limits
 from certward.services.context import Context
 from certward.vocabulary import Role
@@ -129,7 +129,7 @@ class Console:
     forget_token: Callable[[str], None] | None = None
 
 
-class SignInRequired(Exception):
+class SignInRequired(InternalSignal):
     """The page needs a signed-in visitor; answered with a redirect to the sign-in page."""
 
     def __init__(self, next_path: str) -> None:
