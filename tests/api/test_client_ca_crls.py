@@ -1,0 +1,78 @@
+"""CRLs of client CAs: uploaded, checked, shown and removed through the API."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from tests.api.conftest import Api, expect
+from tests.api.test_access_profiles import create_profile, fingerprint, refused, upload_cas
+from tests.material.crls import make_crl
+from tests.material.factory import NOW, TestCA
+
+
+@pytest.fixture(scope="module")
+def cas() -> dict[str, TestCA]:
+    root = TestCA.root(name="partner root CA")
+    return {"root": root, "other": TestCA.root(name="other root CA")}
+
+
+def crl_url(api: Api, ca: TestCA, profile: str = "partners") -> str:
+    return api.app_url("shop", f"/access-profiles/{profile}/client-cas/{fingerprint(ca)}/crl")
+
+
+def put_crl(api: Api, ca: TestCA, data: bytes, filename: str = "ca.crl") -> object:
+    return api.client.put(
+        crl_url(api, ca), files={"crl": (filename, data)}, headers=api.admin_headers
+    )
+
+
+def setup_profile(api: Api, root: TestCA) -> None:
+    api.create_app("shop")
+    expect(create_profile(api, "shop", "partners"), 201)
+    expect(upload_cas(api, "shop", "partners", root.cert_pem()), 201)
+
+
+def test_a_crl_is_uploaded_shown_replaced_and_removed(api: Api, cas: dict[str, TestCA]) -> None:
+    root = cas["root"]
+    setup_profile(api, root)
+    response = api.client.get(crl_url(api, root), headers=api.admin_headers)
+    refused(response, 404, "crl-not-found")  # type: ignore[arg-type]
+
+    view = expect(put_crl(api, root, make_crl(root, [5, 6, 7])), 200)  # type: ignore[arg-type]
+    assert view["issuer"] == root.certificate.subject.rfc4514_string()
+    assert view["revoked"] == 3
+    assert view["stale"] is False
+    assert view["next_update"].startswith(str((NOW + timedelta(days=7)).date()))
+    shown = expect(api.client.get(crl_url(api, root), headers=api.admin_headers), 200)
+    assert shown == view
+
+    # DER is read too, and replaces the earlier CRL.
+    view = expect(put_crl(api, root, make_crl(root, [5], pem=False)), 200)  # type: ignore[arg-type]
+    assert view["revoked"] == 1
+
+    expect(api.client.delete(crl_url(api, root), headers=api.admin_headers), 204)
+    refused(api.client.get(crl_url(api, root), headers=api.admin_headers), 404, "crl-not-found")
+    refused(api.client.delete(crl_url(api, root), headers=api.admin_headers), 404, "crl-not-found")
+
+
+def test_wrong_crls_are_refused_with_precise_codes(api: Api, cas: dict[str, TestCA]) -> None:
+    root, other = cas["root"], cas["other"]
+    setup_profile(api, root)
+    cases = [
+        (b"not a crl at all", "invalid-crl"),
+        (make_crl(other), "crl-issuer-mismatch"),
+        (make_crl(root, signer=other), "crl-signature-invalid"),
+        (make_crl(root, this_update=NOW + timedelta(days=1)), "crl-not-yet-valid"),
+        (
+            make_crl(
+                root, this_update=NOW - timedelta(days=9), next_update=NOW - timedelta(days=2)
+            ),
+            "crl-expired",
+        ),
+    ]
+    for data, code in cases:
+        refused(put_crl(api, root, data), 422, code)  # type: ignore[arg-type]
+    refused(api.client.get(crl_url(api, root), headers=api.admin_headers), 404, "crl-not-found")
+    refused(put_crl(api, other, make_crl(other)), 404, "client-ca-not-found")  # type: ignore[arg-type]
