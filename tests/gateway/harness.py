@@ -267,8 +267,13 @@ def served(cert: IssuedCert, *, key: str | None = None) -> ServedCertificate:
 
 
 def profile(
-    name: str, *, ranges: tuple[str, ...] = (), cas: tuple[TestCA, ...] = ()
+    name: str,
+    *,
+    ranges: tuple[str, ...] = (),
+    cas: tuple[TestCA, ...] = (),
+    crls: tuple[bytes, ...] = (),
 ) -> AccessProfile:
+    """An access profile accepting ``cas``, with the CRLs (DER) ``crls``."""
     return AccessProfile(
         name=name,
         ip_ranges=tuple(ip_network(r) for r in ranges),
@@ -281,6 +286,7 @@ def profile(
             for ca in cas
         ),
         accepted_issuers=frozenset(ca.certificate.subject.rfc4514_string() for ca in cas),
+        crls_der=crls,
     )
 
 

@@ -54,7 +54,8 @@ class AccessProfile:
     ``accepted_issuers`` are the RFC 4514 subjects that may have issued an accepted
     client certificate: the selected CAs and the uploaded intermediates below them.
     ``trust_pem`` are the certificates a verifier needs (selected CAs and uploaded
-    intermediates below them), concatenated PEM.
+    intermediates below them), concatenated PEM. ``crls_der`` are the revocation lists
+    (DER) of those of them that have one: a CA without one is not checked.
     """
 
     name: str
@@ -62,6 +63,7 @@ class AccessProfile:
     client_cas: tuple[ClientCa, ...] = ()
     accepted_issuers: frozenset[str] = frozenset()
     trust_pem: bytes = b""
+    crls_der: tuple[bytes, ...] = ()
 
     @property
     def wants_client_certificate(self) -> bool:
@@ -126,6 +128,10 @@ class Site:
                 seen.add(profile.trust_pem)
                 out.append(profile.trust_pem)
         return b"".join(out)
+
+    def client_crls_der(self) -> tuple[bytes, ...]:
+        """The revocation lists (DER) of the client CAs of `client_trust_pem`, once each."""
+        return tuple(dict.fromkeys(crl for p in self.client_ca_profiles for crl in p.crls_der))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -160,4 +160,5 @@ def _data_plane_profile(
         ),
         accepted_issuers=frozenset(row.subject for row in trusted.values()),
         trust_pem=b"".join(row.certificate_pem.encode("ascii") for row in trusted.values()),
+        crls_der=tuple(row.crl_der for row in trusted.values() if row.crl_der is not None),
     )
