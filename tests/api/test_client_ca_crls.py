@@ -6,6 +6,8 @@ from datetime import timedelta
 
 import pytest
 
+from certward.services.dataplane_feed import DataPlaneFeed
+from certward.services.dataplane_follower import StateFollower
 from tests.api.conftest import Api, expect
 from tests.api.test_access_profiles import create_profile, fingerprint, refused, upload_cas
 from tests.material.crls import make_crl
@@ -76,3 +78,29 @@ def test_wrong_crls_are_refused_with_precise_codes(api: Api, cas: dict[str, Test
         refused(put_crl(api, root, data), 422, code)  # type: ignore[arg-type]
     refused(api.client.get(crl_url(api, root), headers=api.admin_headers), 404, "crl-not-found")
     refused(put_crl(api, other, make_crl(other)), 404, "client-ca-not-found")  # type: ignore[arg-type]
+
+
+def test_a_crl_reaches_a_following_data_plane_through_the_change_feed(
+    api: Api, cas: dict[str, TestCA]
+) -> None:
+    root = cas["root"]
+    setup_profile(api, root)
+    api.create_environment("shop", "prod")
+    feed = DataPlaneFeed(api.context)
+    follower = StateFollower(feed, kind="gateway", node="test/gateway/crl")
+
+    def crls() -> set[tuple[bytes, ...]]:
+        state = follower.load()
+        assert state.version == feed.load().version
+        return {site.profiles["partners"].crls_der for site in state.sites.values()}
+
+    assert crls() == {()}
+    first = make_crl(root, [1], pem=False)
+    expect(put_crl(api, root, first), 200)  # type: ignore[arg-type]
+    assert crls() == {(first,)}
+    second = make_crl(root, [1, 2], pem=False)
+    expect(put_crl(api, root, second), 200)  # type: ignore[arg-type]
+    assert crls() == {(second,)}
+    expect(api.client.delete(crl_url(api, root), headers=api.admin_headers), 204)
+    assert crls() == {()}
+    assert follower.full_loads == 1
