@@ -49,6 +49,11 @@ def test_a_crl_is_uploaded_shown_replaced_and_removed(api: Api, cas: dict[str, T
     assert view["next_update"].startswith(str((NOW + timedelta(days=7)).date()))
     shown = expect(api.client.get(crl_url(api, root), headers=api.admin_headers), 200)
     assert shown == view
+    profile = expect(
+        api.client.get(api.app_url("shop", "/access-profiles/partners"), headers=api.admin_headers),
+        200,
+    )
+    assert profile["certificates"][0]["crl"]["revoked"] == 3  # the tree shows it too
 
     # DER is read too, and replaces the earlier CRL.
     view = expect(put_crl(api, root, make_crl(root, [5], pem=False)), 200)  # type: ignore[arg-type]

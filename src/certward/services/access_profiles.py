@@ -53,11 +53,20 @@ _HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ClientCaCrl:
+    """What the CRL of a client CA says (`certward.services.client_ca_crls`)."""
+
+    this_update: datetime
+    next_update: datetime
+    revoked: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClientCaNode:
     """A client CA of a profile and the uploaded certificates it issued.
 
     ``selected`` is the stored choice; with nothing selected in the profile, every CA is
-    accepted.
+    accepted. ``crl`` is None when the CA has no CRL (not checked for revocation).
     """
 
     sha256_fingerprint: str
@@ -67,6 +76,7 @@ class ClientCaNode:
     not_after: datetime
     selected: bool
     children: tuple[ClientCaNode, ...]
+    crl: ClientCaCrl | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -419,9 +429,20 @@ def _tree(rows: Sequence[AccessProfileCa]) -> tuple[ClientCaNode, ...]:
             not_after=row.not_after,
             selected=row.selected,
             children=tuple(node(child, depth + 1) for child in below),
+            crl=_crl_summary(row),
         )
 
     return tuple(node(row, 0) for row in children.get(None, []))
+
+
+def _crl_summary(row: AccessProfileCa) -> ClientCaCrl | None:
+    if row.crl_this_update is None or row.crl_next_update is None:
+        return None
+    return ClientCaCrl(
+        this_update=row.crl_this_update,
+        next_update=row.crl_next_update,
+        revoked=row.crl_revoked or 0,
+    )
 
 
 def _fingerprint(value: str) -> str:
