@@ -32,6 +32,7 @@ from certward.dataplane.http_exchange import ConnectionLimits
 from certward.dataplane.state import (
     AccessProfile,
     ClientCa,
+    ClientCrl,
     DataPlaneState,
     PathRule,
     RuleKind,
@@ -286,7 +287,7 @@ def profile(
             for ca in cas
         ),
         accepted_issuers=frozenset(ca.certificate.subject.rfc4514_string() for ca in cas),
-        crls_der=crls,
+        crls=tuple(ClientCrl(id=hashlib.sha256(c).hexdigest(), der=c) for c in crls),
     )
 
 

@@ -496,7 +496,7 @@ def _server(
 
 def _crl_line(site: Site, client_ca: str) -> list[str]:
     """``ssl_crl`` beside the site's client CA file, where a client CA has a CRL."""
-    if not site.client_crls_der():
+    if not site.client_crls():
         return []
     crl_file = client_ca.replace("/client-ca/", "/client-crl/")
     return [f"ssl_crl {quote(crl_file)};"]

@@ -48,10 +48,10 @@ def client_crl_file(site: Site) -> bytes | None:
     CRL (revocation the tenant asked for is never skipped); the other CAs of the site
     need one too, roots included.
     """
-    crls = site.client_crls_der()
+    crls = site.client_crls()
     if not crls:
         return None
-    return b"".join(x509.load_der_x509_crl(crl).public_bytes(Encoding.PEM) for crl in crls)
+    return b"".join(x509.load_der_x509_crl(crl.der).public_bytes(Encoding.PEM) for crl in crls)
 
 
 def _unique(certificates: Iterable[x509.Certificate]) -> list[x509.Certificate]:

@@ -76,9 +76,9 @@ def site_context(site: Site, policy: TlsPolicy = INTERMEDIATE) -> SSL.Context:
             context.add_client_ca(certificate)
         # A selected intermediate is a trust anchor by itself, its root uploaded or not.
         flags = crypto.X509StoreFlags.PARTIAL_CHAIN
-        crls = site.client_crls_der()
+        crls = site.client_crls()
         for crl in crls:
-            store.add_crl(x509.load_der_x509_crl(crl))
+            store.add_crl(x509.load_der_x509_crl(crl.der))
         if crls:
             # The issuer of the client certificate is checked; one without a CRL is
             # passed over by `accept_and_record` (`_UNCHECKED`).
@@ -127,7 +127,7 @@ class ContextCache:
         else:
             if site.certificate is None:
                 raise ValueError(f"{site.hostname} has no certificate yet")
-            trust = site.client_trust_pem() + b"".join(site.client_crls_der())
+            trust = site.client_trust_pem() + "".join(c.id for c in site.client_crls()).encode()
             key = (site.certificate.id, hashlib.sha256(trust).hexdigest() if trust else "")
             wants = site.wants_client_certificate
             if len(self._by_site) >= SITE_KEYS:

@@ -326,7 +326,7 @@ def _access_digest(site: Site) -> str:
             [ca.sha256_fingerprint for ca in profile.client_cas],
             sorted(profile.accepted_issuers),  # a frozenset's order differs between processes
             hashlib.sha256(profile.trust_pem).hexdigest(),
-            [hashlib.sha256(crl).hexdigest() for crl in profile.crls_der],
+            [crl.id for crl in profile.crls],
         )
         for name, profile in sorted(site.profiles.items())
     ]
