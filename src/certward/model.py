@@ -549,6 +549,9 @@ class AccessProfileCa(Base):
     crl_this_update: Mapped[datetime | None]
     crl_next_update: Mapped[datetime | None]
     crl_revoked: Mapped[int | None]
+    # Set when the renewal worker set a stale CRL aside (CERTWARD_EXPIRED_CRL=warn): the
+    # data plane then does not check the CA's certificates against it.
+    crl_set_aside_at: Mapped[datetime | None]
 
 
 class IpDenyProfile(RangeProfileTable):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
+from certward.services.client_ca_crls import reconcile_stale_crls
 from certward.services.dataplane_feed import DataPlaneFeed
 from certward.services.dataplane_follower import StateFollower
+from certward.settings import ExpiredCrl
 from tests.api.conftest import Api, expect
 from tests.api.test_access_profiles import create_profile, fingerprint, refused, upload_cas
 from tests.material.crls import make_crl
@@ -111,3 +115,42 @@ def test_a_crl_reaches_a_following_data_plane_through_the_change_feed(
     expect(api.client.delete(crl_url(api, root), headers=api.admin_headers), 204)
     assert crls() == {()}
     assert follower.full_loads == 1
+
+
+def test_a_stale_crl_is_set_aside_under_warn_and_taken_back_under_refuse(
+    api: Api, cas: dict[str, TestCA], caplog: pytest.LogCaptureFixture
+) -> None:
+    root = cas["root"]
+    setup_profile(api, root)
+    api.create_environment("shop", "prod")
+    crl = make_crl(root, [1], pem=False)
+    expect(put_crl(api, root, crl), 200)  # type: ignore[arg-type]
+    feed = DataPlaneFeed(api.context)
+    warn = replace(api.context, settings=replace(api.context.settings, expired_crl=ExpiredCrl.WARN))
+
+    def served() -> set[tuple[bytes, ...]]:
+        return {
+            tuple(c.der for c in site.profiles["partners"].crls)
+            for site in feed.load().sites.values()
+        }
+
+    assert reconcile_stale_crls(warn) == 0  # current: nothing to set aside
+    api.clock.advance(timedelta(days=8))  # past nextUpdate
+    assert reconcile_stale_crls(api.context) == 0  # refuse: stays, OpenSSL refuses
+    assert served() == {(crl,)}
+    with caplog.at_level(logging.WARNING, logger="certward.services.client_ca_crls"):
+        assert reconcile_stale_crls(warn) == 1
+    assert "set aside" in caplog.text
+    assert served() == {()}
+    shown = expect(api.client.get(crl_url(api, root), headers=api.admin_headers), 200)
+    assert (shown["stale"], shown["set_aside"]) == (True, True)
+    assert reconcile_stale_crls(warn) == 0
+
+    assert reconcile_stale_crls(api.context) == 1  # back to refuse
+    assert served() == {(crl,)}
+    # A newer CRL is used whatever the setting.
+    newer = make_crl(root, [2], this_update=NOW + timedelta(days=7),
+                     next_update=NOW + timedelta(days=14), pem=False)  # fmt: skip
+    reconcile_stale_crls(warn)
+    expect(put_crl(api, root, newer), 200)  # type: ignore[arg-type]
+    assert served() == {(newer,)}

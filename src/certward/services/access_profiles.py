@@ -59,6 +59,7 @@ class ClientCaCrl:
     this_update: datetime
     next_update: datetime
     revoked: int
+    set_aside: bool  # stale, and not used by the data plane (CERTWARD_EXPIRED_CRL=warn)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -442,6 +443,7 @@ def _crl_summary(row: AccessProfileCa) -> ClientCaCrl | None:
         this_update=row.crl_this_update,
         next_update=row.crl_next_update,
         revoked=row.crl_revoked or 0,
+        set_aside=row.crl_set_aside_at is not None,
     )
 
 

@@ -12,24 +12,30 @@ or accepted with a warning (``warn``).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from certward.authorization import Action, Principal
 from certward.errors import InvalidRequest, NotFound, RefusalCode, TooLarge
-from certward.model import AccessProfile, AccessProfileCa
+from certward.model import AccessProfile, AccessProfileCa, App
 from certward.services.access_profiles import ACCESS_PROFILES, _cas_of, _fingerprint
 from certward.services.context import Context
 from certward.services.lookups import find_app
 from certward.services.uploads import Upload
+from certward.settings import ExpiredCrl
 
 MAX_CRL_BYTES = 10 * 1024 * 1024  # besides CERTWARD_MAX_UPLOAD_BYTES, which caps every upload
 MAX_CRL_ENTRIES = 1_000_000
 _PEM_LABEL = b"-----BEGIN X509 CRL-----"
+STALE_BATCH = 1000  # CRLs set aside or taken back per pass
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,6 +48,7 @@ class CrlView:
     next_update: datetime
     revoked: int
     stale: bool
+    set_aside: bool  # stale, and not used by the data plane (CERTWARD_EXPIRED_CRL=warn)
 
 
 def read_crl(data: bytes, ca: x509.Certificate, *, now: datetime) -> x509.CertificateRevocationList:
@@ -120,6 +127,7 @@ def upload_crl(
         row.crl_this_update = crl.last_update_utc
         row.crl_next_update = crl.next_update_utc
         row.crl_revoked = len(crl)
+        row.crl_set_aside_at = None
         profile.updated_at = ctx.clock.now()
         ACCESS_PROFILES.record(
             session, ctx, principal, app, profile, "client_ca_crl.upload",
@@ -156,11 +164,44 @@ def remove_crl(ctx: Context, principal: Principal, app_name: str, name: str, ca:
         before = _crl_state(row)
         row.crl_der = None
         row.crl_issuer = row.crl_this_update = row.crl_next_update = row.crl_revoked = None
+        row.crl_set_aside_at = None
         profile.updated_at = ctx.clock.now()
         ACCESS_PROFILES.record(
             session, ctx, principal, app, profile, "client_ca_crl.remove",
             before=before, after=_crl_state(row),
         )  # fmt: skip
+
+
+def reconcile_stale_crls(ctx: Context) -> int:
+    """Set stale CRLs aside under ``CERTWARD_EXPIRED_CRL=warn`` (each logged as a
+    warning), or take them back under ``refuse``; the renewal worker runs it every pass.
+    Returns the number of CRLs changed. A CRL set aside no longer reaches the data
+    plane, which then accepts its CA's client certificates unchecked."""
+    now = ctx.clock.now()
+    warn = ctx.settings.expired_crl is ExpiredCrl.WARN
+    query = (
+        select(AccessProfileCa, AccessProfile.name, App.name)
+        .join(AccessProfile, AccessProfile.id == AccessProfileCa.profile_id)
+        .join(App, App.id == AccessProfile.app_id)
+    )
+    if warn:
+        query = query.where(
+            AccessProfileCa.crl_next_update <= now, AccessProfileCa.crl_set_aside_at.is_(None)
+        )
+    else:
+        query = query.where(AccessProfileCa.crl_set_aside_at.is_not(None))
+    with ctx.database.transaction() as session:
+        rows = list(session.execute(query.limit(STALE_BATCH).with_for_update(of=AccessProfileCa)))
+        for row, profile, app in rows:
+            row.crl_set_aside_at = now if warn else None
+            if warn:
+                log.warning(
+                    "the CRL of client CA %s (app %s, access profile %s) is stale since %s: "
+                    "set aside, its client certificates are accepted without a revocation "
+                    "check (CERTWARD_EXPIRED_CRL=warn)",
+                    row.subject, app, profile, row.crl_next_update,
+                )  # fmt: skip
+        return len(rows)
 
 
 def _ca_row(session: Session, profile: AccessProfile, fingerprint: str) -> AccessProfileCa:
@@ -198,4 +239,5 @@ def _view(ctx: Context, row: AccessProfileCa) -> CrlView:
         next_update=row.crl_next_update,
         revoked=row.crl_revoked or 0,
         stale=row.crl_next_update <= ctx.clock.now(),
+        set_aside=row.crl_set_aside_at is not None,
     )

@@ -164,6 +164,6 @@ def _data_plane_profile(
         crls=tuple(
             ClientCrl(id=hashlib.sha256(row.crl_der).hexdigest(), der=row.crl_der)
             for row in trusted.values()
-            if row.crl_der is not None
+            if row.crl_der is not None and row.crl_set_aside_at is None
         ),
     )

@@ -4,7 +4,8 @@ Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-04
 
-The CRL is stored as uploaded (DER) with what was read from it. Its columns are in
+The CRL is stored as uploaded (DER) with what was read from it, and when a stale one
+was set aside (``CERTWARD_EXPIRED_CRL=warn``). Its columns are in
 ``access_profile_cas``, whose data-plane change triggers (revision 0007) fire on every
 update, so a CRL replaced live reaches the data plane without new triggers.
 """
@@ -23,13 +24,20 @@ down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_COLUMNS = ("crl_der", "crl_issuer", "crl_this_update", "crl_next_update", "crl_revoked")
+_COLUMNS = (
+    "crl_der",
+    "crl_issuer",
+    "crl_this_update",
+    "crl_next_update",
+    "crl_revoked",
+    "crl_set_aside_at",
+)
 
 
 def upgrade() -> None:
     op.add_column("access_profile_cas", sa.Column("crl_der", sa.LargeBinary(), nullable=True))
     op.add_column("access_profile_cas", sa.Column("crl_issuer", sa.Text(), nullable=True))
-    for column in ("crl_this_update", "crl_next_update"):
+    for column in ("crl_this_update", "crl_next_update", "crl_set_aside_at"):
         op.add_column(
             "access_profile_cas", sa.Column(column, sa.DateTime(timezone=True), nullable=True)
         )
