@@ -7,7 +7,9 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
+from certward.model import AuditEvent
 from certward.services.client_ca_crls import reconcile_stale_crls
 from certward.services.dataplane_feed import DataPlaneFeed
 from certward.services.dataplane_follower import StateFollower
@@ -64,6 +66,16 @@ def test_a_crl_is_uploaded_shown_replaced_and_removed(api: Api, cas: dict[str, T
     assert view["revoked"] == 1
 
     expect(api.client.delete(crl_url(api, root), headers=api.admin_headers), 204)
+    with api.context.database.reading() as session:
+        actions = list(
+            session.scalars(
+                select(AuditEvent.action)
+                .where(AuditEvent.action.like("access_profile.client_ca_crl.%"))
+                .order_by(AuditEvent.id)
+            )
+        )
+    assert sorted(actions) == sorted(["access_profile.client_ca_crl.upload"] * 2
+                                     + ["access_profile.client_ca_crl.remove"])  # fmt: skip
     refused(api.client.get(crl_url(api, root), headers=api.admin_headers), 404, "crl-not-found")
     refused(api.client.delete(crl_url(api, root), headers=api.admin_headers), 404, "crl-not-found")
 
