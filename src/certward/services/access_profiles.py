@@ -187,7 +187,7 @@ def upload_client_cas(
     with ctx.database.transaction() as session:
         app = find_app(session, principal, app_name, Action.MANAGE)
         profile = ACCESS_PROFILES.find(session, app, name, for_update=True)
-        rows = _cas_of(session, profile)
+        rows = cas_of(session, profile)
         before = ACCESS_PROFILES.state_of(profile, rows)
         known = {row.sha256_fingerprint for row in rows}
         added = [fp for fp in uploaded if fp not in known]
@@ -239,11 +239,11 @@ def select_client_cas(
     An empty selection accepts every CA of the profile. An unknown fingerprint is
     refused (422) and nothing changes.
     """
-    wanted = [_fingerprint(value) for value in selected]
+    wanted = [ca_fingerprint(value) for value in selected]
     with ctx.database.transaction() as session:
         app = find_app(session, principal, app_name, Action.MANAGE)
         profile = ACCESS_PROFILES.find(session, app, name, for_update=True)
-        rows = _cas_of(session, profile)
+        rows = cas_of(session, profile)
         before = ACCESS_PROFILES.state_of(profile, rows)
         stored = {row.sha256_fingerprint for row in rows}
         unknown = [fp for fp in wanted if fp not in stored]
@@ -281,7 +281,7 @@ def remove_client_ca(
     with ctx.database.transaction() as session:
         app = find_app(session, principal, app_name, Action.MANAGE)
         profile = ACCESS_PROFILES.find(session, app, name, for_update=True)
-        rows = _cas_of(session, profile)
+        rows = cas_of(session, profile)
         wanted = fingerprint.replace(":", "").lower()
         target = next((r for r in rows if r.sha256_fingerprint == wanted), None)
         if target is None:
@@ -317,7 +317,8 @@ def remove_client_ca(
 # -- details --------------------------------------------------------------------------------
 
 
-def _cas_of(session: Session, profile: AccessProfile) -> list[AccessProfileCa]:
+def cas_of(session: Session, profile: AccessProfile) -> list[AccessProfileCa]:
+    """The client CAs of one profile."""
     return _cas_by_profile(session, [profile.id])[profile.id]
 
 
@@ -447,7 +448,7 @@ def _crl_summary(row: AccessProfileCa) -> ClientCaCrl | None:
     )
 
 
-def _fingerprint(value: str) -> str:
+def ca_fingerprint(value: str) -> str:
     """A SHA-256 fingerprint as certward shows it: 64 lower-case hex digits (colons and
     upper case, as other tools print them, are accepted)."""
     text = value.replace(":", "").lower()

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from certward.authorization import Action, Principal
 from certward.errors import InvalidRequest, NotFound, RefusalCode, TooLarge
 from certward.model import AccessProfile, AccessProfileCa, App
-from certward.services.access_profiles import ACCESS_PROFILES, _cas_of, _fingerprint
+from certward.services.access_profiles import ACCESS_PROFILES, ca_fingerprint, cas_of
 from certward.services.context import Context
 from certward.services.lookups import find_app
 from certward.services.uploads import Upload
@@ -111,7 +111,7 @@ def upload_crl(
     ctx: Context, principal: Principal, app_name: str, name: str, ca: str, *, file: Upload
 ) -> CrlView:
     """Set (or replace) the CRL of client CA ``ca`` of profile ``name`` (live)."""
-    wanted = _fingerprint(ca)
+    wanted = ca_fingerprint(ca)
     with ctx.database.reading() as session:  # refuse early, before any expensive work
         app = find_app(session, principal, app_name, Action.MANAGE)
         row = _ca_row(session, ACCESS_PROFILES.find(session, app, name), wanted)
@@ -138,7 +138,7 @@ def upload_crl(
 
 def show_crl(ctx: Context, principal: Principal, app_name: str, name: str, ca: str) -> CrlView:
     """The CRL of client CA ``ca``; 404 ``crl-not-found`` when it has none."""
-    wanted = _fingerprint(ca)
+    wanted = ca_fingerprint(ca)
     with ctx.database.reading() as session:
         app = find_app(session, principal, app_name, Action.READ)
         row = _ca_row(session, ACCESS_PROFILES.find(session, app, name), wanted)
@@ -152,7 +152,7 @@ def show_crl(ctx: Context, principal: Principal, app_name: str, name: str, ca: s
 def remove_crl(ctx: Context, principal: Principal, app_name: str, name: str, ca: str) -> None:
     """Remove the CRL of client CA ``ca`` (live): its certificates are no longer checked
     for revocation."""
-    wanted = _fingerprint(ca)
+    wanted = ca_fingerprint(ca)
     with ctx.database.transaction() as session:
         app = find_app(session, principal, app_name, Action.MANAGE)
         profile = ACCESS_PROFILES.find(session, app, name, for_update=True)
@@ -205,7 +205,7 @@ def reconcile_stale_crls(ctx: Context) -> int:
 
 
 def _ca_row(session: Session, profile: AccessProfile, fingerprint: str) -> AccessProfileCa:
-    row = next((r for r in _cas_of(session, profile) if r.sha256_fingerprint == fingerprint), None)
+    row = next((r for r in cas_of(session, profile) if r.sha256_fingerprint == fingerprint), None)
     if row is None:
         raise NotFound(
             f"The access profile {profile.name!r} has no client CA {fingerprint!r}.",
