@@ -25,7 +25,9 @@ def test_a_client_cas_crl_is_uploaded_shown_and_removed(cli: Cli, tmp_path: Path
     assert "CN=certward CLI CRL root" in uploaded
     shown = cli.ok("access-profile", "crl", "show", "office", digest, "--app", "crl-gate", "--json")
     assert shown.json()["revoked"] == 2
-    removed = cli.ok("access-profile", "crl", "remove", "office", digest, "--app", "crl-gate").stdout
+    removed = cli.ok(
+        "access-profile", "crl", "remove", "office", digest, "--app", "crl-gate"
+    ).stdout
     assert "Removed the CRL" in removed
     gone = cli.refused("access-profile", "crl", "show", "office", digest, "--app", "crl-gate")
     assert "404 crl-not-found" in gone.stderr
