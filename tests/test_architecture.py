@@ -7,13 +7,20 @@
   through each module's imports, aliases included.
 - **Only certward/randomness.py draws randomness**: everything else takes a
   `Randomness` (the services `Context` carries one).
+- **Layers import inwards** (`LAYERS`, the table of docs/architecture.md): values and
+  rules, then services, then the API and the console, then the CLI; the remote CLI and
+  the API client talk to the REST API only.
+- **docs/architecture.md's module list is the tree**: every path it names exists, and
+  every module is named.
 """
 
 from __future__ import annotations
 
 import ast
+import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -272,20 +279,29 @@ def test_the_pure_modules_are_the_ones_the_documents_name() -> None:
 
 def documented_pure() -> list[str]:
     """The paths docs/architecture.md's module map marks PURE (``dataplane/state.py``)."""
+    return [path for path, description in module_list() if description[:1] == ["PURE"]]
+
+
+def module_list() -> list[tuple[str, list[str]]]:
+    """Every path docs/architecture.md's module list names (``dataplane/state.py``,
+    ``bundles/``), with the words that describe it: the leading words of each line at
+    two spaces are paths under src/certward, at four paths under the package above."""
     text = ARCHITECTURE.read_text()
     block = text[text.index("```\nsrc/certward/") :].split("```", 2)[1]
     directory = ""
     found = []
     for line in block.splitlines()[2:]:
         indent = len(line) - len(line.lstrip())
-        words = line.split()
-        if not words or indent not in (2, 4):
+        if indent not in (2, 4):
             continue
+        words = line.split()
+        paths = list(itertools.takewhile(lambda word: word.endswith((".py", "/")), words))
+        description = [word.rstrip(":,") for word in words[len(paths) :]]
         if indent == 2:
-            directory = words[0] if words[0].endswith("/") else ""
-        path = words[0] if indent == 2 else directory + words[0]
-        if len(words) > 1 and words[1].startswith("PURE"):
-            found.append(path)
+            directory = paths[0] if len(paths) == 1 and paths[0].endswith("/") else ""
+        else:
+            paths = [directory + path for path in paths]
+        found += [(path, description) for path in paths]
     return found
 
 
@@ -405,28 +421,6 @@ def test_the_secret_box_module_is_not_the_secrets_module() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [p for p in modules(PACKAGE / "dataplane") if p.name not in DATA_PLANE_RUNNERS],
-    ids=name_of,
-)
-def test_the_data_plane_never_reaches_into_the_database(path: Path) -> None:
-    """certward.dataplane serves a DataPlaneState; only services/dataplane_feed builds it.
-
-    The gateway's runner is the one exception: it opens the installation and hands
-    each worker a follower of the feed.
-    """
-    forbidden = {
-        name
-        for name in imported_names(path)
-        if any(
-            name == banned or name.startswith(banned + ".")
-            for banned in ("certward.model", "certward.db", "certward.services", "sqlalchemy")
-        )
-    }
-    assert not forbidden, f"{path.name} imports {sorted(forbidden)}"
-
-
-@pytest.mark.parametrize(
-    "path",
     [
         PACKAGE / "dataplane" / name
         for name in (
@@ -457,3 +451,147 @@ def test_no_grab_bag_modules() -> None:
     """Modules are named after what they do, never utils/helpers/manager."""
     vague = {"utils.py", "helpers.py", "manager.py", "misc.py", "common.py"}
     assert not [p for p in modules(PACKAGE) if p.name in vague]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """The modules of one layer (``members``, by path under src/certward) and the
+    modules and libraries they may not import (``banned``, dotted prefixes), but for the
+    ``allowed`` prefixes among them."""
+
+    name: str
+    members: Callable[[str], bool]
+    banned: tuple[str, ...]
+    allowed: Callable[[str], bool] = lambda name: False
+
+
+def dotted(path: Path) -> str:
+    """``certward.dataplane.state`` for dataplane/state.py (a package for its __init__)."""
+    return "certward." + name_of(path).removesuffix(".py").replace("/", ".").removesuffix(
+        ".__init__"
+    )
+
+
+def _is_pure(path: str) -> bool:
+    return PACKAGE / path in pure_modules()
+
+
+def _pure_import(name: str) -> bool:
+    return any(name == dotted(p) or name.startswith(dotted(p) + ".") for p in pure_modules())
+
+
+INTERFACES = (
+    "certward.api",
+    "certward.api_client",
+    "certward.web",
+    "certward.cli",
+    "certward.server",
+    "certward.worker",
+)
+STORAGE = (
+    "certward.services",
+    "certward.platform",
+    "certward.db",
+    "certward.model",
+    "certward.migrations",
+)
+LAYERS = [
+    Layer("values and rules (PURE)", _is_pure, INTERFACES + STORAGE),
+    Layer(
+        "services",
+        lambda path: path.startswith("services/"),
+        # of the data plane its values only (the state), never the serving modules
+        (*INTERFACES, "certward.platform", "certward.dataplane"),
+        allowed=_pure_import,
+    ),
+    Layer(
+        "api and console",
+        lambda path: path.startswith(("api/", "web/")),
+        ("certward.cli", "certward.api_client", "certward.server", "certward.worker"),
+    ),
+    Layer(
+        # certward.dataplane serves a DataPlaneState; only services/dataplane_feed builds
+        # it. The gateway's runner is the one exception: it opens the installation and
+        # hands each worker a follower of the feed.
+        "data plane",
+        lambda path: path.startswith("dataplane/") and path[10:] not in DATA_PLANE_RUNNERS,
+        (*STORAGE, "certward.api", "certward.web", "certward.cli", "sqlalchemy"),
+    ),
+    Layer(
+        "remote CLI and API client",
+        lambda path: path.startswith(("cli/remote/", "api_client/")),
+        (
+            *STORAGE,
+            "certward.api",
+            "certward.web",
+            "certward.server",
+            "certward.worker",
+            "sqlalchemy",
+            "alembic",
+            "fastapi",
+        ),
+    ),
+    Layer("API client", lambda path: path.startswith("api_client/"), ("certward.cli",)),
+]
+
+
+def layer_violations(layer: Layer, path: Path) -> list[str]:
+    """What ``path`` imports at run time (lazily too) that its layer may not."""
+    return sorted(
+        name
+        for name in imported_names(path)
+        if any(name == banned or name.startswith(banned + ".") for banned in layer.banned)
+        and not layer.allowed(name)
+    )
+
+
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.name)
+def test_layers_import_inwards(layer: Layer) -> None:
+    """The import rules of docs/architecture.md: a layer never reaches outwards."""
+    members = [p for p in modules(PACKAGE) if layer.members(name_of(p))]
+    assert members, f"no module is in the layer {layer.name}"
+    broken = {name_of(path): found for path in members if (found := layer_violations(layer, path))}
+    assert not broken, f"{layer.name} reach outwards: {broken}"
+
+
+def test_a_layer_violation_is_caught(tmp_path: Path) -> None:
+    """An outward import is found at module level and inside a function, and one made
+    for annotations only is not."""
+    module = tmp_path / "violation.py"
+    module.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "from certward.dataplane.state import Site\n"
+        "if TYPE_CHECKING:\n"
+        "    from certward.model import App\n"
+        "def serve() -> None:\n"
+        "    from certward.dataplane.gateway import Gateway\n"
+        "import certward.api.routes\n"
+    )
+    services = next(layer for layer in LAYERS if layer.name == "services")
+    assert layer_violations(services, module) == [
+        "certward.api.routes",
+        "certward.dataplane.gateway.Gateway",
+    ]
+
+
+def test_every_path_the_module_list_names_exists() -> None:
+    named = [path for path, _ in module_list()]
+    assert named
+    missing = [path for path in named if not (PACKAGE / path).exists()]
+    assert not missing, f"docs/architecture.md names paths that do not exist: {missing}"
+
+
+def test_every_module_is_in_the_module_list() -> None:
+    """A package's __init__.py is named by the package (``bundles/``), a migration
+    revision by ``migrations/versions/``."""
+    named = {path for path, _ in module_list()}
+    unnamed = [
+        name_of(path)
+        for path in modules(PACKAGE)
+        if name_of(path) not in named
+        and not (path.name == "__init__.py" and f"{name_of(path.parent)}/" in named)
+        and not (
+            path.parent == PACKAGE / "migrations" / "versions" and "migrations/versions/" in named
+        )
+    ]
+    assert not unnamed, f"docs/architecture.md's module list does not name: {unnamed}"

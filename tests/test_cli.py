@@ -223,11 +223,17 @@ def test_human_output_lists_certificates_and_problems(
     assert "Refused as client-certificate" in out
 
 
-@pytest.mark.parametrize("profile", ["modern", "legacy"])
+@pytest.mark.parametrize(
+    ("profile", "encryption", "mac"),
+    [("modern", "modern", "sha256"), ("modern2026", "modern", "pbmac1-sha256"),
+     ("legacy", "legacy", "sha1")],
+)  # fmt: skip
 def test_convert_pem_parts_to_pkcs12(
     files: dict[str, Path],
     tmp_path: Path,
     profile: str,
+    encryption: str,
+    mac: str,
     client: IssuedCert,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -256,7 +262,9 @@ def test_convert_pem_parts_to_pkcs12(
     assert loaded.cert.certificate == client.certificate
     assert [c.certificate for c in loaded.additional_certs] == list(client.chain)
     structure = read_pkcs12_structure(out.read_bytes(), limits=Limits())
-    assert structure.encryption.value == profile
+    assert structure.encryption.value == encryption
+    assert structure.mac is not None
+    assert structure.mac.algorithm == mac
 
 
 def test_convert_pkcs12_to_pem_orders_the_chain(

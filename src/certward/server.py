@@ -23,6 +23,7 @@ from certward.api import create_app
 from certward.api.listener import with_header_deadline
 from certward.dataplane.gateway_runner import die_with_parent
 from certward.platform import Platform, open_platform
+from certward.services.acme_issuing import check_acme_profile
 from certward.settings import Settings, format_listen
 from certward.worker import RenewalWorker
 
@@ -62,6 +63,11 @@ def banner(platform: Platform) -> list[str]:
 def serve(settings: Settings, *, gateway: bool = True) -> None:
     os.umask(0o077)  # the database, its journal and every file certward writes: owner only
     platform = open_platform(settings)
+    try:
+        check_acme_profile(platform.context)
+    except BaseException:
+        platform.close()
+        raise
     console = Console(highlight=False, soft_wrap=True)
     for line in banner(platform):
         console.print(Text(line))

@@ -46,6 +46,10 @@
 ``CERTWARD_ACME_DIRECTORY``        ``https://`` directory URL of an ACME CA;
                                    when set, managed certificates come from
                                    it instead of the built-in CA (optional)
+``CERTWARD_ACME_PROFILE``          the ACME profile (draft-ietf-acme-profiles)
+                                   to order certificates with, one the CA's
+                                   directory lists in ``meta.profiles``
+                                   (optional: the CA's default)
 ``CERTWARD_ACME_HTTP_LISTEN``      ``host:port`` of the in-process HTTP-01
                                    challenge responder (``127.0.0.1:8080``)
 ``CERTWARD_GATEWAY_LISTEN``        ``host:port`` of the embedded gateway's
@@ -192,6 +196,7 @@ class Settings:
     expires_soon_authority: timedelta = timedelta(days=DEFAULT_EXPIRES_SOON_DAYS)
     ca_url: str | None = None
     acme_directory: str | None = None
+    acme_profile: str | None = None
     acme_http_host: str = "127.0.0.1"
     acme_http_port: int = 8080
     acme_ca_bundle: Path | None = None
@@ -234,6 +239,7 @@ class Settings:
             "expires_soon_authority": str(self.expires_soon_authority),
             "ca_url": self.ca_publication_url,
             "acme_directory": self.acme_directory,
+            "acme_profile": self.acme_profile,
             "acme_http_listen": f"{self.acme_http_host}:{self.acme_http_port}",
             "acme_ca_bundle": None if self.acme_ca_bundle is None else str(self.acme_ca_bundle),
             "gateway_listen": format_listen(self.gateway_listen),
@@ -361,6 +367,7 @@ class Settings:
             expires_soon_authority=_days(env, "CERTWARD_EXPIRES_SOON_DAYS_AUTHORITY"),
             ca_url=_ca_url(env.get("CERTWARD_CA_URL")),
             acme_directory=_acme_directory(env.get("CERTWARD_ACME_DIRECTORY")),
+            acme_profile=_acme_profile(env),
             acme_http_host=acme_host,
             acme_http_port=acme_port,
             acme_ca_bundle=_acme_ca_bundle(env.get("CERTWARD_ACME_CA_BUNDLE")),
@@ -594,6 +601,23 @@ def _acme_directory(value: str | None) -> str | None:
             f"https://acme-v02.api.letsencrypt.org/directory, not {value!r}."
         )
     return url
+
+
+def _acme_profile(env: Mapping[str, str]) -> str | None:
+    value = env.get("CERTWARD_ACME_PROFILE")
+    if value is None:
+        return None
+    profile = value.strip()
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", profile):
+        raise ConfigurationError(
+            "CERTWARD_ACME_PROFILE must be the name of a profile the ACME CA lists, such as "
+            f"shortlived (letters, digits, '.', '_', '-'), not {value!r}."
+        )
+    if "CERTWARD_ACME_DIRECTORY" not in env:
+        raise ConfigurationError(
+            "CERTWARD_ACME_PROFILE names a profile of the ACME CA: set CERTWARD_ACME_DIRECTORY too."
+        )
+    return profile
 
 
 def _acme_ca_bundle(value: str | None) -> Path | None:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from cryptography.hazmat.primitives import hashes
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -584,26 +585,27 @@ def test_rollback_to_a_version_with_an_expired_certificate_is_refused_and_change
     ]
 
 
-def test_pkcs12_profile_change_is_staged_until_restart(api: Api) -> None:
+@pytest.mark.parametrize("profile", ["legacy", "modern2026"])
+def test_pkcs12_profile_change_is_staged_until_restart(api: Api, profile: str) -> None:
     """PATCHing the environment's ``pkcs12_profile`` shows as a pending change until restart."""
     api.create_app_and_environment("shop", "prod")
     api.restart("shop", "prod")
     environment = expect(
         api.client.patch(
             api.env_url("shop", "prod"),
-            json={"pkcs12_profile": "legacy"},
+            json={"pkcs12_profile": profile},
             headers=api.admin_headers,
         ),
         200,
     )
-    assert environment["pkcs12_profile"] == "legacy"
+    assert environment["pkcs12_profile"] == profile
     assert api.changes("shop", "prod") == [
         {
             "object_type": "environment",
             "object_id": "pkcs12_profile",
             "change": "modified",
             "before": {"pkcs12_profile": "modern"},
-            "after": {"pkcs12_profile": "legacy"},
+            "after": {"pkcs12_profile": profile},
         }
     ]
     assert api.restart("shop", "prod")["version"] == 2

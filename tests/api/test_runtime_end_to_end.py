@@ -17,10 +17,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 from certward.bundles.install import install
+from certward.pki.limits import Limits
+from certward.pki.material import load_material
+from certward.pki.pkcs12_structure import read_pkcs12_structure
 from certward.runtime import load_bundle
 from tests.api.conftest import API, Api, expect
+from tests.material import hostile
 from tests.material.factory import IssuedCert, TestCA
 from tests.material.openssl_cli import OpenSSLCli, Pkcs12Variant
 from tests.runtime.partners import Partner, loopback_names, three_partners
@@ -172,3 +177,52 @@ def test_an_older_version_can_be_downloaded_and_every_download_is_audited(api: A
     assert [e["detail"]["version"] for e in events if e["action"] == "runtime_bundle.download"] == [
         1
     ]
+
+
+def test_a_modern2026_bundle_carries_pbmac1_files_from_a_pbmac1_upload(
+    api: Api, tmp_path: Path
+) -> None:
+    """A PBMAC1 upload is accepted; after ``modern2026`` is applied, the bundle's client
+    certificate and truststore carry PBMAC1 MACs that pyca verifies with their passwords."""
+    api.create_app_and_environment("shop", "production")
+    client_ca = TestCA.root(name="pbmac1 issuing CA")
+    leaf = client_ca.issue_leaf("client-pbmac1", eku=["clientAuth"])
+    upload = hostile.pbmac1_pkcs12(leaf.pkcs12(PASSWORD_B), password=PASSWORD_B)
+    expect(api.upload_authority("shop", "production", client_ca.cert_pem()), 201)
+    expect(
+        api.upload_client_certificate(
+            "shop", "production", upload, password=PASSWORD_B, pins=["partner-a.test"]
+        ),
+        201,
+    )
+    expect(
+        api.client.patch(
+            f"{API}/apps/shop/environments/production",
+            json={"pkcs12_profile": "modern2026"},
+            headers=api.admin_headers,
+        ),
+        200,
+    )
+    api.restart("shop", "production")
+    response = download(api, api.admin_headers)
+    assert response.status_code == 200
+    with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:gz") as archive:
+        files = {
+            member.name: extracted.read()
+            for member in archive.getmembers()
+            if (extracted := archive.extractfile(member)) is not None
+        }
+    manifest = json.loads(files["manifest.json"])
+    assert manifest["pkcs12_profile"] == "modern2026"
+    [entry] = manifest["client_certificates"]
+    written = {
+        entry["pkcs12"]: entry["password"],
+        manifest["truststore"]["file"]: manifest["truststore"]["password"],
+    }
+    for path, password in written.items():
+        mac = read_pkcs12_structure(files[path], limits=Limits()).mac
+        assert mac is not None
+        assert (mac.algorithm, mac.iterations) == ("pbmac1-sha256", 2048), path
+        pkcs12.load_pkcs12(files[path], password.encode())
+    material = load_material(files[entry["pkcs12"]], password=entry["password"].encode())
+    assert material.certificates[0] == leaf.certificate

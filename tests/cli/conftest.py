@@ -4,8 +4,9 @@
 serving ``certward.api.create_app`` over a fresh SQLite data directory on a
 `FixedClock` at the factory's ``NOW`` (so test certificates are valid whatever the
 date). It lives for the whole ``tests/cli`` package: every test uses its own app
-names. The ``cli`` fixture runs ``certward.cli.main`` in process, pointed at that
-server with the admin token, and returns what it printed::
+names (a test needing a platform of its own serves one with ``serving`` and drives it
+through ``cli_for``). The ``cli`` fixture runs ``certward.cli.main`` in process, pointed
+at that server with the admin token, and returns what it printed::
 
     def test_something(cli: Cli) -> None:
         result = cli("app", "create", "shop", "--plan", "licensed")
@@ -25,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,7 +123,13 @@ class Cli:
 @pytest.fixture(scope="package")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """certward's API over HTTP on loopback, for the whole package (see the docstring)."""
-    data_dir = tmp_path_factory.mktemp("cli-server") / "certward-data"
+    with serving(tmp_path_factory.mktemp("cli-server") / "certward-data") as server:
+        yield server
+
+
+@contextmanager
+def serving(data_dir: Path) -> Iterator[LiveServer]:
+    """certward's API over ``data_dir``, on loopback while the ``with`` block runs."""
     settings = Settings.from_env(
         {"CERTWARD_DATA_DIR": str(data_dir), "CERTWARD_ADMIN_TOKEN": ADMIN_TOKEN}
     )
@@ -168,8 +176,15 @@ def cli(
     live_server: LiveServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> Cli:
     """Runs ``certward`` commands against the live server; Rich gets wide lines."""
+    return cli_for(live_server, capsys, monkeypatch)
+
+
+def cli_for(
+    server: LiveServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Cli:
+    """Runs ``certward`` commands against ``server``; Rich gets wide lines."""
     monkeypatch.setenv("COLUMNS", "300")
-    return Cli(server=live_server, capsys=capsys, monkeypatch=monkeypatch)
+    return Cli(server=server, capsys=capsys, monkeypatch=monkeypatch)
 
 
 # -- material -------------------------------------------------------------------------------

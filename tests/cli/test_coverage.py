@@ -1,13 +1,16 @@
 """Every API operation has an `ApiClient` method and every method a ``certward`` command.
 
 The client's requests name the API's path templates literally (``self._request("GET",
-"/api/v1/apps/{app}", ...)``), so the OpenAPI document of ``create_app`` can be checked
-against them without running anything: a new route without a command fails here.
+"/api/v1/apps/{app}", ...)``), or as the ``collection``/``item`` of a range profile's
+`RangeProfilePaths` (``self._request("GET", paths.item, ...)``: one such request for
+each kind in ``RANGE_PROFILES``), so the OpenAPI document of ``create_app`` can be
+checked against them without running anything: a new route without a command fails here.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 from enum import StrEnum
 from pathlib import Path
@@ -18,9 +21,10 @@ import typer
 from typer.core import TyperGroup
 
 from certward import api_client
-from certward.api_client import ApiClient
+from certward.api_client import RANGE_PROFILES, ApiClient, RangeProfilePaths
 from certward.cli import remote as cli_remote
 from certward.cli.app import app
+from certward.cli.remote.range_profiles import RangeProfileCommands
 from tests.cli.conftest import LiveServer
 
 SOURCES = sorted(Path(api_client.__file__).parent.glob("*.py"))
@@ -33,6 +37,18 @@ NOT_FOR_PEOPLE = {
 def openapi(server: LiveServer) -> dict[str, Any]:
     document: dict[str, Any] = httpx.get(f"{server.url}/api/v1/openapi.json", timeout=30).json()
     return document
+
+
+def templates(node: ast.expr) -> list[str]:
+    """The path templates a request's second argument names: a literal, or a property of
+    the range profiles' `RangeProfilePaths` (then that path of every kind)."""
+    if isinstance(node, ast.Attribute) and isinstance(
+        getattr(RangeProfilePaths, node.attr, None), property
+    ):
+        return [getattr(paths, node.attr) for paths in RANGE_PROFILES]
+    template = ast.literal_eval(node)
+    assert isinstance(template, str), ast.unparse(node)
+    return [template]
 
 
 def requests_in_client() -> dict[tuple[str, str], str]:
@@ -57,8 +73,9 @@ def requests_in_client() -> dict[tuple[str, str], str]:
                 and node.func.attr == "_request"
                 and function.name != "_request"
             ):
-                method, template = (ast.literal_eval(a) for a in node.args[:2])
-                found[(method, template)] = function.name
+                method = ast.literal_eval(node.args[0])
+                for template in templates(node.args[1]):
+                    found[(method, template)] = function.name
     return found
 
 
@@ -89,6 +106,18 @@ def test_every_client_method_is_used_by_a_command() -> None:
         and node.value.id == "api"
     }
     assert public - used == set()
+
+
+def test_every_kind_of_range_profile_has_its_commands() -> None:
+    """The range-profile methods serve each kind of ``RANGE_PROFILES``: every kind has a
+    group of commands, so each kind's requests are made by a command."""
+    described = {
+        value.paths
+        for module in sorted(Path(cli_remote.__file__).parent.glob("*.py"))
+        for value in vars(importlib.import_module(f"certward.cli.remote.{module.stem}")).values()
+        if isinstance(value, RangeProfileCommands)
+    }
+    assert described == set(RANGE_PROFILES)
 
 
 def test_the_command_groups_are_registered_in_certward() -> None:

@@ -12,8 +12,6 @@ from certward.cli import remote as cli_remote
 from certward.cli.app import app
 
 REMOTE = Path(cli_remote.__file__).parent
-# Their commands are still declared with the per-command aliases of options.py.
-NOT_YET_CONNECTED = {"access_profiles.py", "ip_deny.py", "path_rules.py", "range_profiles.py"}
 CONNECTION = {
     "server": (["--server"], "CERTWARD_SERVER"),
     "token": (["--token"], "CERTWARD_TOKEN"),
@@ -57,7 +55,7 @@ def test_connection_options_come_last_with_their_flags_and_variables(
 
 @pytest.mark.parametrize(
     "path",
-    sorted(p for p in REMOTE.glob("*.py") if p.name not in NOT_YET_CONNECTED),
+    sorted(REMOTE.glob("*.py")),
     ids=lambda p: p.name,
 )
 def test_commands_leave_options_and_json_to_connection(path: Path) -> None:

@@ -254,6 +254,11 @@ def test_environments_are_updated_listed_and_deleted(cli: Cli) -> None:
         "--pkcs12-profile", "legacy", "--no-client-certificate", "open.example.com", "--json",
     ).json()  # fmt: skip
     assert updated["upstream"] == "http://envs.backend.test:9090"
+    assert updated["pkcs12_profile"] == "legacy"
+    updated = cli.ok(
+        "env", "update", "envs", "staging", "--pkcs12-profile", "modern2026", "--json"
+    ).json()  # fmt: skip
+    assert updated["pkcs12_profile"] == "modern2026"
     assert cli("env", "update", "envs", "staging").code == 2  # nothing to change
     assert "staging" in cli.ok("env", "list", "envs").stdout
     managed = cli.ok("env", "managed-certificate", "envs", "staging", "--json").json()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 
-from tests.cli.conftest import Cli, client_leaf, write
+from certward.services import platform_ca
+from tests.cli.conftest import Cli, cli_for, client_leaf, serving, write
 from tests.material.factory import TestCA
 
 
@@ -102,6 +105,48 @@ def test_health_metrics_and_the_platform_ca(cli: Cli, tmp_path: Path) -> None:
     crl = tmp_path / "root.crl"
     cli.ok("platform-ca", "crl", root["id"], "--out", str(crl), token="")
     assert x509.load_der_x509_crl(crl.read_bytes()).issuer.rfc4514_string() == root["subject"]
+
+
+@pytest.fixture
+def overlap_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Cli]:
+    """A server of its own whose platform root was rotated (the shared one keeps its
+    root): the new root is cross-certified by the old one, which stays retiring while
+    ``shop/prod``'s certificate, issued before the rotation, is active."""
+    with serving(tmp_path / "certward-data") as server:
+        cli = cli_for(server, capsys, monkeypatch)
+        cli.ok("app", "create", "shop", "--plan", "licensed")
+        cli.ok("env", "create", "shop", "prod", "--upstream", "http://shop.backend.test:8080")
+        before = cli.ok("platform-ca", "show", "--json", token="").json()
+        assert all(c["cross_certificate"] is None for c in before)
+        assert " cross " not in cli.ok("platform-ca", "show", token="").stdout
+        platform_ca.rotate(server.platform.context, new_root=True)
+        yield cli
+
+
+def test_platform_ca_show_lists_the_cross_certificate_during_the_overlap(
+    overlap_cli: Cli,
+) -> None:
+    """As ``certward ca show`` does, the remote ``platform-ca show`` has a ``cross`` row
+    below the new root while its cross-certificate by the old root is served."""
+    certificates = overlap_cli.ok("platform-ca", "show", "--json", token="").json()
+    roots = {c["state"]: c for c in certificates if c["kind"] == "root"}
+    assert set(roots) == {"active", "retiring"}
+    new_root, old_root = roots["active"], roots["retiring"]
+    cross = new_root["cross_certificate"]
+    assert cross["issuer_id"] == old_root["id"]
+    assert all(c["cross_certificate"] is None for c in certificates if c is not new_root)
+
+    lines = overlap_cli.ok("platform-ca", "show", token="").stdout.splitlines()
+    [root_row] = [i for i, line in enumerate(lines) if new_root["sha256_fingerprint"] in line]
+    [cross_row] = [i for i, line in enumerate(lines) if " cross " in line]
+    assert cross_row == root_row + 1
+    cross_line = lines[cross_row]
+    assert " served " in cross_line
+    assert f"{new_root['subject']}, issued by {old_root['subject']}" in cross_line
+    assert cross["sha256_fingerprint"] in cross_line
+    assert cross["not_after"][:10] in cross_line
 
 
 def test_the_sites_nginx_leaves_out_are_listed(cli: Cli) -> None:

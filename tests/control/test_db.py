@@ -6,13 +6,16 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, event, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
 from certward.db import (
+    MIGRATIONS,
     Database,
     database_revision,
     head_revision,
@@ -384,3 +387,54 @@ def test_sqlite_write_transactions_take_the_write_lock_up_front(sqlite_engine: E
     with database.reading() as session:
         session.scalars(select(App)).all()
     assert [s for s in statements if s.startswith("BEGIN")] == ["BEGIN IMMEDIATE", "BEGIN DEFERRED"]
+
+
+def _triggers(engine: Engine) -> list[tuple[str, str]]:
+    """Every trigger's name and definition (SQLite) or name and table (PostgreSQL)."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            query = "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' ORDER BY name"
+        else:
+            query = (
+                "SELECT DISTINCT trigger_name, event_object_table FROM information_schema.triggers"
+                " WHERE trigger_schema = current_schema() ORDER BY trigger_name"
+            )
+        return [(str(a), str(b)) for a, b in connection.exec_driver_sql(query)]
+
+
+def test_revision_0010_admits_modern2026_and_keeps_rows_and_triggers(engine: Engine) -> None:
+    """From 0009, environments keep their profiles and the data-plane triggers stay as
+    they were; ``modern2026`` is admitted after, and a downgrade turns it into ``modern``."""
+    upgrade_database(engine, "0009")
+    with Session(engine) as session, session.begin():
+        app = add_app(session)
+        legacy = add_environment(session, app, "legacy")
+        legacy.pkcs12_profile = Pkcs12Profile.LEGACY
+        add_environment(session, app, "modern")
+    before = _triggers(engine)
+    assert before
+
+    upgrade_database(engine)
+    assert _triggers(engine) == before
+    with Session(engine) as session, session.begin():
+        query = select(Environment.name, Environment.pkcs12_profile)
+        profiles = dict(session.execute(query).all())
+        assert profiles == {"legacy": Pkcs12Profile.LEGACY, "modern": Pkcs12Profile.MODERN}
+        session.execute(
+            text("UPDATE environments SET pkcs12_profile = 'modern2026' WHERE name = 'modern'")
+        )
+    with pytest.raises(IntegrityError), Session(engine) as session, session.begin():
+        session.execute(text("UPDATE environments SET pkcs12_profile = 'modern2027'"))
+
+    with engine.connect() as connection, connection.begin():
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0009")
+    assert _triggers(engine) == before
+    with engine.connect() as connection:
+        query = text("SELECT name, pkcs12_profile FROM environments")
+        rows = dict(connection.execute(query).all())
+    assert rows == {"legacy": "legacy", "modern": "modern"}
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(text("UPDATE environments SET pkcs12_profile = 'modern2026'"))

@@ -262,6 +262,32 @@ def test_acme_settings(tmp_path: Path) -> None:
     assert settings.acme_ca_bundle == bundle
 
 
+def test_acme_profile_is_read_with_a_directory() -> None:
+    """No profile by default; one named is kept as given (trimmed)."""
+    assert Settings.from_env({}).acme_profile is None
+    settings = Settings.from_env(
+        {
+            "CERTWARD_ACME_DIRECTORY": "https://127.0.0.1:14000/dir",
+            "CERTWARD_ACME_PROFILE": " shortlived ",
+        }
+    )
+    assert settings.acme_profile == "shortlived"
+    assert "acme_profile='shortlived'" in repr(settings)
+
+
+@pytest.mark.parametrize("value", ["short lived", "a/b", "x" * 65])
+def test_acme_profile_refuses_what_is_no_profile_name(value: str) -> None:
+    with pytest.raises(ConfigurationError, match="CERTWARD_ACME_PROFILE must"):
+        Settings.from_env(
+            {"CERTWARD_ACME_DIRECTORY": "https://acme.example/dir", "CERTWARD_ACME_PROFILE": value}
+        )
+
+
+def test_acme_profile_needs_a_directory() -> None:
+    with pytest.raises(ConfigurationError, match="set CERTWARD_ACME_DIRECTORY too"):
+        Settings.from_env({"CERTWARD_ACME_PROFILE": "tlsserver"})
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [

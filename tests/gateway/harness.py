@@ -28,7 +28,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 
 from certward.dataplane.gateway import Gateway
-from certward.dataplane.http_exchange import ConnectionLimits
+from certward.dataplane.http_request import ConnectionLimits
 from certward.dataplane.state import (
     AccessProfile,
     ClientCa,

@@ -10,16 +10,19 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from acme.client import _renewal_info_path_component
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from sqlalchemy import func, select
 
 from certward.api import create_app
 from certward.issuing import ca
-from certward.issuing.acme import AcmeError, AcmeIssuer
+from certward.issuing.acme import AcmeError, AcmeIssuer, ari_certificate_id
 from certward.model import AcmeChallenge
 from certward.platform import Platform, open_platform
 from certward.services.acme_issuing import DatabaseChallengeResponder
 from certward.settings import Settings
+from tests.material.factory import NOW
 from tests.material.pebble import Pebble, Served, free_port, pebble_root, run_pebble, serve_http
 
 pytestmark = [pytest.mark.external("pebble"), pytest.mark.slow]
@@ -118,3 +121,50 @@ def test_failed_validation_is_an_acme_error(served: Served, pebble: Pebble) -> N
         issuer_for(pebble, Silent()).issue([HOST], ca.generate_key())
     assert served.challenge_fetches
     assert {status for _, status in served.challenge_fetches} == {404}
+
+
+def _certificate(key_identifier: bytes, serial: int) -> x509.Certificate:
+    key = ca.generate_key()
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "ari.example")])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(NOW)
+        .not_valid_after(NOW + timedelta(days=6))
+        .add_extension(x509.AuthorityKeyIdentifier(key_identifier, None, None), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def test_the_ari_certificate_id_is_the_rfc_9773_example() -> None:
+    """RFC 9773 §4.1: keyIdentifier 69:88:5B:…:C8:D4 and serial 00:87:65:43:21 (the
+    leading zero byte of a DER integer whose high bit is set) give its identifier."""
+    key_identifier = bytes.fromhex("69885B6B87464041E1B37B847BA0AE2CDE01C8D4")
+    certificate = _certificate(key_identifier, 0x87654321)
+    assert ari_certificate_id(certificate) == "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"
+
+
+@pytest.mark.parametrize("serial", [1, 0x7F, 0x80, 0xFF, 2**158 + 12345, 2**159 - 1])
+def test_the_ari_certificate_id_agrees_with_the_acme_library(serial: int) -> None:
+    certificate = _certificate(b"\x01\x02\x03\x04", serial)
+    assert ari_certificate_id(certificate) == _renewal_info_path_component(certificate)
+
+
+def test_a_certificate_without_authority_key_identifier_has_no_ari_id() -> None:
+    key = ca.generate_key()
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "ari.example")])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(NOW)
+        .not_valid_after(NOW + timedelta(days=6))
+        .sign(key, hashes.SHA256())
+    )
+    with pytest.raises(ValueError, match="authority key identifier"):
+        ari_certificate_id(certificate)

@@ -6,6 +6,9 @@ assemble new files around the shrouded key bag of such a file. The iteration cou
 PKCS12 file carries sit *outside* its MAC, so nothing stops an uploader from writing
 ``2**31 - 1`` into them; only a pre-parse cap does.
 
+(h) ``pbmac1_pkcs12`` puts a PBMAC1 MAC (RFC 9579) on such a file, with whatever
+PBKDF2 count, key length, PRF and HMAC the test asks for.
+
 Where a builder can, it recomputes the MAC (RFC 7292 appendix B key derivation,
 ``pkcs12_kdf`` below) with ``HOSTILE_PASSWORD``, so that a loader which checks the MAC
 first still reaches the expensive part: the only defence left is the iteration cap.
@@ -158,6 +161,115 @@ def mac_at_cap(iterations: int, *, password: str = HOSTILE_PASSWORD) -> bytes:
         mac_iterations=iterations,
         mac_hash="sha256",
     )
+
+
+PBMAC1_OID = "1.2.840.113549.1.5.14"
+PBKDF2_OID = "1.2.840.113549.1.5.12"
+HMAC_OIDS = {
+    "sha1": "1.2.840.113549.2.7",
+    "sha256": "1.2.840.113549.2.9",
+    "sha384": "1.2.840.113549.2.10",
+    "sha512": "1.2.840.113549.2.11",
+}
+MD5_OID = "1.2.840.113549.2.5"
+"""Plain MD5, no HMAC at all: a pseudo-random function no PBKDF2 reader knows."""
+
+
+def pbmac1_pkcs12(
+    pfx: bytes | None = None,
+    *,
+    password: str = HOSTILE_PASSWORD,
+    iterations: int = 2048,
+    key_length: int | None = 32,
+    prf: str = HMAC_OIDS["sha256"],
+    mac: str = HMAC_OIDS["sha256"],
+    kdf: str = PBKDF2_OID,
+    compute: bool = True,
+) -> bytes:
+    """(h) ``pfx`` (default: the base file) under a PBMAC1 MAC (RFC 9579) instead of its own.
+
+    PBKDF2 with the ``prf`` OID, ``iterations`` and ``key_length`` (``None``: left out)
+    derives the key of the ``mac`` HMAC, over the same authenticated safe. With
+    ``compute`` the value is computed from ``password`` (as OpenSSL 3.4 does: the UTF-8
+    bytes through PBKDF2); without it, or when the parameters name an unknown hash or
+    a key longer than 64 bytes, it is random, as a hostile uploader's would be. The
+    MacData's own salt is ``NOT USED``, as OpenSSL writes it.
+    """
+    parsed = pkcs12.Pfx.load(pfx if pfx is not None else base_pkcs12(password))
+    content: bytes = parsed["auth_safe"]["content"].native
+    salt = os.urandom(16)
+    names = {oid: name for name, oid in HMAC_OIDS.items()}
+    if compute and prf in names and mac in names and key_length in range(1, 65):
+        key = hashlib.pbkdf2_hmac(names[prf], password.encode(), salt, iterations, key_length)
+        digest = hmac.new(key, content, names[mac]).digest()
+    else:
+        digest = os.urandom(32)
+    pbkdf2_params = [core.OctetString(salt).dump(), core.Integer(iterations).dump()]
+    if key_length is not None:
+        pbkdf2_params.append(core.Integer(key_length).dump())
+    pbkdf2_params.append(_sequence(core.ObjectIdentifier(prf).dump(), core.Null().dump()))
+    pbmac1_params = _sequence(
+        _sequence(core.ObjectIdentifier(kdf).dump(), _sequence(*pbkdf2_params)),
+        _sequence(core.ObjectIdentifier(mac).dump(), core.Null().dump()),
+    )
+    mac_data = _sequence(
+        _sequence(
+            _sequence(core.ObjectIdentifier(PBMAC1_OID).dump(), pbmac1_params),
+            core.OctetString(digest).dump(),
+        ),
+        core.OctetString(b"NOT USED").dump(),
+    )
+    return _sequence(core.Integer(3).dump(), parsed["auth_safe"].dump(), mac_data)
+
+
+class _Algorithm(core.Sequence):
+    _fields = [("algorithm", core.ObjectIdentifier), ("parameters", core.Any)]  # noqa: RUF012
+
+
+class _Pbmac1Params(core.Sequence):
+    _fields = [("key_derivation_func", _Algorithm), ("message_auth_scheme", _Algorithm)]  # noqa: RUF012
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pbmac1Parameters:
+    """What a PBMAC1 MAC declares, read back with ``asn1crypto`` (the PBKDF2 fields are
+    ``None`` when ``kdf`` is not PBKDF2)."""
+
+    kdf: str
+    iterations: int | None
+    key_length: int | None
+    prf: str | None
+    mac: str
+
+
+def pbmac1_parameters(pfx: bytes) -> Pbmac1Parameters:
+    """The PBMAC1 parameters of ``pfx``'s MAC (its algorithm must be PBMAC1)."""
+    algorithm = pkcs12.Pfx.load(pfx)["mac_data"]["mac"]["digest_algorithm"]
+    assert algorithm["algorithm"].dotted == PBMAC1_OID
+    params = _Pbmac1Params.load(algorithm["parameters"].dump())
+    kdf = params["key_derivation_func"]
+    mac = params["message_auth_scheme"]["algorithm"].dotted
+    if kdf["algorithm"].dotted != PBKDF2_OID:
+        return Pbmac1Parameters(
+            kdf=kdf["algorithm"].dotted, iterations=None, key_length=None, prf=None, mac=mac
+        )
+    pbkdf2 = algos.Pbkdf2Params.load(kdf["parameters"].dump())
+    return Pbmac1Parameters(
+        kdf=PBKDF2_OID,
+        iterations=pbkdf2["iteration_count"].native,
+        key_length=pbkdf2["key_length"].native,
+        prf=pbkdf2["prf"]["algorithm"].dotted,
+        mac=mac,
+    )
+
+
+def _sequence(*encoded: bytes) -> bytes:
+    """A DER SEQUENCE of already encoded parts."""
+    content = b"".join(encoded)
+    if len(content) < 0x80:
+        return bytes([0x30, len(content)]) + content
+    size = (len(content).bit_length() + 7) // 8
+    return bytes([0x30, 0x80 | size]) + len(content).to_bytes(size, "big") + content
 
 
 def encrypted_content_info(

@@ -261,6 +261,12 @@ class OpenSSLCli:
         )
         return (scratch / "out.p7").read_bytes()
 
+    def reads_pbmac1(self) -> bool:
+        """True from OpenSSL 3.4, the first to read (and write) PBMAC1 (RFC 9579)."""
+        words = self.run(["version"]).stdout.split()
+        major, minor = (int(part) for part in words[1].split(".")[:2])
+        return (major, minor) >= (3, 4)
+
     def run(self, arguments: list[str]) -> subprocess.CompletedProcess[str]:
         """Run ``openssl ARGUMENTS``; ``OpenSSLFailed`` unless it exits 0."""
         command = [self.executable, *arguments]

@@ -22,6 +22,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from certward.errors import MaterialError
 from certward.pki.convert import (
     PKCS12_ITERATIONS,
     Pkcs12Profile,
@@ -32,9 +33,10 @@ from certward.pki.convert import (
 from certward.pki.limits import Limits
 from certward.pki.material import load_material
 from certward.pki.pkcs12_structure import read_pkcs12_structure
+from certward.pki.problems import ProblemCode
 from tests.material.factory import NOW, IssuedCert, KeyType, TestCA
 from tests.material.java import JavaRefused, Pkcs12Check
-from tests.material.openssl_cli import UNICODE_PASSWORD, OpenSSLCli
+from tests.material.openssl_cli import UNICODE_PASSWORD, OpenSSLCli, OpenSSLFailed
 
 KEY_TYPES = (KeyType.EC_P256, KeyType.EC_P384, KeyType.RSA_2048, KeyType.ED25519)
 DEPTHS = (0, 1, 2)
@@ -84,6 +86,13 @@ PROMISES = {
         openssl_cipher="PBES2, PBKDF2, AES-256-CBC, Iteration 2048, PRF hmacWithSHA256",
         openssl_mac="MAC: sha256, Iteration 2048",
     ),
+    Pkcs12Profile.MODERN_2026: Promise(
+        encryption="modern",
+        mac="pbmac1-sha256",
+        algorithms=("PBES2/PBKDF2-HMAC-SHA256/AES-256-CBC",),
+        openssl_cipher="PBES2, PBKDF2, AES-256-CBC, Iteration 2048, PRF hmacWithSHA256",
+        openssl_mac="MAC: PBMAC1",
+    ),
     Pkcs12Profile.LEGACY: Promise(
         encryption="legacy",
         mac="sha1",
@@ -92,6 +101,10 @@ PROMISES = {
         openssl_mac="MAC: sha1, Iteration 2048",
     ),
 }
+
+# PBMAC1 (modern2026) needs OpenSSL 3.4 or JDK 26; the OpenSSL 3.0 and Java 17 tests
+# below cover the other profiles, and those readers' refusal of it.
+CLASSIC_MAC_PROFILES = [p for p in Pkcs12Profile if p is not Pkcs12Profile.MODERN_2026]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -274,7 +287,7 @@ def test_written_file_carries_the_profiles_algorithms(
     assert structure.max_iterations == PKCS12_ITERATIONS
 
 
-@pytest.mark.parametrize("profile", list(Pkcs12Profile))
+@pytest.mark.parametrize("profile", CLASSIC_MAC_PROFILES)
 @pytest.mark.parametrize("writer", ["to_pkcs12", "to_java_truststore"])
 def test_openssl_names_the_profiles_algorithms(
     pool: Pool, openssl_cli: OpenSSLCli, writer: str, profile: Pkcs12Profile
@@ -291,14 +304,18 @@ def test_openssl_names_the_profiles_algorithms(
     assert promise.openssl_mac in info
     for bag in protected:
         assert f"{bag}: {promise.openssl_cipher}" in info
-    rival = next(promise for name, promise in PROMISES.items() if name is not profile)
+    rival = next(
+        promise
+        for name, promise in PROMISES.items()
+        if promise.openssl_cipher != PROMISES[profile].openssl_cipher
+    )
     assert rival.openssl_cipher.split(",")[0] not in info
 
 
 # --- OpenSSL reads every output ------------------------------------------------------
 
 
-@pytest.mark.parametrize("profile", list(Pkcs12Profile))
+@pytest.mark.parametrize("profile", CLASSIC_MAC_PROFILES)
 @pytest.mark.parametrize("key_type", KEY_TYPES)
 @pytest.mark.parametrize("password", [ODD_PASSWORD, ASCII_PASSWORD])
 def test_openssl_recovers_key_and_certificates_from_pkcs12(
@@ -329,7 +346,7 @@ def test_openssl_recovers_key_and_certificates_from_pkcs12(
     )
 
 
-@pytest.mark.parametrize("profile", list(Pkcs12Profile))
+@pytest.mark.parametrize("profile", CLASSIC_MAC_PROFILES)
 def test_openssl_recovers_every_certificate_from_truststore(
     pool: Pool, openssl_cli: OpenSSLCli, tmp_path: Path, profile: Pkcs12Profile
 ) -> None:
@@ -395,7 +412,7 @@ def test_openssl_verifies_pem_chain_and_reads_its_key(
 # --- Java 17 reads every output ------------------------------------------------------
 
 
-@pytest.mark.parametrize("profile", list(Pkcs12Profile))
+@pytest.mark.parametrize("profile", CLASSIC_MAC_PROFILES)
 @pytest.mark.parametrize("key_type", KEY_TYPES)
 def test_java_loads_pkcs12_as_key_entry_with_chain(
     pool: Pool, pkcs12_check: Pkcs12Check, key_type: KeyType, profile: Pkcs12Profile
@@ -410,7 +427,7 @@ def test_java_loads_pkcs12_as_key_entry_with_chain(
     assert entry.subject == leaf.certificate.subject.rfc4514_string()
 
 
-@pytest.mark.parametrize("profile", list(Pkcs12Profile))
+@pytest.mark.parametrize("profile", CLASSIC_MAC_PROFILES)
 def test_java_loads_truststore_with_one_trusted_entry_per_certificate(
     pool: Pool, pkcs12_check: Pkcs12Check, profile: Pkcs12Profile
 ) -> None:
@@ -424,7 +441,7 @@ def test_java_loads_truststore_with_one_trusted_entry_per_certificate(
     )
 
 
-@pytest.mark.parametrize("profile", list(Pkcs12Profile))
+@pytest.mark.parametrize("profile", CLASSIC_MAC_PROFILES)
 def test_keytool_lists_pkcs12_and_truststore(
     pool: Pool, pkcs12_check: Pkcs12Check, profile: Pkcs12Profile
 ) -> None:
@@ -456,6 +473,92 @@ def test_non_ascii_password_is_written_but_java_refuses_it(
     assert load_material(data, password=password).certificates
     with pytest.raises(JavaRefused, match="Password is not ASCII"):
         pkcs12_check.keystore(data, UNICODE_PASSWORD)
+
+
+# --- modern2026: PBMAC1 integrity ---------------------------------------------------
+
+
+def _modern2026(pool: Pool, writer: str, password: bytes) -> bytes:
+    """A modern2026 file from ``writer``: a key with its two-deep chain, or the truststore."""
+    if writer == "to_pkcs12":
+        return _pkcs12(pool, KeyType.EC_P256, 2, password, Pkcs12Profile.MODERN_2026)
+    return _truststore(pool, password, Pkcs12Profile.MODERN_2026)
+
+
+def _tampered_mac(data: bytes) -> bytes:
+    """``data`` with one bit of its MAC value flipped (the value ends 12 bytes before the
+    end: the ``NOT USED`` macSalt follows it)."""
+    tampered = bytearray(data)
+    tampered[-13] ^= 0x01
+    return bytes(tampered)
+
+
+@pytest.mark.parametrize("writer", ["to_pkcs12", "to_java_truststore"])
+def test_modern2026_mac_is_pbmac1_over_pbkdf2_sha256(pool: Pool, writer: str) -> None:
+    """The MAC is PBMAC1: HMAC-SHA256 keyed by PBKDF2-HMAC-SHA256, 32-byte key."""
+    data = _modern2026(pool, writer, b"pw")
+    structure = read_pkcs12_structure(data, limits=Limits())
+    assert structure.mac is not None
+    assert structure.mac.pbmac1 is not None
+    assert (structure.mac.pbmac1.prf, structure.mac.pbmac1.hmac) == ("sha256", "sha256")
+    assert structure.mac.pbmac1.key_bytes == 32
+    assert len(structure.mac.pbmac1.salt) == 16
+    assert data.endswith(b"\x04\x08NOT USED")
+
+
+@pytest.mark.parametrize("writer", ["to_pkcs12", "to_java_truststore"])
+def test_pyca_and_certward_refuse_a_tampered_modern2026_mac(pool: Pool, writer: str) -> None:
+    """One flipped MAC bit: pyca refuses the file, certward answers wrong-password."""
+    data = _modern2026(pool, writer, b"pw")
+    pkcs12.load_pkcs12(data, b"pw")
+    tampered = _tampered_mac(data)
+    with pytest.raises(ValueError, match="Invalid password or PKCS12 data"):
+        pkcs12.load_pkcs12(tampered, b"pw")
+    with pytest.raises(MaterialError) as refused:
+        load_material(tampered, password=b"pw")
+    assert [problem.code for problem in refused.value.problems] == [ProblemCode.WRONG_PASSWORD]
+
+
+@pytest.mark.parametrize("writer", ["to_pkcs12", "to_java_truststore"])
+def test_openssl_3_4_reads_modern2026_and_refuses_it_tampered(
+    pool: Pool, openssl_cli: OpenSSLCli, tmp_path: Path, writer: str
+) -> None:
+    """OpenSSL 3.4+ verifies the PBMAC1 MAC, lists every bag and refuses a flipped bit."""
+    if not openssl_cli.reads_pbmac1():
+        pytest.skip("this openssl predates PBMAC1 (3.4)")
+    data = _modern2026(pool, writer, ODD_PASSWORD.encode())
+    info = openssl_cli.pkcs12_info(data, ODD_PASSWORD)
+    assert PROMISES[Pkcs12Profile.MODERN_2026].openssl_mac in info
+    assert f"PKCS7 Encrypted data: {PROMISES[Pkcs12Profile.MODERN].openssl_cipher}" in info
+    completed = openssl_cli.run(
+        [
+            "pkcs12",
+            "-in",
+            _write(tmp_path, "in.p12", data),
+            "-nodes",
+            "-passin",
+            f"file:{_write(tmp_path, 'password', ODD_PASSWORD.encode())}",
+        ]
+    )
+    assert load_material(completed.stdout.encode()).certificates
+    with pytest.raises(OpenSSLFailed, match=r"[Mm]ac verify"):
+        openssl_cli.pkcs12_info(_tampered_mac(data), ODD_PASSWORD)
+
+
+def test_openssl_before_3_4_cannot_read_modern2026(pool: Pool, openssl_cli: OpenSSLCli) -> None:
+    """OpenSSL 3.0 does not know PBMAC1: it refuses a modern2026 file (hence the profile)."""
+    if openssl_cli.reads_pbmac1():
+        pytest.skip("this openssl reads PBMAC1")
+    data = _pkcs12(pool, KeyType.EC_P256, 1, ASCII_PASSWORD.encode(), Pkcs12Profile.MODERN_2026)
+    with pytest.raises(OpenSSLFailed, match=r"Algorithm \(PBMAC1"):
+        openssl_cli.pkcs12_info(data, ASCII_PASSWORD)
+
+
+def test_java_17_cannot_read_modern2026(pool: Pool, pkcs12_check: Pkcs12Check) -> None:
+    """Java 17 does not know PBMAC1 (JDK 26 does): it refuses a modern2026 file."""
+    data = _pkcs12(pool, KeyType.EC_P256, 1, ASCII_PASSWORD.encode(), Pkcs12Profile.MODERN_2026)
+    with pytest.raises(JavaRefused, match=r"1\.2\.840\.113549\.1\.5\.14 not available"):
+        pkcs12_check.keystore(data, ASCII_PASSWORD)
 
 
 # --- refusals ------------------------------------------------------------------------

@@ -50,8 +50,14 @@ def base() -> bytes:
             hostile.huge_cert_bag_iterations,
             lambda pfx: list(hostile.pbe_iterations(pfx).encrypted_contents),
         ),
+        (
+            lambda pfx: hostile.pbmac1_pkcs12(
+                pfx, iterations=hostile.MAX_ITERATIONS, compute=False
+            ),
+            lambda pfx: [hostile.pbmac1_parameters(pfx).iterations],
+        ),
     ],
-    ids=["mac", "key-bag-pbkdf2", "certificate-safe-pbkdf2"],
+    ids=["mac", "key-bag-pbkdf2", "certificate-safe-pbkdf2", "pbmac1-pbkdf2"],
 )
 def test_pkcs12_with_an_iteration_count_of_2_to_the_31_is_too_expensive(
     base: bytes,
@@ -64,6 +70,68 @@ def test_pkcs12_with_an_iteration_count_of_2_to_the_31_is_too_expensive(
     error = refusal(pfx)
     assert error.code == ProblemCode.TOO_EXPENSIVE.value
     assert f"{hostile.MAX_ITERATIONS:,}" in str(error)
+
+
+@pytest.mark.parametrize(("iterations", "loads"), [(2048, True), (20_000, True), (20_001, False)])
+def test_a_pbmac1_count_is_capped_like_the_classic_mac(
+    base: bytes, iterations: int, loads: bool
+) -> None:
+    """PBMAC1's PBKDF2 count is the MAC's: CERTWARD_MAX_PKCS12_MAC_ITERATIONS caps it."""
+    pfx = hostile.pbmac1_pkcs12(base, iterations=iterations, compute=loads)
+    assert hostile.pbmac1_parameters(pfx).iterations == iterations
+    if loads:
+        assert load_material(pfx, password=PASSWORD).private_key is not None
+    else:
+        error = refusal(pfx)
+        assert error.code == ProblemCode.TOO_EXPENSIVE.value
+        assert "CERTWARD_MAX_PKCS12_MAC_ITERATIONS" in str(error)
+    limits = Limits(max_mac_iterations=iterations - 1)
+    assert refusal(pfx, limits=limits).code == ProblemCode.TOO_EXPENSIVE.value
+
+
+@pytest.mark.parametrize(
+    ("key_length", "says"),
+    [
+        (2**31 - 1, "2,147,483,647 bytes"),
+        (65, "65 bytes"),
+        (19, "19 bytes"),
+        (0, "0 bytes"),
+        (2**80, "astronomical length"),
+        (None, "no key length"),
+    ],
+    ids=["2-to-the-31", "65", "19", "zero", "2-to-the-80", "absent"],
+)
+def test_a_pbmac1_key_length_outside_20_to_64_bytes_is_corrupted(
+    base: bytes, key_length: int | None, says: str
+) -> None:
+    """PBMAC1 keys have 20 to 64 bytes (OpenSSL's bounds): a giant length is refused unread."""
+    pfx = hostile.pbmac1_pkcs12(base, key_length=key_length)
+    assert hostile.pbmac1_parameters(pfx).key_length == key_length
+    error = refusal(pfx)
+    assert error.code == ProblemCode.CORRUPTED.value
+    assert says in str(error)
+
+
+@pytest.mark.parametrize(
+    ("rewrite", "says"),
+    [
+        ({"prf": hostile.MD5_OID}, "unknown pseudo-random function"),
+        ({"mac": hostile.HMAC_OIDS["sha1"]}, "authenticates with 1.2.840.113549.2.7"),
+        ({"mac": hostile.MD5_OID}, "authenticates with 1.2.840.113549.2.5"),
+        ({"kdf": "1.2.840.113549.1.5.13"}, "not PBKDF2"),
+    ],
+    ids=["md5-prf", "hmac-sha1", "md5-mac", "pbes2-as-kdf"],
+)
+def test_a_pbmac1_with_an_unknown_algorithm_is_unsupported(
+    base: bytes, rewrite: dict[str, str], says: str
+) -> None:
+    """A PBMAC1 PRF, MAC or KDF other than RFC 9579's is refused before any derivation."""
+    pfx = hostile.pbmac1_pkcs12(base, **rewrite)
+    declared = hostile.pbmac1_parameters(pfx)
+    assert {name: getattr(declared, name) for name in rewrite} == rewrite
+    error = refusal(pfx)
+    assert error.code == ProblemCode.UNSUPPORTED_ALGORITHM.value
+    assert says in str(error)
 
 
 def test_deeply_nested_safe_contents_are_corrupted() -> None:

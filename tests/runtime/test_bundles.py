@@ -54,6 +54,14 @@ def spec(
     )
 
 
+# modern2026 is the modern encryption under a PBMAC1 MAC.
+ENCRYPTION = {
+    Pkcs12Profile.MODERN: "modern",
+    Pkcs12Profile.MODERN_2026: "modern",
+    Pkcs12Profile.LEGACY: "legacy",
+}
+
+
 @pytest.mark.parametrize("profile", list(Pkcs12Profile))
 def test_the_manifest_indexes_every_file_with_its_digest(
     clients: dict[str, IssuedCert], server_ca: TestCA, profile: Pkcs12Profile
@@ -74,9 +82,14 @@ def test_the_manifest_indexes_every_file_with_its_digest(
     assert verify_files(manifest, files.__getitem__) == []
     for entry in manifest["client_certificates"]:
         structure = read_pkcs12_structure(files[entry["pkcs12"]], limits=Limits())
-        assert structure.encryption.value == profile.value
+        assert structure.encryption.value == ENCRYPTION[profile]
+        assert structure.mac is not None
+        assert (structure.mac.pbmac1 is not None) == (profile is Pkcs12Profile.MODERN_2026)
         loaded = pkcs12.load_pkcs12(files[entry["pkcs12"]], entry["password"].encode())
         assert loaded.key is not None
+    truststore = read_pkcs12_structure(files["truststore.p12"], limits=Limits())
+    assert truststore.mac is not None
+    assert (truststore.mac.pbmac1 is not None) == (profile is Pkcs12Profile.MODERN_2026)
 
 
 def test_passwords_are_fresh_alphanumeric_and_never_the_uploaded_one(

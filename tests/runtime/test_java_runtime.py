@@ -36,7 +36,8 @@ def partner(
         yield running
 
 
-@pytest.mark.parametrize("profile", list(Pkcs12Profile))
+# Java 17 reads no PBMAC1 (modern2026): tests/pki/test_convert.py shows it refusing.
+@pytest.mark.parametrize("profile", [Pkcs12Profile.MODERN, Pkcs12Profile.LEGACY])
 def test_java_presents_the_bundle_client_certificate(
     tmp_path: Path,
     java_tools: JavaTools,

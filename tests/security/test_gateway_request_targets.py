@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from certward.dataplane.http_exchange import ConnectionLimits
+from certward.dataplane.http_request import ConnectionLimits
 from certward.dataplane.request_target import canonical_prefix
 from tests.gateway.harness import (
     EchoUpstream,

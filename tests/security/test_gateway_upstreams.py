@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from certward.dataplane.http_exchange import ConnectionLimits
+from certward.dataplane.http_request import ConnectionLimits
 from certward.dataplane.upstream import upstream_tls_context
 from certward.egress import EgressPolicy, Listener
 from tests.gateway.harness import EchoUpstream, client_context, running_gateway, site, state_of

@@ -11,6 +11,7 @@ Replays:
    an access profile. Now: 422 ``too-expensive`` in milliseconds, on every path.
 2. A wrong password against a MAC at the cap cost 1.6 s of CPU in a Python KDF. Now the
    MAC cap is low, the KDF runs in C, and the refusal costs milliseconds of worker CPU.
+   A PBMAC1 MAC at the same cap costs as little (PBKDF2 in C, at most four blocks).
 3. A file the guard admits (caps raised by the operator) that still costs too much: the
    worker is killed at its CPU budget (or its wall deadline), the upload refused with
    ``too-expensive`` naming the setting, and the next upload works on a new worker.
@@ -257,6 +258,35 @@ def test_a_wrong_password_at_the_mac_cap_is_explained_within_budget(
         old_cap = hostile.mac_at_cap(1_000_000)
         start = time.monotonic()
         body = _expect(shop.client_certificate(old_cap, "wrong-password"), 422)
+        assert time.monotonic() - start < QUICK
+        assert body["code"] == "too-expensive"
+        assert "CERTWARD_MAX_PKCS12_MAC_ITERATIONS" in str(body["detail"])
+
+
+def test_a_wrong_password_at_the_pbmac1_cap_is_explained_within_budget(
+    servers: ServerLauncher, tmp_path: Path
+) -> None:
+    """PBMAC1 at the MAC cap, with its costliest derivation (PBKDF2-HMAC-SHA1, 64-byte
+    key: four blocks), is refused as a wrong password within the same budget."""
+    server = _start(servers, tmp_path)
+    with httpx.Client(base_url=server.base_url, timeout=60) as client:
+        shop = _tenant(client, "shop")
+        _expect(shop.authority(_ca_pem()), 201)  # the workers are up
+        at_cap = hostile.pbmac1_pkcs12(
+            iterations=20_000,
+            prf=hostile.HMAC_OIDS["sha1"],
+            mac=hostile.HMAC_OIDS["sha512"],
+            key_length=64,
+        )
+        before = _metrics(client)["certward_material_cpu_seconds_total"]
+        for password in ("wrong-password", None):
+            body = _expect(shop.client_certificate(at_cap, password), 422)
+            assert body["code"] == "wrong-password"
+        spent = _metrics(client)["certward_material_cpu_seconds_total"] - before
+        assert spent < 2 * 0.050, f"two wrong-password refusals cost {spent * 1e3:.0f} ms of CPU"
+        over_cap = hostile.pbmac1_pkcs12(iterations=hostile.MAX_ITERATIONS, compute=False)
+        start = time.monotonic()
+        body = _expect(shop.client_certificate(over_cap, "wrong-password"), 422)
         assert time.monotonic() - start < QUICK
         assert body["code"] == "too-expensive"
         assert "CERTWARD_MAX_PKCS12_MAC_ITERATIONS" in str(body["detail"])

@@ -449,6 +449,23 @@ def test_the_default_domain_panel_warns_against_pinning(console: ConsoleClient) 
     assert "Renews after" in page
 
 
+def test_the_runtime_profile_select_offers_modern2026_and_stages_it(
+    console: ConsoleClient,
+) -> None:
+    shop(console)
+    console.sign_in()
+    page = console.get(ENV_PAGE).text
+    for profile in ("modern", "modern2026", "legacy"):
+        assert f'<option value="{profile}"' in page
+    assert 'value="modern" selected' in page
+    staged = console.post(ENV_PAGE + "/runtime-profile", {"pkcs12_profile": "modern2026"})
+    assert "Runtimes will read modern2026 PKCS12 files after the next restart." in staged.text
+    assert 'value="modern2026" selected' in staged.text
+    assert "PBMAC1 MAC: OpenSSL 3.4+, JDK 26, Bouncy Castle 1.81+" in staged.text
+    refused = console.post(ENV_PAGE + "/runtime-profile", {"pkcs12_profile": "modern2027"})
+    assert "Choose the modern, modern2026 or legacy PKCS12 profile." in refused.text
+
+
 def test_custom_domain_with_an_uploaded_certificate(
     console: ConsoleClient, partner_pki: dict[str, TestCA]
 ) -> None:

@@ -14,6 +14,12 @@ failure becomes one of three exceptions, so callers handle each once:
 Passwords and tokens are sent, never kept in an exception or a message.
 """
 
+from certward.api_client.access import (
+    ACCESS_PROFILES,
+    IP_DENY_PROFILES,
+    RANGE_PROFILES,
+    RangeProfilePaths,
+)
 from certward.api_client.client import ApiClient
 from certward.api_client.failures import (
     ApiClientError,
@@ -31,16 +37,20 @@ from certward.api_client.transport import (
 )
 
 __all__ = [
+    "ACCESS_PROFILES",
     "API_PREFIX",
     "DEFAULT_SERVER",
     "DEFAULT_TIMEOUT_SECONDS",
+    "IP_DENY_PROFILES",
     "PAGE_SIZE",
+    "RANGE_PROFILES",
     "UNSET",
     "ApiClient",
     "ApiClientError",
     "ApiProblem",
     "Download",
     "JsonObject",
+    "RangeProfilePaths",
     "ServerUnreachable",
     "UnexpectedAnswer",
     "UploadFile",

@@ -1,57 +1,84 @@
-"""Who may call an app: access profiles and their client CAs, IP deny profiles, path rules."""
+"""Who may call an app: access profiles and their client CAs, IP deny profiles, path rules.
+
+Access profiles and IP deny profiles are both range profiles (a named set of IP ranges
+of an app): one set of operations serves both, each kind given by its `RangeProfilePaths`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 from certward.api_client.payloads import JsonObject, UploadFile
-from certward.api_client.transport import ApiTransport
+from certward.api_client.transport import API_PREFIX, ApiTransport
+
+
+@dataclass(frozen=True, slots=True)
+class RangeProfilePaths:
+    """Where the API keeps one kind of range profile: the segment of its collection below
+    an app (``access-profiles``) and the name of the path parameter naming one profile."""
+
+    segment: str
+    parameter: str
+
+    @property
+    def collection(self) -> str:
+        """The kind's path template below an app (``/api/v1/apps/{app}/access-profiles``)."""
+        return f"{API_PREFIX}/apps/{{app}}/{self.segment}"
+
+    @property
+    def item(self) -> str:
+        """The path template of one profile (``.../access-profiles/{profile}``)."""
+        return f"{self.collection}/{{{self.parameter}}}"
+
+    def names(self, app: str, profile: str) -> dict[str, Any]:
+        """The names filling `item`: ``app`` and ``profile`` (values typed ``Any`` only so
+        that they can be passed as ``**names`` beside `_request`'s other options)."""
+        return {"app": app, self.parameter: profile}
+
+
+ACCESS_PROFILES: Final = RangeProfilePaths("access-profiles", "profile")
+IP_DENY_PROFILES: Final = RangeProfilePaths("ip-deny-profiles", "deny_profile")
+RANGE_PROFILES: Final = (ACCESS_PROFILES, IP_DENY_PROFILES)
 
 
 class AccessApi(ApiTransport):
     """Access profiles, IP deny profiles and path rules."""
 
-    def create_access_profile(
-        self, app: str, name: str, *, ip_ranges: Sequence[str] = ()
+    def create_range_profile(
+        self, paths: RangeProfilePaths, app: str, name: str, *, ip_ranges: Sequence[str] = ()
     ) -> JsonObject:
         return self._object(
             self._request(
                 "POST",
-                "/api/v1/apps/{app}/access-profiles",
+                paths.collection,
                 body={"name": name, "ip_ranges": list(ip_ranges)},
                 app=app,
             )
         )
 
-    def list_access_profiles(self, app: str) -> list[JsonObject]:
-        return self._list(self._request("GET", "/api/v1/apps/{app}/access-profiles", app=app))
+    def list_range_profiles(self, paths: RangeProfilePaths, app: str) -> list[JsonObject]:
+        return self._list(self._request("GET", paths.collection, app=app))
 
-    def get_access_profile(self, app: str, profile: str) -> JsonObject:
-        return self._object(
-            self._request(
-                "GET", "/api/v1/apps/{app}/access-profiles/{profile}", app=app, profile=profile
-            )
-        )
+    def get_range_profile(self, paths: RangeProfilePaths, app: str, profile: str) -> JsonObject:
+        return self._object(self._request("GET", paths.item, **paths.names(app, profile)))
 
-    def update_access_profile(
-        self, app: str, profile: str, *, ip_ranges: Sequence[str]
+    def update_range_profile(
+        self, paths: RangeProfilePaths, app: str, profile: str, *, ip_ranges: Sequence[str]
     ) -> JsonObject:
         """Replace the profile's IP ranges (live)."""
         return self._object(
             self._request(
                 "PATCH",
-                "/api/v1/apps/{app}/access-profiles/{profile}",
+                paths.item,
                 body={"ip_ranges": list(ip_ranges)},
-                app=app,
-                profile=profile,
+                **paths.names(app, profile),
             )
         )
 
-    def delete_access_profile(self, app: str, profile: str) -> None:
-        self._request(
-            "DELETE", "/api/v1/apps/{app}/access-profiles/{profile}", app=app, profile=profile
-        )
+    def delete_range_profile(self, paths: RangeProfilePaths, app: str, profile: str) -> None:
+        self._request("DELETE", paths.item, **paths.names(app, profile))
 
     def upload_client_cas(self, app: str, profile: str, *, file: UploadFile) -> JsonObject:
         """Merge CA certificates into the profile; answers with its whole CA tree."""
@@ -119,52 +146,6 @@ class AccessApi(ApiTransport):
             app=app,
             profile=profile,
             fingerprint=fingerprint,
-        )
-
-    def create_ip_deny_profile(
-        self, app: str, name: str, *, ip_ranges: Sequence[str] = ()
-    ) -> JsonObject:
-        return self._object(
-            self._request(
-                "POST",
-                "/api/v1/apps/{app}/ip-deny-profiles",
-                body={"name": name, "ip_ranges": list(ip_ranges)},
-                app=app,
-            )
-        )
-
-    def list_ip_deny_profiles(self, app: str) -> list[JsonObject]:
-        return self._list(self._request("GET", "/api/v1/apps/{app}/ip-deny-profiles", app=app))
-
-    def get_ip_deny_profile(self, app: str, deny_profile: str) -> JsonObject:
-        return self._object(
-            self._request(
-                "GET",
-                "/api/v1/apps/{app}/ip-deny-profiles/{deny_profile}",
-                app=app,
-                deny_profile=deny_profile,
-            )
-        )
-
-    def update_ip_deny_profile(
-        self, app: str, deny_profile: str, *, ip_ranges: Sequence[str]
-    ) -> JsonObject:
-        return self._object(
-            self._request(
-                "PATCH",
-                "/api/v1/apps/{app}/ip-deny-profiles/{deny_profile}",
-                body={"ip_ranges": list(ip_ranges)},
-                app=app,
-                deny_profile=deny_profile,
-            )
-        )
-
-    def delete_ip_deny_profile(self, app: str, deny_profile: str) -> None:
-        self._request(
-            "DELETE",
-            "/api/v1/apps/{app}/ip-deny-profiles/{deny_profile}",
-            app=app,
-            deny_profile=deny_profile,
         )
 
     def attached_ip_deny_profiles(self, app: str, env: str) -> JsonObject:

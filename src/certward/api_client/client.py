@@ -12,6 +12,7 @@ from certward.api_client.tls_certificates import TlsCertificatesApi
 class ApiClient(AppsApi, ClientCertificatesApi, TlsCertificatesApi, AccessApi, PlatformApi):
     """One certward server and one bearer token; a context manager closing its connections.
 
-    Each method is one API operation (see ``docs/api.md``); path templates are the API's
+    Each method is one API operation (see ``docs/api.md``), a range-profile method that
+    operation of the kind its `RangeProfilePaths` names; path templates are the API's
     own, so ``tests/cli`` can prove every operation of the OpenAPI document is covered.
     """

@@ -88,11 +88,17 @@ def worker_command() -> None:
     import signal
 
     from certward.platform import open_platform
+    from certward.services.acme_issuing import check_acme_profile
     from certward.worker import RenewalWorker
 
     try:
         platform = open_platform(operator_settings(), bootstrap=False)
     except ConfigurationError as exc:
+        raise config_error(exc) from exc
+    try:
+        check_acme_profile(platform.context)
+    except ConfigurationError as exc:
+        platform.close()
         raise config_error(exc) from exc
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     worker = RenewalWorker(platform.context)

@@ -58,12 +58,8 @@ from OpenSSL import SSL
 
 from certward.dataplane.access import ClientIdentity
 from certward.dataplane.gateway_pages import BAD_REQUEST_PAGE, reason_phrase
-from certward.dataplane.http_exchange import (
-    READ_CHUNK,
-    ConnectionLimits,
-    HttpExchange,
-    strip_port,
-)
+from certward.dataplane.http_exchange import READ_CHUNK, HttpExchange
+from certward.dataplane.http_request import ConnectionLimits, strip_port
 from certward.dataplane.request_target import TargetRefused, parse_target
 from certward.dataplane.state import DataPlaneState
 from certward.dataplane.tls_contexts import (

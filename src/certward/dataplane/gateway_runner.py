@@ -36,7 +36,7 @@ from OpenSSL import SSL
 
 from certward.clock import SystemClock
 from certward.dataplane.gateway import Gateway
-from certward.dataplane.http_exchange import ConnectionLimits
+from certward.dataplane.http_request import ConnectionLimits
 from certward.dataplane.tls_contexts import base_context
 from certward.dataplane.tls_policy import tls_policy
 from certward.dataplane.upstream import upstream_tls_context

@@ -38,13 +38,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
 
 import httptools
 
-from certward.dataplane.access import Address, ClientIdentity, Decision, decide
+from certward.dataplane.access import Address, ClientIdentity, decide
 from certward.dataplane.caller_headers import HOP_MARK_HEADER, carries_hop_mark
 from certward.dataplane.gateway_pages import (
     BAD_GATEWAY_PAGE,
@@ -54,6 +51,15 @@ from certward.dataplane.gateway_pages import (
     MALFORMED_PAGE,
     MISDIRECTED_PAGE,
     own_answer,
+)
+from certward.dataplane.http_request import (
+    MAX_HEAD_BYTES,
+    ClientConnection,
+    ClientRequest,
+    ConnectionLimits,
+    MalformedRequest,
+    RequestLog,
+    host_header,
 )
 from certward.dataplane.request_target import TargetRefused, parse_target
 from certward.dataplane.state import Site
@@ -67,95 +73,11 @@ from certward.dataplane.upstream_connection import Framing, UpstreamConnection, 
 
 log = logging.getLogger("certward.gateway")
 
-MAX_HEAD_BYTES = 64 * 1024
 READ_CHUNK = 64 * 1024
 PENDING_BYTES = 256 * 1024  # pipelined bytes held before the client's reading is paused
 FLUSH_BYTES = 64 * 1024
 _HOP_MARK_HEADER = HOP_MARK_HEADER.lower().encode()
 _NEVER = float("inf")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConnectionLimits:
-    """How long a client connection may take: see the module docstring."""
-
-    handshake_seconds: float = 10.0
-    header_seconds: float = 10.0
-    idle_seconds: float = 75.0
-
-
-class ClientConnection(Protocol):
-    """What an exchange needs of the TLS connection under it."""
-
-    def send(self, data: bytes) -> None: ...
-
-    def close(self) -> None: ...
-
-    def abort(self) -> None: ...
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
-
-RequestLog = Callable[[dict[str, Any], bool], None]
-
-
-class _Malformed(Exception):
-    """A request the parser accepted but the gateway does not (see the module docstring)."""
-
-
-class _Request:
-    """One request of the connection, from its head to the end of its answer."""
-
-    __slots__ = (
-        "body",
-        "chunked",
-        "complete",
-        "decision",
-        "head",
-        "head_request",
-        "headers",
-        "http11",
-        "keep_alive",
-        "method",
-        "path",
-        "refusal",
-        "retried",
-        "status",
-        "target",
-        "upgrade",
-        "websocket",
-    )
-
-    def __init__(
-        self,
-        method: bytes,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        *,
-        http11: bool,
-        keep_alive: bool,
-        upgrade: bool,
-        chunked: bool,
-    ) -> None:
-        self.method = method
-        self.chunked = chunked
-        self.target = target
-        self.headers = headers
-        self.http11 = http11
-        self.keep_alive = keep_alive
-        self.upgrade = upgrade
-        self.head_request = method == b"HEAD"
-        self.body: list[bytes] | None = []  # held until the request is served; None: sent
-        self.complete = False
-        self.refusal: tuple[int, bytes] | None = None
-        self.decision: Decision | None = None
-        self.path: str | None = None
-        self.head = b""
-        self.websocket = False
-        self.retried = False
-        self.status = 0
 
 
 class HttpExchange:
@@ -186,9 +108,9 @@ class HttpExchange:
         self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpRequestParser(self)
         self._fixed = fixed_request_headers(str(peer), tls_headers)
-        self._current: _Request | None = None
-        self._parsing: _Request | None = None
-        self._queue: deque[_Request] = deque()
+        self._current: ClientRequest | None = None
+        self._parsing: ClientRequest | None = None
+        self._queue: deque[ClientRequest] = deque()
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._pumping = False
@@ -356,7 +278,7 @@ class HttpExchange:
         version = parser.get_http_version()
         headers = self._headers
         if self._head_size > MAX_HEAD_BYTES or version not in ("1.1", "1.0"):
-            raise _Malformed
+            raise MalformedRequest
         hosts = 0
         framed = chunked = False
         for name, value in headers:
@@ -364,21 +286,23 @@ class HttpExchange:
                 hosts += 1
             elif name == b"transfer-encoding":
                 if value.lower() != b"chunked":
-                    raise _Malformed
+                    raise MalformedRequest
                 framed = chunked = True
             elif name == b"content-length" and value != b"0":
                 framed = True
         upgrade = parser.should_upgrade()
         if hosts > 1 or (hosts == 0 and version == "1.1") or (upgrade and framed):
-            raise _Malformed
-        request = _Request(
-            parser.get_method(),
+            raise MalformedRequest
+        method = parser.get_method()
+        request = ClientRequest(
+            method,
             self._url,
             headers,
             http11=version == "1.1",
             keep_alive=version == "1.1" and parser.should_keep_alive(),
             upgrade=upgrade,
             chunked=chunked,
+            head_request=method == b"HEAD",
         )
         self._parsing = request
         self._queue.append(request)
@@ -414,7 +338,7 @@ class HttpExchange:
 
     # deciding ------------------------------------------------------------------------------
 
-    def _start(self, request: _Request) -> None:
+    def _start(self, request: ClientRequest) -> None:
         """Decide the request at the head of the queue, and answer or forward it."""
         self._current = request
         method = request.method.decode("latin-1")
@@ -425,10 +349,8 @@ class HttpExchange:
             return
         request.path = target.path
         host = self.site.hostname
-        host_header = _host_header(request.headers)
-        if target.authority is not None and (
-            target.authority != host_header or host_header != host
-        ):
+        asked = host_header(request.headers)
+        if target.authority is not None and (target.authority != asked or asked != host):
             self._refuse(
                 request,
                 400,
@@ -437,7 +359,7 @@ class HttpExchange:
                 "the absolute URI names another host than Host and the TLS server name",
             )
             return
-        if host_header != host:
+        if asked != host:
             # A connection serves the host it was opened for: its client certificate was
             # verified against that host's CAs, not the other one's.
             self._refuse(request, 421, MISDIRECTED_PAGE, None, "")
@@ -477,10 +399,10 @@ class HttpExchange:
             self._loop.create_task(self._connect(request))
 
     def _refuse(
-        self, request: _Request, status: int, page: bytes, rule: str | None, reason: str
+        self, request: ClientRequest, status: int, page: bytes, rule: str | None, reason: str
     ) -> None:
         if rule is not None:
-            record = self._record(request)
+            record = request.record(self.site.hostname, self.peer, self.identity)
             if request.decision is None:
                 record |= {"decision": "deny", "rule": rule, "reason": reason}
             record["status"] = status
@@ -491,26 +413,7 @@ class HttpExchange:
             request.refusal = (status, page)  # answered once its body is read and dropped
             request.body = None
 
-    def _record(self, request: _Request) -> dict[str, Any]:
-        identity = self.identity
-        record: dict[str, Any] = {
-            "host": self.site.hostname,
-            "method": request.method.decode("latin-1"),
-            "ip": str(self.peer),
-            "client_subject": identity.subject if identity else None,
-            "client_issuer": identity.issuer if identity else None,
-            "path": request.path,
-        }
-        decision = request.decision
-        if decision is not None:
-            record |= {
-                "decision": decision.verdict.value,
-                "rule": decision.rule,
-                "reason": decision.reason,
-            }
-        return record
-
-    def _answer(self, request: _Request, status: int, page: bytes) -> None:
+    def _answer(self, request: ClientRequest, status: int, page: bytes) -> None:
         """The gateway's own answer (a refusal, ``OPTIONS *``, a 502)."""
         close = not request.keep_alive or self._last_request()
         request.status = status
@@ -544,12 +447,12 @@ class HttpExchange:
         self.connection_lost()
         self.client.close()
 
-    def _finish(self, request: _Request, *, close: bool) -> None:
+    def _finish(self, request: ClientRequest, *, close: bool) -> None:
         if self._current is request:
             self._current = None
         decision = request.decision
         if decision is not None and decision.allowed and self.log_allowed:
-            record = self._record(request)
+            record = request.record(self.site.hostname, self.peer, self.identity)
             record["status"] = request.status
             self.log_request(record, True)
         if close or not request.complete or self._eof:
@@ -564,7 +467,7 @@ class HttpExchange:
 
     # proxying ------------------------------------------------------------------------------
 
-    async def _connect(self, request: _Request) -> None:
+    async def _connect(self, request: ClientRequest) -> None:
         try:
             connection = await self.pool.open(self.site.upstream)
         except UpstreamRefused as exc:
@@ -597,7 +500,7 @@ class HttpExchange:
         except UpstreamRefused:
             return "?"
 
-    def _forward(self, request: _Request, connection: UpstreamConnection) -> None:
+    def _forward(self, request: ClientRequest, connection: UpstreamConnection) -> None:
         self._resume("connect")
         self._upstream = connection
         self._chunked_out = False
@@ -616,7 +519,7 @@ class HttpExchange:
                 connection.write(b"0\r\n\r\n")
             self._deadline = _NEVER
 
-    def _bad_gateway(self, request: _Request) -> None:
+    def _bad_gateway(self, request: ClientRequest) -> None:
         self._resume("connect")
         request.status = 502
         if self._current is not request or self._closed:
@@ -694,7 +597,7 @@ class HttpExchange:
         if after:
             upstream.write(after)
         if request.decision is not None and self.log_allowed:
-            record = self._record(request)
+            record = request.record(self.site.hostname, self.peer, self.identity)
             record["status"] = 101
             self.log_request(record, True)
         if self._timer is not None:
@@ -781,18 +684,3 @@ class HttpExchange:
             )
         self.connection_lost()
         self.client.abort()
-
-
-def _host_header(headers: list[tuple[bytes, bytes]]) -> str:
-    """The request's ``Host`` as nginx's ``$host``: lower case, no port, no trailing dot."""
-    for name, value in headers:
-        if name == b"host":
-            return strip_port(value.decode("latin-1")).rstrip(".").lower()
-    return ""
-
-
-def strip_port(host: str) -> str:
-    """``example.com:8080`` → ``example.com``; ``[::1]:80`` → ``[::1]``."""
-    if host.startswith("["):
-        return host.split("]", 1)[0] + "]"
-    return host.split(":", 1)[0]

@@ -14,14 +14,24 @@ serves them. certward's responder publishes them in the database
 
 The ACME server's TLS certificate is verified against ``ca_bundle`` when given (a test
 CA such as pebble's), otherwise against the system's trusted roots.
+
+**Renewal information** (RFC 9773, ARI): when the directory offers ``renewalInfo``,
+`AcmeIssuer.renewal_info` fetches a certificate's suggested renewal window (at
+``<renewalInfo>/<ari_certificate_id>``, a plain GET over the same verified TLS) and
+when to ask again (``Retry-After``), and an order that replaces a certificate names it
+in ``replaces``. **Profiles** (draft-ietf-acme-profiles): with a ``profile`` the issuer
+sends it in every newOrder, after checking that the directory's ``meta.profiles``
+lists it. Only the operator's CA is ever contacted, at the URLs its directory names.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as _dt
+import json
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -31,11 +41,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from josepy.json_util import field as jose_field
 from josepy.jwa import ES256
 from josepy.jwk import JWKEC
 
 from certward.clock import SystemClock
 from certward.errors import CertwardError
+from certward.issuing.renewal import RenewalWindow, ari_retry_at
 
 ACME_USER_AGENT = "certward"
 DEFAULT_TIMEOUT = _dt.timedelta(seconds=90)
@@ -71,6 +83,21 @@ class ChallengeResponder(Protocol):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RenewalInfo:
+    """What the ACME CA says about renewing one certificate (RFC 9773): its suggested
+    window (None when the document held no readable one) and when to ask again."""
+
+    window: RenewalWindow | None
+    ask_again_at: _dt.datetime
+
+
+class _NewOrder(messages.NewOrder):
+    """A newOrder payload with ``replaces`` (RFC 9773 §5), which acme's lacks."""
+
+    replaces: str | None = jose_field("replaces", omitempty=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AcmeCertificate:
     """A certificate the ACME CA issued and the chain above it, both PEM."""
 
@@ -90,6 +117,7 @@ class AcmeIssuer:
         ca_bundle: Path | None = None,
         timeout: _dt.timedelta = DEFAULT_TIMEOUT,
         contact: Sequence[str] = (),
+        profile: str | None = None,
     ) -> None:
         if not directory_url.startswith("https://"):
             raise ValueError(f"an ACME directory is an https:// URL, not {directory_url!r}")
@@ -101,14 +129,25 @@ class AcmeIssuer:
         self._ca_bundle = ca_bundle
         self._timeout = timeout
         self._contact = tuple(contact)
+        self._profile = profile
         self._account: messages.RegistrationResource | None = None
         self._lock = threading.Lock()
 
-    def issue(self, hostnames: Sequence[str], key: ec.EllipticCurvePrivateKey) -> tuple[str, str]:
-        """The certificate PEM for ``hostnames`` (first one as common name) and its chain PEM."""
+    def issue(
+        self,
+        hostnames: Sequence[str],
+        key: ec.EllipticCurvePrivateKey,
+        *,
+        replaces: x509.Certificate | None = None,
+    ) -> tuple[str, str]:
+        """The certificate PEM for ``hostnames`` (first one as common name) and its chain PEM.
+
+        ``replaces``, the certificate this one renews, is named in the order when the CA
+        offers renewal information.
+        """
         names = _hostnames(hostnames)
         try:
-            issued = self._issue(names, key)
+            issued = self._issue(names, key, replaces)
         except errors.Error as exc:
             raise AcmeError(f"The ACME CA did not issue for {', '.join(names)}: {exc}") from exc
         except OSError as exc:  # requests' connection errors are OSErrors too
@@ -118,17 +157,69 @@ class AcmeIssuer:
             ) from exc
         return issued.certificate_pem, issued.chain_pem
 
-    def _issue(self, names: list[str], key: ec.EllipticCurvePrivateKey) -> AcmeCertificate:
+    def offered_profiles(self) -> dict[str, str]:
+        """The profiles the CA's directory lists (``meta.profiles``: name to description),
+        empty when it lists none; `AcmeError` when the directory cannot be read."""
         network = self._network()
         try:
-            return self._order(self._client(network), names, key)
+            return _profiles(client.ClientV2.get_directory(self._directory_url, network))
+        except (errors.Error, OSError, ValueError) as exc:
+            raise AcmeError(
+                f"The ACME directory at {self._directory_url} cannot be read: {exc}"
+            ) from exc
+        finally:
+            network.session.close()
+
+    def renewal_info(self, certificate: x509.Certificate, now: _dt.datetime) -> RenewalInfo | None:
+        """The CA's renewal information for ``certificate`` at ``now``, or None when its
+        directory offers none; `AcmeError` when it cannot be fetched."""
+        network = self._network()
+        try:
+            directory = client.ClientV2.get_directory(self._directory_url, network)
+            base = _renewal_info_url(directory)
+            if base is None:
+                return None
+            response = network.get(
+                f"{base.rstrip('/')}/{ari_certificate_id(certificate)}",
+                content_type="application/json",
+            )
+            return RenewalInfo(
+                window=_suggested_window(response.content),
+                ask_again_at=ari_retry_at(now, response.headers.get("Retry-After")),
+            )
+        except (errors.Error, OSError, ValueError) as exc:  # ValueError: no AKI to name it by
+            raise AcmeError(
+                f"The ACME CA at {self._directory_url} sent no renewal information: {exc}"
+            ) from exc
+        finally:
+            network.session.close()
+
+    def _issue(
+        self,
+        names: list[str],
+        key: ec.EllipticCurvePrivateKey,
+        replaces: x509.Certificate | None,
+    ) -> AcmeCertificate:
+        network = self._network()
+        try:
+            return self._order(self._client(network), names, key, replaces)
         finally:
             network.session.close()  # every connection closed now, none left to the collector
 
     def _order(
-        self, acme: client.ClientV2, names: list[str], key: ec.EllipticCurvePrivateKey
+        self,
+        acme: client.ClientV2,
+        names: list[str],
+        key: ec.EllipticCurvePrivateKey,
+        replaces: x509.Certificate | None,
     ) -> AcmeCertificate:
-        order = acme.new_order(_csr_pem(names, key))
+        replaced = None
+        if replaces is not None and _renewal_info_url(acme.directory) is not None:
+            try:
+                replaced = ari_certificate_id(replaces)
+            except ValueError:  # no authority key identifier: nothing to name it by
+                replaced = None
+        order = _new_order(acme, names, _csr_pem(names, key), self._profile, replaced)
         published: list[str] = []
         try:
             for authorization in order.authorizations:
@@ -163,11 +254,99 @@ class AcmeIssuer:
 
     def _client(self, network: client.ClientNetwork) -> client.ClientV2:
         acme = client.ClientV2(client.ClientV2.get_directory(self._directory_url, network), network)
+        if self._profile is not None and self._profile not in _profiles(acme.directory):
+            raise AcmeError(unoffered_profile(self._directory_url, self._profile, acme.directory))
         with self._lock:
             if self._account is None:
                 self._account = _register(acme, self._contact)
             network.account = self._account
         return acme
+
+
+def ari_certificate_id(certificate: x509.Certificate) -> str:
+    """The certificate's identifier for renewal information (RFC 9773 §4.1): base64url of
+    its authority key identifier's keyIdentifier, ".", base64url of its serial's DER
+    integer bytes; `ValueError` without an authority key identifier."""
+    try:
+        aki = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        aki = None
+    if aki is None or aki.key_identifier is None:
+        raise ValueError("the certificate has no authority key identifier")
+    serial = certificate.serial_number
+    serial_der = serial.to_bytes((serial.bit_length() + 8) // 8, "big", signed=True)
+    return f"{_base64url(aki.key_identifier)}.{_base64url(serial_der)}"
+
+
+def unoffered_profile(directory_url: str, profile: str, directory: messages.Directory) -> str:
+    """The sentence for a profile the CA's directory does not list."""
+    offered = ", ".join(sorted(_profiles(directory))) or "none"
+    return (
+        f"The ACME CA at {directory_url} does not offer the profile {profile!r} "
+        f"(CERTWARD_ACME_PROFILE); its directory lists: {offered}."
+    )
+
+
+def _base64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def _profiles(directory: messages.Directory) -> dict[str, str]:
+    meta = getattr(directory, "meta", None)
+    profiles = getattr(meta, "profiles", None)
+    if not isinstance(profiles, Mapping):  # josepy's frozendict
+        return {}
+    return {str(name): str(description) for name, description in profiles.items()}
+
+
+def _renewal_info_url(directory: messages.Directory) -> str | None:
+    """The directory's ``renewalInfo`` URL, None when it offers none (or not over https)."""
+    try:
+        url = directory["renewalInfo"]
+    except KeyError:
+        return None
+    return url if isinstance(url, str) and url.startswith("https://") else None
+
+
+def _suggested_window(content: bytes) -> RenewalWindow | None:
+    """``suggestedWindow`` of a renewal information document, None when it is not one
+    (not JSON, times missing, not RFC 3339 with an offset)."""
+    try:
+        document = json.loads(content)
+        window = document["suggestedWindow"]
+        start = _dt.datetime.fromisoformat(window["start"])
+        end = _dt.datetime.fromisoformat(window["end"])
+    except (ValueError, TypeError, KeyError):
+        return None
+    if start.tzinfo is None or end.tzinfo is None:
+        return None
+    return RenewalWindow(start=start.astimezone(_dt.UTC), end=end.astimezone(_dt.UTC))
+
+
+def _new_order(
+    acme: client.ClientV2,
+    names: list[str],
+    csr_pem: bytes,
+    profile: str | None,
+    replaces: str | None,
+) -> messages.OrderResource:
+    """`client.ClientV2.new_order`, with ``profile`` and ``replaces`` in the payload."""
+    payload = _NewOrder(
+        identifiers=[messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=n) for n in names],
+        profile=profile,
+        replaces=replaces,
+    )
+    response = acme._post(acme.directory["newOrder"], payload)  # acme's own signed POST
+    body = messages.Order.from_json(response.json())
+    authorizations = [
+        acme._authzr_from_response(acme._post_as_get(url), uri=url) for url in body.authorizations
+    ]
+    return messages.OrderResource(
+        body=body,
+        uri=response.headers.get("Location"),
+        authorizations=authorizations,
+        csr_pem=csr_pem,
+    )
 
 
 def _register(acme: client.ClientV2, contact: Sequence[str]) -> messages.RegistrationResource:

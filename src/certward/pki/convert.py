@@ -1,8 +1,10 @@
 """Write material in the format each consumer reads.
 
-PKCS12 comes in two profiles: ``modern`` (AES-256-CBC with PBKDF2-HMAC-SHA256 and a
-SHA-256 MAC, what OpenSSL 3 writes) and ``legacy`` (3DES with a SHA-1 MAC, what old
-Java and Windows read). Java truststores are PKCS12 files whose entries are trusted
+PKCS12 comes in three profiles: ``modern`` (AES-256-CBC with PBKDF2-HMAC-SHA256 and a
+SHA-256 MAC, what OpenSSL 3 writes), ``modern2026`` (the same encryption under a PBMAC1
+MAC of RFC 9579, what OpenSSL 3.4+, JDK 26 and Bouncy Castle 1.81+ read, but not
+OpenSSL 3.0 or Java 17) and ``legacy`` (3DES with a SHA-1 MAC, what old Java and
+Windows read). Java truststores are PKCS12 files whose entries are trusted
 certificates. Pure: returns bytes.
 """
 
@@ -18,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from certward.pki.inspect import subject_of
+from certward.pki.pbmac1 import with_pbmac1
 
 # OpenSSL 3's default; enough for random passwords, cheap for runtimes that open many.
 PKCS12_ITERATIONS = 2048
@@ -35,6 +38,7 @@ class Pkcs12Profile(StrEnum):
     """Which encryption a written PKCS12 file uses."""
 
     MODERN = "modern"
+    MODERN_2026 = "modern2026"  # modern encryption, PBMAC1 integrity (RFC 9579)
     LEGACY = "legacy"
 
 
@@ -47,7 +51,7 @@ def _encryption(
         # OpenSSL takes PKCS12 passwords as C strings: such a file could never be opened.
         raise ValueError("a PKCS12 password cannot contain a NUL character")
     builder = serialization.PrivateFormat.PKCS12.encryption_builder().kdf_rounds(PKCS12_ITERATIONS)
-    if profile is Pkcs12Profile.MODERN:
+    if profile is not Pkcs12Profile.LEGACY:
         builder = builder.key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC).hmac_hash(
             hashes.SHA256()
         )
@@ -71,13 +75,14 @@ def to_pkcs12(
     if not isinstance(private_key, _PKCS12_KEY_TYPES):
         raise ValueError(f"a {type(private_key).__name__} cannot be put in a PKCS12 file")
     name = (friendly_name or subject_of(certificate)).encode("utf-8")
-    return pkcs12.serialize_key_and_certificates(
+    written = pkcs12.serialize_key_and_certificates(
         name,
         private_key,
         certificate,
         list(chain) or None,
         _encryption(password, profile),
     )
+    return _integrity(written, password, profile)
 
 
 def to_java_truststore(
@@ -97,7 +102,15 @@ def to_java_truststore(
         pkcs12.PKCS12Certificate(certificate, _alias(certificate, index).encode("utf-8"))
         for index, certificate in enumerate(certificates)
     ]
-    return pkcs12.serialize_java_truststore(entries, _encryption(password, profile))
+    written = pkcs12.serialize_java_truststore(entries, _encryption(password, profile))
+    return _integrity(written, password, profile)
+
+
+def _integrity(written: bytes, password: bytes, profile: Pkcs12Profile) -> bytes:
+    """``written`` with the MAC its profile asks for (pyca writes only RFC 7292 MACs)."""
+    if profile is Pkcs12Profile.MODERN_2026:
+        return with_pbmac1(written, password, iterations=PKCS12_ITERATIONS)
+    return written
 
 
 def to_pem(

@@ -5,6 +5,9 @@ and decoders for INTEGER, OBJECT IDENTIFIER and OCTET STRING. It never allocates
 more than the input and refuses deep nesting, so hostile input costs microseconds.
 A general ASN.1 library spends ten times longer on the same walk, which matters on
 the path of every upload.
+
+The few encoders at the end (`encode`, `encode_integer`, `encode_oid`) write the
+PBMAC1 integrity MAC of the PKCS12 files certward makes (`certward.pki.pbmac1`).
 """
 
 from __future__ import annotations
@@ -154,3 +157,24 @@ def oid(node: Node) -> str:
         raise DerError("truncated object identifier")
     first = min(arcs[0] // 40, 2)
     return ".".join(str(a) for a in (first, arcs[0] - 40 * first, *arcs[1:]))
+
+
+def encode(tag: int, *contents: bytes) -> bytes:
+    """One DER TLV whose content is ``contents`` joined (already encoded children)."""
+    content = b"".join(contents)
+    length = len(content)
+    if length < 0x80:
+        return bytes([tag, length]) + content
+    size = (length.bit_length() + 7) // 8
+    return bytes([tag, 0x80 | size]) + length.to_bytes(size, "big") + content
+
+
+def encode_integer(value: int) -> bytes:
+    """A DER INTEGER (minimal two's complement)."""
+    size = value.bit_length() // 8 + 1
+    return encode(INTEGER, value.to_bytes(size, "big", signed=True))
+
+
+def encode_oid(dotted: str) -> bytes:
+    """A DER OBJECT IDENTIFIER."""
+    return encode(OID, oid_bytes(dotted))

@@ -5,8 +5,9 @@ loader spends CPU in proportion to iteration counts that sit *outside* the MAC: 
 1 KB file claiming 2^31-1 iterations costs minutes while holding the GIL. This module
 walks the ASN.1 (RFC 7292) with a small DER reader of its own, collects every
 iteration count visible without the password (the MAC's, each encrypted safe's and
-each shrouded key bag's) and the algorithms used. It also verifies the MAC itself,
-which is how a wrong password is told apart from damaged data.
+each shrouded key bag's) and the algorithms used. It also verifies the MAC itself
+(RFC 7292's, or PBMAC1 of RFC 9579 with its PBKDF2 count capped the same way), which
+is how a wrong password is told apart from damaged data.
 
 Counts inside an *encrypted* safe (a shrouded key bag or a nested safe hidden in a
 certificate safe, which no mainstream tool writes) only become visible after
@@ -26,6 +27,7 @@ from enum import StrEnum
 from certward.errors import MaterialError
 from certward.pki import der
 from certward.pki.limits import Limits
+from certward.pki.pbmac1 import MAX_KEY_BYTES, MIN_KEY_BYTES, Pbmac1, pbmac1_digest
 from certward.pki.pkcs12_crypto import CannotOpen, LegacyPbe, Pbes2, Scheme, decrypt, pkcs12_kdf
 from certward.pki.problems import Problem, ProblemCode
 
@@ -46,6 +48,7 @@ _PBES2 = _o("1.2.840.113549.1.5.13")
 _PBKDF2 = _o("1.2.840.113549.1.5.12")
 _PBMAC1 = _o("1.2.840.113549.1.5.14")
 _HMAC_SHA1 = _o("1.2.840.113549.2.7")
+_PBMAC1_HMACS = ("SHA256", "SHA384", "SHA512")  # the messageAuthScheme RFC 9579 writers use
 
 _MAC_HASHES: dict[bytes, tuple[str, int]] = {
     # digest OID: (hashlib name, block size v in bytes)
@@ -110,12 +113,17 @@ class Pkcs12Encryption(StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Pkcs12Mac:
-    """The integrity MAC of a PKCS12 file (RFC 7292 section 4); ``algorithm`` is e.g. ``sha256``."""
+    """The integrity MAC of a PKCS12 file (RFC 7292 section 4); ``algorithm`` is e.g. ``sha256``.
+
+    A PBMAC1 MAC (RFC 9579) has ``pbmac1`` and an ``algorithm`` such as ``pbmac1-sha256``
+    (its HMAC's hash); ``iterations`` and ``salt`` are then its PBKDF2 parameters'.
+    """
 
     algorithm: str
     iterations: int
     salt: bytes = field(repr=False)
     digest: bytes = field(repr=False)
+    pbmac1: Pbmac1 | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -275,11 +283,15 @@ def mac_verifies(structure: Pkcs12Structure, password: bytes | None) -> bool:
     """True when ``password`` reproduces the file's MAC (RFC 7292 appendix B KDF).
 
     ``None`` and ``b""`` are each tried both as an empty BMPString and as no
-    password at all, as OpenSSL does.
+    password at all, as OpenSSL does. A PBMAC1 MAC takes the password's bytes as
+    they are, through PBKDF2 (`certward.pki.pbmac1`).
     """
     mac = structure.mac
     if mac is None:
         return False
+    if mac.pbmac1 is not None:
+        expected = pbmac1_digest(mac.pbmac1, password or b"", structure.authenticated_content)
+        return hmac.compare_digest(expected, mac.digest)
     hash_name, block = mac.algorithm, _MAC_BLOCK_SIZES[mac.algorithm]
     size = hashlib.new(hash_name).digest_size
     del block  # the KDF knows each hash's block size
@@ -457,43 +469,85 @@ class _Walk:
             return scheme
         raise _unsupported(f"its {where} uses the unknown algorithm {der.oid(parts[0])}")
 
-    def pbes2(self, params: der.Node, where: str) -> tuple[str, Pbes2 | None]:
-        kdf, scheme = _pair(params)
+    def pbkdf2(self, kdf: der.Node, where: str, *, mac: bool = False) -> _Pbkdf2:
+        """The PBKDF2 parameters of a key derivation, its count checked (``mac``: capped
+        as the integrity MAC's)."""
         kdf_oid, kdf_params = _pair(kdf)
         if kdf_oid.expect(der.OID).content != _PBKDF2:
             raise _unsupported(f"its {where} derives keys with {der.oid(kdf_oid)}, not PBKDF2")
         fields = kdf_params.expect(der.SEQUENCE).children()
         if len(fields) < 2:
             raise der.DerError("PBKDF2 parameters without an iteration count")
-        iterations = self.count(fields[1], where)
+        iterations = self.count(fields[1], where, mac=mac)
         prf = _HMAC_SHA1  # the DEFAULT
         key_length: int | None = None
         for extra in fields[2:]:
             if extra.tag == der.SEQUENCE:
                 prf = extra.children()[0].expect(der.OID).content
             elif extra.tag == der.INTEGER:
-                key_length = der.integer(extra)
+                try:
+                    key_length = der.integer(extra)
+                except der.DerError:
+                    raise _corrupted(f"the {where} declares a key of astronomical length") from None
+        if prf not in _PBES2_PRFS:
+            raise _unsupported(f"its {where} uses PBKDF2 with an unknown pseudo-random function")
+        return _Pbkdf2(
+            salt=fields[0], iterations=iterations, prf=_PBES2_PRFS[prf], key_length=key_length
+        )
+
+    def pbes2(self, params: der.Node, where: str) -> tuple[str, Pbes2 | None]:
+        kdf, scheme = _pair(params)
+        pbkdf2 = self.pbkdf2(kdf, where)
         cipher_parts = scheme.expect(der.SEQUENCE).children()
         cipher_node = cipher_parts[0]
         cipher = cipher_node.expect(der.OID).content
-        if prf not in _PBES2_PRFS:
-            raise _unsupported(f"its {where} uses PBKDF2 with an unknown pseudo-random function")
         if cipher not in _PBES2_CIPHERS:
             raise _unsupported(f"its {where} uses the unknown cipher {der.oid(cipher_node)}")
-        label = f"PBES2/PBKDF2-HMAC-{_PBES2_PRFS[prf]}/{_PBES2_CIPHERS[cipher]}"
+        label = f"PBES2/PBKDF2-HMAC-{pbkdf2.prf}/{_PBES2_CIPHERS[cipher]}"
         known = _PBES2_CIPHER_KEYS.get(_PBES2_CIPHERS[cipher])
-        if known is None or fields[0].tag != der.OCTET_STRING or len(cipher_parts) != 2:
+        if known is None or pbkdf2.salt.tag != der.OCTET_STRING or len(cipher_parts) != 2:
             return label, None  # DES-CBC or an unusual salt source: left to the loader
         cipher_name, key_bytes = known
+        key_length = pbkdf2.key_length
         if key_length is not None and key_length != key_bytes:
             raise _corrupted(f"the {where} declares a key of {key_length} bytes for its cipher")
         return label, Pbes2(
-            prf=_PBES2_PRFS[prf].lower(),
-            salt=fields[0].content,
-            iterations=iterations,
+            prf=pbkdf2.prf.lower(),
+            salt=pbkdf2.salt.content,
+            iterations=pbkdf2.iterations,
             key_bytes=key_bytes,
             cipher=cipher_name,
             iv=der.octets(cipher_parts[1]),
+        )
+
+    def pbmac1(self, params: der.Node) -> Pbmac1:
+        """The PBMAC1 parameters, their PBKDF2 count capped like the classic MAC's."""
+        where = "integrity MAC (PBMAC1)"
+        kdf, scheme = _pair(params)
+        pbkdf2 = self.pbkdf2(kdf, where, mac=True)
+        key_length = pbkdf2.key_length
+        if key_length is None:
+            raise _corrupted(f"the {where} declares no key length, which RFC 9579 requires")
+        if not MIN_KEY_BYTES <= key_length <= MAX_KEY_BYTES:
+            raise _corrupted(
+                f"the {where} declares a key of {key_length:,} bytes (PBMAC1 keys have "
+                f"{MIN_KEY_BYTES} to {MAX_KEY_BYTES})"
+            )
+        scheme_oid = scheme.expect(der.SEQUENCE).children()[0]
+        mac_hash = _PBES2_PRFS.get(scheme_oid.expect(der.OID).content)
+        if mac_hash not in _PBMAC1_HMACS:
+            raise _unsupported(
+                f"its {where} authenticates with {der.oid(scheme_oid)}, "
+                "not HMAC-SHA256, -SHA384 or -SHA512"
+            )
+        if pbkdf2.salt.tag != der.OCTET_STRING:
+            raise _unsupported(f"its {where} takes its salt from an unusual source")
+        return Pbmac1(
+            prf=pbkdf2.prf.lower(),
+            hmac=str(mac_hash).lower(),
+            salt=pbkdf2.salt.content,
+            iterations=pbkdf2.iterations,
+            key_bytes=key_length,
         )
 
     def encryption(self) -> Pkcs12Encryption:
@@ -504,6 +558,17 @@ class _Walk:
         if self.modern:
             return Pkcs12Encryption.MODERN
         return Pkcs12Encryption.NONE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Pbkdf2:
+    """PBKDF2 parameters as declared: ``salt`` (a node: an OCTET STRING unless another
+    source is named), the checked count, ``prf`` (e.g. ``SHA256``), the key length."""
+
+    salt: der.Node
+    iterations: int
+    prf: str
+    key_length: int | None
 
 
 def _pair(node: der.Node) -> tuple[der.Node, der.Node]:
@@ -519,14 +584,25 @@ def _read_mac(mac_data: der.Node, walk: _Walk) -> Pkcs12Mac:
         raise der.DerError("MAC data with the wrong number of parts")
     digest_info, salt = parts[0], parts[1]
     algorithm_id, digest = _pair(digest_info)
-    algorithm_node = algorithm_id.expect(der.SEQUENCE).children()[0]
+    algorithm_parts = algorithm_id.expect(der.SEQUENCE).children()
+    algorithm_node = algorithm_parts[0]
     algorithm = algorithm_node.expect(der.OID).content
+    if algorithm == _PBMAC1:
+        # RFC 9579: the MacData's own salt and count are not used.
+        if len(algorithm_parts) != 2:
+            raise der.DerError("PBMAC1 without parameters")
+        params = walk.pbmac1(algorithm_parts[1])
+        return Pkcs12Mac(
+            algorithm=f"pbmac1-{params.hmac}",
+            iterations=params.iterations,
+            salt=params.salt,
+            digest=der.octets(digest),
+            pbmac1=params,
+        )
     iterations_node = parts[2] if len(parts) == 3 else None
     iterations = 1
     if iterations_node is not None:
         iterations = walk.count(iterations_node, "integrity MAC", mac=True)
-    if algorithm == _PBMAC1:
-        raise _unsupported("its integrity MAC uses PBMAC1 (RFC 9579)")
     if algorithm not in _MAC_HASHES:
         raise _unsupported(f"its integrity MAC uses the unknown digest {der.oid(algorithm_node)}")
     return Pkcs12Mac(

@@ -21,11 +21,22 @@ died left behind is never answered again, and the worker's pass deletes it
 
 **Issuer.** One `AcmeIssuer` per database and directory serves the whole process (the
 account is looked up once): every order, the API's and the renewal worker's, goes
-through `order_certificate`. `close_acme` forgets them (for tests).
+through `order_certificate`. `close_acme` forgets them (for tests). With
+``CERTWARD_ACME_PROFILE`` every order asks for that profile; `check_acme_profile`
+refuses to start when the CA's directory does not list it.
+
+**Renewal information.** `renewal_plan` says when to act on an ACME certificate: when
+the CA offers renewal information (RFC 9773), a moment drawn from its suggested window
+(`certward.issuing.renewal.renewal_moment`) and when to ask again, whichever comes
+first is the row's ``renew_after``; otherwise, or when the CA cannot answer, the
+2/3-of-lifetime rule. When a row comes due, `renewal_plan` is asked again: a window
+still ahead only moves ``renew_after`` (no order), one that has come orders the
+renewal, naming the certificate it replaces.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -44,9 +55,11 @@ from certward.issuing.acme import (
     DEFAULT_TIMEOUT,
     AcmeError,
     AcmeIssuer,
+    RenewalInfo,
     is_challenge_token,
 )
 from certward.issuing.ca import generate_key
+from certward.issuing.renewal import renew_after
 from certward.model import AcmeChallenge
 from certward.pki.convert import private_key_der
 from certward.secrets import SecretBox, associated_data
@@ -60,7 +73,8 @@ CHALLENGE_LIFETIME = DEFAULT_TIMEOUT + timedelta(minutes=5)
 MAX_KEY_AUTHORIZATION_LENGTH = 512  # the column; a real one is token + "." + 43 characters
 
 _lock = threading.Lock()
-_issuers: dict[tuple[int, str, str, str | None], AcmeIssuer] = {}
+_issuers: dict[tuple[int, str, str, str | None, str | None], AcmeIssuer] = {}
+log = logging.getLogger("certward.acme")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,24 +86,89 @@ class AcmeOrder:
     private_key: ec.EllipticCurvePrivateKey = field(repr=False)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenewalPlan:
+    """When to renew an ACME certificate, and when to ask its CA again (None without
+    renewal information)."""
+
+    renew_at: datetime
+    ask_again_at: datetime | None
+
+    @property
+    def next_at(self) -> datetime:
+        """The row's ``renew_after``: renewal, or the next question, whichever is first."""
+        if self.ask_again_at is None:
+            return self.renew_at
+        return min(self.renew_at, self.ask_again_at)
+
+
 def acme_enabled(ctx: Context) -> bool:
     """Whether certificates come from an ACME CA."""
     return ctx.settings.acme_directory is not None
 
 
-def order_certificate(ctx: Context, hostnames: Sequence[str]) -> AcmeOrder:
-    """A fresh ECDSA P-256 key and a certificate for ``hostnames`` from the ACME CA.
+def check_acme_profile(ctx: Context) -> None:
+    """At start: `ConfigurationError` when ``CERTWARD_ACME_PROFILE`` names a profile the
+    CA's directory does not list. A CA that cannot be reached is only logged (every
+    order checks again and fails with the same sentence)."""
+    profile = ctx.settings.acme_profile
+    if profile is None or not acme_enabled(ctx):
+        return
+    try:
+        offered = acme_issuer(ctx).offered_profiles()
+    except AcmeError as exc:
+        log.warning("the ACME profile %r cannot be checked now: %s", profile, exc)
+        return
+    if profile not in offered:
+        listed = ", ".join(sorted(offered)) or "none"
+        raise ConfigurationError(
+            f"CERTWARD_ACME_PROFILE is {profile!r}, but the ACME CA at "
+            f"{ctx.settings.acme_directory} does not offer it; its directory lists: {listed}."
+        )
+
+
+def order_certificate(
+    ctx: Context, hostnames: Sequence[str], *, replacing: x509.Certificate | None = None
+) -> AcmeOrder:
+    """A fresh ECDSA P-256 key and a certificate for ``hostnames`` from the ACME CA;
+    ``replacing`` is the certificate it renews (named in the order, RFC 9773).
 
     Holds no transaction while it talks to the CA (challenges are published in their
     own). `AcmeError`, saying why, when ACME is not configured or the CA does not issue.
     """
     key = generate_key()
-    certificate_pem, chain_pem = acme_issuer(ctx).issue(hostnames, key)
+    certificate_pem, chain_pem = acme_issuer(ctx).issue(hostnames, key, replaces=replacing)
     return AcmeOrder(
         certificate=x509.load_pem_x509_certificate(certificate_pem.encode("ascii")),
         chain_pem=chain_pem,
         private_key=key,
     )
+
+
+def renewal_plan(
+    ctx: Context, certificate: x509.Certificate, *, earliest: datetime | None = None
+) -> RenewalPlan:
+    """When to renew ``certificate`` (never before ``earliest``), from the CA's renewal
+    information when it offers some, and when to ask it again (see the module). Never
+    raises for the CA: one that cannot answer leaves the 2/3-of-lifetime rule."""
+    now = ctx.clock.now()
+    try:
+        info: RenewalInfo | None = acme_issuer(ctx).renewal_info(certificate, now)
+    except AcmeError as exc:
+        log.warning("renewal information unavailable, renewing by the lifetime rule: %s", exc)
+        info = None
+    renew_at = renew_after(
+        certificate.not_valid_before_utc,
+        certificate.not_valid_after_utc,
+        rng=ctx.randomness,
+        earliest=earliest,
+        window=None if info is None else info.window,
+        now=now,
+    )
+    ask_again_at = None if info is None else info.ask_again_at
+    if ask_again_at is not None and earliest is not None:
+        ask_again_at = max(ask_again_at, earliest)
+    return RenewalPlan(renew_at=renew_at, ask_again_at=ask_again_at)
 
 
 def acme_issuer(ctx: Context) -> AcmeIssuer:
@@ -102,7 +181,13 @@ def acme_issuer(ctx: Context) -> AcmeIssuer:
     bundle = None if settings.acme_ca_bundle is None else str(settings.acme_ca_bundle)
     # The issuer keeps the context (through its responder) alive, so the id of its
     # database cannot be reused by another while it is cached.
-    cache_key = (id(ctx.database), str(settings.data_dir.absolute()), directory, bundle)
+    cache_key = (
+        id(ctx.database),
+        str(settings.data_dir.absolute()),
+        directory,
+        bundle,
+        settings.acme_profile,
+    )
     with _lock:
         issuer = _issuers.get(cache_key)
         if issuer is None:
@@ -115,6 +200,7 @@ def acme_issuer(ctx: Context) -> AcmeIssuer:
                 account_key=account_key,
                 responder=DatabaseChallengeResponder(ctx),
                 ca_bundle=settings.acme_ca_bundle,
+                profile=settings.acme_profile,
             )
             _issuers[cache_key] = issuer
         return issuer

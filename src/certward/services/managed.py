@@ -36,6 +36,12 @@ no material yet (empty certificate and key, its dates those of its creation); no
 but this module reads rows that are not ``active``. A failed order is retried by the
 worker with backoff, as a failed renewal is, and a caller that died leaves its claim
 to expire.
+
+With renewal information from the ACME CA (RFC 9773) an ACME row's ``renew_after`` is
+when to renew or to ask the CA again, whichever is first
+(`certward.services.acme_issuing.renewal_plan`): a claimed row whose window has not
+come yet is only given its next ``renew_after`` (counted ``rescheduled``), and a
+renewal names the certificate it replaces.
 """
 
 from __future__ import annotations
@@ -75,7 +81,12 @@ from certward.pki.convert import private_key_der
 from certward.pki.inspect import subject_of
 from certward.secrets import private_key_aad
 from certward.services import renewal_queue
-from certward.services.acme_issuing import acme_enabled, order_certificate
+from certward.services.acme_issuing import (
+    AcmeOrder,
+    acme_enabled,
+    order_certificate,
+    renewal_plan,
+)
 from certward.services.context import Context
 from certward.services.lookups import find_environment
 from certward.services.platform_ca import (
@@ -157,6 +168,7 @@ class _Claim:
     hostname: str
     attempts: int
     pending: bool  # a first issuance: the row itself receives the certificate
+    certificate_pem: str = ""  # the certificate being renewed (ACME rows only)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -184,6 +196,7 @@ class _Outcome:
     claim: _Claim
     row: dict[str, Any] | None = None  # the new certificate's column values, when issued
     error: str | None = None
+    reschedule: datetime | None = None  # not due after all (renewal information): renew_after
 
 
 def issue_for_environment(
@@ -297,6 +310,7 @@ def _claim(ctx: Context, worker: str, limit: int) -> list[_Claim]:
     is a durable commit later in the same WAL (which flushes the claim with it).
     """
     table = _TABLE
+    acme = acme_enabled(ctx)  # only ACME renewals look at the certificate they renew
     with ctx.database.transaction() as session:
         if session.get_bind().dialect.name == "postgresql":
             session.execute(text("SET LOCAL synchronous_commit = off"))
@@ -312,6 +326,7 @@ def _claim(ctx: Context, worker: str, limit: int) -> list[_Claim]:
                 table.c.hostname,
                 table.c.attempts,
                 table.c.state,
+                *((table.c.certificate_pem,) if acme else ()),
             ),
             eligible=(table.c.state.in_((ACTIVE, PENDING)),),
         )
@@ -322,6 +337,7 @@ def _claim(ctx: Context, worker: str, limit: int) -> list[_Claim]:
                 hostname=r.hostname,
                 attempts=r.attempts,
                 pending=r.state == PENDING,
+                certificate_pem=r.certificate_pem if acme else "",
             )
             for r in claimed
         ]
@@ -355,21 +371,37 @@ def _issue_all(ctx: Context, claims: Sequence[_Claim], now: datetime) -> list[_O
 def _issue_all_acme(ctx: Context, claims: Sequence[_Claim], now: datetime) -> list[_Outcome]:
     outcomes = []
     for claim in claims:
+        current = None
+        if claim.certificate_pem and not claim.pending:
+            current = x509.load_pem_x509_certificate(claim.certificate_pem.encode("ascii"))
+            plan = renewal_plan(ctx, current)
+            if plan.ask_again_at is not None and plan.renew_at > now:
+                outcomes.append(_Outcome(claim=claim, reschedule=plan.next_at))
+                continue
         try:
-            order = order_certificate(ctx, [claim.hostname])
+            order = order_certificate(ctx, [claim.hostname], replacing=current)
         except (AcmeError, ValueError) as exc:
             outcomes.append(_Outcome(claim=claim, error=f"ACME issuance failed: {exc}"))
         else:
-            issued = _Issued(
-                issuer=ACME,
-                issuing_ca_id=None,
-                certificate=order.certificate,
-                chain_pem=order.chain_pem,
-                private_key=order.private_key,
-            )
-            row = _row_values(ctx, claim.environment_id, claim.hostname, issued, now, claim)
-            outcomes.append(_Outcome(claim=claim, row=row))
+            outcomes.append(_Outcome(claim=claim, row=_acme_row_values(ctx, claim, order, now)))
     return outcomes
+
+
+def _acme_row_values(
+    ctx: Context, claim: _Claim, order: AcmeOrder, now: datetime
+) -> dict[str, Any]:
+    """The row of a certificate from the ACME CA, scheduled by `renewal_plan`."""
+    issued = _Issued(
+        issuer=ACME,
+        issuing_ca_id=None,
+        certificate=order.certificate,
+        chain_pem=order.chain_pem,
+        private_key=order.private_key,
+    )
+    row = _row_values(ctx, claim.environment_id, claim.hostname, issued, now, claim)
+    plan = renewal_plan(ctx, order.certificate, earliest=now + MANAGED_RENEWAL_MIN_DELAY)
+    row["renew_after"] = plan.next_at
+    return row
 
 
 def _store(ctx: Context, worker: str, outcomes: Sequence[_Outcome]) -> RenewalReport:
@@ -378,8 +410,9 @@ def _store(ctx: Context, worker: str, outcomes: Sequence[_Outcome]) -> RenewalRe
     table = _TABLE
     renewals = {o.claim.id: o.row for o in outcomes if o.row is not None and not o.claim.pending}
     firsts = [(o.claim, o.row) for o in outcomes if o.row is not None and o.claim.pending]
-    failures = [o for o in outcomes if o.row is None]
-    stored = failed = 0
+    later = [o for o in outcomes if o.reschedule is not None]
+    failures = [o for o in outcomes if o.row is None and o.reschedule is None]
+    stored = failed = rescheduled = 0
     with ctx.database.transaction() as session:
         connection = session.connection()
         now = ctx.clock.now()
@@ -429,9 +462,24 @@ def _store(ctx: Context, worker: str, outcomes: Sequence[_Outcome]) -> RenewalRe
                 now=now,
             )
             failed += 1 if held else 0
+        for outcome in later:
+            result = connection.execute(
+                update(table)
+                .where(
+                    table.c.id == outcome.claim.id,
+                    table.c.state == ACTIVE,
+                    table.c.claimed_by == worker,
+                )
+                .values(renew_after=outcome.reschedule, **RELEASED)
+            )
+            rescheduled += 1 if result.rowcount == 1 else 0
         retire_unused(session, now)
     return RenewalReport(
-        claimed=len(outcomes), renewed=stored, failed=failed, lost=len(outcomes) - stored - failed
+        claimed=len(outcomes),
+        renewed=stored,
+        failed=failed,
+        rescheduled=rescheduled,
+        lost=len(outcomes) - stored - failed - rescheduled,
     )
 
 

@@ -12,6 +12,8 @@ worker's lease on it is running. Any number of workers share a queue:
   compare-and-set on ``claimed_by``: a worker whose lease expired stores nothing;
 * `record_failure` backs off a row the worker still holds (`certward.issuing.renewal`
   says when it is due again) and keeps the error.
+* a row whose ACME CA suggests a renewal window still ahead (RFC 9773) is only given its
+  next ``renew_after`` and released (`RenewalReport.rescheduled`).
 
 Managed certificates (`certward.services.managed`) and the ACME certificates of custom
 domains (`certward.services.tls_acme`) are the two queues.
@@ -42,6 +44,7 @@ class RenewalReport:
     renewed: int
     failed: int
     lost: int  # claims another worker took over (lease expired) or rows deleted meanwhile
+    rescheduled: int = 0  # not due after all: the CA's renewal window is still ahead
 
 
 def claim(

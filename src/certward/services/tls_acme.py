@@ -10,29 +10,39 @@ transaction, a failure retried with backoff. Since material never changes, a ren
 one short transaction inserts it, moves every custom domain of the old certificate to
 it, and deletes the old one (audited as ``tls_certificate.renew`` with both ids). The
 data plane sees the domains switch at once; the app keeps one certificate per order,
-not a trail of expiring ones (whose expiry notices would be false alarms).
+not a trail of expiring ones (whose expiry notices would be false alarms). With renewal
+information from the CA (RFC 9773), ``renew_after`` follows its suggested window
+(`certward.services.acme_issuing.renewal_plan`), a row claimed before its window only
+gets its next ``renew_after``, and the renewal names the certificate it replaces.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
+from cryptography import x509
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from certward.authorization import Action, Principal
 from certward.errors import Conflict, InvalidRequest, IssuerUnavailable, RefusalCode
 from certward.issuing.acme import AcmeError
-from certward.issuing.renewal import CUSTOM_DOMAIN_RENEWAL_MIN_DELAY, renew_after
+from certward.issuing.renewal import CUSTOM_DOMAIN_RENEWAL_MIN_DELAY
 from certward.model import App, Base, CustomDomain, Environment, TlsCertificate
 from certward.pki.convert import private_key_der
 from certward.pki.inspect import describe_certificate
 from certward.pki.names import is_ip
 from certward.services import audit, renewal_queue
-from certward.services.acme_issuing import AcmeOrder, acme_enabled, order_certificate
+from certward.services.acme_issuing import (
+    AcmeOrder,
+    acme_enabled,
+    order_certificate,
+    renewal_plan,
+)
 from certward.services.context import Context
 from certward.services.lookups import find_app, require_licensed
-from certward.services.renewal_queue import RenewalReport
+from certward.services.renewal_queue import RELEASED, RenewalReport
 from certward.services.tls_certificates import (
     ACME,
     TlsCertificateView,
@@ -88,10 +98,13 @@ def order_from_acme(
             "try again.",
             detail={"sans": list(names)},
         ) from exc
+    renew_at = _renew_after(ctx, order)
     with ctx.database.transaction() as session:
         app = find_app(session, principal, app_name, Action.MANAGE)
         require_licensed(app)
-        row = _acme_row(session, ctx, app.id, order, names=names, description=description)
+        row = _acme_row(
+            session, ctx, app.id, order, names=names, description=description, renew_at=renew_at
+        )
         audit.record(
             session,
             ctx,
@@ -114,17 +127,32 @@ def renew_due_acme(ctx: Context, *, worker: str, limit: int) -> RenewalReport:
     recorded on the old row with backoff; the domains keep the old certificate.
     """
     claims = _claim_acme(ctx, worker, limit)
-    renewed = failed = 0
-    for certificate_id, names, attempts in claims:
+    renewed = failed = rescheduled = 0
+    for certificate_id, names, attempts, certificate_pem in claims:
+        current = x509.load_pem_x509_certificate(certificate_pem.encode("ascii"))
+        plan = renewal_plan(ctx, current)
+        if plan.ask_again_at is not None and plan.renew_at > ctx.clock.now():
+            rescheduled += _reschedule(ctx, worker, certificate_id, plan.next_at)
+            continue
         try:
-            order = order_certificate(ctx, names)
+            order = order_certificate(ctx, names, replacing=current)
         except AcmeError as exc:
             failed += _record_failure(ctx, worker, certificate_id, attempts, str(exc))
         else:
-            renewed += _store_renewal(ctx, worker, certificate_id, order)
+            renewed += _store_renewal(ctx, worker, certificate_id, order, _renew_after(ctx, order))
     return RenewalReport(
-        claimed=len(claims), renewed=renewed, failed=failed, lost=len(claims) - renewed - failed
+        claimed=len(claims),
+        renewed=renewed,
+        failed=failed,
+        rescheduled=rescheduled,
+        lost=len(claims) - renewed - failed - rescheduled,
     )
+
+
+def _renew_after(ctx: Context, order: AcmeOrder) -> datetime:
+    """The ``renew_after`` of a certificate just ordered (`renewal_plan`)."""
+    earliest = ctx.clock.now() + CUSTOM_DOMAIN_RENEWAL_MIN_DELAY
+    return renewal_plan(ctx, order.certificate, earliest=earliest).next_at
 
 
 def _acme_names(ctx: Context, sans: Sequence[str]) -> tuple[str, ...]:
@@ -183,9 +211,9 @@ def _acme_row(
     *,
     names: Sequence[str],
     description: str,
+    renew_at: datetime,
 ) -> TlsCertificate:
-    """A new row for an ordered certificate (flushed, key sealed), its renewal scheduled
-    from its own dates."""
+    """A new row for an ordered certificate (flushed, key sealed), due at ``renew_at``."""
     now = ctx.clock.now()
     certificate = order.certificate
     info = describe_certificate(certificate)
@@ -204,12 +232,7 @@ def _acme_row(
         sans=list(sans_of(certificate)),
         certificate_pem=pem_of([certificate]),
         chain_pem=order.chain_pem,
-        renew_after=renew_after(
-            info.not_before,
-            info.not_after,
-            rng=ctx.randomness,
-            earliest=now + CUSTOM_DOMAIN_RENEWAL_MIN_DELAY,
-        ),
+        renew_after=renew_at,
         attempts=0,
         private_key_ciphertext=b"",
         key_id=ctx.secrets.keyring.active.key_id,
@@ -224,8 +247,11 @@ def _acme_row(
     return row
 
 
-def _claim_acme(ctx: Context, worker: str, limit: int) -> list[tuple[str, tuple[str, ...], int]]:
-    """Mark up to ``limit`` due ACME certificates as this worker's: (id, names, attempts)."""
+def _claim_acme(
+    ctx: Context, worker: str, limit: int
+) -> list[tuple[str, tuple[str, ...], int, str]]:
+    """Mark up to ``limit`` due ACME certificates as this worker's: (id, names, attempts,
+    certificate PEM)."""
     with ctx.database.transaction() as session:
         claimed = renewal_queue.claim(
             session.connection(),
@@ -233,12 +259,26 @@ def _claim_acme(ctx: Context, worker: str, limit: int) -> list[tuple[str, tuple[
             worker=worker,
             now=ctx.clock.now(),
             limit=limit,
-            returning=(_TABLE.c.id, _TABLE.c.sans, _TABLE.c.attempts),
+            returning=(_TABLE.c.id, _TABLE.c.sans, _TABLE.c.attempts, _TABLE.c.certificate_pem),
         )
-        return [(r.id, tuple(r.sans), r.attempts) for r in claimed]
+        return [(r.id, tuple(r.sans), r.attempts, r.certificate_pem) for r in claimed]
 
 
-def _store_renewal(ctx: Context, worker: str, certificate_id: str, order: AcmeOrder) -> int:
+def _reschedule(ctx: Context, worker: str, certificate_id: str, renew_at: datetime) -> int:
+    """Give a certificate this worker holds its next ``renew_after`` and release it (1),
+    or do nothing if it lost the claim (0)."""
+    with ctx.database.transaction() as session:
+        result = session.execute(
+            update(TlsCertificate)
+            .where(TlsCertificate.id == certificate_id, TlsCertificate.claimed_by == worker)
+            .values(renew_after=renew_at, **RELEASED)
+        )
+        return 1 if getattr(result, "rowcount", 0) == 1 else 0
+
+
+def _store_renewal(
+    ctx: Context, worker: str, certificate_id: str, order: AcmeOrder, renew_at: datetime
+) -> int:
     """Replace the certificate this worker holds by its renewal (1), or store nothing
     when the claim was lost or the certificate deleted meanwhile (0)."""
     with ctx.database.transaction() as session:
@@ -250,7 +290,13 @@ def _store_renewal(ctx: Context, worker: str, certificate_id: str, order: AcmeOr
         if old is None:
             return 0
         new = _acme_row(
-            session, ctx, old.app_id, order, names=tuple(old.sans), description=old.description
+            session,
+            ctx,
+            old.app_id,
+            order,
+            names=tuple(old.sans),
+            description=old.description,
+            renew_at=renew_at,
         )
         hostnames = list(
             session.scalars(

@@ -440,7 +440,8 @@ async def change_runtime_profile(request: Request) -> Response:
         profile = Pkcs12Profile(form.text("pkcs12_profile"))
     except ValueError:
         raise InvalidRequest(
-            "Choose the modern or the legacy PKCS12 profile.", code=RefusalCode.INVALID_REQUEST
+            "Choose the modern, modern2026 or legacy PKCS12 profile.",
+            code=RefusalCode.INVALID_REQUEST,
         ) from None
     await call(apps.update_environment, visit.context, visit.who, app, env, pkcs12_profile=profile)
     return redirect(

@@ -10,25 +10,16 @@ import typer
 from rich.text import Text
 from rich.tree import Tree
 
-from certward.api_client import DEFAULT_SERVER, JsonObject
-from certward.cli.remote.connection import connect
+from certward.api_client import ACCESS_PROFILES, JsonObject
+from certward.cli.remote.connection import Remote, connected
 from certward.cli.remote.local_files import read_upload
-from certward.cli.remote.options import (
-    AppOption,
-    JsonOption,
-    ProfileArgument,
-    ServerOption,
-    TokenOption,
-    input_file,
-)
+from certward.cli.remote.options import AppOption, ProfileArgument, input_file
 from certward.cli.remote.range_profiles import RangeProfileCommands, add_range_profile_commands
 from certward.cli.remote.terminal import (
-    emit_json,
     format_time,
     print_details,
     print_line,
     print_warnings,
-    show_answer,
     stdout_console,
     usage_error,
 )
@@ -79,58 +70,50 @@ def _print_access_profile(body: JsonObject) -> None:
     _print_ca_tree(body)
 
 
-def _count_nodes(nodes: Sequence[Any]) -> int:
-    return sum(1 + _count_nodes(n.get("children") or []) for n in nodes if isinstance(n, dict))
-
-
-add_range_profile_commands(
-    access_profile_group,
-    RangeProfileCommands(
-        noun="access profile",
-        helps={
-            "create": "Create an access profile.",
-            "list": "The app's access profiles.",
-            "show": "A profile's IP ranges and its client CAs as a tree.",
-            "update": "Replace a profile's IP ranges (live).",
-            "delete": "Delete a profile (refused while a path rule names it).",
-        },
-        column="client CAs",
-        cell=lambda p: _count_nodes(p.get("certificates") or []),
-        show=_print_access_profile,
-        create=lambda api, app, name, ranges: api.create_access_profile(
-            app, name, ip_ranges=ranges
-        ),
-        listing=lambda api, app: api.list_access_profiles(app),
-        get=lambda api, app, name: api.get_access_profile(app, name),
-        update=lambda api, app, name, ranges: api.update_access_profile(
-            app, name, ip_ranges=ranges
-        ),
-        delete=lambda api, app, name: api.delete_access_profile(app, name),
-    ),
-)
-
-
-@access_profile_group.command("add-cas")
-def access_profile_add_cas(
-    name: ProfileArgument,
-    app: AppOption,
-    file: Annotated[Path, input_file("PEM with CA certificates, or one DER certificate.")],
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Add client CA certificates to a profile (merged; shown as a tree)."""
-    with connect(server, token, as_json=as_json) as api:
-        body = api.upload_client_cas(app, name, file=read_upload(file))
-    if as_json:
-        emit_json(body)
-        return
+def _print_merged_ca_tree(body: JsonObject) -> None:
     _print_ca_tree(body)
     print_warnings(body)
 
 
+def _count_nodes(nodes: Sequence[Any]) -> int:
+    return sum(1 + _count_nodes(n.get("children") or []) for n in nodes if isinstance(n, dict))
+
+
+ACCESS_PROFILE_COMMANDS = RangeProfileCommands(
+    noun="access profile",
+    paths=ACCESS_PROFILES,
+    helps={
+        "create": "Create an access profile.",
+        "list": "The app's access profiles.",
+        "show": "A profile's IP ranges and its client CAs as a tree.",
+        "update": "Replace a profile's IP ranges (live).",
+        "delete": "Delete a profile (refused while a path rule names it).",
+    },
+    column="client CAs",
+    cell=lambda p: _count_nodes(p.get("certificates") or []),
+    show=_print_access_profile,
+)
+add_range_profile_commands(access_profile_group, ACCESS_PROFILE_COMMANDS)
+
+
+@access_profile_group.command("add-cas")
+@connected()
+def access_profile_add_cas(
+    remote: Remote,
+    name: ProfileArgument,
+    app: AppOption,
+    file: Annotated[Path, input_file("PEM with CA certificates, or one DER certificate.")],
+) -> None:
+    """Add client CA certificates to a profile (merged; shown as a tree)."""
+    with remote.connect() as api:
+        body = api.upload_client_cas(app, name, file=read_upload(file))
+    remote.emit(body, _print_merged_ca_tree)
+
+
 @access_profile_group.command("select-cas")
+@connected()
 def access_profile_select_cas(
+    remote: Remote,
     name: ProfileArgument,
     app: AppOption,
     fingerprint: Annotated[
@@ -142,29 +125,24 @@ def access_profile_select_cas(
     none: Annotated[
         bool, typer.Option("--none", help="Select none: every CA of the profile is accepted.")
     ] = False,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Choose the CAs whose client certificates are accepted (each with the CAs below it)."""
     if bool(fingerprint) == none:
         raise usage_error("give the accepted CAs with --fingerprint, or --none")
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.select_client_cas(app, name, selected=fingerprint or [])
-    show_answer(body, as_json, _print_ca_tree)
+    remote.emit(body, _print_ca_tree)
 
 
 @access_profile_group.command("remove-ca")
+@connected()
 def access_profile_remove_ca(
+    remote: Remote,
     name: ProfileArgument,
     fingerprint: Annotated[str, typer.Argument(help="SHA-256 of the CA to remove.")],
     app: AppOption,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Remove one client CA from a profile."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         api.remove_client_ca(app, name, fingerprint)
-    if not as_json:
-        print_line(f"Removed the client CA {fingerprint} from {name}.")
+    remote.say(f"Removed the client CA {fingerprint} from {name}.")

@@ -6,23 +6,11 @@ from typing import Annotated
 
 import typer
 
-from certward.api_client import DEFAULT_SERVER, JsonObject
-from certward.cli.remote.connection import connect
-from certward.cli.remote.options import (
-    AppOption,
-    EnvOption,
-    JsonOption,
-    ServerOption,
-    TokenOption,
-)
+from certward.api_client import IP_DENY_PROFILES, JsonObject
+from certward.cli.remote.connection import Remote, connected
+from certward.cli.remote.options import AppOption, EnvOption
 from certward.cli.remote.range_profiles import RangeProfileCommands, add_range_profile_commands
-from certward.cli.remote.terminal import (
-    emit_json,
-    format_time,
-    print_details,
-    print_line,
-    usage_error,
-)
+from certward.cli.remote.terminal import format_time, print_details, print_line, usage_error
 
 ip_deny_group = typer.Typer(
     help="Address ranges refused on the environments they are attached to (live).",
@@ -41,35 +29,27 @@ def _print_ip_deny_profile(body: JsonObject) -> None:
     )
 
 
-add_range_profile_commands(
-    ip_deny_group,
-    RangeProfileCommands(
-        noun="IP deny profile",
-        helps={
-            "create": "Create an IP deny profile.",
-            "list": "The app's IP deny profiles and where they are attached.",
-            "show": "One IP deny profile.",
-            "update": "Replace an IP deny profile's ranges (live).",
-            "delete": "Delete an IP deny profile (refused while attached).",
-        },
-        column="attached to",
-        cell=lambda p: p.get("environments"),
-        show=_print_ip_deny_profile,
-        create=lambda api, app, name, ranges: api.create_ip_deny_profile(
-            app, name, ip_ranges=ranges
-        ),
-        listing=lambda api, app: api.list_ip_deny_profiles(app),
-        get=lambda api, app, name: api.get_ip_deny_profile(app, name),
-        update=lambda api, app, name, ranges: api.update_ip_deny_profile(
-            app, name, ip_ranges=ranges
-        ),
-        delete=lambda api, app, name: api.delete_ip_deny_profile(app, name),
-    ),
+IP_DENY_PROFILE_COMMANDS = RangeProfileCommands(
+    noun="IP deny profile",
+    paths=IP_DENY_PROFILES,
+    helps={
+        "create": "Create an IP deny profile.",
+        "list": "The app's IP deny profiles and where they are attached.",
+        "show": "One IP deny profile.",
+        "update": "Replace an IP deny profile's ranges (live).",
+        "delete": "Delete an IP deny profile (refused while attached).",
+    },
+    column="attached to",
+    cell=lambda p: p.get("environments"),
+    show=_print_ip_deny_profile,
 )
+add_range_profile_commands(ip_deny_group, IP_DENY_PROFILE_COMMANDS)
 
 
 @ip_deny_group.command("attach")
+@connected()
 def ip_deny_attach(
+    remote: Remote,
     app: AppOption,
     env: EnvOption,
     names: Annotated[
@@ -77,19 +57,13 @@ def ip_deny_attach(
         typer.Argument(help="Every profile to attach: the whole set.", show_default=False),
     ] = None,
     none: Annotated[bool, typer.Option("--none", help="Detach every profile.")] = False,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Set the IP deny profiles attached to an environment, as a whole set (live)."""
     if bool(names) == none:
         raise usage_error("name the profiles to attach, or give --none")
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.attach_ip_deny_profiles(app, env, profiles=names or [])
-    if as_json:
-        emit_json(body)
-        return
-    _print_attached(body, app, env)
+    remote.emit(body, lambda shown: _print_attached(shown, app, env))
 
 
 def _print_attached(body: JsonObject, app: str, env: str) -> None:
@@ -101,17 +75,9 @@ def _print_attached(body: JsonObject, app: str, env: str) -> None:
 
 
 @ip_deny_group.command("attached")
-def ip_deny_attached(
-    app: AppOption,
-    env: EnvOption,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@connected()
+def ip_deny_attached(remote: Remote, app: AppOption, env: EnvOption) -> None:
     """The IP deny profiles attached to an environment."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.attached_ip_deny_profiles(app, env)
-    if as_json:
-        emit_json(body)
-        return
-    _print_attached(body, app, env)
+    remote.emit(body, lambda shown: _print_attached(shown, app, env))

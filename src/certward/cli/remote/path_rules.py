@@ -8,18 +8,11 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from certward.api_client import DEFAULT_SERVER, JsonObject
-from certward.cli.remote.connection import connect
+from certward.api_client import JsonObject
+from certward.cli.remote.connection import Remote, connected
 from certward.cli.remote.local_files import read_json_file
-from certward.cli.remote.options import AppOption, EnvOption, JsonOption, ServerOption, TokenOption
-from certward.cli.remote.terminal import (
-    NOTHING,
-    emit_json,
-    print_line,
-    print_rows,
-    show_answer,
-    usage_error,
-)
+from certward.cli.remote.options import AppOption, EnvOption
+from certward.cli.remote.terminal import NOTHING, print_line, print_rows, usage_error
 
 path_rules_group = typer.Typer(
     help="An environment's path rules (staged until restart).", no_args_is_help=True
@@ -50,21 +43,18 @@ def _print_path_rules(body: JsonObject) -> None:
 
 
 @path_rules_group.command("show")
-def path_rules_show(
-    app: AppOption,
-    env: EnvOption,
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@connected()
+def path_rules_show(remote: Remote, app: AppOption, env: EnvOption) -> None:
     """The staged and the applied path rules."""
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.path_rules(app, env)
-    show_answer(body, as_json, _print_path_rules)
+    remote.emit(body, _print_path_rules)
 
 
 @path_rules_group.command("set")
+@connected()
 def path_rules_set(
+    remote: Remote,
     app: AppOption,
     env: EnvOption,
     file: Annotated[
@@ -74,18 +64,16 @@ def path_rules_set(
             help='JSON {prefix: {"rule": ..., "profile"?: ...}} (- reads standard input).',
         ),
     ],
-    server: ServerOption = DEFAULT_SERVER,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Stage the whole set of path rules ({} removes every rule); restart applies them."""
     rules = read_json_file(file, "path rules")
     if not isinstance(rules, dict):
         raise usage_error(f"{file} must hold a JSON object from path prefix to rule")
-    with connect(server, token, as_json=as_json) as api:
+    with remote.connect() as api:
         body = api.replace_path_rules(app, env, rules)
-    if as_json:
-        emit_json(body)
-        return
+    remote.emit(body, lambda shown: _print_staged_path_rules(shown, app, env))
+
+
+def _print_staged_path_rules(body: JsonObject, app: str, env: str) -> None:
     _print_path_rules(body)
     print_line(f"Staged; apply with: certward restart --app {app} --env {env}", style="dim")

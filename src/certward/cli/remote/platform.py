@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -105,17 +105,38 @@ def platform_ca_show(remote: Remote, every: AllOption = False) -> None:
     """The platform CA's certificates with their state."""
     with remote.connect() as api:
         certificates = api.platform_ca_certificates(every=every)
-    remote.emit_rows(
-        certificates,
+    remote.emit(certificates, _print_ca_certificates)
+
+
+def _print_ca_certificates(certificates: list[JsonObject]) -> None:
+    """One row a CA certificate; below a root cross-certified by the root it replaced,
+    while that cross-certificate is served, a ``cross`` row for it."""
+    rows: list[tuple[Any, ...]] = []
+    for c in certificates:
+        rows.append(
+            (
+                c.get("id"),
+                c.get("kind"),
+                c.get("state"),
+                c.get("subject"),
+                format_time(c.get("not_after")),
+                c.get("sha256_fingerprint"),
+            )
+        )
+        if isinstance(cross := c.get("cross_certificate"), dict):
+            rows.append(
+                (
+                    "",
+                    "cross",
+                    "served",
+                    f"{cross.get('subject')}, issued by {cross.get('issuer')}",
+                    format_time(cross.get("not_after")),
+                    cross.get("sha256_fingerprint"),
+                )
+            )
+    print_rows(
         ("id", "kind", "state", "subject", "valid until", "SHA-256"),
-        lambda c: (
-            c.get("id"),
-            c.get("kind"),
-            c.get("state"),
-            c.get("subject"),
-            format_time(c.get("not_after")),
-            c.get("sha256_fingerprint"),
-        ),
+        rows,
         empty="No published CA certificates.",
     )
 

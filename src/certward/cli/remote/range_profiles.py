@@ -1,82 +1,66 @@
 """The commands every kind of range profile has: create, list, show, update, delete.
 
 ``certward access-profile`` and ``certward ip-deny-profile`` both start with them; a
-`RangeProfileCommands` says what one kind calls, shows and says, and
-`add_range_profile_commands` adds the five commands to the kind's group.
+`RangeProfileCommands` says where the API keeps one kind and what its commands show and
+say, and `add_range_profile_commands` adds the five commands to the kind's group.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import typer
 
-from certward.api_client import DEFAULT_SERVER, ApiClient, JsonObject
-from certward.cli.remote.connection import connect
+from certward.api_client import JsonObject, RangeProfilePaths
+from certward.cli.remote.connection import Remote, connected
 from certward.cli.remote.options import (
     AppOption,
     IpRangeOption,
-    JsonOption,
     NoIpRangesOption,
     ProfileArgument,
-    ServerOption,
-    TokenOption,
     new_ip_ranges,
 )
-from certward.cli.remote.terminal import format_time, print_line, show_answer, show_rows
+from certward.cli.remote.terminal import format_time
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RangeProfileCommands:
     """One kind of range profile on the command line.
 
-    ``helps`` holds each command's help by command name; ``column`` and ``cell`` are the
-    listing's third column (after the name and the IP ranges); ``show`` draws one
-    profile. The five calls are the kind's `ApiClient` operations.
+    ``paths`` is where the API keeps the kind; ``helps`` holds each command's help by
+    command name; ``column`` and ``cell`` are the listing's third column (after the name
+    and the IP ranges); ``show`` draws one profile.
     """
 
     noun: str  # "access profile"
+    paths: RangeProfilePaths
     helps: Mapping[str, str]
     column: str
     cell: Callable[[JsonObject], Any]
     show: Callable[[JsonObject], None]
-    create: Callable[[ApiClient, str, str, Sequence[str]], JsonObject]
-    listing: Callable[[ApiClient, str], list[JsonObject]]
-    get: Callable[[ApiClient, str, str], JsonObject]
-    update: Callable[[ApiClient, str, str, Sequence[str]], JsonObject]
-    delete: Callable[[ApiClient, str, str], None]
 
 
 def add_range_profile_commands(group: typer.Typer, kind: RangeProfileCommands) -> None:
     """Add ``create``, ``list``, ``show``, ``update`` and ``delete`` to ``group``."""
 
     @group.command("create", help=kind.helps["create"])
+    @connected()
     def create(
-        name: ProfileArgument,
-        app: AppOption,
-        ip_range: IpRangeOption = None,
-        server: ServerOption = DEFAULT_SERVER,
-        token: TokenOption = None,
-        as_json: JsonOption = False,
+        remote: Remote, name: ProfileArgument, app: AppOption, ip_range: IpRangeOption = None
     ) -> None:
-        with connect(server, token, as_json=as_json) as api:
-            body = kind.create(api, app, name, ip_range or ())
-        show_answer(body, as_json, kind.show)
+        with remote.connect() as api:
+            body = api.create_range_profile(kind.paths, app, name, ip_ranges=ip_range or ())
+        remote.emit(body, kind.show)
 
     @group.command("list", help=kind.helps["list"])
-    def listing(
-        app: AppOption,
-        server: ServerOption = DEFAULT_SERVER,
-        token: TokenOption = None,
-        as_json: JsonOption = False,
-    ) -> None:
-        with connect(server, token, as_json=as_json) as api:
-            profiles = kind.listing(api, app)
-        show_rows(
+    @connected()
+    def listing(remote: Remote, app: AppOption) -> None:
+        with remote.connect() as api:
+            profiles = api.list_range_profiles(kind.paths, app)
+        remote.emit_rows(
             profiles,
-            as_json,
             ("name", "IP ranges", kind.column, "updated"),
             lambda p: (
                 p.get("name"),
@@ -88,41 +72,29 @@ def add_range_profile_commands(group: typer.Typer, kind: RangeProfileCommands) -
         )
 
     @group.command("show", help=kind.helps["show"])
-    def show(
-        name: ProfileArgument,
-        app: AppOption,
-        server: ServerOption = DEFAULT_SERVER,
-        token: TokenOption = None,
-        as_json: JsonOption = False,
-    ) -> None:
-        with connect(server, token, as_json=as_json) as api:
-            body = kind.get(api, app, name)
-        show_answer(body, as_json, kind.show)
+    @connected()
+    def show(remote: Remote, name: ProfileArgument, app: AppOption) -> None:
+        with remote.connect() as api:
+            body = api.get_range_profile(kind.paths, app, name)
+        remote.emit(body, kind.show)
 
     @group.command("update", help=kind.helps["update"])
+    @connected()
     def update(
+        remote: Remote,
         name: ProfileArgument,
         app: AppOption,
         ip_range: IpRangeOption = None,
         no_ip_ranges: NoIpRangesOption = False,
-        server: ServerOption = DEFAULT_SERVER,
-        token: TokenOption = None,
-        as_json: JsonOption = False,
     ) -> None:
         ip_ranges = new_ip_ranges(ip_range, no_ip_ranges)
-        with connect(server, token, as_json=as_json) as api:
-            body = kind.update(api, app, name, ip_ranges)
-        show_answer(body, as_json, kind.show)
+        with remote.connect() as api:
+            body = api.update_range_profile(kind.paths, app, name, ip_ranges=ip_ranges)
+        remote.emit(body, kind.show)
 
     @group.command("delete", help=kind.helps["delete"])
-    def delete(
-        name: ProfileArgument,
-        app: AppOption,
-        server: ServerOption = DEFAULT_SERVER,
-        token: TokenOption = None,
-        as_json: JsonOption = False,
-    ) -> None:
-        with connect(server, token, as_json=as_json) as api:
-            kind.delete(api, app, name)
-        if not as_json:
-            print_line(f"Deleted {kind.noun} {name}.")
+    @connected()
+    def delete(remote: Remote, name: ProfileArgument, app: AppOption) -> None:
+        with remote.connect() as api:
+            api.delete_range_profile(kind.paths, app, name)
+        remote.say(f"Deleted {kind.noun} {name}.")

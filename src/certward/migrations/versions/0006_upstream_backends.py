@@ -20,27 +20,22 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from alembic import op
 
+from certward.migrations import WHEN, identifier, owned_by, primary_key
+
 revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-_WHEN = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
     backends = op.create_table(
         "upstream_backends",
         sa.Column("backend", sa.String(length=300), nullable=False),
-        sa.Column("app_id", sa.String(length=36), nullable=False),
-        sa.Column("created_at", _WHEN, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["app_id"],
-            ["apps.id"],
-            name=op.f("fk_upstream_backends_app_id_apps"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("backend", name=op.f("pk_upstream_backends")),
+        identifier("app_id"),
+        sa.Column("created_at", WHEN, nullable=False),
+        owned_by("upstream_backends", "app_id", "apps"),
+        primary_key("upstream_backends", "backend"),
     )
     op.create_index(op.f("ix_upstream_backends_app_id"), "upstream_backends", ["app_id"])
     op.create_table(
@@ -49,14 +44,14 @@ def upgrade() -> None:
         sa.Column("app", sa.String(length=63), nullable=False),
         sa.Column("environment", sa.String(length=63), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
-        sa.Column("since", _WHEN, nullable=False),
-        sa.PrimaryKeyConstraint("hostname", name=op.f("pk_data_plane_exclusions")),
+        sa.Column("since", WHEN, nullable=False),
+        primary_key("data_plane_exclusions", "hostname"),
     )
     environments = sa.table(
         "environments",
         sa.column("app_id", sa.String),
         sa.column("upstream", sa.String),
-        sa.column("created_at", _WHEN),
+        sa.column("created_at", WHEN),
     )
     claimed: dict[str, tuple[str, datetime]] = {}
     rows = op.get_bind().execute(

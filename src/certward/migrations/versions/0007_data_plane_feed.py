@@ -25,12 +25,12 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from alembic import op
 
+from certward.migrations import WHEN, primary_key
+
 revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-_WHEN = sa.DateTime(timezone=True)
 
 _ENVIRONMENT_HOSTNAMES = (
     "SELECT hostname AS h FROM environments WHERE id = {env}"
@@ -93,14 +93,14 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("value", sa.BigInteger(), nullable=False),
         sa.Column("trimmed", sa.BigInteger(), server_default="0", nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_data_plane_sequence")),
+        primary_key("data_plane_sequence"),
     )
     op.execute("INSERT INTO data_plane_sequence (id, value, trimmed) VALUES (1, 0, 0)")
     op.create_table(
         "data_plane_changes",
         sa.Column("sequence", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("hostname", sa.String(length=253), nullable=False),
-        sa.PrimaryKeyConstraint("sequence", "hostname", name=op.f("pk_data_plane_changes")),
+        primary_key("data_plane_changes", "sequence", "hostname"),
     )
     op.create_table(
         "data_plane_nodes",
@@ -109,9 +109,9 @@ def upgrade() -> None:
         sa.Column("sequence", sa.BigInteger(), nullable=False),
         sa.Column("version", sa.String(length=64), nullable=False),
         sa.Column("hostnames", sa.Integer(), nullable=False),
-        sa.Column("started_at", _WHEN, nullable=False),
-        sa.Column("last_contact", _WHEN, nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_data_plane_nodes")),
+        sa.Column("started_at", WHEN, nullable=False),
+        sa.Column("last_contact", WHEN, nullable=False),
+        primary_key("data_plane_nodes"),
     )
     postgresql = op.get_bind().dialect.name == "postgresql"
     for watched in WATCHED:

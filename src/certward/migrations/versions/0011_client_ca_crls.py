@@ -1,7 +1,7 @@
 """A certificate revocation list per client CA of an access profile.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-04
 
 The CRL is stored as uploaded (DER) with what was read from it, and when a stale one
@@ -19,8 +19,8 @@ from alembic import op
 
 from certward.migrations import revision_module
 
-revision: str = "0010"
-down_revision: str | None = "0009"
+revision: str = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
