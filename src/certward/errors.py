@@ -107,6 +107,7 @@ class RefusalCode(StrEnum):
     TOKEN_NOT_FOUND = "token-not-found"  # noqa: S105 - no such token
     ACCESS_PROFILE_NOT_FOUND = "access-profile-not-found"  # no access profile of that name
     CLIENT_CA_NOT_FOUND = "client-ca-not-found"  # the access profile has no such client CA
+    CRL_NOT_FOUND = "crl-not-found"  # the client CA has no certificate revocation list
     IP_DENY_PROFILE_NOT_FOUND = "ip-deny-profile-not-found"  # no IP deny profile of that name
     WEBHOOK_NOT_FOUND = "webhook-not-found"  # no such webhook
     NO_PLATFORM_CA = "no-platform-ca"  # the platform CA has no active intermediate
@@ -157,6 +158,13 @@ class RefusalCode(StrEnum):
     TOO_MANY_IP_RANGES = "too-many-ip-ranges"  # over the IP ranges a profile may have
     UNKNOWN_CLIENT_CA = "unknown-client-ca"  # a client CA the app does not have
     TOO_MANY_CLIENT_CAS = "too-many-client-cas"  # over the client CAs a profile may select
+    INVALID_CRL = "invalid-crl"  # not a certificate revocation list (PEM or DER)
+    TOO_MANY_CRL_ENTRIES = "too-many-crl-entries"  # a CRL over the revoked entries allowed
+    CRL_ISSUER_MISMATCH = "crl-issuer-mismatch"  # the CRL's issuer is not the client CA
+    CRL_SIGNATURE_INVALID = "crl-signature-invalid"  # the client CA did not sign the CRL
+    CRL_NOT_YET_VALID = "crl-not-yet-valid"  # the CRL's thisUpdate is in the future
+    CRL_NO_NEXT_UPDATE = "crl-no-next-update"  # the CRL does not say when it is replaced
+    CRL_EXPIRED = "crl-expired"  # the CRL's nextUpdate has passed
     UNKNOWN_IP_DENY_PROFILE = "unknown-ip-deny-profile"  # an IP deny profile the app lacks
     TOO_MANY_IP_DENY_PROFILES = "too-many-ip-deny-profiles"  # over an environment's profiles
     INVALID_PATH_PREFIX = "invalid-path-prefix"  # a path prefix outside its syntax

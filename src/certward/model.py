@@ -543,6 +543,15 @@ class AccessProfileCa(Base):
     certificate_pem: Mapped[str] = mapped_column(Text)
     selected: Mapped[bool] = mapped_column(default=False, server_default="0")
     created_at: Mapped[datetime]
+    # The CA's certificate revocation list, as uploaded (DER), and what was read from it.
+    crl_der: Mapped[bytes | None] = mapped_column(LargeBinary)
+    crl_issuer: Mapped[str | None] = mapped_column(Text)
+    crl_this_update: Mapped[datetime | None]
+    crl_next_update: Mapped[datetime | None]
+    crl_revoked: Mapped[int | None]
+    # Set when the renewal worker set a stale CRL aside (CERTWARD_EXPIRED_CRL=warn): the
+    # data plane then does not check the CA's certificates against it.
+    crl_set_aside_at: Mapped[datetime | None]
 
 
 class IpDenyProfile(RangeProfileTable):

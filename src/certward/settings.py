@@ -69,6 +69,13 @@
                                    ``intermediate`` (TLS 1.2 with ECDHE AEAD
                                    suites, and TLS 1.3) or ``modern`` (TLS
                                    1.3 only); ``intermediate``
+``CERTWARD_EXPIRED_CRL``           what a client CA's CRL past its nextUpdate
+                                   means: ``refuse`` (its client certificates
+                                   are refused until a newer CRL comes) or
+                                   ``warn`` (the stale CRL is set aside at the
+                                   renewal worker's next pass, logged and shown:
+                                   the CA's certificates are then accepted
+                                   unchecked); ``refuse``
 ``CERTWARD_ACME_CA_BUNDLE``        PEM file of CA certificates that verify
                                    the ACME server's TLS certificate (a test
                                    CA such as pebble's; default: system roots)
@@ -108,6 +115,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -151,6 +159,14 @@ DEFAULT_IDLE_TIMEOUT = timedelta(seconds=60)
 DEFAULT_UPLOAD_RATE = Rate(count=30, period=timedelta(minutes=1))
 DEFAULT_FAILED_UPLOAD_RATE = Rate(count=10, period=timedelta(minutes=1))
 
+
+class ExpiredCrl(StrEnum):
+    """What a client CA's CRL past its nextUpdate means (``CERTWARD_EXPIRED_CRL``)."""
+
+    REFUSE = "refuse"  # the CA's client certificates are refused until a newer CRL
+    WARN = "warn"  # the stale CRL is set aside (logged, shown); its CA is not checked
+
+
 _DURATION = re.compile(r"^([0-9]{1,9})([smhd]?)$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -192,6 +208,7 @@ class Settings:
     gateway_header_timeout: timedelta = DEFAULT_GATEWAY_HEADER_TIMEOUT
     gateway_idle_timeout: timedelta = DEFAULT_GATEWAY_IDLE_TIMEOUT
     tls_policy: TlsProfile = TlsProfile.INTERMEDIATE
+    expired_crl: ExpiredCrl = ExpiredCrl.REFUSE
     egress_networks: tuple[IPNetwork, ...] = ()
     egress_suffixes: tuple[str, ...] = ()
     egress_plain_http: bool = True
@@ -233,6 +250,7 @@ class Settings:
             "gateway_header_timeout": str(self.gateway_header_timeout),
             "gateway_idle_timeout": str(self.gateway_idle_timeout),
             "tls_policy": self.tls_policy.value,
+            "expired_crl": self.expired_crl.value,
             "egress_allow": ",".join([*map(str, self.egress_networks), *self.egress_suffixes]),
             "egress_plain_http": self.egress_plain_http,
             "upstream_ca_bundle": None
@@ -380,6 +398,7 @@ class Settings:
                 env, "CERTWARD_GATEWAY_IDLE_TIMEOUT", DEFAULT_GATEWAY_IDLE_TIMEOUT
             ),
             tls_policy=_tls_profile(env),
+            expired_crl=_expired_crl(env),
             egress_networks=egress_networks,
             egress_suffixes=egress_suffixes,
             egress_plain_http=_boolean(env, "CERTWARD_EGRESS_PLAIN_HTTP", default=True),
@@ -612,6 +631,16 @@ def _pem_file(value: str | None, name: str) -> Path | None:
     if not path.is_file():
         raise ConfigurationError(f"{name} must name a PEM file of CA certificates, not {value!r}.")
     return path
+
+
+def _expired_crl(env: Mapping[str, str]) -> ExpiredCrl:
+    value = (env.get("CERTWARD_EXPIRED_CRL") or "").strip().lower()
+    if not value:
+        return ExpiredCrl.REFUSE
+    try:
+        return ExpiredCrl(value)
+    except ValueError:
+        raise ConfigurationError("CERTWARD_EXPIRED_CRL must be refuse or warn.") from None
 
 
 def _tls_profile(env: Mapping[str, str]) -> TlsProfile:

@@ -26,6 +26,7 @@ import httpx
 from certward.randomness import Randomness
 from certward.services import notifications
 from certward.services.acme_issuing import sweep_challenges
+from certward.services.client_ca_crls import reconcile_stale_crls
 from certward.services.context import Context
 from certward.services.dataplane_feed import trim_changes
 from certward.services.managed import renew_due
@@ -84,6 +85,7 @@ class RenewalWorker:
         swept = sweep_challenges(self.ctx)
         if swept:
             log.info("deleted %d expired ACME challenge(s)", swept)
+        reconcile_stale_crls(self.ctx)
         trim_changes(self.ctx, self.ctx.settings.data_plane_changes_kept)
         return total
 

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from certward.api import deps, schemas
 from certward.model import App, Environment
 from tests.api.conftest import API, Api, ApiRoute, Token, api_routes, bearer, client_leaf, expect
+from tests.material.crls import make_crl
 from tests.material.factory import IssuedCert, TestCA
 
 # A valid body for every JSON request model: a 404 must not hide behind a 422.
@@ -229,6 +230,16 @@ def _restrict_access(api: Api, ca: TestCA) -> dict[str, str]:
         ),
         201,
     )
+    ca_fingerprint = tree["certificates"][0]["sha256_fingerprint"]
+    crl_path = f"/access-profiles/bravo-office/client-cas/{ca_fingerprint}/crl"
+    expect(
+        api.client.put(
+            api.app_url("bravo", crl_path),
+            files={"crl": ("ca.crl", make_crl(partner_ca, [4711]))},
+            headers=api.admin_headers,
+        ),
+        200,
+    )
     expect(
         api.client.post(
             api.app_url("bravo", "/ip-deny-profiles"),
@@ -320,6 +331,9 @@ def _multipart_probe(method: str, route: str, path: str, world: World) -> Probe:
         return Probe(
             method=method, route=route, path=path, files={"certificates": ("cas.pem", ca_pem)}
         )
+    if route.endswith("/crl"):
+        crl = make_crl(TestCA.root(name="probe CRL CA"))
+        return Probe(method=method, route=route, path=path, files={"crl": ("ca.crl", crl)})
     if route.endswith(("/tls-certificates", "/signed-certificate")):
         files = {"certificate": ("cert.pem", world.a_tls.full_chain_pem())}
         if route.endswith("/tls-certificates"):

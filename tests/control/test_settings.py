@@ -132,6 +132,7 @@ def test_bad_listen_addresses_say_what_is_expected(value: str) -> None:
         ("CERTWARD_MAX_UPLOAD_BYTES", "-5", "positive whole number"),
         ("CERTWARD_MAX_PKCS12_ITERATIONS", "1e6", "positive whole number"),
         ("CERTWARD_TLS_POLICY", "old", "intermediate, modern"),
+        ("CERTWARD_EXPIRED_CRL", "ignore", "refuse or warn"),
         ("CERTWARD_EXPIRES_SOON_DAYS_CLIENT_CERTIFICATE", "0", "positive whole number"),
         ("CERTWARD_EXPIRES_SOON_DAYS_TLS_CERTIFICATE", "2w", "positive whole number"),
         ("CERTWARD_EXPIRES_SOON_DAYS_AUTHORITY", "3651", "at most 3650 days"),

@@ -32,6 +32,7 @@ from certward.dataplane.http_request import ConnectionLimits
 from certward.dataplane.state import (
     AccessProfile,
     ClientCa,
+    ClientCrl,
     DataPlaneState,
     PathRule,
     RuleKind,
@@ -267,8 +268,13 @@ def served(cert: IssuedCert, *, key: str | None = None) -> ServedCertificate:
 
 
 def profile(
-    name: str, *, ranges: tuple[str, ...] = (), cas: tuple[TestCA, ...] = ()
+    name: str,
+    *,
+    ranges: tuple[str, ...] = (),
+    cas: tuple[TestCA, ...] = (),
+    crls: tuple[bytes, ...] = (),
 ) -> AccessProfile:
+    """An access profile accepting ``cas``, with the CRLs (DER) ``crls``."""
     return AccessProfile(
         name=name,
         ip_ranges=tuple(ip_network(r) for r in ranges),
@@ -281,6 +287,7 @@ def profile(
             for ca in cas
         ),
         accepted_issuers=frozenset(ca.certificate.subject.rfc4514_string() for ca in cas),
+        crls=tuple(ClientCrl(id=hashlib.sha256(c).hexdigest(), der=c) for c in crls),
     )
 
 

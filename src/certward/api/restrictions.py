@@ -23,12 +23,19 @@ from certward.api.schemas import (
     RangeProfileCreate,
     RangeProfileUpdate,
 )
-from certward.services import access_profiles, ip_deny_profiles, path_rules, upload_limits
+from certward.services import (
+    access_profiles,
+    client_ca_crls,
+    ip_deny_profiles,
+    path_rules,
+    upload_limits,
+)
 from certward.services.access_profiles import (
     ACCESS_PROFILES,
     AccessProfileView,
     ClientCaTreeView,
 )
+from certward.services.client_ca_crls import CrlView
 from certward.services.ip_deny_profiles import (
     IP_DENY_PROFILES,
     EnvironmentIpDenyView,
@@ -193,6 +200,42 @@ def remove_client_ca(
     app: str, profile: str, fingerprint: str, ctx: ContextDep, who: PrincipalDep
 ) -> Response:
     access_profiles.remove_client_ca(ctx, who, app, profile, fingerprint)
+    return Response(status_code=204)
+
+
+# -- the CRL of a client CA -----------------------------------------------------------------
+
+CRL = CLIENT_CAS + "/{fingerprint}/crl"
+
+
+@router.put(CRL, tags=[TAG], openapi_extra=_multipart({"crl": _FILE}, ["crl"]))
+async def upload_crl(
+    app: str, profile: str, fingerprint: str, request: Request, ctx: ContextDep, who: PrincipalDep
+) -> CrlView:
+    """The client CA's certificate revocation list in the file ``crl`` (PEM or DER),
+    signed by that CA and current; replaces any earlier one (live)."""
+    form = await read_upload_form(
+        request, ctx, files=frozenset({"crl"}), fields=frozenset(),
+        required_files=frozenset({"crl"}),
+    )  # fmt: skip
+    upload = partial(
+        client_ca_crls.upload_crl, ctx, who, app, profile, fingerprint, file=form.files["crl"]
+    )
+    return await run_in_threadpool(upload_limits.guarded, ctx, who, app, upload)
+
+
+@router.get(CRL, tags=[TAG])
+def show_crl(
+    app: str, profile: str, fingerprint: str, ctx: ContextDep, who: PrincipalDep
+) -> CrlView:
+    return client_ca_crls.show_crl(ctx, who, app, profile, fingerprint)
+
+
+@router.delete(CRL, status_code=204, tags=[TAG])
+def remove_crl(
+    app: str, profile: str, fingerprint: str, ctx: ContextDep, who: PrincipalDep
+) -> Response:
+    client_ca_crls.remove_crl(ctx, who, app, profile, fingerprint)
     return Response(status_code=204)
 
 

@@ -113,6 +113,41 @@ class AccessApi(ApiTransport):
             fingerprint=fingerprint,
         )
 
+    def upload_crl(
+        self, app: str, profile: str, fingerprint: str, *, file: UploadFile
+    ) -> JsonObject:
+        """Set or replace the CRL of one client CA of the profile."""
+        return self._object(
+            self._request(
+                "PUT",
+                "/api/v1/apps/{app}/access-profiles/{profile}/client-cas/{fingerprint}/crl",
+                files=[("crl", (file.filename, file.data))],
+                app=app,
+                profile=profile,
+                fingerprint=fingerprint,
+            )
+        )
+
+    def get_crl(self, app: str, profile: str, fingerprint: str) -> JsonObject:
+        return self._object(
+            self._request(
+                "GET",
+                "/api/v1/apps/{app}/access-profiles/{profile}/client-cas/{fingerprint}/crl",
+                app=app,
+                profile=profile,
+                fingerprint=fingerprint,
+            )
+        )
+
+    def remove_crl(self, app: str, profile: str, fingerprint: str) -> None:
+        self._request(
+            "DELETE",
+            "/api/v1/apps/{app}/access-profiles/{profile}/client-cas/{fingerprint}/crl",
+            app=app,
+            profile=profile,
+            fingerprint=fingerprint,
+        )
+
     def attached_ip_deny_profiles(self, app: str, env: str) -> JsonObject:
         return self._object(
             self._request(

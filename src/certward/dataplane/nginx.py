@@ -45,7 +45,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from certward.dataplane.nginx_access import decision_blocks, path_patterns
-from certward.dataplane.nginx_client_ca import client_ca_file
+from certward.dataplane.nginx_client_ca import client_ca_file, client_crl_file
 from certward.dataplane.nginx_client_ca import openssl_dn as openssl_dn  # noqa: PLC0414
 from certward.dataplane.nginx_syntax import comment, quote
 from certward.dataplane.nginx_upstreams import (
@@ -273,6 +273,8 @@ def _site_files(
     if site.wants_client_certificate:
         files[f"client-ca/{hostname}.pem"] = RenderedFile(client_ca_file(site), PUBLIC_MODE)
         client_ca = f"{base}/client-ca/{hostname}.pem"
+        if (crls := client_crl_file(site)) is not None:
+            files[f"client-crl/{hostname}.pem"] = RenderedFile(crls, PUBLIC_MODE)
     return chain, key, client_ca, files
 
 
@@ -474,6 +476,7 @@ def _server(
             "ssl_verify_client optional;",
             f"ssl_client_certificate {quote(client_ca)};",
             f"ssl_verify_depth {CLIENT_VERIFY_DEPTH};",
+            *_crl_line(site, client_ca),
             "# A certificate that fails verification counts as not verified.",
             f"error_page 495 496 = @{name}_unverified;",
         ]
@@ -489,6 +492,14 @@ def _server(
         *_block(f"location @{name}_unverified", body),
     ]
     return _indented(_block("server", lines), 1)
+
+
+def _crl_line(site: Site, client_ca: str) -> list[str]:
+    """``ssl_crl`` beside the site's client CA file, where a client CA has a CRL."""
+    if not site.client_crls():
+        return []
+    crl_file = client_ca.replace("/client-ca/", "/client-crl/")
+    return [f"ssl_crl {quote(crl_file)};"]
 
 
 def _default_servers(*, https: str, http: str, acme: str, version: str) -> str:

@@ -39,6 +39,21 @@ def client_ca_file(site: Site) -> bytes:
     return b"".join(trusted + plain)
 
 
+def client_crl_file(site: Site) -> bytes | None:
+    """The CRLs of the site's client CAs for ``ssl_crl`` (PEM), or None when none has one.
+
+    nginx checks every certificate of a client's chain once ``ssl_crl`` is set
+    (OpenSSL's ``CRL_CHECK_ALL``): a CA of the chain without a CRL then fails the
+    client certificate. certward sets it as soon as one client CA of the site has a
+    CRL (revocation the tenant asked for is never skipped); the other CAs of the site
+    need one too, roots included.
+    """
+    crls = site.client_crls()
+    if not crls:
+        return None
+    return b"".join(x509.load_der_x509_crl(crl.der).public_bytes(Encoding.PEM) for crl in crls)
+
+
 def _unique(certificates: Iterable[x509.Certificate]) -> list[x509.Certificate]:
     seen: set[bytes] = set()
     out: list[x509.Certificate] = []

@@ -47,6 +47,16 @@ class ClientCa:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ClientCrl:
+    """A client CA's certificate revocation list (DER); ``id`` is its SHA-256 (hex),
+    computed once where the state is built, so that sites and TLS contexts compare
+    CRLs without reading them."""
+
+    id: str
+    der: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AccessProfile:
     """A request passes when its address is in ``ip_ranges`` or its client certificate
     verifies (clientAuth) to one of ``client_cas``.
@@ -54,7 +64,8 @@ class AccessProfile:
     ``accepted_issuers`` are the RFC 4514 subjects that may have issued an accepted
     client certificate: the selected CAs and the uploaded intermediates below them.
     ``trust_pem`` are the certificates a verifier needs (selected CAs and uploaded
-    intermediates below them), concatenated PEM.
+    intermediates below them), concatenated PEM. ``crls`` are the revocation lists of
+    those of them that have one.
     """
 
     name: str
@@ -62,6 +73,7 @@ class AccessProfile:
     client_cas: tuple[ClientCa, ...] = ()
     accepted_issuers: frozenset[str] = frozenset()
     trust_pem: bytes = b""
+    crls: tuple[ClientCrl, ...] = ()
 
     @property
     def wants_client_certificate(self) -> bool:
@@ -126,6 +138,11 @@ class Site:
                 seen.add(profile.trust_pem)
                 out.append(profile.trust_pem)
         return b"".join(out)
+
+    def client_crls(self) -> tuple[ClientCrl, ...]:
+        """The revocation lists of the client CAs of `client_trust_pem`, once each."""
+        unique = {crl.id: crl for p in self.client_ca_profiles for crl in p.crls}
+        return tuple(unique.values())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

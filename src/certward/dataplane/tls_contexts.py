@@ -75,7 +75,15 @@ def site_context(site: Site, policy: TlsPolicy = INTERMEDIATE) -> SSL.Context:
             store.add_cert(crypto.X509.from_cryptography(certificate))
             context.add_client_ca(certificate)
         # A selected intermediate is a trust anchor by itself, its root uploaded or not.
-        store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)
+        flags = crypto.X509StoreFlags.PARTIAL_CHAIN
+        crls = site.client_crls()
+        for crl in crls:
+            store.add_crl(x509.load_der_x509_crl(crl.der))
+        if crls:
+            # The issuer of the client certificate is checked; one without a CRL is
+            # passed over by `accept_and_record` (`_UNCHECKED`).
+            flags |= crypto.X509StoreFlags.CRL_CHECK
+        store.set_flags(flags)
         context.set_verify_depth(8)
     return context
 
@@ -119,7 +127,7 @@ class ContextCache:
         else:
             if site.certificate is None:
                 raise ValueError(f"{site.hostname} has no certificate yet")
-            trust = site.client_trust_pem()
+            trust = site.client_trust_pem() + "".join(c.id for c in site.client_crls()).encode()
             key = (site.certificate.id, hashlib.sha256(trust).hexdigest() if trust else "")
             wants = site.wants_client_certificate
             if len(self._by_site) >= SITE_KEYS:
@@ -168,7 +176,12 @@ class _Entry:
 def accept_and_record(
     connection: SSL.Connection, certificate: crypto.X509, error: int, depth: int, ok: int
 ) -> bool:
-    """Never fail the handshake over a client certificate; remember why it failed."""
+    """Never fail the handshake over a client certificate; remember why it failed.
+
+    A client CA without a CRL is not checked for revocation: OpenSSL's complaint that
+    it found none is passed over."""
+    if not ok and error == _UNABLE_TO_GET_CRL:
+        return True
     if not ok:
         handshake: Handshake = connection.get_app_data()
         if handshake.verify_error is None:
@@ -176,9 +189,14 @@ def accept_and_record(
     return True
 
 
+_UNABLE_TO_GET_CRL = 3  # X509_V_ERR_UNABLE_TO_GET_CRL: the issuer has no CRL here
+
 # OpenSSL's words for the verification failures a client certificate commonly meets.
 _VERIFY_ERRORS = {
     2: "unable to get issuer certificate",
+    3: "unable to get certificate CRL",
+    12: "CRL has expired",
+    23: "certificate revoked",
     7: "certificate signature failure",
     9: "certificate is not yet valid",
     10: "certificate has expired",
@@ -206,7 +224,7 @@ def check_resumed(connection: SSL.Connection, handshake: Handshake) -> None:
     if peer is None:
         return
     original = int(_lib.SSL_get_verify_result(connection._ssl))
-    if original != 0:
+    if original not in (0, _UNABLE_TO_GET_CRL):
         handshake.verify_error = f"{_verify_message(original)} (resumed session)"
         return
     store = connection.get_context().get_cert_store()
@@ -215,6 +233,8 @@ def check_resumed(connection: SSL.Connection, handshake: Handshake) -> None:
             raise crypto.X509StoreContextError("no store", [], peer)
         crypto.X509StoreContext(store, peer).verify_certificate()
     except crypto.X509StoreContextError as exc:
+        if exc.errors and exc.errors[0] == _UNABLE_TO_GET_CRL:
+            return
         handshake.verify_error = f"{exc} (resumed session)"
 
 

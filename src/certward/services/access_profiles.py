@@ -53,11 +53,21 @@ _HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ClientCaCrl:
+    """What the CRL of a client CA says (`certward.services.client_ca_crls`)."""
+
+    this_update: datetime
+    next_update: datetime
+    revoked: int
+    set_aside: bool  # stale, and not used by the data plane (CERTWARD_EXPIRED_CRL=warn)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClientCaNode:
     """A client CA of a profile and the uploaded certificates it issued.
 
     ``selected`` is the stored choice; with nothing selected in the profile, every CA is
-    accepted.
+    accepted. ``crl`` is None when the CA has no CRL (not checked for revocation).
     """
 
     sha256_fingerprint: str
@@ -67,6 +77,7 @@ class ClientCaNode:
     not_after: datetime
     selected: bool
     children: tuple[ClientCaNode, ...]
+    crl: ClientCaCrl | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,7 +187,7 @@ def upload_client_cas(
     with ctx.database.transaction() as session:
         app = find_app(session, principal, app_name, Action.MANAGE)
         profile = ACCESS_PROFILES.find(session, app, name, for_update=True)
-        rows = _cas_of(session, profile)
+        rows = cas_of(session, profile)
         before = ACCESS_PROFILES.state_of(profile, rows)
         known = {row.sha256_fingerprint for row in rows}
         added = [fp for fp in uploaded if fp not in known]
@@ -228,11 +239,11 @@ def select_client_cas(
     An empty selection accepts every CA of the profile. An unknown fingerprint is
     refused (422) and nothing changes.
     """
-    wanted = [_fingerprint(value) for value in selected]
+    wanted = [ca_fingerprint(value) for value in selected]
     with ctx.database.transaction() as session:
         app = find_app(session, principal, app_name, Action.MANAGE)
         profile = ACCESS_PROFILES.find(session, app, name, for_update=True)
-        rows = _cas_of(session, profile)
+        rows = cas_of(session, profile)
         before = ACCESS_PROFILES.state_of(profile, rows)
         stored = {row.sha256_fingerprint for row in rows}
         unknown = [fp for fp in wanted if fp not in stored]
@@ -270,7 +281,7 @@ def remove_client_ca(
     with ctx.database.transaction() as session:
         app = find_app(session, principal, app_name, Action.MANAGE)
         profile = ACCESS_PROFILES.find(session, app, name, for_update=True)
-        rows = _cas_of(session, profile)
+        rows = cas_of(session, profile)
         wanted = fingerprint.replace(":", "").lower()
         target = next((r for r in rows if r.sha256_fingerprint == wanted), None)
         if target is None:
@@ -306,7 +317,8 @@ def remove_client_ca(
 # -- details --------------------------------------------------------------------------------
 
 
-def _cas_of(session: Session, profile: AccessProfile) -> list[AccessProfileCa]:
+def cas_of(session: Session, profile: AccessProfile) -> list[AccessProfileCa]:
+    """The client CAs of one profile."""
     return _cas_by_profile(session, [profile.id])[profile.id]
 
 
@@ -419,12 +431,24 @@ def _tree(rows: Sequence[AccessProfileCa]) -> tuple[ClientCaNode, ...]:
             not_after=row.not_after,
             selected=row.selected,
             children=tuple(node(child, depth + 1) for child in below),
+            crl=_crl_summary(row),
         )
 
     return tuple(node(row, 0) for row in children.get(None, []))
 
 
-def _fingerprint(value: str) -> str:
+def _crl_summary(row: AccessProfileCa) -> ClientCaCrl | None:
+    if row.crl_this_update is None or row.crl_next_update is None:
+        return None
+    return ClientCaCrl(
+        this_update=row.crl_this_update,
+        next_update=row.crl_next_update,
+        revoked=row.crl_revoked or 0,
+        set_aside=row.crl_set_aside_at is not None,
+    )
+
+
+def ca_fingerprint(value: str) -> str:
     """A SHA-256 fingerprint as certward shows it: 64 lower-case hex digits (colons and
     upper case, as other tools print them, are accepted)."""
     text = value.replace(":", "").lower()

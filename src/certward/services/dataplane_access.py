@@ -9,6 +9,7 @@ number of queries whatever the number of environments.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -17,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from certward.dataplane.state import AccessProfile as DataPlaneProfile
-from certward.dataplane.state import ClientCa, Network
+from certward.dataplane.state import ClientCa, ClientCrl, Network
 from certward.dataplane.state import PathRule as DataPlaneRule
 from certward.ip_ranges import stored_network
 from certward.model import (
@@ -160,4 +161,9 @@ def _data_plane_profile(
         ),
         accepted_issuers=frozenset(row.subject for row in trusted.values()),
         trust_pem=b"".join(row.certificate_pem.encode("ascii") for row in trusted.values()),
+        crls=tuple(
+            ClientCrl(id=hashlib.sha256(row.crl_der).hexdigest(), der=row.crl_der)
+            for row in trusted.values()
+            if row.crl_der is not None and row.crl_set_aside_at is None
+        ),
     )

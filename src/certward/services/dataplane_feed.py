@@ -326,6 +326,7 @@ def _access_digest(site: Site) -> str:
             [ca.sha256_fingerprint for ca in profile.client_cas],
             sorted(profile.accepted_issuers),  # a frozenset's order differs between processes
             hashlib.sha256(profile.trust_pem).hexdigest(),
+            [crl.id for crl in profile.crls],
         )
         for name, profile in sorted(site.profiles.items())
     ]

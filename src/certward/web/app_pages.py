@@ -502,6 +502,7 @@ async def _access_profile(
             "app_tab": "access-profiles",
             "profile": profile,
             "any_selected": _any_selected(profile.certificates),
+            "now": visit.context.clock.now(),
             "range_errors": range_errors or FieldErrors(),
             "range_values": range_values or {"ip_ranges": "\n".join(profile.ip_ranges)},
             "ca_errors": ca_errors or FieldErrors(),

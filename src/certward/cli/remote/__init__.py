@@ -24,6 +24,7 @@ from certward.cli.remote import (
     apps,
     authorities,
     client_certificates,
+    crl,
     domains,
     ip_deny,
     path_rules,
@@ -62,6 +63,7 @@ remote_app.add_typer(domains.domain_group, name="domain", rich_help_panel=_PANEL
 remote_app.add_typer(
     access_profiles.access_profile_group, name="access-profile", rich_help_panel=_PANEL_INCOMING
 )
+access_profiles.access_profile_group.add_typer(crl.crl_group, name="crl")
 remote_app.add_typer(ip_deny.ip_deny_group, name="ip-deny-profile", rich_help_panel=_PANEL_INCOMING)
 remote_app.add_typer(
     path_rules.path_rules_group, name="path-rules", rich_help_panel=_PANEL_INCOMING
