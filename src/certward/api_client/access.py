@@ -8,10 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypedDict
 
 from certward.api_client.payloads import JsonObject, UploadFile
 from certward.api_client.transport import API_PREFIX, ApiTransport
+
+
+class ClientCaOf(TypedDict):
+    """The path names of one client CA of an access profile."""
+
+    app: str
+    profile: str
+    fingerprint: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,35 +125,33 @@ class AccessApi(ApiTransport):
         self, app: str, profile: str, fingerprint: str, *, file: UploadFile
     ) -> JsonObject:
         """Set or replace the CRL of one client CA of the profile."""
+        where = ClientCaOf(app=app, profile=profile, fingerprint=fingerprint)
+        crl = [("crl", (file.filename, file.data))]
         return self._object(
             self._request(
                 "PUT",
                 "/api/v1/apps/{app}/access-profiles/{profile}/client-cas/{fingerprint}/crl",
-                files=[("crl", (file.filename, file.data))],
-                app=app,
-                profile=profile,
-                fingerprint=fingerprint,
+                files=crl,
+                **where,
             )
         )
 
     def get_crl(self, app: str, profile: str, fingerprint: str) -> JsonObject:
+        where = ClientCaOf(app=app, profile=profile, fingerprint=fingerprint)
         return self._object(
             self._request(
                 "GET",
                 "/api/v1/apps/{app}/access-profiles/{profile}/client-cas/{fingerprint}/crl",
-                app=app,
-                profile=profile,
-                fingerprint=fingerprint,
+                **where,
             )
         )
 
     def remove_crl(self, app: str, profile: str, fingerprint: str) -> None:
+        where = ClientCaOf(app=app, profile=profile, fingerprint=fingerprint)
         self._request(
             "DELETE",
             "/api/v1/apps/{app}/access-profiles/{profile}/client-cas/{fingerprint}/crl",
-            app=app,
-            profile=profile,
-            fingerprint=fingerprint,
+            **where,
         )
 
     def attached_ip_deny_profiles(self, app: str, env: str) -> JsonObject:
